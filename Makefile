@@ -1,0 +1,51 @@
+# Two commands set everything up from the hash-locked files (see README):
+#   make run    install the runtime lock into .venv and serve on embedded defaults
+#   make test   install the dev lock into .venv-dev and run every check and test
+PYTHON ?= python3
+PIP_FLAGS = --quiet --require-hashes --no-deps --only-binary :all: --disable-pip-version-check
+HOST ?= 127.0.0.1
+PORT ?= 4000
+
+.PHONY: run test install install-dev lint lock bench clean
+
+.venv/.installed: requirements.lock requirements-build.lock pyproject.toml
+	$(PYTHON) -m venv .venv
+	.venv/bin/python -m pip install $(PIP_FLAGS) -r requirements-build.lock
+	.venv/bin/python -m pip install $(PIP_FLAGS) -r requirements.lock
+	.venv/bin/python -m pip install --quiet --no-deps --no-build-isolation --no-index -e .
+	touch $@
+
+.venv-dev/.installed: requirements-dev.lock pyproject.toml
+	$(PYTHON) -m venv .venv-dev
+	.venv-dev/bin/python -m pip install $(PIP_FLAGS) -r requirements-build.lock
+	.venv-dev/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.lock
+	.venv-dev/bin/python -m pip install --quiet --no-deps --no-build-isolation --no-index -e .
+	touch $@
+
+install: .venv/.installed
+install-dev: .venv-dev/.installed
+
+# Serve on embedded defaults: SQLite under .sealgate/, the bundled config with the local mock model.
+# The admin credential is read from .sealgate/admin.key (created here once, mode 0600).
+run: install
+	@mkdir -p .sealgate && chmod 700 .sealgate
+	@[ -s .sealgate/admin.key ] || (umask 077 && .venv/bin/python -c "import secrets; print('sga-' + secrets.token_urlsafe(32))" > .sealgate/admin.key)
+	SEALGATE_ADMIN_KEY_FILE=.sealgate/admin.key SEALGATE_DATA_DIR=.sealgate \
+	  .venv/bin/sealgate serve --host $(HOST) --port $(PORT)
+
+lint: install-dev
+	.venv-dev/bin/ruff check gateway verify tests bench
+	.venv-dev/bin/ruff format --check gateway verify tests bench
+	.venv-dev/bin/mypy
+
+test: lint
+	.venv-dev/bin/python -m pytest
+
+lock: install-dev
+	UV=.venv-dev/bin/uv scripts/lock
+
+bench: install-dev
+	.venv-dev/bin/python -m bench
+
+clean:
+	rm -rf .venv .venv-dev

@@ -1,0 +1,1 @@
+"""Sealgate supply-chain verifier."""
