@@ -1,0 +1,195 @@
+"""The ASGI application: the OpenAI-compatible API, the admin API, and health.
+
+The hot path (``/v1/chat/completions``, ``/v1/embeddings``) reads the body itself with a size cap,
+checks it with the pure policy functions, authenticates from an in-memory cache, and hands the
+call to the router. Every failure is a GatewayError rendered as an OpenAI-shaped error body.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy import Engine, text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+from gateway import admin, policy
+from gateway.asgi_util import ClientGone, StreamResponse, read_json, unless_disconnected
+from gateway.auth import AdminCredential, Authenticator
+from gateway.config import GatewayConfig
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
+from gateway.providers.base import Stream
+from gateway.router import Router
+from gateway.secrets.broker import SecretBroker
+from gateway.store.keys import KeyRecord, KeyStore
+from gateway.upstream import UpstreamPool
+
+log = logging.getLogger("sealgate")
+
+JSON = "application/json"
+
+
+@dataclass
+class Services:
+    config: GatewayConfig
+    engine: Engine
+    keys: KeyStore
+    auth: Authenticator
+    admin_credential: AdminCredential
+    broker: SecretBroker
+    pool: UpstreamPool
+    router: Router
+    readiness: dict[str, Any] = field(default_factory=dict)
+
+
+def error_response(exc: GatewayError) -> Response:
+    return Response(
+        json.dumps(exc.body()), status_code=exc.http_status, headers=exc.headers, media_type=JSON
+    )
+
+
+def build_app(services: Services) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await services.pool.close()
+        await services.broker.close()
+        services.engine.dispose()
+
+    app = FastAPI(
+        title="Sealgate",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.services = services
+    limit = services.config.server.max_body_bytes
+    router = services.router
+    authenticate = services.auth.authenticate
+
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, exc: GatewayError) -> Response:
+        if exc.http_status >= 500:
+            log.warning("request failed", extra={"sg_code": exc.code, "sg_path": request.url.path})
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid request')}" if where else "invalid request"
+        return error_response(InvalidRequest(message, param=where or None))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: "not_found_error", 405: "invalid_request_error"}.get(exc.status_code, "error")
+        body = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": None}}
+        return Response(json.dumps(body), status_code=exc.status_code, media_type=JSON)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error", exc_info=exc, extra={"sg_path": request.url.path})
+        return error_response(GatewayError("internal error"))
+
+    async def _caller(request: Request, model: str) -> KeyRecord:
+        record = await authenticate(request.headers.get("authorization"))
+        if model not in router.groups:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        if not record.allows(model):
+            raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+        return record
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        started = time.perf_counter()
+        body = await read_json(request, limit)
+        model = policy.check_chat(body)
+        record = await _caller(request, model)
+        if body.get("stream"):
+            stream, deployment = await unless_disconnected(
+                request.receive, router.chat_stream(model, body)
+            )
+
+            async def finished(stream: Stream, outcome: str) -> None:
+                log.debug(
+                    "stream finished",
+                    extra={
+                        "sg_key_id": record.id,
+                        "sg_deployment": deployment.name,
+                        "sg_outcome": outcome,
+                        "sg_ms": round((time.perf_counter() - started) * 1000, 2),
+                    },
+                )
+
+            return StreamResponse(stream, finished)
+        try:
+            reply, deployment = await unless_disconnected(request.receive, router.chat(model, body))
+        except ClientGone:
+            return Response(status_code=499)
+        return Response(reply.body, media_type=JSON)
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> Response:
+        body = await read_json(request, limit)
+        model = policy.check_embeddings(body)
+        await _caller(request, model)
+        try:
+            reply, _ = await unless_disconnected(request.receive, router.embeddings(model, body))
+        except ClientGone:
+            return Response(status_code=499)
+        return Response(reply.body, media_type=JSON)
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        record = await authenticate(request.headers.get("authorization"))
+        data = [
+            {"id": m, "object": "model", "created": 0, "owned_by": "sealgate"}
+            for m in router.models()
+            if record.allows(m)
+        ]
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/health/live")
+    async def live() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/health/ready")
+    async def ready() -> Response:
+        checks: dict[str, Any] = {}
+        try:
+            await anyio.to_thread.run_sync(_ping, services.engine)
+            checks["database"] = {"ok": True}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            checks["database"] = {"ok": False, "error": type(exc).__name__}
+        checks["secrets"] = await services.broker.health()
+        checks.update(services.readiness)
+        ok = all(_ok(v) for v in checks.values())
+        status = 200 if ok else 503
+        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status)
+
+    admin.mount(app, services)
+    return app
+
+
+def _ok(value: Any) -> bool:
+    if isinstance(value, dict):
+        if "ok" in value:
+            return bool(value["ok"])
+        return all(_ok(v) for v in value.values())
+    return True
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,92 @@
+"""Who is calling: virtual keys for the API, the admin credential for /admin.
+
+The lookup of a key's row is cached in memory for ``cache_seconds`` (revocation through this
+process's admin API takes effect at once; another replica's revocation within that time). Unknown
+ids are cached briefly too, so a flood of made-up keys cannot turn into a flood of queries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import anyio.to_thread
+
+from gateway.errors import AuthenticationFailed
+from gateway.store.keys import KeyRecord, KeyStore, key_id_of
+
+NEGATIVE_CACHE_SECONDS = 5.0
+MAX_CACHED = 100_000
+
+INVALID = "invalid API key: pass a Sealgate virtual key as 'Authorization: Bearer sk-sg-...'"
+
+
+class Authenticator:
+    def __init__(
+        self,
+        store: KeyStore,
+        cache_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._ttl = cache_seconds
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
+
+    async def authenticate(self, authorization: str | None) -> KeyRecord:
+        if not authorization:
+            raise AuthenticationFailed("missing API key: pass 'Authorization: Bearer <key>'")
+        scheme, _, key = authorization.partition(" ")
+        key = key.strip()
+        if scheme.lower() != "bearer" or not key:
+            raise AuthenticationFailed(INVALID)
+        key_id = key_id_of(key)
+        if key_id is None:
+            raise AuthenticationFailed(INVALID)
+        record = await self._lookup(key_id)
+        if record is None or not record.matches(key):
+            raise AuthenticationFailed(INVALID)
+        if record.revoked_at is not None:
+            raise AuthenticationFailed("this API key has been revoked", code="key_revoked")
+        if record.expired(datetime.now(UTC)):
+            raise AuthenticationFailed("this API key has expired", code="key_expired")
+        return record
+
+    async def _lookup(self, key_id: str) -> KeyRecord | None:
+        now = self._clock()
+        cached = self._cache.get(key_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        record = await anyio.to_thread.run_sync(self._store.get, key_id)
+        ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_CACHE_SECONDS)
+        if ttl > 0:
+            self._cache[key_id] = (now + ttl, record)
+            self._cache.move_to_end(key_id)
+            while len(self._cache) > MAX_CACHED:
+                self._cache.popitem(last=False)
+        return record
+
+    def forget(self, key_id: str) -> None:
+        self._cache.pop(key_id, None)
+
+
+class AdminCredential:
+    """The admin credential, held only as its SHA-256."""
+
+    def __init__(self, key: str) -> None:
+        if len(key) < 16:
+            raise ValueError("the admin key must be at least 16 characters")
+        self._hash = hashlib.sha256(key.encode()).digest()
+
+    def check(self, authorization: str | None) -> None:
+        scheme, _, key = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise AuthenticationFailed(
+                "admin credential required: 'Authorization: Bearer <admin key>'"
+            )
+        if not hmac.compare_digest(self._hash, hashlib.sha256(key.strip().encode()).digest()):
+            raise AuthenticationFailed("invalid admin credential")

@@ -1,0 +1,79 @@
+"""The ``sealgate`` command.
+
+    sealgate serve [--config FILE] [--host H] [--port P] [--data-dir DIR]
+    sealgate verify ...            the supply-chain verifier (same as ``python -m verify``)
+
+Every option can also be set by an environment variable (named in ``--help``). Exit codes: 0 ok,
+1 findings or refused start-up, 2 usage or environment error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from gateway.errors import ConfigError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 4000
+DEFAULT_DATA_DIR = ".sealgate"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(name, default)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sealgate", description="Sealgate LLM gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument(
+        "--config",
+        default=_env("SEALGATE_CONFIG"),
+        help="YAML config (env SEALGATE_CONFIG; default: the bundled example with a mock model)",
+    )
+    serve.add_argument(
+        "--host", default=_env("SEALGATE_HOST", DEFAULT_HOST), help="env SEALGATE_HOST"
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("SEALGATE_PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
+        help="env SEALGATE_PORT",
+    )
+    serve.add_argument(
+        "--data-dir",
+        default=_env("SEALGATE_DATA_DIR", DEFAULT_DATA_DIR),
+        help="state directory for SQLite (env SEALGATE_DATA_DIR; default .sealgate)",
+    )
+    sub.add_parser(
+        "verify", help="supply-chain verifier (see 'sealgate verify --help')", add_help=False
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["verify"]:
+        from verify.cli import main as verify_main
+
+        return verify_main(args_list[1:])
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "serve":
+        from gateway.server import serve
+
+        try:
+            return serve(
+                config_path=args.config,
+                host=args.host,
+                port=args.port,
+                data_dir=Path(args.data_dir),
+            )
+        except ConfigError as exc:
+            print(f"sealgate: configuration error: {exc}", file=sys.stderr)
+            return 2
+    parser.error(f"unknown command {args.command}")
+    return 2

@@ -1,0 +1,221 @@
+"""Typed, strict configuration.
+
+The file is YAML. Unknown keys are errors; every error names the file, the key (with its line when
+the YAML parser knows it) and what was expected. Defaults are the named constants below. A
+deployment holds a credential *reference*; a literal key is refused.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gateway.errors import ConfigError
+from gateway.secrets.refs import CredentialRef, parse_ref
+
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 120.0
+DEFAULT_TOTAL_TIMEOUT = 600.0
+DEFAULT_POOL_SIZE = 256
+DEFAULT_RETRIES = 1
+DEFAULT_COOLDOWN_SECONDS = 30.0
+DEFAULT_AUTH_CACHE_SECONDS = 30.0
+DEFAULT_SECRET_TTL_SECONDS = 300.0
+
+Provider = Literal["openai", "azure", "openai_compatible", "mock"]
+PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Timeouts(Strict):
+    connect: PositiveSeconds = DEFAULT_CONNECT_TIMEOUT
+    read: PositiveSeconds = DEFAULT_READ_TIMEOUT
+    total: PositiveSeconds = DEFAULT_TOTAL_TIMEOUT
+
+
+class Deployment(Strict):
+    model: str = Field(min_length=1, description="the public model name clients ask for")
+    provider: Provider
+    id: str | None = None
+    upstream_model: str | None = None
+    base_url: str | None = None
+    credential: str | None = None
+    api_version: str | None = None
+    timeouts: Timeouts = Timeouts()
+    pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=10000)
+    allow_private_network: bool = False
+
+    @field_validator("credential")
+    @classmethod
+    def _reference_not_literal(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ref(value)  # raises ValueError with an explanation that never echoes the value
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _absolute_http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an absolute http(s) URL such as https://api.openai.com/v1")
+        if parts.username or parts.password:
+            raise ValueError(
+                "credentials in the URL are refused; use 'credential' with a reference"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("expected a base URL without query or fragment")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _provider_needs(self) -> Deployment:
+        if self.provider != "mock" and self.base_url is None:
+            raise ValueError(f"provider {self.provider} needs base_url (the pinned upstream)")
+        if self.provider in ("openai", "azure") and self.credential is None:
+            raise ValueError(f"provider {self.provider} needs credential (a reference)")
+        if self.provider == "azure" and not self.api_version:
+            raise ValueError("provider azure needs api_version, e.g. 2024-10-21")
+        if self.provider != "azure" and self.api_version is not None:
+            raise ValueError("api_version applies only to provider azure")
+        return self
+
+    @property
+    def credential_ref(self) -> CredentialRef | None:
+        return parse_ref(self.credential) if self.credential else None
+
+    @property
+    def name(self) -> str:
+        return self.id or f"{self.model}/{self.provider}"
+
+
+class Router(Strict):
+    retries: int = Field(DEFAULT_RETRIES, ge=0, le=10)
+    cooldown_seconds: PositiveSeconds = DEFAULT_COOLDOWN_SECONDS
+    fallbacks: dict[str, list[str]] = {}
+
+
+class Server(Strict):
+    max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
+    debug: bool = False
+    auth_cache_seconds: float = Field(DEFAULT_AUTH_CACHE_SECONDS, ge=0, le=3600)
+
+
+class Storage(Strict):
+    url: str | None = None  # default: sqlite under the data directory
+
+
+class Secrets(Strict):
+    ttl_seconds: PositiveSeconds = DEFAULT_SECRET_TTL_SECONDS
+
+
+class Logging(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Verify(Strict):
+    mode: Literal["enforce", "warn", "off"] = "enforce"
+    interval_seconds: float = Field(300.0, ge=0, le=86400)
+    locks: list[str] = []
+    policies_dir: str | None = None
+
+
+class GatewayConfig(Strict):
+    deployments: list[Deployment] = Field(min_length=1)
+    router: Router = Router()
+    server: Server = Server()
+    storage: Storage = Storage()
+    secrets: Secrets = Secrets()
+    logging: Logging = Logging()
+    verify: Verify = Verify()
+
+    @model_validator(mode="after")
+    def _fallbacks_name_models(self) -> GatewayConfig:
+        names = {d.model for d in self.deployments}
+        for source, targets in self.router.fallbacks.items():
+            for name in [source, *targets]:
+                if name not in names:
+                    raise ValueError(f"router.fallbacks names unknown model {name!r}")
+        ids = [d.name for d in self.deployments]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"deployment ids must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def models(self) -> list[str]:
+        return sorted({d.model for d in self.deployments})
+
+
+BUNDLED_CONFIG = "default-config.yaml"
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
+    """Load and validate a config file, or the bundled example when ``path`` is None."""
+    if path is None:
+        text = resources.files("gateway.data").joinpath(BUNDLED_CONFIG).read_text("utf-8")
+        source = f"<bundled {BUNDLED_CONFIG}>"
+    else:
+        source = str(path)
+        try:
+            text = Path(path).read_text("utf-8")
+        except OSError as exc:
+            raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str) -> GatewayConfig:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        raise ConfigError(
+            source, where, f"is not valid YAML: {getattr(exc, 'problem', exc)}"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(source, "(top level)", "expected a mapping with at least 'deployments'")
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        loc = [str(p) for p in first["loc"]]
+        key = ".".join(loc) or "(top level)"
+        line = _line_of(node, list(first["loc"]))
+        where = f"{key} (line {line})" if line else key
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "is not a known key"
+        raise ConfigError(source, where, message) from None
+
+
+def _line_of(node: Any, path: list[Any]) -> int | None:
+    """The 1-based line of ``path`` in the composed YAML node tree, as near as it exists."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == str(part):
+                    line = key.start_mark.line + 1
+                    node = value
+                    break
+            else:
+                return line
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line

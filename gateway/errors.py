@@ -1,0 +1,149 @@
+"""One error tree for everything a request can fail on.
+
+    GatewayError                    500 server_error (never retried)
+    ├── InvalidRequest              400 invalid_request_error
+    │   └── PayloadTooLarge         413
+    ├── AuthenticationFailed        401 authentication_error
+    ├── PermissionDenied            403 permission_error
+    ├── NotFound                    404 not_found_error
+    │   └── ModelNotFound
+    ├── RateLimited                 429 rate_limit_error (Retry-After, x-ratelimit-* headers)
+    ├── UpstreamError               502 upstream_error      (retryable)
+    │   ├── UpstreamUnavailable     503                     (retryable)
+    │   ├── UpstreamTimeout         504                     (retryable)
+    │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
+    └── SecretUnavailable           503 (the credential could not be obtained; fail closed)
+
+    ConfigError                     not HTTP: refuses start-up; names file, key, expectation
+
+Every message is written for the caller and never carries a secret, an upstream body, a URL with
+credentials or a traceback. Upstream detail goes to the log (through the redacting filter), and
+into the body only when the operator turned debug on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class GatewayError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str] = "internal_error"
+    retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code or self.default_code
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    @property
+    def http_status(self) -> int:
+        return self.status
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    default_code = "request_too_large"
+
+
+class AuthenticationFailed(GatewayError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = "permission_error"
+    default_code = "model_not_allowed"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "not_found_error"
+    default_code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    default_code = "model_not_found"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(GatewayError):
+    status = 502
+    type = "upstream_error"
+    default_code = "upstream_error"
+    retryable = True
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    default_code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    default_code = "upstream_timeout"
+
+
+class UpstreamRejected(UpstreamError):
+    """The provider refused the request itself (4xx other than 401/408/429): not worth a retry."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, upstream_status: int, code: str | None = None) -> None:
+        super().__init__(message, code=code or "upstream_rejected")
+        self.upstream_status = upstream_status
+
+    @property
+    def http_status(self) -> int:
+        return self.upstream_status
+
+
+class SecretUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "credential_unavailable"
+    retryable = True
+
+
+class ConfigError(Exception):
+    """A configuration or policy file that does not validate. Start-up is refused."""
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source = source
+        self.key = key
+        self.problem = problem

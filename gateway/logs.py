@@ -1,0 +1,145 @@
+"""Structured JSON logs, with a redacting filter on every handler.
+
+The filter scrubs two kinds of secret from each record before any handler formats it: the live
+values the process holds (registered by the secrets broker and the auth layer while they hold
+them), and anything shaped like a provider key, a Vault token or a bearer credential. It runs on
+the message, its arguments, and the exception text, so a secret inside an exception message from a
+third-party client is scrubbed too.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import threading
+import time
+from typing import Any
+
+REDACTED = "[REDACTED]"
+
+# Shapes of credentials that must never reach a log line, whoever logs them.
+KEY_SHAPES = re.compile(
+    r"""
+    (?:sk|rk|pk)-[A-Za-z0-9_\-]{16,}            # OpenAI, Anthropic (sk-ant-…), Sealgate (sk-sg-…)
+    | sga-[A-Za-z0-9_\-]{16,}                   # Sealgate admin keys
+    | hv[sbr]\.[A-Za-z0-9_\-]{20,}               # Vault/OpenBao service, batch, recovery tokens
+    | \bs\.[A-Za-z0-9]{20,}                     # legacy Vault tokens
+    | AIza[0-9A-Za-z_\-]{30,}                   # Google API keys
+    | (?:AKIA|ASIA)[0-9A-Z]{16}                 # AWS access key ids
+    | xai-[A-Za-z0-9]{20,}
+    | gsk_[A-Za-z0-9]{20,}
+    | (?i:bearer)\s+[A-Za-z0-9._~+/\-]{8,}=*    # any bearer credential
+    | (?i:api[-_]?key|x-api-key|token|secret_id|password)(?:["']?\s*[:=]\s*["']?)[^\s"',}]{6,}
+    """,
+    re.VERBOSE,
+)
+
+# Loggers of third-party clients that would log request details at DEBUG: held at WARNING.
+QUIET_LOGGERS = ("aiohttp", "httpx", "httpcore", "hpack", "urllib3", "requests", "hvac", "asyncio")
+
+
+class Redactor:
+    """The set of live secret values to scrub, plus the credential shapes above."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def add(self, value: str) -> None:
+        if len(value) >= 6:
+            with self._lock:
+                self._values.add(value)
+                self._pattern = None
+
+    def discard(self, value: str) -> None:
+        with self._lock:
+            self._values.discard(value)
+            self._pattern = None
+
+    def scrub(self, text: str) -> str:
+        pattern = self._pattern
+        if pattern is None and self._values:
+            with self._lock:
+                alternatives = sorted(self._values, key=len, reverse=True)
+                pattern = self._pattern = re.compile("|".join(map(re.escape, alternatives)))
+        if pattern is not None:
+            text = pattern.sub(REDACTED, text)
+        return KEY_SHAPES.sub(REDACTED, text)
+
+
+REDACTOR = Redactor()
+
+
+class RedactingFilter(logging.Filter):
+    def __init__(self, redactor: Redactor = REDACTOR) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed format string must not lose the record
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = self.redactor.scrub(message)
+        record.args = None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = self.redactor.scrub(text)
+            record.exc_info = None
+        if record.stack_info:
+            record.stack_info = self.redactor.scrub(record.stack_info)
+        for name, value in list(record.__dict__.items()):
+            if name.startswith("sg_") and isinstance(value, str):
+                setattr(record, name, self.redactor.scrub(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name, value in record.__dict__.items():
+            if name.startswith("sg_"):
+                entry[name[3:]] = value
+        if record.exc_text:
+            entry["exc"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+def install_redaction(root: logging.Logger | None = None) -> None:
+    """Put the redacting filter on every handler of ``root`` and of every existing logger."""
+    loggers = [root or logging.getLogger()]
+    loggers += [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+                handler.addFilter(RedactingFilter())
+
+
+def configure(level: str = "info", stream: Any = None) -> None:
+    """JSON lines on stderr through the redacting filter; third-party client debug logging off."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        lg = logging.getLogger(name)
+        lg.handlers.clear()
+        lg.propagate = True
+    install_redaction()

@@ -1,0 +1,125 @@
+"""Routing: a public model name to a deployment, with retries, fallbacks and cooldowns.
+
+Each model group is tried in turn, starting from the next deployment in round-robin order and
+leaving deployments in cooldown (after a retryable failure) for last. A retryable failure moves on
+to the next attempt; any other failure is final. After the group, the configured fallback groups
+are tried the same way. A 401/403 from the provider drops the cached credential and refetches it
+once (the key may have been rotated) before counting as a failure.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from gateway.config import Deployment, GatewayConfig
+from gateway.errors import GatewayError, ModelNotFound
+from gateway.providers.base import Adapter, Reply, Stream
+from gateway.providers.mock import MockAdapter
+from gateway.providers.openai import OpenAIAdapter, UpstreamCredentialRejected
+from gateway.secrets.broker import SecretBroker
+from gateway.secrets.refs import CredentialRef
+from gateway.secrets.secret import Secret
+from gateway.upstream import UpstreamPool
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Route:
+    deployment: Deployment
+    adapter: Adapter
+    credential: CredentialRef | None
+    cooldown_until: float = 0.0
+
+
+def make_adapter(deployment: Deployment, pool: UpstreamPool) -> Adapter:
+    if deployment.provider == "mock":
+        return MockAdapter(deployment)
+    return OpenAIAdapter(deployment, pool)
+
+
+class Router:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        broker: SecretBroker,
+        pool: UpstreamPool,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._broker = broker
+        self._pool = pool
+        self._clock = clock
+        self._retries = config.router.retries
+        self._cooldown = config.router.cooldown_seconds
+        self._fallbacks = config.router.fallbacks
+        self.groups: dict[str, list[Route]] = {}
+        for deployment in config.deployments:
+            route = Route(deployment, make_adapter(deployment, pool), deployment.credential_ref)
+            self.groups.setdefault(deployment.model, []).append(route)
+        self._turn = {name: itertools.count() for name in self.groups}
+
+    def models(self) -> list[str]:
+        return sorted(self.groups)
+
+    def credentials(self) -> list[CredentialRef]:
+        return [r.credential for g in self.groups.values() for r in g if r.credential]
+
+    async def chat(self, model: str, body: dict[str, Any]) -> tuple[Reply, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.chat(body, k))
+
+    async def chat_stream(self, model: str, body: dict[str, Any]) -> tuple[Stream, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k))
+
+    async def embeddings(self, model: str, body: dict[str, Any]) -> tuple[Reply, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k))
+
+    def _ordered(self, model: str) -> list[Route]:
+        group = self.groups[model]
+        start = next(self._turn[model]) % len(group)
+        rotated = group[start:] + group[:start]
+        now = self._clock()
+        return [r for r in rotated if r.cooldown_until <= now] + [
+            r for r in rotated if r.cooldown_until > now
+        ]
+
+    async def _run(
+        self, model: str, call: Callable[[Route, Secret | None], Awaitable[T]]
+    ) -> tuple[T, Deployment]:
+        if model not in self.groups:
+            raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        last: GatewayError | None = None
+        for name in [model, *self._fallbacks.get(model, [])]:
+            routes = self._ordered(name)
+            attempts = max(len(routes), 1 + self._retries)
+            for attempt in range(attempts):
+                route = routes[attempt % len(routes)]
+                try:
+                    return await self._call(route, call), route.deployment
+                except GatewayError as exc:
+                    if not exc.retryable:
+                        raise
+                    last = exc
+                    route.cooldown_until = self._clock() + self._cooldown
+                    log.warning(
+                        "deployment failed; trying the next",
+                        extra={"sg_deployment": route.deployment.name, "sg_error": exc.code},
+                    )
+        assert last is not None
+        raise last
+
+    async def _call(self, route: Route, call: Callable[[Route, Secret | None], Awaitable[T]]) -> T:
+        ref = route.credential
+        key = await self._broker.get(ref) if ref is not None else None
+        try:
+            return await call(route, key)
+        except UpstreamCredentialRejected:
+            if ref is None:
+                raise
+            self._broker.invalidate(ref)
+            return await call(route, await self._broker.get(ref))

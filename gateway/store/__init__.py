@@ -1,0 +1,1 @@
+"""Durable state: SQLite by default, PostgreSQL to scale out (SQLAlchemy Core + Alembic)."""

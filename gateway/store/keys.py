@@ -1,0 +1,148 @@
+"""Virtual keys: created, shown once, stored as a SHA-256 hash, looked up by id, revocable.
+
+A key reads ``sk-sg-<id>-<secret>``: 16 hex characters of id, then 43 of URL-safe secret (256
+bits). The id finds the row; the hash of the whole key is compared in constant time. A hash of a
+256-bit random secret needs no slow KDF: nothing can be guessed from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from gateway.store.tables import virtual_keys
+
+PREFIX = "sk-sg-"
+ID_HEX = 16
+KEY_LENGTH = len(PREFIX) + ID_HEX + 1 + 43
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_id_of(key: str) -> str | None:
+    """The id inside a well-formed key, or None for anything else."""
+    if len(key) != KEY_LENGTH or not key.startswith(PREFIX) or key[len(PREFIX) + ID_HEX] != "-":
+        return None
+    key_id = key[len(PREFIX) : len(PREFIX) + ID_HEX]
+    return key_id if all(c in "0123456789abcdef" for c in key_id) else None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    id: str
+    key_hash: str
+    models: tuple[str, ...]
+    metadata: dict[str, Any] = field(hash=False)
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def matches(self, key: str) -> bool:
+        return hmac.compare_digest(self.key_hash, hash_key(key))
+
+    def allows(self, model: str) -> bool:
+        return "*" in self.models or model in self.models
+
+    def expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
+
+    def public(self) -> dict[str, Any]:
+        """The listing view: everything but the hash."""
+        return {
+            "id": self.id,
+            "models": list(self.models),
+            "metadata": self.metadata,
+            "created_at": _iso(self.created_at),
+            "expires_at": _iso(self.expires_at),
+            "revoked_at": _iso(self.revoked_at),
+        }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)  # SQLite hands back naive datetimes
+    return value
+
+
+def _record(row: Any) -> KeyRecord:
+    return KeyRecord(
+        id=row.id,
+        key_hash=row.key_hash,
+        models=tuple(json.loads(row.models)),
+        metadata=json.loads(row.metadata),
+        created_at=_aware(row.created_at) or datetime.now(UTC),
+        expires_at=_aware(row.expires_at),
+        revoked_at=_aware(row.revoked_at),
+    )
+
+
+class KeyStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(
+        self,
+        models: list[str],
+        expires_at: datetime | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> tuple[str, KeyRecord]:
+        key_id = secrets.token_hex(ID_HEX // 2)
+        key = f"{PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+        record = KeyRecord(
+            id=key_id,
+            key_hash=hash_key(key),
+            models=tuple(models),
+            metadata=dict(metadata or {}),
+            created_at=datetime.now(UTC),
+            expires_at=expires_at,
+            revoked_at=None,
+        )
+        with self._engine.begin() as connection:
+            connection.execute(
+                insert(virtual_keys).values(
+                    id=record.id,
+                    key_hash=record.key_hash,
+                    models=json.dumps(list(record.models)),
+                    metadata=json.dumps(record.metadata),
+                    created_at=record.created_at,
+                    expires_at=record.expires_at,
+                    revoked_at=None,
+                )
+            )
+        return key, record
+
+    def get(self, key_id: str) -> KeyRecord | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(virtual_keys).where(virtual_keys.c.id == key_id)
+            ).first()
+        return _record(row) if row is not None else None
+
+    def list(self) -> list[KeyRecord]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(virtual_keys).order_by(virtual_keys.c.created_at)
+            ).all()
+        return [_record(row) for row in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        with self._engine.begin() as connection:
+            result = connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id, virtual_keys.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return result.rowcount > 0
