@@ -171,8 +171,7 @@ def post(
         gateway.url + "/v1/chat/completions",
         content=content,
         headers={"Content-Type": "application/json", **headers},
-        timeout=15,
-        **kwargs,  # type: ignore[arg-type]
+        **{"timeout": 15, **kwargs},  # type: ignore[arg-type]
     )
 
 
@@ -365,6 +364,18 @@ def test_client_disconnect_mid_stream_cancels_the_upstream_request(
         time.sleep(0.05)
     assert upstream.disconnects == 1
     assert upstream.completed_streams == 0
+
+
+def test_client_disconnect_while_waiting_cancels_the_upstream_request(
+    gateway: GatewayProcess, key: str, upstream: FakeUpstream
+) -> None:
+    upstream.then(delay=1.0)
+    with pytest.raises(httpx.ReadTimeout):
+        post(gateway, key, {"model": "fake-gpt", "messages": [HI]}, timeout=0.3)
+    deadline = time.monotonic() + 5
+    while upstream.disconnects == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert upstream.disconnects == 1
 
 
 # -- virtual keys ---------------------------------------------------------------------------

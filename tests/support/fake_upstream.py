@@ -120,6 +120,8 @@ class FakeUpstream:
     async def _prelude(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
         if b.delay:
             await asyncio.sleep(b.delay)
+            if request.transport is None or request.transport.is_closing():
+                self.disconnects += 1  # the caller gave up while we were "thinking"
         if b.redirect_to:
             return web.Response(status=307, headers={"Location": b.redirect_to})
         if b.status != 200:
