@@ -197,6 +197,7 @@ def run(args: argparse.Namespace) -> int:
             if target.key in args.targets:
                 results.append(measure_target(target, ctx, children, args.durations, script))
     elapsed = time.monotonic() - started_at
+    facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     print_report(facts, results, args, elapsed)
     return 0
 
@@ -210,7 +211,8 @@ def print_report(
     print("## Sealgate benchmark\n")
     print(
         f"Machine: {facts['nproc']} CPUs ({facts['cpu']}), Linux {facts['kernel']}, "
-        f"Python {facts['python']}, load average at start {facts['load_average_at_start']}."
+        f"Python {facts['python']}; load average {facts['load_average_at_start']} at start, "
+        f"{facts['load_average_at_end']} at end (other work on the machine skews every number)."
     )
     print(
         f"Tools: {facts['nginx']} (1 worker), {facts['wrk']} (1 thread); servers under uvicorn "
