@@ -21,6 +21,12 @@ DEFAULT_PORT = 4000
 DEFAULT_DATA_DIR = ".sealgate"
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
@@ -39,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--port",
-        type=int,
-        default=int(_env("SEALGATE_PORT", str(DEFAULT_PORT)) or DEFAULT_PORT),
+        type=_port,
+        default=_env("SEALGATE_PORT", str(DEFAULT_PORT)),
         help="env SEALGATE_PORT",
     )
     serve.add_argument(
