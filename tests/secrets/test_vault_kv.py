@@ -172,4 +172,5 @@ def test_vault_errors_are_re_raised_without_the_vault_response_text(lab: VaultLa
 
     error = run(fetch())
     assert str(error) == f"{ref}: Vault policy denies reading it"
-    assert error.__cause__ is None and error.__suppress_context__
+    assert error.__cause__ is None
+    assert error.__suppress_context__
