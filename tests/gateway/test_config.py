@@ -1,0 +1,91 @@
+"""Config is typed and strict: errors name the file, the key (and line), and what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import load_config, parse_config
+from gateway.errors import ConfigError
+
+GOOD = """
+deployments:
+  - model: gpt
+    provider: openai
+    base_url: https://api.openai.com/v1
+    credential: env:OPENAI_API_KEY
+"""
+
+
+def error_for(text: str) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "gw.yaml")
+    return caught.value
+
+
+def test_the_bundled_config_loads_and_serves_mock_models() -> None:
+    config = load_config(None)
+    assert config.models() == ["mock-embedding", "mock-gpt"]
+    assert config.verify.mode == "enforce"
+
+
+def test_a_good_config_loads_with_named_defaults() -> None:
+    config = parse_config(GOOD, "gw.yaml")
+    deployment = config.deployments[0]
+    assert deployment.timeouts.connect == 5.0 and deployment.timeouts.total == 600.0
+    assert str(deployment.credential_ref) == "env:OPENAI_API_KEY"
+
+
+def test_unknown_key_names_file_key_and_line() -> None:
+    error = error_for(GOOD + "    colour: red\n")
+    assert str(error) == "gw.yaml: deployments.0.colour (line 7): is not a known key"
+
+
+def test_unknown_top_level_key_is_an_error() -> None:
+    assert "servre" in str(error_for(GOOD + "servre: {}\n"))
+
+
+def test_literal_key_is_refused_with_an_explanation_that_does_not_echo_it() -> None:
+    secret = "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"
+    error = error_for(GOOD.replace("env:OPENAI_API_KEY", secret))
+    assert "deployments.0.credential" in str(error)
+    assert "reference" in str(error) and "env:OPENAI_API_KEY" in str(error)
+    assert secret not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("    base_url: https://api.openai.com/v1\n", ""), "needs base_url"),
+        (("    credential: env:OPENAI_API_KEY\n", ""), "needs credential"),
+        (("provider: openai", "provider: azure"), "needs api_version"),
+        (("https://api.openai.com/v1", "ftp://x"), "absolute http(s) URL"),
+        (
+            ("https://api.openai.com/v1", "https://user:pw@api.openai.com/v1"),
+            "credentials in the URL",
+        ),
+        (("provider: openai", "provider: bedrockish"), "deployments.0.provider"),
+    ],
+)
+def test_deployment_errors_say_what_was_expected(change: tuple[str, str], expected: str) -> None:
+    assert expected in str(error_for(GOOD.replace(*change)))
+
+
+def test_timeouts_must_be_positive() -> None:
+    error = error_for(GOOD + "    timeouts: {read: 0}\n")
+    assert "deployments.0.timeouts.read" in str(error)
+
+
+def test_fallbacks_must_name_configured_models() -> None:
+    error = error_for(GOOD + "router:\n  fallbacks: {gpt: [ghost]}\n")
+    assert "ghost" in str(error)
+
+
+def test_invalid_yaml_names_the_line() -> None:
+    assert "line 3" in str(error_for("deployments:\n  - model: x\n  bad: [\n"))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_config(tmp_path / "absent.yaml")

@@ -1,0 +1,251 @@
+"""A local upstream that speaks the OpenAI wire format, for tests (no provider is reachable here).
+
+It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings`` and Azure's
+``/openai/deployments/<name>/...`` shapes on a free loopback port, records every request it gets
+(path, query, headers, JSON body), and can be told to answer with a status, an OpenAI-shaped error,
+a delay, a stream that is cut, or a redirect. It runs its own event loop in a thread so that both
+synchronous tests and the gateway under test can talk to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Behaviour:
+    status: int = 200
+    delay: float = 0.0  # seconds before the status line
+    error_message: str = "upstream says no"
+    headers: dict[str, str] = field(default_factory=dict)
+    chunk_delay: float = 0.0  # seconds between stream chunks
+    cut_after: int | None = None  # close the connection after this many stream chunks
+    include_usage: bool = True  # send usage in streams (when the client asked) and replies
+    redirect_to: str | None = None
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+class FakeUpstream:
+    REPLY_TEXT = "Hello from the fake upstream."
+
+    def __init__(self) -> None:
+        self.requests: list[Seen] = []
+        self.default = Behaviour()
+        self._queue: deque[Behaviour] = deque()
+        self.disconnects = 0  # streams whose client went away before the end
+        self.completed_streams = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- control ----------------------------------------------------------------------------
+    def then(self, **behaviour: Any) -> FakeUpstream:
+        """Queue a behaviour for the next request (after the queue empties: ``default``)."""
+        self._queue.append(Behaviour(**behaviour))
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FakeUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def reset(self) -> None:
+        self.requests.clear()
+        self._queue.clear()
+        self.default = Behaviour()
+        self.disconnects = 0
+        self.completed_streams = 0
+
+    # -- server -----------------------------------------------------------------------------
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/openai/deployments/{name}/chat/completions", self._chat)
+        app.router.add_post("/openai/deployments/{name}/embeddings", self._embeddings)
+        app.router.add_route("*", "/{tail:.*}", self._anything)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def _record(self, request: web.Request) -> Any:
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw else None
+        except ValueError:
+            body = raw.decode(errors="replace")
+        self.requests.append(
+            Seen(request.method, request.path, dict(request.query), dict(request.headers), body)
+        )
+        return body
+
+    def _next(self) -> Behaviour:
+        return self._queue.popleft() if self._queue else self.default
+
+    async def _anything(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        return web.json_response({"error": {"message": "no such route"}}, status=404)
+
+    async def _prelude(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
+        if b.delay:
+            await asyncio.sleep(b.delay)
+            if request.transport is None or request.transport.is_closing():
+                self.disconnects += 1  # the caller gave up while we were "thinking"
+        if b.redirect_to:
+            return web.Response(status=307, headers={"Location": b.redirect_to})
+        if b.status != 200:
+            body = {"error": {"message": b.error_message, "type": "fake", "code": "fake_error"}}
+            return web.json_response(body, status=b.status, headers=b.headers)
+        return None
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b)
+        if early is not None:
+            return early
+        model = body.get("model", request.match_info.get("name", "")) if body else ""
+        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
+        tools = body.get("tools") if isinstance(body, dict) else None
+        last = (body.get("messages") or [{}])[-1] if isinstance(body, dict) else {}
+        tool_call = None
+        if tools and last.get("role") != "tool":
+            name = tools[0]["function"]["name"]
+            tool_call = {
+                "id": "call_fake_1",
+                "type": "function",
+                "function": {"name": name, "arguments": '{"city": "Paris"}'},
+            }
+        if isinstance(body, dict) and body.get("stream"):
+            return await self._stream(request, body, b, model, usage, tool_call)
+        content = None if tool_call else self.REPLY_TEXT
+        if last.get("role") == "tool":
+            content = f"The tool said: {last.get('content')}"
+        message: dict[str, Any] = {"role": "assistant", "content": content}
+        if tool_call:
+            message["tool_calls"] = [tool_call]
+        reply: dict[str, Any] = {
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 1,
+            "model": model,
+            "choices": [
+                {
+                    "index": i,
+                    "message": message,
+                    "logprobs": None,
+                    "finish_reason": "tool_calls" if tool_call else "stop",
+                }
+                for i in range(int(body.get("n") or 1))
+            ],
+        }
+        if b.include_usage:
+            reply["usage"] = usage
+        return web.json_response(reply, headers=b.headers)
+
+    async def _stream(
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        b: Behaviour,
+        model: str,
+        usage: dict[str, int],
+        tool_call: dict[str, Any] | None,
+    ) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            chunk = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
+            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+        events = [event({"role": "assistant", "content": ""})]
+        if tool_call:
+            events.append(event({"tool_calls": [{"index": 0, **tool_call}]}))
+            events.append(event({}, "tool_calls"))
+        else:
+            events += [event({"content": w + " "}) for w in self.REPLY_TEXT.split()]
+            events.append(event({}, "stop"))
+        options = body.get("stream_options") or {}
+        if options.get("include_usage") and b.include_usage:
+            final = {
+                "id": "chatcmpl-fake",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": model,
+                "choices": [],
+                "usage": usage,
+            }
+            events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
+        events.append(b"data: [DONE]\n\n")
+        try:
+            for index, data in enumerate(events):
+                if b.cut_after is not None and index >= b.cut_after:
+                    assert request.transport is not None
+                    request.transport.close()
+                    return response
+                await response.write(data)
+                if b.chunk_delay:
+                    await asyncio.sleep(b.chunk_delay)
+            await response.write_eof()
+            self.completed_streams += 1
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.disconnects += 1
+            raise
+        return response
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b)
+        if early is not None:
+            return early
+        inputs = body.get("input")
+        items = inputs if isinstance(inputs, list) else [inputs]
+        reply = {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
+                for i, _ in enumerate(items)
+            ],
+            "model": body.get("model", ""),
+            "usage": {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)},
+        }
+        return web.json_response(reply)
