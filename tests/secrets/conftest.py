@@ -7,8 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from openbao_server import ExternalVault, OpenBao
-from vaultlab import VaultLab
+
+from tests.secrets.openbao_server import ExternalVault, OpenBao
+from tests.secrets.vaultlab import VaultLab
 
 
 @pytest.fixture(scope="session")

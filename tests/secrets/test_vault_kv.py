@@ -7,12 +7,12 @@ import logging
 import uuid
 
 import pytest
-from vaultlab import VaultLab, run
 
 from gateway.errors import SecretUnavailable
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.errors import AccessDenied, SecretMissing
 from gateway.secrets.refs import parse_ref
+from tests.secrets.vaultlab import VaultLab, run
 
 pytestmark = pytest.mark.openbao
 

@@ -9,10 +9,9 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from openbao_server import ExternalVault, OpenBao
-
 from gateway.secrets.settings import Vault
 from gateway.secrets.vault import VaultResolver
+from tests.secrets.openbao_server import ExternalVault, OpenBao
 
 T = TypeVar("T")
 
