@@ -173,7 +173,7 @@ class GuardedResolver(AbstractResolver):
     ) -> None:
         self._host = host.lower().rstrip(".")
         self._allow_private = allow_private
-        self._inner = inner or ThreadedResolver()
+        self._inner = inner  # the system resolver, made on first use (it needs a running loop)
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -181,6 +181,8 @@ class GuardedResolver(AbstractResolver):
         if host.lower().rstrip(".") != self._host:
             log.warning("egress refused: not the pinned host", extra={"sg_host": host})
             raise EgressRefused(f"egress to {host} refused: not this deployment's pinned host")
+        if self._inner is None:
+            self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
         if not self._allow_private:
             for result in results:
@@ -194,7 +196,8 @@ class GuardedResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()
 
 
 def guarded_resolver(deployment: Deployment) -> GuardedResolver | None:
