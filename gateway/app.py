@@ -1,15 +1,11 @@
-"""The ASGI application: the OpenAI-compatible API, the admin API, and health.
-
-The hot path (``/v1/chat/completions``, ``/v1/embeddings``) reads the body itself with a size cap,
-checks it with the pure policy functions, authenticates from an in-memory cache, and hands the
-call to the router. Every failure is a GatewayError rendered as an OpenAI-shaped error body.
+"""The ASGI application: the hot path (hotpath.py) in front of a FastAPI app for models,
+health and admin. Every failure is a GatewayError rendered as an OpenAI-shaped error body.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,15 +18,14 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from gateway import admin, policy
-from gateway.asgi_util import ClientGone, StreamResponse, read_json, unless_disconnected
+from gateway import admin
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
-from gateway.errors import GatewayError, InvalidRequest, ModelNotFound, PermissionDenied
-from gateway.providers.base import Stream
+from gateway.errors import GatewayError, InvalidRequest
+from gateway.hotpath import HotPath
 from gateway.router import Router
 from gateway.secrets.broker import SecretBroker
-from gateway.store.keys import KeyRecord, KeyStore
+from gateway.store.keys import KeyStore
 from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate")
@@ -57,7 +52,7 @@ def error_response(exc: GatewayError) -> Response:
     )
 
 
-def build_app(services: Services) -> FastAPI:
+def build_app(services: Services) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
@@ -72,9 +67,11 @@ def build_app(services: Services) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        # FastAPI's native OpenTelemetry would be one more place a header could land; the
+        # gateway's own observability goes through the redacting log filter instead.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
     app.state.services = services
-    limit = services.config.server.max_body_bytes
     router = services.router
     authenticate = services.auth.authenticate
 
@@ -101,54 +98,6 @@ def build_app(services: Services) -> FastAPI:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.error("unexpected error", exc_info=exc, extra={"sg_path": request.url.path})
         return error_response(GatewayError("internal error"))
-
-    async def _caller(request: Request, model: str) -> KeyRecord:
-        record = await authenticate(request.headers.get("authorization"))
-        if model not in router.groups:
-            raise ModelNotFound(f"model {model!r} does not exist", param="model")
-        if not record.allows(model):
-            raise PermissionDenied(f"this key may not use model {model!r}", param="model")
-        return record
-
-    @app.post("/v1/chat/completions")
-    async def chat_completions(request: Request) -> Response:
-        started = time.perf_counter()
-        body = await read_json(request, limit)
-        model = policy.check_chat(body)
-        record = await _caller(request, model)
-        if body.get("stream"):
-            stream, deployment = await unless_disconnected(
-                request.receive, router.chat_stream(model, body)
-            )
-
-            async def finished(stream: Stream, outcome: str) -> None:
-                log.debug(
-                    "stream finished",
-                    extra={
-                        "sg_key_id": record.id,
-                        "sg_deployment": deployment.name,
-                        "sg_outcome": outcome,
-                        "sg_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
-                )
-
-            return StreamResponse(stream, finished)
-        try:
-            reply, deployment = await unless_disconnected(request.receive, router.chat(model, body))
-        except ClientGone:
-            return Response(status_code=499)
-        return Response(reply.body, media_type=JSON)
-
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> Response:
-        body = await read_json(request, limit)
-        model = policy.check_embeddings(body)
-        await _caller(request, model)
-        try:
-            reply, _ = await unless_disconnected(request.receive, router.embeddings(model, body))
-        except ClientGone:
-            return Response(status_code=499)
-        return Response(reply.body, media_type=JSON)
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
@@ -179,7 +128,7 @@ def build_app(services: Services) -> FastAPI:
         return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status)
 
     admin.mount(app, services)
-    return app
+    return HotPath(app, services)
 
 
 def _ok(value: Any) -> bool:

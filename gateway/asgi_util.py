@@ -1,42 +1,58 @@
-"""Small ASGI pieces for the hot path: a capped body reader and disconnect-aware calls."""
+"""Small raw-ASGI pieces for the hot path: a capped body reader, plain responses, and calls that
+a client disconnect cancels."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Send
 
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.providers.base import Stream
 
 T = TypeVar("T")
+Headers = Mapping[bytes, bytes]
+
+JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
 class ClientGone(Exception):
     """The client disconnected before the answer was ready; the upstream call was cancelled."""
 
 
-async def read_json(request: Request, limit: int) -> dict[str, Any]:
-    length = request.headers.get("content-length")
+async def read_json(receive: Receive, headers: Headers, limit: int) -> dict[str, object]:
+    """The request body as a JSON object, refusing more than ``limit`` bytes whether or not the
+    client announced a Content-Length."""
+    length = headers.get(b"content-length")
     if length is not None:
         if not length.isdigit():
             raise InvalidRequest("invalid Content-Length header")
         if int(length) > limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        chunks.append(chunk)
+    message = await receive()
+    body = message.get("body", b"")
+    if message.get("more_body"):
+        chunks = [body]
+        size = len(body)
+        while message.get("more_body"):
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+    elif message["type"] == "http.disconnect":
+        raise ClientGone
+    if len(body) > limit:
+        raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     try:
-        data = json.loads(b"".join(chunks))
+        data = json.loads(body)
     except ValueError:
         raise InvalidRequest("request body is not valid JSON") from None
     if not isinstance(data, dict):
@@ -44,24 +60,46 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return data
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    headers: list[tuple[bytes, bytes]] = JSON_HEADERS,
+) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
-async def unless_disconnected(receive: Receive, call: Coroutine[Any, Any, T]) -> T:
-    """Run ``call``; if the client disconnects first, cancel it and raise ClientGone."""
-    task = asyncio.ensure_future(call)
-    watcher = asyncio.ensure_future(_wait_disconnect(receive))
+async def send_error(send: Send, exc: GatewayError) -> None:
+    headers = JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
+    await send_body(send, exc.http_status, json.dumps(exc.body()).encode(), headers)
+
+
+async def unless_disconnected(receive: Receive, call: Awaitable[T]) -> T:
+    """Await ``call`` in this task while one small watcher task listens for the client's
+    disconnect; if it comes first, this task is cancelled and ClientGone raised instead."""
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        message: Message = await receive()
+        while message["type"] != "http.disconnect":
+            message = await receive()
+        gone = True
+        current.cancel()
+
+    watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await call
+    except asyncio.CancelledError:
+        if gone:
+            current.uncancel()
+            raise ClientGone from None
+        raise
     finally:
-        if not task.done():
-            task.cancel()
         watcher.cancel()
-    if task.done() and not task.cancelled():
-        return task.result()
-    raise ClientGone
 
 
 SSE_HEADERS = [
@@ -71,44 +109,33 @@ SSE_HEADERS = [
 ]
 
 
-class StreamResponse(Response):
-    """Sends an upstream stream chunk by chunk. A client disconnect cancels the pump and closes
+async def send_stream(
+    receive: Receive,
+    send: Send,
+    stream: Stream,
+    on_close: Callable[[Stream, str], Awaitable[None]],
+) -> None:
+    """Send an upstream stream chunk by chunk. A client disconnect cancels the pump and closes
     the upstream connection at once; an upstream failure after the first byte becomes a final
     SSE ``error`` event (the status line is already sent). ``on_close`` runs exactly once."""
+    outcome = "ok"
 
-    def __init__(
-        self,
-        stream: Stream,
-        on_close: Callable[[Stream, str], Awaitable[None]],
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> None:
-        self.stream = stream
-        self.on_close = on_close
-        self.status_code = 200
-        self.background = None
-        self.raw_headers = SSE_HEADERS + (headers or [])
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        outcome = "ok"
-
-        async def pump() -> None:
-            nonlocal outcome
-            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            try:
-                async for chunk in self.stream.chunks():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except GatewayError as exc:
-                outcome = exc.code
-                event = b"event: error\ndata: " + json.dumps(exc.body()).encode() + b"\n\n"
-                await send({"type": "http.response.body", "body": event, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-
+    async def pump() -> None:
+        nonlocal outcome
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         try:
-            await unless_disconnected(receive, pump())
-        except ClientGone:
-            outcome = "client_disconnected"
-        except OSError:
-            outcome = "client_disconnected"
-        finally:
-            await self.stream.aclose()
-            await self.on_close(self.stream, outcome)
+            async for chunk in stream.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except GatewayError as exc:
+            outcome = exc.code
+            event = b"event: error\ndata: " + json.dumps(exc.body()).encode() + b"\n\n"
+            await send({"type": "http.response.body", "body": event, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    try:
+        await unless_disconnected(receive, pump())
+    except (ClientGone, OSError):
+        outcome = "client_disconnected"
+    finally:
+        await stream.aclose()
+        await on_close(stream, outcome)

@@ -93,6 +93,8 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         loop="uvloop",
         http="httptools",
         access_log=False,
+        # X-Forwarded-* are not trusted: a client could otherwise claim any address.
+        proxy_headers=False,
         log_config=None,
         server_header=False,
         date_header=False,

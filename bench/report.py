@@ -1,0 +1,121 @@
+"""The report: a markdown table with ratios, and the verdict against the issue's targets.
+
+Pure functions over `TargetResult`s. A number that came from a run with errors is shown as
+"invalid" and takes part in no ratio; a target that could not run says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bench.measure import LATENCY_CONNECTIONS, TargetResult
+from bench.wrk import WrkResult
+
+UPSTREAM = "upstream"
+LITELLM = "litellm"
+SEALGATE = "sealgate"
+TARGET_THROUGHPUT_RATIO = 10.0
+TARGET_ADDED_P50_MS = 0.5
+
+HEADER = (
+    "target",
+    "req/s @16",
+    "req/s @64",
+    "p50 ms @1",
+    "p99 ms @1",
+    "RSS MB",
+    "x LiteLLM @16",
+    "x LiteLLM @64",
+    "added p50 ms",
+)
+
+
+def valid_point(result: TargetResult | None, connections: int) -> WrkResult | None:
+    if result is None or result.not_measured is not None:
+        return None
+    point = result.points.get(connections)
+    if point is None or point.errors or point.requests == 0:
+        return None
+    return point
+
+
+def throughput_ratio(
+    result: TargetResult, baseline: TargetResult | None, connections: int
+) -> float | None:
+    mine, theirs = valid_point(result, connections), valid_point(baseline, connections)
+    if mine is None or theirs is None or theirs.rps == 0:
+        return None
+    return mine.rps / theirs.rps
+
+
+def added_p50_ms(result: TargetResult, upstream: TargetResult | None) -> float | None:
+    mine = valid_point(result, LATENCY_CONNECTIONS)
+    base = valid_point(upstream, LATENCY_CONNECTIONS)
+    if mine is None or base is None:
+        return None
+    return mine.p50_ms - base.p50_ms
+
+
+def _by_key(results: Sequence[TargetResult]) -> dict[str, TargetResult]:
+    return {r.key: r for r in results}
+
+
+def _point_cell(result: TargetResult, connections: int, fmt: str, attr: str) -> str:
+    point = result.points.get(connections)
+    if point is None:
+        return "-"
+    if point.errors:
+        return f"invalid ({point.non_2xx} non-2xx, {point.socket_errors} socket errors)"
+    return format(getattr(point, attr), fmt)
+
+
+def _opt(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render_table(results: Sequence[TargetResult]) -> str:
+    keyed = _by_key(results)
+    upstream, litellm = keyed.get(UPSTREAM), keyed.get(LITELLM)
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in results:
+        if r.not_measured is not None:
+            cells = [r.label, f"not measured: {r.not_measured}"] + ["-"] * (len(HEADER) - 2)
+        else:
+            cells = [
+                r.label,
+                _point_cell(r, 16, ",.0f", "rps"),
+                _point_cell(r, 64, ",.0f", "rps"),
+                _point_cell(r, 1, ".3f", "p50_ms"),
+                _point_cell(r, 1, ".3f", "p99_ms"),
+                _opt(None if r.rss_bytes is None else r.rss_bytes / 2**20, ".0f"),
+                _opt(throughput_ratio(r, litellm, 16), ".1f"),
+                _opt(throughput_ratio(r, litellm, 64), ".1f"),
+                "0 (baseline)" if r.key == UPSTREAM else _opt(added_p50_ms(r, upstream), "+.3f"),
+            ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict(results: Sequence[TargetResult]) -> list[str]:
+    """Sealgate against the issue's targets, one line each; never "met" without a number."""
+    keyed = _by_key(results)
+    sealgate = keyed.get(SEALGATE)
+    if sealgate is None:
+        return []
+    if sealgate.not_measured is not None:
+        return [f"Sealgate: not measured ({sealgate.not_measured})"]
+    lines = []
+    for connections in (16, 64):
+        ratio = throughput_ratio(sealgate, keyed.get(LITELLM), connections)
+        if ratio is None:
+            lines.append(f"throughput @{connections} >= 10x LiteLLM: no valid comparison")
+        else:
+            met = "met" if ratio >= TARGET_THROUGHPUT_RATIO else "NOT met"
+            lines.append(f"throughput @{connections} >= 10x LiteLLM: {ratio:.1f}x, {met}")
+    added = added_p50_ms(sealgate, keyed.get(UPSTREAM))
+    if added is None:
+        lines.append("added p50 @1 <= 0.5 ms: no valid comparison")
+    else:
+        met = "met" if added <= TARGET_ADDED_P50_MS else "NOT met"
+        lines.append(f"added p50 @1 <= 0.5 ms: {added:+.3f} ms, {met}")
+    return lines
