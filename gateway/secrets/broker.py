@@ -10,7 +10,8 @@ in process memory only:
 - when the backend is unavailable, an expired key keeps serving for at most ``stale`` more seconds
   (0 by default: an explicit, bounded trade of freshness for availability), then requests fail
   closed with a 503 whose message names no path and no secret;
-- a key the provider refused (401) is dropped and fetched again (``invalidate``);
+- a key the provider refused (401) is dropped and fetched again (``invalidate``); a key the
+  backend says is gone or forbidden is dropped, never served stale;
 - expired keys are dropped by a sweeper even when no request comes, and every key held is
   registered with the log redactor while it is held.
 """
@@ -179,12 +180,22 @@ class SecretBroker:
         task = self._fetch(ref)
 
         def note_failure(done: asyncio.Task[Secret]) -> None:
-            if done.cancelled() or done.exception() is None:
+            error = None if done.cancelled() else done.exception()
+            if error is None:
+                return
+            if not isinstance(error, BackendUnavailable):
+                # Vault answered, and said the secret is gone or no longer ours: stop using it.
+                if self._cache.get(ref) is entry:
+                    self._drop(ref)
+                log.error(
+                    "credential refresh refused; the cached key is dropped",
+                    extra={"sg_credential": str(ref), "sg_reason": str(error)},
+                )
                 return
             entry.retry_at = self._clock() + min(REFRESH_BACKOFF_SECONDS, self._ttl / 10)
             log.warning(
                 "background refresh of a credential failed; serving the cached key",
-                extra={"sg_credential": str(ref), "sg_reason": str(done.exception())},
+                extra={"sg_credential": str(ref), "sg_reason": str(error)},
             )
 
         task.add_done_callback(note_failure)
