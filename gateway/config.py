@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.errors import ConfigError
 from gateway.secrets.refs import CredentialRef, parse_ref
+from gateway.secrets.settings import Vault
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -28,6 +29,8 @@ DEFAULT_RETRIES = 1
 DEFAULT_COOLDOWN_SECONDS = 30.0
 DEFAULT_AUTH_CACHE_SECONDS = 30.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
+MAX_SECRET_TTL_SECONDS = 3600.0
+MAX_SECRET_STALE_SECONDS = 900.0
 
 Provider = Literal["openai", "azure", "openai_compatible", "mock"]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
@@ -116,7 +119,11 @@ class Storage(Strict):
 
 
 class Secrets(Strict):
-    ttl_seconds: PositiveSeconds = DEFAULT_SECRET_TTL_SECONDS
+    """How long provider keys live in memory, and where Vault/OpenBao is (docs/secrets.md)."""
+
+    ttl_seconds: float = Field(DEFAULT_SECRET_TTL_SECONDS, gt=0, le=MAX_SECRET_TTL_SECONDS)
+    stale_seconds: float = Field(0.0, ge=0, le=MAX_SECRET_STALE_SECONDS)
+    vault: Vault | None = None
 
 
 class Logging(Strict):

@@ -121,5 +121,5 @@ class Router:
         except UpstreamCredentialRejected:
             if ref is None:
                 raise
-            self._broker.invalidate(ref)
+            self._broker.invalidate(ref, key)
             return await call(route, await self._broker.get(ref))

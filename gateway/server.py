@@ -9,14 +9,14 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import logs
+from gateway import egress, logs
 from gateway.app import Services, build_app
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.hardening import harden_process
 from gateway.router import Router
-from gateway.secrets.broker import SecretBroker
+from gateway.secrets.setup import build_broker
 from gateway.store.db import default_url, ensure_data_dir, make_engine, migrate
 from gateway.store.keys import KeyStore
 from gateway.upstream import UpstreamPool
@@ -53,7 +53,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     engine = make_engine(url)
     migrate(engine)
     keys = KeyStore(engine)
-    broker = SecretBroker(ttl=config.secrets.ttl_seconds)
+    broker = build_broker(config)
     pool = UpstreamPool()
     router = Router(config, broker, pool)
     return Services(
@@ -71,6 +71,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     logs.configure(config.logging.level)
+    egress.enforce(config)
     hardening = harden_process()
     admin = read_admin_key()
     services = build_services(config, data_dir, admin)

@@ -4,7 +4,7 @@ aiohttp rather than httpx on this path because it is measured faster at the conc
 sees (bench/ compares both). Every session: keep-alive pool of ``pool_size`` connections, the
 deployment's connect/read/total timeouts (there is no "no timeout"), no proxies or .netrc from the
 environment, no cookies; every call sets ``allow_redirects=False`` so a credential is never carried
-to another host.
+to another host; names resolve through the deployment's egress guard (``egress.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.config import Deployment
+from gateway.egress import guarded_resolver
 
 
 class UpstreamPool:
@@ -31,6 +32,7 @@ class UpstreamPool:
             limit_per_host=deployment.pool_size,
             ttl_dns_cache=60,
             keepalive_timeout=30,
+            resolver=guarded_resolver(deployment),
         )
         return aiohttp.ClientSession(
             connector=connector,

@@ -1,0 +1,207 @@
+"""Egress: a provider key goes only to the host the operator pinned for it.
+
+Two checks, both failing closed:
+
+- at start-up, ``enforce`` compares every deployment's pinned host with the allowlist in
+  ``policies/egress.yaml`` (hosts per provider) and refuses the configuration when a host is not on
+  it; an IP-literal host that is not a public address is refused unless the deployment sets
+  ``allow_private_network`` (a local model server);
+- at connect time, each deployment's connection pool resolves names through a ``GuardedResolver``
+  that answers only for that deployment's pinned host and refuses when any address the name
+  resolves to is private, loopback, link-local (169.254.169.254, the cloud metadata service),
+  or otherwise not global, unless the deployment allows private networks. The check applies to the
+  addresses actually connected to, so a DNS name that points at the metadata service is caught.
+
+Redirects are never followed (``upstream.py``), so the request that carries a key cannot be steered
+to another host after the check.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import ThreadedResolver
+
+from gateway.config import Deployment, GatewayConfig
+from gateway.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+POLICY_FILE = "egress.yaml"
+POLICY_VERSION = 1
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True)
+class EgressPolicy:
+    source: str
+    hosts: Mapping[str, tuple[str, ...]]  # provider -> host patterns
+
+    def allows(self, provider: str, host: str) -> bool:
+        return any(host_matches(p, host) for p in self.hosts.get(provider, ()))
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """``api.openai.com`` matches itself; ``*.openai.azure.com`` matches any name under it."""
+    pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return host == pattern
+
+
+def ip_of(host: str) -> IPAddress | None:
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_public(address: IPAddress) -> bool:
+    return address.is_global and not address.is_multicast
+
+
+# -- the policy file ----------------------------------------------------------------------------
+def default_policies_dir() -> Path:
+    """``policies/`` beside the ``gateway`` package: the source tree, or the image's copy."""
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
+def policy_path(config: GatewayConfig) -> Path:
+    directory = config.verify.policies_dir
+    return (Path(directory) if directory else default_policies_dir()) / POLICY_FILE
+
+
+def load_policy(path: Path) -> EgressPolicy:
+    source = str(path)
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError(source, "(file)", "is not valid YAML") from None
+    return parse_policy(data, source)
+
+
+def parse_policy(data: Any, source: str) -> EgressPolicy:
+    if not isinstance(data, dict) or set(data) != {"version", "providers"}:
+        raise ConfigError(source, "(top level)", "expected exactly the keys version and providers")
+    if data["version"] != POLICY_VERSION:
+        raise ConfigError(source, "version", f"expected {POLICY_VERSION}")
+    providers = data["providers"]
+    if not isinstance(providers, dict):
+        raise ConfigError(source, "providers", "expected a mapping of provider to {hosts: [...]}")
+    hosts: dict[str, tuple[str, ...]] = {}
+    for name, entry in providers.items():
+        key = f"providers.{name}"
+        if not isinstance(entry, dict) or set(entry) != {"hosts"}:
+            raise ConfigError(source, key, "expected exactly the key hosts")
+        listed = entry["hosts"]
+        if not isinstance(listed, list) or not all(isinstance(h, str) and h for h in listed):
+            raise ConfigError(source, f"{key}.hosts", "expected a list of host names")
+        for pattern in listed:
+            bare = pattern.removeprefix("*.")
+            if "*" in bare or "/" in bare or ":" in bare or not bare.strip("."):
+                raise ConfigError(
+                    source, f"{key}.hosts", f"{pattern!r} is not a host name or '*.domain'"
+                )
+        hosts[str(name)] = tuple(listed)
+    return EgressPolicy(source, hosts)
+
+
+# -- start-up check -----------------------------------------------------------------------------
+def pinned_host(deployment: Deployment) -> str | None:
+    if deployment.base_url is None:
+        return None
+    return urlsplit(deployment.base_url).hostname
+
+
+def is_local_literal(host: str) -> bool:
+    address = ip_of(host)
+    return host.lower() == "localhost" or (address is not None and not is_public(address))
+
+
+def enforce(config: GatewayConfig, policy: EgressPolicy | None = None) -> None:
+    """Refuse a configuration that would send a key outside the allowlist. The policy file is
+    read only if some deployment needs it."""
+    for index, deployment in enumerate(config.deployments):
+        host = pinned_host(deployment)
+        if deployment.provider == "mock" or host is None:
+            continue
+        where = f"deployments.{index}.base_url"
+        if is_local_literal(host):
+            if not deployment.allow_private_network:
+                raise ConfigError(
+                    "config",
+                    where,
+                    f"{host} is a private, loopback or link-local address; set "
+                    "allow_private_network: true on this deployment for a local model server",
+                )
+            continue
+        if policy is None:
+            policy = load_policy(policy_path(config))
+        if not policy.allows(deployment.provider, host):
+            raise ConfigError(
+                "config",
+                where,
+                f"host {host} is not on the egress allowlist for provider "
+                f"{deployment.provider} ({policy.source})",
+            )
+
+
+# -- connect-time guard -------------------------------------------------------------------------
+class EgressRefused(OSError):
+    """A connection the egress rules forbid (aiohttp reports it as a connection error)."""
+
+
+class GuardedResolver(AbstractResolver):
+    """Resolves only the deployment's pinned host, and only to addresses it may reach."""
+
+    def __init__(
+        self, host: str, allow_private: bool, inner: AbstractResolver | None = None
+    ) -> None:
+        self._host = host.lower().rstrip(".")
+        self._allow_private = allow_private
+        self._inner = inner  # the system resolver, made on first use (it needs a running loop)
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        if host.lower().rstrip(".") != self._host:
+            log.warning("egress refused: not the pinned host", extra={"sg_host": host})
+            raise EgressRefused(f"egress to {host} refused: not this deployment's pinned host")
+        if self._inner is None:
+            self._inner = ThreadedResolver()
+        results = await self._inner.resolve(host, port, family)
+        if not self._allow_private:
+            for result in results:
+                address = ip_of(result["host"])
+                if address is None or not is_public(address):
+                    log.warning(
+                        "egress refused: the host resolves to a non-public address",
+                        extra={"sg_host": host, "sg_address": result["host"]},
+                    )
+                    raise EgressRefused(f"egress to {host} refused: non-public address")
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def guarded_resolver(deployment: Deployment) -> GuardedResolver | None:
+    host = pinned_host(deployment)
+    if host is None:
+        return None
+    return GuardedResolver(host, deployment.allow_private_network)

@@ -1,0 +1,305 @@
+"""The Vault/OpenBao resolver: KV v2 and KV v1 reads with a token kept alive.
+
+hvac is synchronous (requests), so every Vault call runs in a small worker pool of its own, with
+the configured timeout on the HTTP call and an outer bound on the wait: a slow or dead Vault never
+blocks the event loop, and a full pool makes callers fail closed rather than queue forever. Each
+worker thread has its own ``hvac.Client`` (no proxies from the environment, redirects not followed,
+so the token is never carried to another host); the token is set for one call and cleared after.
+
+The token is renewed in the background at ``RENEW_AT_FRACTION`` of its lifetime; when it cannot be
+renewed any more, or Vault says it is no longer valid (expired, revoked), the resolver logs in
+again once and retries once. A 403 with a valid token is a policy problem: reported as such, never
+retried. Errors are re-raised as ``gateway.secrets.errors`` types whose messages carry no response
+text from Vault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import hvac  # type: ignore[import-untyped]
+import hvac.exceptions  # type: ignore[import-untyped]
+import requests
+
+from gateway.logs import REDACTOR, Redactor
+from gateway.secrets.errors import AccessDenied, BackendError, BackendUnavailable, SecretMissing
+from gateway.secrets.refs import CredentialRef
+from gateway.secrets.secret import Secret
+from gateway.secrets.settings import Vault
+from gateway.secrets.vault_auth import Grant, Login
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RENEW_AT_FRACTION = 2 / 3
+MIN_RENEW_DELAY_SECONDS = 1.0
+RETRY_RENEW_SECONDS = 5.0
+EXPIRY_MARGIN_SECONDS = 1.0
+HEALTH_TIMEOUT_SECONDS = 2.0
+
+
+class VaultSealed(BackendUnavailable):
+    """Vault answered 503: sealed, or a standby that does not serve reads."""
+
+
+_UNAVAILABLE_STATUSES = (
+    hvac.exceptions.VaultDown,
+    hvac.exceptions.VaultNotInitialized,
+    hvac.exceptions.InternalServerError,
+    hvac.exceptions.BadGateway,
+    hvac.exceptions.RateLimitExceeded,
+    hvac.exceptions.UnexpectedError,
+)
+
+
+# What a call in a worker can raise besides our own errors; each is translated, without its text.
+CLIENT_ERRORS = (
+    BackendError,
+    hvac.exceptions.VaultError,
+    requests.RequestException,
+    OSError,
+    ValueError,
+    KeyError,
+    TypeError,
+)
+
+
+def translate(exc: BaseException, what: str) -> BaseException:
+    """A Vault client exception as one of ours, without Vault's response text."""
+    if isinstance(exc, BackendError):
+        return exc
+    if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
+        return AccessDenied(f"{what}: Vault denied permission")
+    if isinstance(exc, hvac.exceptions.InvalidPath):
+        return SecretMissing(f"{what}: Vault has nothing at that path (or that version)")
+    if isinstance(exc, hvac.exceptions.InvalidRequest):
+        return AccessDenied(f"{what}: Vault refused the request as invalid")
+    if isinstance(exc, hvac.exceptions.VaultDown):
+        return VaultSealed(f"{what}: Vault is sealed or not serving")
+    if isinstance(exc, _UNAVAILABLE_STATUSES):
+        return BackendUnavailable(f"{what}: Vault failed ({type(exc).__name__})")
+    if isinstance(exc, requests.RequestException | OSError):
+        return BackendUnavailable(f"{what}: Vault could not be reached ({type(exc).__name__})")
+    if isinstance(exc, hvac.exceptions.VaultError | ValueError | KeyError | TypeError):
+        return BackendUnavailable(f"{what}: unexpected answer from Vault ({type(exc).__name__})")
+    return exc
+
+
+def read_field(client: hvac.Client, ref: CredentialRef) -> Secret:
+    if ref.scheme == "vault":
+        response = client.secrets.kv.v2.read_secret_version(
+            path=ref.target,
+            version=ref.version,
+            mount_point=ref.mount,
+            raise_on_deleted_version=True,
+        )
+        data = response["data"]["data"]
+    else:
+        data = client.secrets.kv.v1.read_secret(path=ref.target, mount_point=ref.mount)["data"]
+    value = data.get(ref.field) if isinstance(data, dict) else None
+    if not isinstance(value, str) or not value:
+        raise SecretMissing(f"{ref}: the secret has no non-empty text field {ref.field!r}")
+    return Secret(value)
+
+
+class VaultResolver:
+    def __init__(self, settings: Vault, *, redactor: Redactor = REDACTOR) -> None:
+        self._settings = settings
+        self._login = Login(settings.auth)
+        self._redactor = redactor
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="sealgate-vault")
+        self._local = threading.local()
+        self._grant: Grant | None = None
+        self._login_lock: asyncio.Lock | None = None
+        self._renewer: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[dict[str, object]] | None = None
+        self._closed = False
+        # The HTTP call has its own timeout; this bounds the wait for a worker as well.
+        self._wait = settings.timeout_seconds * 2 + 1
+
+    # -- the resolver interface ------------------------------------------------------------
+    async def fetch(self, ref: CredentialRef) -> Secret:
+        grant = await self._current()
+        try:
+            return await self._call(lambda c: read_field(c, ref), grant.token, str(ref))
+        except AccessDenied:
+            if await self._token_valid(grant.token):
+                raise AccessDenied(f"{ref}: Vault policy denies reading it") from None
+        grant = await self.login(stale=grant)
+        return await self._call(lambda c: read_field(c, ref), grant.token, str(ref))
+
+    async def health(self) -> dict[str, object]:
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._check())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._probe), HEALTH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            return {"ok": False, "reachable": False, "error": "timeout"}
+
+    async def close(self) -> None:
+        """Stop renewing, revoke the token the gateway logged in for, stop the workers."""
+        self._closed = True
+        for task in (self._renewer, self._probe):
+            if task is not None:
+                task.cancel()
+        grant, self._grant = self._grant, None
+        if grant is not None:
+            self._redactor.discard(grant.token.reveal())
+            if self._settings.auth.revokes:
+                try:
+                    await self._call(lambda c: c.auth.token.revoke_self(), grant.token, "revoke")
+                    log.info("Vault token revoked")
+                except BackendError as exc:
+                    log.warning("could not revoke the Vault token", extra={"sg_reason": str(exc)})
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- login and renewal -----------------------------------------------------------------
+    async def login(self, stale: Grant | None = None) -> Grant:
+        """Log in (once, however many callers ask at the same moment). With ``stale``, only if
+        the current grant is still that one: someone else may have logged in already."""
+        if self._login_lock is None:
+            self._login_lock = asyncio.Lock()
+        async with self._login_lock:
+            current = self._grant
+            if current is not None and current is not stale and self._usable(current):
+                return current
+            method = self._settings.auth.method
+            grant = await self._call(self._login, None, f"login ({method})")
+            self._install(grant)
+            log.info(
+                "logged in to Vault",
+                extra={"sg_method": method, "sg_ttl": grant.ttl, "sg_renewable": grant.renewable},
+            )
+            return grant
+
+    def login_blocking(self) -> None:
+        """Log in from outside the event loop (start-up), to refuse a wrong configuration early."""
+        future = self._pool.submit(self._in_worker, self._login, None)
+        what = f"login ({self._settings.auth.method})"
+        try:
+            grant = future.result(timeout=self._wait)
+        except TimeoutError:
+            raise BackendUnavailable(f"{what}: Vault did not answer in time") from None
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, what) from None
+        self._install(grant)
+
+    def _install(self, grant: Grant) -> None:
+        old, self._grant = self._grant, grant
+        self._redactor.add(grant.token.reveal())
+        if old is not None and old.token != grant.token:
+            self._redactor.discard(old.token.reveal())
+
+    def _usable(self, grant: Grant) -> bool:
+        expires = grant.expires_at
+        return expires is None or _now() < expires - EXPIRY_MARGIN_SECONDS
+
+    async def _current(self) -> Grant:
+        grant = self._grant
+        if grant is None or not self._usable(grant):
+            grant = await self.login(stale=grant)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._keep_fresh())
+        return grant
+
+    async def _keep_fresh(self) -> None:
+        """Renew the token ahead of expiry; log in again when it cannot be renewed any more."""
+        while not self._closed:
+            grant = self._grant
+            if grant is None or grant.expires_at is None:
+                return
+            due = grant.obtained_at + grant.ttl * RENEW_AT_FRACTION
+            await asyncio.sleep(max(due - _now(), MIN_RENEW_DELAY_SECONDS))
+            if self._grant is not grant:
+                continue
+            try:
+                await self._renew_or_login(grant)
+            except BackendError as exc:
+                log.warning("Vault token renewal failed", extra={"sg_reason": str(exc)})
+                await asyncio.sleep(RETRY_RENEW_SECONDS)
+
+    async def _renew_or_login(self, grant: Grant) -> None:
+        if grant.renewable:
+            response = await self._call(
+                lambda c: c.auth.token.renew_self(), grant.token, "token renewal"
+            )
+            auth = response.get("auth") if isinstance(response, dict) else None
+            ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
+            if ttl >= grant.ttl * (1 - RENEW_AT_FRACTION) + MIN_RENEW_DELAY_SECONDS:
+                self._grant = Grant(grant.token, ttl, True, _now())
+                return
+        if self._settings.auth.method != "token":
+            await self.login(stale=grant)
+        elif grant.expires_at is not None and _now() >= grant.expires_at:
+            await self.login(stale=grant)  # re-read the reference: an agent may have replaced it
+
+    async def _token_valid(self, token: Secret) -> bool:
+        try:
+            await self._call(lambda c: c.auth.token.lookup_self(), token, "token lookup")
+        except AccessDenied:
+            return False
+        return True
+
+    async def _check(self) -> dict[str, object]:
+        try:
+            grant = await self._current()
+            await self._call(lambda c: c.auth.token.lookup_self(), grant.token, "health")
+        except VaultSealed:
+            return {"ok": False, "reachable": True, "sealed": True}
+        except BackendUnavailable:
+            return {"ok": False, "reachable": False}
+        except BackendError:
+            return {"ok": False, "reachable": True, "authenticated": False}
+        return {"ok": True, "reachable": True, "authenticated": True}
+
+    # -- the worker pool -------------------------------------------------------------------
+    async def _call(self, fn: Callable[[hvac.Client], T], token: Secret | None, what: str) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, self._in_worker, fn, token)
+            return await asyncio.wait_for(future, self._wait)
+        except TimeoutError:
+            raise BackendUnavailable(f"{what}: Vault did not answer in time") from None
+        except RuntimeError:  # the pool was shut down
+            raise BackendUnavailable(f"{what}: the Vault client is closed") from None
+        except CLIENT_ERRORS as exc:
+            raise translate(exc, what) from None
+
+    def _in_worker(self, fn: Callable[[hvac.Client], T], token: Secret | None) -> T:
+        client = self._client()
+        client.token = token.reveal() if token is not None else None
+        try:
+            return fn(client)
+        finally:
+            client.token = None
+
+    def _client(self) -> hvac.Client:
+        client: hvac.Client | None = getattr(self._local, "client", None)
+        if client is None:
+            s = self._settings
+            session = requests.Session()
+            session.trust_env = False  # no proxies or .netrc from the environment
+            tls = s.tls
+            cert = (tls.client_cert, tls.client_key) if tls.client_cert else None
+            verify: Any = tls.ca_bundle or True
+            client = hvac.Client(
+                url=s.address,
+                cert=cert,
+                verify=verify,
+                timeout=s.timeout_seconds,
+                allow_redirects=False,
+                namespace=s.namespace,
+                session=session,
+            )
+            self._local.client = client
+        return client
+
+
+def _now() -> float:
+    return time.monotonic()

@@ -1,0 +1,103 @@
+"""Leak canary: a unique provider key and a unique Vault token are planted, traffic that goes
+wrong in every way we know is run through a real gateway process, and then everything the process
+produced is searched for them."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.secrets.gateway_vault import HI, VaultGateway
+from tests.secrets.openbao_server import OpenBao
+from tests.secrets.vaultlab import VaultLab
+from tests.support.fake_upstream import FakeUpstream
+
+pytestmark = pytest.mark.openbao
+
+
+def files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced(
+    bao_lab: VaultLab, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    bao = bao_lab.server
+    assert isinstance(bao, OpenBao)
+    provider_key = "sk-canary-" + secrets.token_hex(20)
+    vault_token = "sgcanaryvaulttoken" + secrets.token_hex(16)
+    bao_lab.root.sys.create_or_update_policy(
+        name="canary", policy=bao_lab.read_policy(f"{bao_lab.kv2}/data/*")
+    )
+    bao_lab.root.auth.token.create(id=vault_token, policies=["canary"], ttl="1h")
+    workdir, scratch = tmp_path / "gateway", tmp_path / "gateway" / "tmp"
+    scratch.mkdir(parents=True)
+    gw = VaultGateway(
+        bao_lab,
+        upstream,
+        workdir,
+        provider_key,
+        token=vault_token,
+        env={"TMPDIR": str(scratch)},
+        ttl=1,
+        extra="logging:\n  level: debug\n",
+    )
+    gw.start()
+    bodies: list[str] = []
+
+    def keep(response: httpx.Response) -> httpx.Response:
+        bodies.append(response.text)
+        bodies.append(str(response.headers))
+        return response
+
+    try:
+        assert keep(gw.chat()).status_code == 200
+        stream = keep(gw.chat(stream=True, stream_options={"include_usage": True}))
+        assert stream.status_code == 200
+        echo = f"Incorrect API key provided: {provider_key}"
+        upstream.then(status=401, error_message=echo).then(status=401, error_message=echo)
+        assert keep(gw.chat()).status_code == 502
+        upstream.then(status=500, error_message=echo)
+        assert keep(gw.chat()).status_code == 502
+        upstream.then(status=400, error_message=echo)
+        assert keep(gw.chat()).status_code == 400
+        for wrong in ("sk-sg-" + secrets.token_hex(20), provider_key, vault_token, "garbage"):
+            assert keep(gw.chat(key=wrong)).status_code == 401
+        keep(httpx.get(gw.process.url + "/metrics", timeout=10))
+        ready = keep(gw.ready())
+        process = ready.json()["checks"]["process"]
+        assert process["not_dumpable"] is True
+        assert process["core_dumps_off"] is True
+        assert gw.process.process is not None
+        limits = Path(f"/proc/{gw.process.process.pid}/limits").read_text()
+        core = next(line for line in limits.splitlines() if line.startswith("Max core file size"))
+        assert core.split()[4:6] == ["0", "0"]
+
+        bao.stop()
+        time.sleep(1.5)  # past the TTL
+        assert keep(gw.chat()).status_code == 503
+        assert keep(gw.ready()).status_code == 503
+        keep(
+            httpx.post(
+                gw.process.url + "/v1/chat/completions",
+                json={"model": "vault-gpt", "messages": [HI], "api_key": provider_key},
+                headers={"Authorization": f"Bearer {gw.key}"},
+                timeout=30,
+            )
+        )
+    finally:
+        gw.stop()
+
+    stderr = gw.process.stderr()
+    assert '"level": "debug"' in stderr  # the log was captured at every level
+    assert "credential" in stderr  # and it did record the failures (by reference)
+    searched = [*bodies, stderr]
+    searched += [p.read_bytes().decode("latin-1") for p in files_under(workdir)]
+    assert files_under(gw.process.data_dir)  # the database is among them
+    for canary in (provider_key, vault_token, provider_key[-20:], vault_token[-16:]):
+        leaks = [text[:200] for text in searched if canary in text]
+        assert leaks == []
