@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound
 from gateway.providers.base import Adapter, Reply, Stream
+from gateway.providers.http import UpstreamCredentialRejected
 from gateway.providers.mock import MockAdapter
-from gateway.providers.openai import OpenAIAdapter, UpstreamCredentialRejected
+from gateway.providers.openai import OpenAIAdapter
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
