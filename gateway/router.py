@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound
+from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter, Reply, Stream
 from gateway.providers.http import UpstreamCredentialRejected
 from gateway.providers.mock import MockAdapter
@@ -42,6 +43,8 @@ class Route:
 def make_adapter(deployment: Deployment, pool: UpstreamPool) -> Adapter:
     if deployment.provider == "mock":
         return MockAdapter(deployment)
+    if deployment.provider == "anthropic":
+        return AnthropicAdapter(deployment, pool)
     return OpenAIAdapter(deployment, pool)
 
 
