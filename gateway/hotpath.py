@@ -1,21 +1,23 @@
-"""The hot path as raw ASGI: ``POST /v1/chat/completions`` and ``POST /v1/embeddings``.
+"""The hot path as raw ASGI: ``POST /v1/chat/completions``, ``/v1/embeddings`` and ``/v1/messages``.
 
-These two routes are what every application call goes through, so they skip the framework's
-routing, dependency resolution and middleware and do only what the request needs: read the body
-with a cap, check it with the pure policy functions, authenticate from the in-memory cache, route.
-Everything else (models, health, admin) is the FastAPI app behind this one.
+These routes are what every application call goes through, so they skip the framework's routing,
+dependency resolution and middleware and do only what the request needs: read the body with a cap,
+check it with the pure policy functions, authenticate from the in-memory cache, route. The
+Anthropic-compatible ``/v1/messages`` is translated to the same internal call (anthropic_api.py)
+and back. Everything else (models, health, admin) is the FastAPI app behind this one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import policy
+from gateway import anthropic_api, policy
 from gateway.asgi_util import (
     ClientGone,
     read_json,
@@ -25,7 +27,7 @@ from gateway.asgi_util import (
     unless_disconnected,
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
-from gateway.providers.base import Stream
+from gateway.providers.base import Stream, Usage
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
@@ -34,6 +36,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("sealgate")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorBody = Callable[[GatewayError], dict[str, Any]]
+
+
+def openai_error(exc: GatewayError) -> dict[str, Any]:
+    return exc.body()
+
+
+class AnthropicStream:
+    """An internal (OpenAI-format) stream re-emitted as Anthropic events."""
+
+    def __init__(self, inner: Stream, model: str) -> None:
+        self.inner = inner
+        self.translator = anthropic_api.EventTranslator(model)
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner.chunks():
+            events = self.translator.feed(chunk)
+            if events:
+                yield b"".join(events)
+        yield b"".join(self.translator.finish())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class HotPath:
@@ -42,31 +71,33 @@ class HotPath:
         self.services = services
         self.router = services.router
         self.limit = services.config.server.max_body_bytes
-        self.routes: dict[str, Handler] = {
-            "/v1/chat/completions": self.chat,
-            "/v1/embeddings": self.embeddings,
+        self.routes: dict[str, tuple[Handler, ErrorBody]] = {
+            "/v1/chat/completions": (self.chat, openai_error),
+            "/v1/embeddings": (self.embeddings, openai_error),
+            "/v1/messages": (self.messages, anthropic_api.error_body),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.routes.get(scope["path"])
-            if handler is not None:
+            route = self.routes.get(scope["path"])
+            if route is not None:
+                handler, error_body = route
                 try:
                     await handler(scope, receive, send)
                 except GatewayError as exc:
                     if exc.http_status >= 500:
                         log.warning("request failed", extra={"sg_code": exc.code})
-                    await send_error(send, exc)
+                    await send_error(send, exc, error_body(exc))
                 except ClientGone:
                     pass
-                except Exception as exc:
+                except Exception as exc:  # the last line of defence: a 500 that leaks nothing
                     log.error("unexpected error", exc_info=exc)
-                    await send_error(send, GatewayError("internal error"))
+                    internal = GatewayError("internal error")
+                    await send_error(send, internal, error_body(internal))
                 return
         await self.app(scope, receive, send)
 
-    async def _caller(self, headers: dict[bytes, bytes], model: str) -> KeyRecord:
-        authorization = headers.get(b"authorization")
+    async def _caller(self, authorization: bytes | None, model: str) -> KeyRecord:
         record = await self.services.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
@@ -77,15 +108,38 @@ class HotPath:
         return record
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_chat(body)
-        record = await self._caller(headers, model)
+        record = await self._caller(headers.get(b"authorization"), model)
+        await self._complete(receive, send, body, model, record, anthropic=False)
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        raw: dict[str, Any] = await read_json(receive, headers, self.limit)
+        body = anthropic_api.to_internal(raw)
+        model = policy.check_chat(body)
+        api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
+        authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
+        record = await self._caller(authorization, model)
+        await self._complete(receive, send, body, model, record, anthropic=True)
+
+    async def _complete(
+        self,
+        receive: Receive,
+        send: Send,
+        body: dict[str, Any],
+        model: str,
+        record: KeyRecord,
+        anthropic: bool,
+    ) -> None:
+        started = time.perf_counter()
         if body.get("stream"):
             stream, deployment = await unless_disconnected(
                 receive, self.router.chat_stream(model, body)
             )
+            if anthropic:
+                stream = AnthropicStream(stream, model)
 
             async def finished(stream: Stream, outcome: str) -> None:
                 log.debug(
@@ -98,15 +152,20 @@ class HotPath:
                     },
                 )
 
-            await send_stream(receive, send, stream, finished)
+            error_body = anthropic_api.error_body if anthropic else openai_error
+            await send_stream(receive, send, stream, finished, error_body)
             return
         reply, deployment = await unless_disconnected(receive, self.router.chat(model, body))
-        await send_body(send, 200, reply.body)
+        if anthropic:
+            message = anthropic_api.to_message(json.loads(reply.body), model)
+            await send_body(send, 200, json.dumps(message).encode())
+        else:
+            await send_body(send, 200, reply.body)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
-        await self._caller(headers, model)
+        await self._caller(headers.get(b"authorization"), model)
         reply, _ = await unless_disconnected(receive, self.router.embeddings(model, body))
         await send_body(send, 200, reply.body)
