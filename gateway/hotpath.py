@@ -27,6 +27,7 @@ from gateway.asgi_util import (
     unless_disconnected,
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
+from gateway.metrics import REQUESTS
 from gateway.providers.base import Stream, Usage
 from gateway.store.keys import KeyRecord
 
@@ -82,18 +83,22 @@ class HotPath:
             route = self.routes.get(scope["path"])
             if route is not None:
                 handler, error_body = route
+                status = "200"
                 try:
                     await handler(scope, receive, send)
                 except GatewayError as exc:
+                    status = str(exc.http_status)
                     if exc.http_status >= 500:
                         log.warning("request failed", extra={"sg_code": exc.code})
                     await send_error(send, exc, error_body(exc))
                 except ClientGone:
-                    pass
+                    status = "499"
                 except Exception as exc:  # the last line of defence: a 500 that leaks nothing
+                    status = "500"
                     log.error("unexpected error", exc_info=exc)
                     internal = GatewayError("internal error")
                     await send_error(send, internal, error_body(internal))
+                REQUESTS[(("route", scope["path"]), ("status", status))] += 1
                 return
         await self.app(scope, receive, send)
 

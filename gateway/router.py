@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound
+from gateway.metrics import UPSTREAM_FAILURES
 from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter, Reply, Stream
 from gateway.providers.http import UpstreamCredentialRejected
@@ -106,6 +107,9 @@ class Router:
                 try:
                     return await self._call(route, call), route.deployment
                 except GatewayError as exc:
+                    UPSTREAM_FAILURES[
+                        (("deployment", route.deployment.name), ("code", exc.code))
+                    ] += 1
                     if not exc.retryable:
                         raise
                     last = exc
