@@ -66,6 +66,12 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
         default=_env("POLICIES", DEFAULT_POLICIES),
         help="policy directory (env SEALGATE_VERIFY_POLICIES; default ./policies)",
     )
+    parser.add_argument(
+        "--project",
+        default=_env("PROJECT", "sealgate"),
+        help="distribution expected in addition to the lock (the project itself, installed "
+        "editable); empty for none (env SEALGATE_VERIFY_PROJECT; default sealgate)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _environment(args: argparse.Namespace) -> Report:
     checks = selfcheck.ENV_CHECKS if args.command == "env" else (args.command,)
     locks = [Path(p) for p in (args.lock or _env_list("LOCKS", DEFAULT_LOCKS))]
-    return selfcheck.run(args.target_python, locks, Path(args.policies), checks)
+    project = (args.project,) if args.project else ()
+    return selfcheck.run(args.target_python, locks, Path(args.policies), checks, project)
 
 
 def _timed(fn: Callable[[], list[Finding]]) -> Report:

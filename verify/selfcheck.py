@@ -29,6 +29,7 @@ def analyse(
     locks: Sequence[Path],
     policies_dir: Path,
     checks: Sequence[str] = ENV_CHECKS,
+    project: Sequence[str] = (lock.PROJECT,),
 ) -> list[Finding]:
     """The checks over gathered facts (reads only the policy and lock files)."""
     results: list[Finding] = []
@@ -38,7 +39,7 @@ def analyse(
         results += record.run(facts)
     if "lock" in checks:
         pins = lockfile.applicable(lockfile.load(locks), facts.markers)
-        results += lock.run(facts, pins)
+        results += lock.run(facts, pins, project)
     return results
 
 
@@ -47,11 +48,16 @@ def run(
     locks: Sequence[Path],
     policies_dir: Path,
     checks: Sequence[str] = ENV_CHECKS,
+    project: Sequence[str] = (lock.PROJECT,),
 ) -> Report:
-    """Audit ``target_python``'s environment. Raises ``VerifyError`` if it cannot run at all."""
+    """Audit ``target_python``'s environment. Raises ``VerifyError`` if it cannot run at all.
+
+    ``project`` names distributions expected in addition to the lock (the project itself,
+    installed editable); pass ``()`` for an environment without it.
+    """
     start = time.perf_counter()
     facts = gather(target_python)
-    results = analyse(facts, locks, policies_dir, checks)
+    results = analyse(facts, locks, policies_dir, checks, project)
     return Report(tuple(results), time.perf_counter() - start, tuple(checks))
 
 
