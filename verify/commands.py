@@ -1,17 +1,90 @@
-"""Subcommands that verify artifacts rather than the environment: signature, vulns, wheelhouse.
-
-Each parser sets ``run``: a callable from the parsed arguments to a list of findings.
+"""Subcommands that verify artifacts rather than the environment: ``signature``, ``vulns``,
+``wheelhouse``. Each parser sets ``run``: parsed arguments -> list of findings.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
+
+from verify import signatures
+from verify.findings import Finding, VerifyError
+from verify.policies import load_signers
 
 Common = Callable[[argparse.ArgumentParser], None]
 Env = Callable[..., str | None]
 
 
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise VerifyError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _identity(args: argparse.Namespace) -> signatures.Identity:
+    if args.signer:
+        signers = load_signers(Path(args.policies))
+        if args.signer not in signers:
+            raise VerifyError(
+                f"signer {args.signer!r} is not in {args.policies}/trusted-signers.yaml"
+            )
+        s = signers[args.signer]
+        return signatures.Identity(s.identity, s.issuer, s.trusted_root, s.repository, s.ref)
+    if not (args.identity and args.issuer and args.trusted_root):
+        raise VerifyError(
+            "keyless verification needs --signer, or --identity, --issuer and --trusted-root"
+        )
+    return signatures.Identity(
+        args.identity, args.issuer, Path(args.trusted_root), args.repository, args.ref
+    )
+
+
+def run_signature(args: argparse.Namespace) -> list[Finding]:
+    artifact = _read(args.artifact)
+    subject = args.artifact
+    if args.key:
+        key = _read(args.key)
+        if args.signature:
+            return [signatures.cosign_blob(subject, artifact, _read(args.signature), key)]
+        if args.bundle:
+            return [signatures.cosign_keyed_bundle(subject, artifact, _read(args.bundle), key)]
+        raise VerifyError("--key needs --signature or --bundle")
+    who = _identity(args)
+    if args.attestation:
+        name = Path(args.artifact).name
+        return [
+            signatures.pep740_attestation(subject, artifact, name, _read(args.attestation), who)
+        ]
+    if not args.bundle:
+        raise VerifyError("give --bundle, --attestation, or --key with --signature")
+    if args.dsse:
+        return [signatures.dsse_bundle(subject, artifact, _read(args.bundle), who)]
+    return [signatures.sigstore_bundle(subject, artifact, _read(args.bundle), who)]
+
+
 def add_parsers(sub: Any, common: Common, env: Env) -> None:
     """Register the artifact subcommands on ``sub`` (an argparse subparsers action)."""
+    text = "verify an artifact's signature offline (sigstore, DSSE, PEP 740, cosign keyed)"
+    p = sub.add_parser("signature", help=text, description=text)
+    p.add_argument("artifact", help="the signed file")
+    p.add_argument("--bundle", help="sigstore bundle (.sigstore / .sigstore.json)")
+    p.add_argument("--dsse", action="store_true", help="the bundle is DSSE: check its statement")
+    p.add_argument("--attestation", help="PEP 740 attestation (JSON) for a distribution file")
+    p.add_argument("--signature", help="cosign base64 signature (with --key)")
+    p.add_argument("--key", help="cosign ECDSA P-256 public key (PEM)")
+    p.add_argument("--signer", help="signer name from <policies>/trusted-signers.yaml")
+    p.add_argument("--identity", help="certificate identity (instead of --signer)")
+    p.add_argument("--issuer", help="OIDC issuer (instead of --signer)")
+    p.add_argument("--trusted-root", help="pinned sigstore trusted_root.json (instead of --signer)")
+    p.add_argument("--repository", help="required GitHub workflow repository claim")
+    p.add_argument("--ref", help="required GitHub workflow ref claim")
+    p.add_argument(
+        "--policies",
+        default=env("POLICIES", "policies"),
+        help="policy directory (env SEALGATE_VERIFY_POLICIES; default ./policies)",
+    )
+    common(p)
+    p.set_defaults(run=run_signature)
