@@ -119,6 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help is 0, bad usage is 2
         return int(exc.code or 0) if isinstance(exc.code, int | None) else EXIT_ERROR
+    if getattr(args, "lock_env", False) and args.lock is None:
+        args.lock = _env_list("LOCKS", DEFAULT_LOCKS)
     try:
         if args.command in ("env", *selfcheck.ENV_CHECKS):
             report = _environment(args)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from verify import signatures
+from verify import lockfile, signatures, vulns
 from verify.findings import Finding, VerifyError
 from verify.policies import load_signers
 
@@ -65,8 +65,36 @@ def run_signature(args: argparse.Namespace) -> list[Finding]:
     return [signatures.sigstore_bundle(subject, artifact, _read(args.bundle), who)]
 
 
+def run_vulns(args: argparse.Namespace) -> list[Finding]:
+    pins = lockfile.load(Path(p) for p in args.lock)
+    return vulns.audit(pins, args.osv_url, args.timeout)
+
+
 def add_parsers(sub: Any, common: Common, env: Env) -> None:
     """Register the artifact subcommands on ``sub`` (an argparse subparsers action)."""
+    text = "known vulnerabilities of every pin in the lock files, from an OSV-compatible service"
+    v = sub.add_parser("vulns", help=text, description=text)
+    v.add_argument(
+        "--lock",
+        action="append",
+        default=None,
+        help="hash-locked requirements file, repeatable (env SEALGATE_VERIFY_LOCKS; default "
+        "requirements.lock + requirements-build.lock)",
+    )
+    v.add_argument(
+        "--osv-url",
+        default=env("OSV_URL", vulns.DEFAULT_OSV_URL),
+        help="OSV querybatch endpoint (env SEALGATE_VERIFY_OSV_URL; default "
+        f"{vulns.DEFAULT_OSV_URL})",
+    )
+    v.add_argument(
+        "--timeout",
+        type=float,
+        default=float(env("OSV_TIMEOUT", str(vulns.DEFAULT_TIMEOUT_SECONDS)) or 0),
+        help="seconds (env SEALGATE_VERIFY_OSV_TIMEOUT; default 20)",
+    )
+    common(v)
+    v.set_defaults(run=run_vulns, lock_env=True)
     text = "verify an artifact's signature offline (sigstore, DSSE, PEP 740, cosign keyed)"
     p = sub.add_parser("signature", help=text, description=text)
     p.add_argument("artifact", help="the signed file")
