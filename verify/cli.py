@@ -67,6 +67,13 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
         help="policy directory (env SEALGATE_VERIFY_POLICIES; default ./policies)",
     )
     parser.add_argument(
+        "--wheelhouse",
+        default=_env("WHEELHOUSE"),
+        help="directory of the wheels the environment was installed from: also check each "
+        "wheel's sha256 against the lock and its RECORD against the installed files "
+        "(env SEALGATE_VERIFY_WHEELHOUSE)",
+    )
+    parser.add_argument(
         "--project",
         default=_env("PROJECT", "sealgate"),
         help="distribution expected in addition to the lock (the project itself, installed "
@@ -100,7 +107,10 @@ def _environment(args: argparse.Namespace) -> Report:
     checks = selfcheck.ENV_CHECKS if args.command == "env" else (args.command,)
     locks = [Path(p) for p in (args.lock or _env_list("LOCKS", DEFAULT_LOCKS))]
     project = (args.project,) if args.project else ()
-    return selfcheck.run(args.target_python, locks, Path(args.policies), checks, project)
+    wheels = Path(args.wheelhouse) if args.wheelhouse else None
+    if wheels is not None and not wheels.is_dir():
+        raise VerifyError(f"wheelhouse {wheels} is not a directory")
+    return selfcheck.run(args.target_python, locks, Path(args.policies), checks, project, wheels)
 
 
 def _timed(fn: Callable[[], list[Finding]]) -> Report:

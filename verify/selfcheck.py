@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from verify import lock, lockfile, pth, record
+from verify import lock, lockfile, pth, record, wheelhouse
 from verify.facts import EnvFacts, gather
 from verify.findings import Finding, Report, Severity, finding
 from verify.policies import load_pth_policy
 
 ENV_CHECKS = ("pth", "record", "lock")
+ALL_CHECKS = (*ENV_CHECKS, "wheelhouse")
 RECHECK = "recheck"
 COMPROMISED = "treat the host as compromised: stop serving, investigate, rebuild from the locks"
 
@@ -30,8 +31,12 @@ def analyse(
     policies_dir: Path,
     checks: Sequence[str] = ENV_CHECKS,
     project: Sequence[str] = (lock.PROJECT,),
+    wheels: Path | None = None,
 ) -> list[Finding]:
-    """The checks over gathered facts (reads only the policy and lock files)."""
+    """The checks over gathered facts (reads only the policy, lock and wheelhouse files).
+
+    The ``wheelhouse`` check runs when ``wheels`` names a wheelhouse directory.
+    """
     results: list[Finding] = []
     if "pth" in checks:
         results += pth.run(facts, load_pth_policy(policies_dir))
@@ -40,6 +45,9 @@ def analyse(
     if "lock" in checks:
         pins = lockfile.applicable(lockfile.load(locks), facts.markers)
         results += lock.run(facts, pins, project)
+    if wheels is not None:
+        pins = lockfile.applicable(lockfile.load(locks), facts.markers)
+        results += wheelhouse.run(facts, pins, wheels, tuple(project))
     return results
 
 
@@ -49,15 +57,17 @@ def run(
     policies_dir: Path,
     checks: Sequence[str] = ENV_CHECKS,
     project: Sequence[str] = (lock.PROJECT,),
+    wheels: Path | None = None,
 ) -> Report:
     """Audit ``target_python``'s environment. Raises ``VerifyError`` if it cannot run at all.
 
     ``project`` names distributions expected in addition to the lock (the project itself,
-    installed editable); pass ``()`` for an environment without it.
+    installed editable); pass ``()`` for an environment without it. ``wheels``: a wheelhouse
+    directory, to bind the installed files to the locked wheel hashes (``verify.wheelhouse``).
     """
     start = time.perf_counter()
     facts = gather(target_python)
-    results = analyse(facts, locks, policies_dir, checks, project)
+    results = analyse(facts, locks, policies_dir, checks, project, wheels)
     return Report(tuple(results), time.perf_counter() - start, tuple(checks))
 
 
