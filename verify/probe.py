@@ -14,8 +14,10 @@ import os
 import platform
 import site
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 HOOK_MODULES = ("sitecustomize", "usercustomize")
+HASH_THREADS = min(4, os.cpu_count() or 1)
 
 
 def _sha256(path: str) -> str | None:
@@ -146,6 +148,7 @@ def main() -> None:
                 if path:
                     full = os.path.normpath(os.path.join(str(dist["dir"]), path))
                     recorded[full] = len(fields) == 3 and bool(fields[1])
+    to_hash: list[str] = []
     for base in site_dirs:
         for root, subdirs, names in os.walk(base):
             subdirs.sort()
@@ -156,10 +159,13 @@ def main() -> None:
                 elif name.endswith(".pyc") and not recorded.get(full, False):
                     files[full] = ""  # present; bytecode no RECORD hash covers is not hashed
                 else:
-                    files[full] = _sha256(full)
-    for full in recorded:
-        if full not in files:
-            files[full] = _sha256(full) if os.path.isfile(full) else None
+                    to_hash.append(full)
+    queued = set(to_hash)
+    to_hash += [full for full in recorded if full not in files and full not in queued]
+    # hashlib releases the GIL on large buffers: a few threads use every core for big files.
+    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+        for full, digest in zip(to_hash, pool.map(_sha256, to_hash), strict=True):
+            files[full] = digest
     search = [p for p in sys.path if p] + site_dirs
     hooks = []
     for module in HOOK_MODULES:
