@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
-        ("env", "all environment checks: pth + record + lock"),
+        ("env", "all environment checks: pth + record + lock (+ wheelhouse with --wheelhouse)"),
         ("pth", ".pth files and sitecustomize/usercustomize against the allowlist"),
         ("record", "every installed file against its distribution's RECORD; unowned files"),
         ("lock", "installed distributions and versions equal the lock"),
