@@ -74,6 +74,18 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
         "(env SEALGATE_VERIFY_WHEELHOUSE)",
     )
     parser.add_argument(
+        "--manifest",
+        default=_env("MANIFEST"),
+        help="signed install manifest from 'verify manifest create': also check it "
+        "(needs --manifest-key; env SEALGATE_VERIFY_MANIFEST)",
+    )
+    parser.add_argument(
+        "--manifest-key",
+        default=_env("MANIFEST_KEY"),
+        help="pinned ECDSA P-256 public key (PEM) of the manifest "
+        "(env SEALGATE_VERIFY_MANIFEST_KEY)",
+    )
+    parser.add_argument(
         "--project",
         default=_env("PROJECT", "sealgate"),
         help="distribution expected in addition to the lock (the project itself, installed "
@@ -110,7 +122,14 @@ def _environment(args: argparse.Namespace) -> Report:
     wheels = Path(args.wheelhouse) if args.wheelhouse else None
     if wheels is not None and not wheels.is_dir():
         raise VerifyError(f"wheelhouse {wheels} is not a directory")
-    return selfcheck.run(args.target_python, locks, Path(args.policies), checks, project, wheels)
+    signed = None
+    if args.manifest or args.manifest_key:
+        if not (args.manifest and args.manifest_key):
+            raise VerifyError("--manifest and --manifest-key go together")
+        signed = (Path(args.manifest), Path(args.manifest_key))
+    return selfcheck.run(
+        args.target_python, locks, Path(args.policies), checks, project, wheels, signed
+    )
 
 
 def _timed(fn: Callable[[], list[Finding]]) -> Report:

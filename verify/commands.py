@@ -5,11 +5,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from verify import lockfile, signatures, vulns
+from verify import lockfile, manifest, signatures, vulns
+from verify.facts import gather
 from verify.findings import Finding, VerifyError
 from verify.policies import load_signers
 
@@ -70,8 +72,67 @@ def run_vulns(args: argparse.Namespace) -> list[Finding]:
     return vulns.audit(pins, args.osv_url, args.timeout)
 
 
+def _project(args: argparse.Namespace) -> tuple[str, ...]:
+    return (args.project,) if args.project else ()
+
+
+def run_manifest_create(args: argparse.Namespace) -> list[Finding]:
+    facts = gather(args.target_python)
+    pins = lockfile.applicable(lockfile.load(Path(p) for p in args.lock), facts.markers)
+    signed = manifest.create(facts, pins, Path(args.wheelhouse), _read(args.key), _project(args))
+    try:
+        Path(args.out).write_bytes(signed)
+    except OSError as exc:
+        raise VerifyError(f"cannot write {args.out}: {exc.strerror}") from exc
+    return []
+
+
+def run_manifest_check(args: argparse.Namespace) -> list[Finding]:
+    facts = gather(args.target_python)
+    return manifest.check(facts, _read(args.manifest), _read(args.key), _project(args))
+
+
+def _manifest_parsers(sub: Any, common: Common, env: Env) -> None:
+    text = "signed install manifest: create at build time (with the wheelhouse), check at start"
+    m = sub.add_parser("manifest", help=text, description=text)
+    msub = m.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
+    create = msub.add_parser("create", help="bind the installed set to the locked wheels; sign")
+    check = msub.add_parser("check", help="verify the signature and every installed RECORD")
+    for p in (create, check):
+        p.add_argument(
+            "--target-python",
+            default=env("TARGET_PYTHON", sys.executable),
+            help="interpreter whose environment is bound (env SEALGATE_VERIFY_TARGET_PYTHON)",
+        )
+        p.add_argument(
+            "--project",
+            default=env("PROJECT", "sealgate"),
+            help="distribution left out (the project itself); env SEALGATE_VERIFY_PROJECT",
+        )
+        common(p)
+    create.add_argument("--lock", action="append", default=None, help="lock file, repeatable")
+    create.add_argument("--wheelhouse", required=True, help="the wheels installed from")
+    create.add_argument("--key", required=True, help="ECDSA P-256 private key (PEM, PKCS#8)")
+    create.add_argument("--out", required=True, help="manifest file to write")
+    create.set_defaults(run=run_manifest_create, lock_env=True)
+    check.add_argument(
+        "--manifest",
+        default=env("MANIFEST"),
+        required=env("MANIFEST") is None,
+        help="signed manifest (env SEALGATE_VERIFY_MANIFEST)",
+    )
+    check.add_argument(
+        "--key",
+        default=env("MANIFEST_KEY"),
+        required=env("MANIFEST_KEY") is None,
+        help="pinned ECDSA P-256 public key (PEM) (env SEALGATE_VERIFY_MANIFEST_KEY)",
+    )
+    check.set_defaults(run=run_manifest_check)
+
+
 def add_parsers(sub: Any, common: Common, env: Env) -> None:
     """Register the artifact subcommands on ``sub`` (an argparse subparsers action)."""
+    _manifest_parsers(sub, common, env)
     text = "known vulnerabilities of every pin in the lock files, from an OSV-compatible service"
     v = sub.add_parser("vulns", help=text, description=text)
     v.add_argument(

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from verify import lock, lockfile, pth, record, wheelhouse
+from verify import lock, lockfile, manifest, pth, record, wheelhouse
 from verify.facts import EnvFacts, gather
-from verify.findings import Finding, Report, Severity, finding
+from verify.findings import Finding, Report, Severity, VerifyError, finding
 from verify.policies import load_pth_policy
 
 ENV_CHECKS = ("pth", "record", "lock")
@@ -32,6 +32,7 @@ def analyse(
     checks: Sequence[str] = ENV_CHECKS,
     project: Sequence[str] = (lock.PROJECT,),
     wheels: Path | None = None,
+    signed_manifest: tuple[Path, Path] | None = None,
 ) -> list[Finding]:
     """The checks over gathered facts (reads only the policy, lock and wheelhouse files).
 
@@ -48,6 +49,9 @@ def analyse(
     if wheels is not None:
         pins = lockfile.applicable(lockfile.load(locks), facts.markers)
         results += wheelhouse.run(facts, pins, wheels, tuple(project))
+    if signed_manifest is not None:
+        doc, key = (_read(p) for p in signed_manifest)
+        results += manifest.check(facts, doc, key, tuple(project))
     return results
 
 
@@ -58,17 +62,27 @@ def run(
     checks: Sequence[str] = ENV_CHECKS,
     project: Sequence[str] = (lock.PROJECT,),
     wheels: Path | None = None,
+    signed_manifest: tuple[Path, Path] | None = None,
 ) -> Report:
     """Audit ``target_python``'s environment. Raises ``VerifyError`` if it cannot run at all.
 
     ``project`` names distributions expected in addition to the lock (the project itself,
     installed editable); pass ``()`` for an environment without it. ``wheels``: a wheelhouse
     directory, to bind the installed files to the locked wheel hashes (``verify.wheelhouse``).
+    ``signed_manifest``: (manifest file, pinned public key PEM) made by ``verify manifest
+    create`` at build time: the same binding without the wheelhouse (``verify.manifest``).
     """
     start = time.perf_counter()
     facts = gather(target_python)
-    results = analyse(facts, locks, policies_dir, checks, project, wheels)
+    results = analyse(facts, locks, policies_dir, checks, project, wheels, signed_manifest)
     return Report(tuple(results), time.perf_counter() - start, tuple(checks))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise VerifyError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True)

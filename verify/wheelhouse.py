@@ -86,7 +86,11 @@ def compare(wheel: Mapping[str, str], installed: Mapping[str, str], dist_info: s
     return problems
 
 
-def _find_wheel(wheelhouse: Path, name: str, version: str) -> Path | None:
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def find_wheel(wheelhouse: Path, name: str, version: str) -> Path | None:
     for candidate in sorted(wheelhouse.glob("*.whl")):
         parts = candidate.name.split("-")
         if len(parts) >= 3 and normalize(parts[0]) == name and parts[1] == version:
@@ -99,7 +103,7 @@ def check_dist(dist: Dist, pin: Pin | None, wheelhouse: Path) -> Finding:
     subject = f"{name}=={dist.version}"
     if pin is None or pin.version != dist.version:
         return finding(CHECK, subject, Severity.HIGH, "no lock pin for this version", REMEDY)
-    wheel = _find_wheel(wheelhouse, name, pin.version)
+    wheel = find_wheel(wheelhouse, name, pin.version)
     if wheel is None:
         return finding(
             CHECK,

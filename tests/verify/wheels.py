@@ -58,7 +58,7 @@ def make_venv(where: Path) -> Path:
     return where / "bin" / "python"
 
 
-def pip_install(python: Path, *wheels: Path) -> None:
+def pip_install(python: Path, *wheels: Path, force: bool = False) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -71,6 +71,7 @@ def pip_install(python: Path, *wheels: Path) -> None:
             "--no-index",
             "--no-deps",
             "--disable-pip-version-check",
+            *(["--force-reinstall"] if force else []),
             *map(str, wheels),
         ],
         check=True,
