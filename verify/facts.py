@@ -56,18 +56,23 @@ class EnvFacts:
     hooks: tuple[Hook, ...]
     dists: tuple[Dist, ...]
     files: dict[str, str | None]
-    """Absolute path -> sha256 hex (None: missing or not a regular file)."""
+    """Absolute path -> sha256 hex, or a ``stat:`` stamp in stat-only runs (None: not a regular
+    file; "": bytecode no RECORD hash covers, not hashed)."""
 
 
 def probe_source() -> str:
     return Path(__file__).with_name("probe.py").read_text(encoding="utf-8")
 
 
-def gather(target_python: str) -> EnvFacts:
-    """Ask ``target_python`` (isolated, no site) for its facts. Raises VerifyError if it cannot."""
+def gather(target_python: str, stat_only: bool = False) -> EnvFacts:
+    """Ask ``target_python`` (isolated, no site) for its facts. Raises VerifyError if it cannot.
+
+    ``stat_only``: ``files`` holds stat stamps (size, mtime, ctime, inode) instead of sha256
+    digests: the cheap form for the periodic re-check, comparable only with another stat run.
+    """
     try:
         done = subprocess.run(  # noqa: S603 - the target interpreter is the point
-            [target_python, "-I", "-S", "-c", probe_source()],
+            [target_python, "-I", "-S", "-c", probe_source(), *(["--stat"] if stat_only else [])],
             capture_output=True,
             timeout=PROBE_TIMEOUT_SECONDS,
             check=False,

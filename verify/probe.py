@@ -110,7 +110,24 @@ def _read_text(path: str) -> str | None:
         return None
 
 
+def _stat(path: str) -> str | None:
+    """Size, mtime, ctime and inode: any write or metadata change alters ctime, which a process
+    cannot set back, so an unchanged stamp means an unchanged file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"stat:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def _summarize_all(paths: list[str]) -> list[str | None]:
+    summarize = _stat if "--stat" in sys.argv[1:] else _sha256
+    return [summarize(p) for p in paths]
+
+
 def main() -> None:
+    # "--stat": the cheap periodic re-check; files get stat stamps instead of sha256 digests.
+    summarize = _stat if "--stat" in sys.argv[1:] else _sha256
     prefix, site_dirs, user_enabled = _site_dirs()
     pth: list[dict[str, object]] = []
     dists: list[dict[str, object]] = []
@@ -156,16 +173,19 @@ def main() -> None:
                 full = os.path.join(root, name)
                 if not os.path.isfile(full) or os.path.islink(full):
                     files[full] = None
-                elif name.endswith(".pyc") and not recorded.get(full, False):
+                elif summarize is _sha256 and name.endswith(".pyc") and not recorded.get(full):
                     files[full] = ""  # present; bytecode no RECORD hash covers is not hashed
                 else:
                     to_hash.append(full)
     queued = set(to_hash)
     to_hash += [full for full in recorded if full not in files and full not in queued]
-    # hashlib releases the GIL on large buffers: a few threads use every core for big files.
-    with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
-        for full, digest in zip(to_hash, pool.map(_sha256, to_hash), strict=True):
-            files[full] = digest
+    # hashlib releases the GIL on large buffers, so a few threads, each with its own share of
+    # the files (one task per thread: per-file tasks cost more than they save), use every core.
+    threads = HASH_THREADS if summarize is _sha256 else 1
+    shares = [to_hash[i::threads] for i in range(threads)]
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        for share, digests in zip(shares, pool.map(_summarize_all, shares), strict=True):
+            files.update(zip(share, digests, strict=True))
     search = [p for p in sys.path if p] + site_dirs
     hooks = []
     for module in HOOK_MODULES:

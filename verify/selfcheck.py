@@ -94,11 +94,15 @@ class Baseline:
 
     @classmethod
     def capture(cls, target_python: str) -> Baseline:
-        return cls(target_python, gather(target_python))
+        return cls(target_python, gather(target_python, stat_only=True))
 
     def changes(self) -> list[Finding]:
-        """Findings for every hook or file that appeared, vanished or changed since capture."""
-        return diff(self.facts, gather(self.target_python))
+        """Findings for every hook or file that appeared, vanished or changed since capture.
+
+        Files are compared by stat stamp (size, mtime, ctime, inode), ``.pth`` files and
+        customize hooks by sha256, so a re-check costs a directory walk, not a full hash.
+        """
+        return diff(self.facts, gather(self.target_python, stat_only=True))
 
 
 def diff(before: EnvFacts, after: EnvFacts) -> list[Finding]:
@@ -116,7 +120,7 @@ def diff(before: EnvFacts, after: EnvFacts) -> list[Finding]:
         if path in pth_paths:
             continue
         if path not in before.files:
-            if after.files[path] == "" and _has_source(path, after):
+            if _has_source(path, after):
                 continue  # bytecode Python wrote for an existing source (not hashed: see record)
             results.append(_changed(path, Severity.HIGH, "file appeared after start-up"))
         elif path not in after.files:
