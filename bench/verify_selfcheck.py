@@ -2,7 +2,8 @@
 
 Usage: python -m bench.verify_selfcheck [--target-python PATH] [--lock FILE]... [--runs N]
 Defaults: this interpreter, requirements-dev.lock + requirements-build.lock, 5 runs. Prints the
-time of each run, then median and max, then the same for the periodic re-check; the target is at most 1 s for the runtime environment.
+time of each run, then median and max, then the same for the periodic re-check; the target is
+at most 1 s for the runtime environment.
 The first run may read files from disk; later runs are from the page cache.
 """
 
