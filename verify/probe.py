@@ -209,4 +209,5 @@ def main() -> None:
     )
 
 
-main()
+if __name__ == "__main__":  # run as ``-c <this text>``; importing it does nothing
+    main()
