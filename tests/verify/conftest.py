@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+POLICIES = REPO / "policies"
+DEV_LOCKS = [REPO / "requirements-dev.lock", REPO / "requirements-build.lock"]
+
+
+def vectors_dir() -> Path:
+    return Path(os.environ.get("SEALGATE_VECTORS", REPO.parent / "shared" / "vectors" / "sigstore"))
+
+
+@pytest.fixture
+def vectors() -> Path:
+    path = vectors_dir()
+    assert path.is_dir(), f"sigstore vectors not found at {path} (set SEALGATE_VECTORS)"
+    return path
+
+
+@pytest.fixture
+def python() -> str:
+    return sys.executable
