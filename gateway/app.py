@@ -4,6 +4,7 @@ health and admin. Every failure is a GatewayError rendered as an OpenAI-shaped e
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -23,6 +24,7 @@ from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.hotpath import HotPath
+from gateway.integrity import Integrity
 from gateway.metrics import METRICS
 from gateway.router import Router
 from gateway.secrets.broker import SecretBroker
@@ -45,6 +47,7 @@ class Services:
     pool: UpstreamPool
     router: Router
     readiness: dict[str, Any] = field(default_factory=dict)
+    integrity: Integrity | None = None
 
 
 def error_response(exc: GatewayError) -> Response:
@@ -56,7 +59,10 @@ def error_response(exc: GatewayError) -> Response:
 def build_app(services: Services) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        watcher = asyncio.create_task(services.integrity.watch()) if services.integrity else None
         yield
+        if watcher is not None:
+            watcher.cancel()
         await services.pool.close()
         await services.broker.close()
         services.engine.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import egress, logs
+from gateway import egress, integrity, logs
 from gateway.app import Services, build_app
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig, load_config
@@ -72,10 +72,17 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     logs.configure(config.logging.level)
     egress.enforce(config)
+    try:
+        checked = integrity.check(config)
+    except integrity.StartupRefused as exc:
+        print(f"sealgate: {exc}", file=sys.stderr, flush=True)
+        return 1
     hardening = harden_process()
     admin = read_admin_key()
     services = build_services(config, data_dir, admin)
     services.readiness["process"] = {"ok": True, **hardening}
+    services.readiness["integrity"] = checked.state
+    services.integrity = checked
     app = build_app(services)
     log.info(
         "sealgate starting",

@@ -1,0 +1,134 @@
+"""The start-up integrity self-check and its periodic re-check (DESIGN.md invariant 6).
+
+Before the gateway accepts traffic, ``verify`` audits this interpreter's environment from a
+separate ``-I -S`` process: start-up hooks, RECORD integrity, lock conformance. In ``enforce``
+mode (the default) any finding refuses start-up; in ``warn`` it is logged and shown on
+``/health/ready``; ``off`` skips it (and says so there). Afterwards a cheap re-check compares the
+site directories with the state captured before the check; a new ``.pth`` or a changed file
+raises an alarm: a log line, the ``sealgate_integrity_clean`` metric at 0, and, in enforce mode,
+readiness false.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+
+from gateway.config import GatewayConfig
+from gateway.metrics import METRICS
+from verify import render, selfcheck
+from verify.findings import Finding, VerifyError
+
+log = logging.getLogger("sealgate.integrity")
+
+CLEAN = METRICS.gauge("sealgate_integrity_clean", "1 when the last integrity check was clean")
+TARGET_ENV = "SEALGATE_VERIFY_TARGET_PYTHON"
+
+
+def project_root() -> Path:
+    """The directory holding the ``gateway`` package: the source tree, or the image's app dir."""
+    return Path(__file__).resolve().parent.parent
+
+
+class StartupRefused(Exception):
+    """The self-check failed in enforce mode; the message is for stderr."""
+
+
+@dataclass
+class Integrity:
+    mode: str
+    interval: float
+    baseline: selfcheck.Baseline | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def readiness(self) -> dict[str, Any]:
+        return self.state
+
+    async def watch(self) -> None:
+        """Re-check every ``interval`` seconds until cancelled."""
+        if self.baseline is None or self.interval <= 0:
+            return
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                changes = await anyio.to_thread.run_sync(self.baseline.changes)
+            except VerifyError as exc:
+                log.error("integrity re-check could not run", extra={"sg_reason": str(exc)})
+                self._alarm([], reason="re-check could not run")
+                continue
+            if changes:
+                self._alarm(changes, reason="the environment changed after start-up")
+
+    def _alarm(self, changes: list[Finding], reason: str) -> None:
+        CLEAN[()] = 0
+        for change in changes:
+            log.error(
+                "integrity alarm",
+                extra={
+                    "sg_check": change.check,
+                    "sg_subject": change.subject,
+                    "sg_reason": change.reason,
+                },
+            )
+        self.state.update(
+            {"ok": self.mode != "enforce", "clean": False, "alarm": reason, "changes": len(changes)}
+        )
+
+
+def check(config: GatewayConfig) -> Integrity:
+    """Run the self-check as the config says; raise StartupRefused in enforce mode on findings."""
+    settings = config.verify
+    integrity = Integrity(settings.mode, settings.interval_seconds)
+    if settings.mode == "off":
+        integrity.state = {"ok": True, "mode": "off", "clean": None}
+        return integrity
+    root = project_root()
+    locks = [Path(p) for p in settings.locks] or [
+        root / "requirements.lock",
+        root / "requirements-build.lock",
+    ]
+    policies = Path(settings.policies_dir) if settings.policies_dir else root / "policies"
+    target = os.environ.get(TARGET_ENV, sys.executable)
+    try:
+        integrity.baseline = selfcheck.Baseline.capture(target)
+        report = selfcheck.run(target, locks, policies)
+    except VerifyError as exc:
+        if settings.mode == "enforce":
+            raise StartupRefused(f"integrity self-check could not run: {exc}") from None
+        log.error("integrity self-check could not run", extra={"sg_reason": str(exc)})
+        CLEAN[()] = 0
+        integrity.state = {"ok": True, "mode": "warn", "clean": False, "error": "could not run"}
+        return integrity
+    CLEAN[()] = 1 if report.clean else 0
+    integrity.state = {
+        "ok": report.clean or settings.mode != "enforce",
+        "mode": settings.mode,
+        "clean": report.clean,
+        "findings": len(report.problems),
+        "seconds": round(report.elapsed, 3),
+    }
+    if not report.clean:
+        if settings.mode == "enforce":
+            raise StartupRefused(
+                "integrity self-check found problems; refusing to start (verify.mode: enforce)\n"
+                + render.text(report)
+            )
+        for problem in report.problems:
+            log.error(
+                "integrity finding",
+                extra={
+                    "sg_check": problem.check,
+                    "sg_subject": problem.subject,
+                    "sg_reason": problem.reason,
+                },
+            )
+    else:
+        log.info("integrity self-check clean", extra={"sg_seconds": round(report.elapsed, 3)})
+    return integrity
