@@ -6,7 +6,7 @@ PIP_FLAGS = --quiet --require-hashes --no-deps --only-binary :all: --disable-pip
 HOST ?= 127.0.0.1
 PORT ?= 4000
 
-.PHONY: run test install install-dev lint lock bench clean
+.PHONY: run test install install-dev lint verify-env lock bench clean
 
 .venv/.installed: requirements.lock requirements-build.lock pyproject.toml
 	$(PYTHON) -m venv .venv
@@ -38,7 +38,12 @@ lint: install-dev
 	.venv-dev/bin/ruff format --check gateway verify tests bench
 	.venv-dev/bin/mypy
 
-test: lint
+# The supply-chain gate: this environment must be exactly the locked one, with no unexpected
+# start-up hooks and every installed file matching its RECORD.
+verify-env: install-dev
+	.venv-dev/bin/python -m verify env --lock requirements-dev.lock --lock requirements-build.lock
+
+test: lint verify-env
 	.venv-dev/bin/python -m pytest
 
 lock: install-dev
