@@ -55,6 +55,14 @@ def run_signature(args: argparse.Namespace) -> list[Finding]:
             return [signatures.cosign_keyed_bundle(subject, artifact, _read(args.bundle), key)]
         raise VerifyError("--key needs --signature or --bundle")
     who = _identity(args)
+    if args.certificate:
+        if not args.signature:
+            raise VerifyError("--certificate needs --signature")
+        return [
+            signatures.detached_certificate(
+                subject, artifact, _read(args.signature), _read(args.certificate), who
+            )
+        ]
     if args.attestation:
         name = Path(args.artifact).name
         return [
@@ -162,7 +170,10 @@ def add_parsers(sub: Any, common: Common, env: Env) -> None:
     p.add_argument("--bundle", help="sigstore bundle (.sigstore / .sigstore.json)")
     p.add_argument("--dsse", action="store_true", help="the bundle is DSSE: check its statement")
     p.add_argument("--attestation", help="PEP 740 attestation (JSON) for a distribution file")
-    p.add_argument("--signature", help="cosign base64 signature (with --key)")
+    p.add_argument(
+        "--signature", help="base64 signature (with --key, or with --certificate for keyless)"
+    )
+    p.add_argument("--certificate", help="PEM Fulcio certificate of a detached keyless signature")
     p.add_argument("--key", help="cosign ECDSA P-256 public key (PEM)")
     p.add_argument("--signer", help="signer name from <policies>/trusted-signers.yaml")
     p.add_argument("--identity", help="certificate identity (instead of --signer)")

@@ -194,3 +194,96 @@ def cosign_keyed_bundle(subject: str, artifact: bytes, bundle: bytes, key_pem: b
     if digest.get("algorithm") != "SHA2_256" or claimed != hashlib.sha256(artifact).digest():
         return _fail(subject, "bundle's message digest is not this artifact's sha256")
     return cosign_blob(subject, artifact, signature, key_pem)
+
+
+# -- detached signature + Fulcio certificate, no log entry --------------------------------------
+_OIDC_ISSUER_V1 = "1.3.6.1.4.1.57264.1.1"  # raw UTF-8 value
+_OIDC_ISSUER_V2 = "1.3.6.1.4.1.57264.1.8"  # DER UTF8String
+
+
+def _issuer_claim(cert: Any) -> str | None:
+    from cryptography import x509
+
+    for dotted, der in ((_OIDC_ISSUER_V2, True), (_OIDC_ISSUER_V1, False)):
+        try:
+            value = cert.extensions.get_extension_for_oid(x509.ObjectIdentifier(dotted)).value
+        except x509.ExtensionNotFound:
+            continue
+        raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
+        if der and len(raw) >= 2 and raw[0] == 0x0C:  # UTF8String tag, short length
+            raw = raw[2:]
+        return bytes(raw).decode("utf-8", errors="replace")
+    return None
+
+
+def _chain_problem(leaf: Any, cas: list[Any]) -> str | None:
+    """None when ``leaf`` chains to one of the Fulcio ``cas`` (each valid at the leaf's
+    notBefore); otherwise why not."""
+    at = leaf.not_valid_before_utc
+    current = leaf
+    for _ in range(len(cas) + 1):
+        issuer = None
+        for ca in cas:
+            try:
+                current.verify_directly_issued_by(ca)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            issuer = ca
+            break
+        if issuer is None:
+            return f"{current.issuer.rfc4514_string()} is not a Fulcio CA of the trusted root"
+        if not issuer.not_valid_before_utc <= at <= issuer.not_valid_after_utc:
+            return f"{issuer.subject.rfc4514_string()} was not valid at {at.isoformat()}"
+        if issuer.issuer == issuer.subject:
+            return None
+        current = issuer
+    return "certificate chain too long"
+
+
+def detached_certificate(
+    subject: str, artifact: bytes, signature_b64: bytes, cert_pem: bytes, who: Identity
+) -> Finding:
+    """A detached signature with its Fulcio certificate and no log entry (the old ``cosign
+    sign-blob --output-signature --output-certificate`` layout): the signature verifies with the
+    certificate's key, the certificate names the signer (SAN and issuer claim) and chains to a
+    Fulcio CA of the pinned trust root. With no log entry, the signing time (taken as the
+    certificate's notBefore) and publication are not proved; the result says so."""
+    from cryptography import x509
+    from sigstore.models import TrustedRoot
+
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        signature = base64.b64decode(signature_b64.strip(), validate=True)
+    except ValueError as exc:
+        return _fail(subject, f"unreadable certificate or signature: {exc}")
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        return _fail(subject, "the certificate's key is not an ECDSA key")
+    try:
+        key.verify(signature, artifact, ec.ECDSA(hashes.SHA256()))
+    except InvalidSignature:
+        return _fail(subject, "the signature does not verify with the certificate's key")
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return _fail(subject, "the certificate has no subject alternative name")
+    names = [str(n) for n in san.get_values_for_type(x509.RFC822Name)]
+    names += [str(n) for n in san.get_values_for_type(x509.UniformResourceIdentifier)]
+    if who.identity not in names:
+        return _fail(subject, f"certificate identity {names} is not {who.identity!r}")
+    issuer = _issuer_claim(cert)
+    if issuer != who.issuer:
+        return _fail(subject, f"certificate issuer {issuer!r} is not {who.issuer!r}")
+    try:
+        root = TrustedRoot.from_file(str(who.trusted_root))
+    except (OSError, ValueError) as exc:
+        raise VerifyError(f"cannot load trusted root {who.trusted_root}: {exc}") from exc
+    problem = _chain_problem(cert, list(root.get_fulcio_certs()))
+    if problem is not None:
+        return _fail(subject, f"the certificate does not chain to the pinned root: {problem}")
+    return ok(
+        CHECK,
+        subject,
+        f"signature verifies with a Fulcio certificate for {who.identity} ({who.issuer}); "
+        "no transparency-log entry, so signing time and publication are not proven",
+    )

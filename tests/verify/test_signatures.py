@@ -323,3 +323,63 @@ def test_the_shipped_trusted_signers_policy_loads(tmp_path: Path) -> None:
 
     with pytest.raises(VerifyError, match="unknown key 'idnetity'"):
         load_signers(tmp_path)
+
+
+# -- legacy/: detached signature + Fulcio certificate, no log entry ---------------------------
+def legacy(v: Path, name: str) -> tuple[bytes, bytes, bytes]:
+    base = v / "legacy" / name
+    return base.read_bytes(), Path(f"{base}.sig").read_bytes(), Path(f"{base}.crt").read_bytes()
+
+
+@pytest.mark.vectors
+def test_the_legacy_detached_signature_verifies_with_its_fulcio_certificate(vectors: Path) -> None:
+    artifact, sig, cert = legacy(vectors, "a.txt")
+    who = staging(vectors, "william@yossarian.net", GHO)
+    result = signatures.detached_certificate("a.txt", artifact, sig, cert, who)
+    assert result.status is Status.OK
+    assert "not proven" in result.reason  # no log entry: the result says what it cannot prove
+
+
+@pytest.mark.vectors
+def test_the_legacy_signature_over_altered_content_is_rejected(vectors: Path) -> None:
+    artifact, sig, cert = legacy(vectors, "bad.txt")
+    who = staging(vectors, "william@yossarian.net", GHO)
+    result = signatures.detached_certificate("bad.txt", artifact, sig, cert, who)
+    assert result.status is Status.FINDING
+    assert "does not verify" in result.reason
+
+
+@pytest.mark.vectors
+@pytest.mark.parametrize(
+    ("identity", "issuer", "root", "why"),
+    [
+        ("someone@else", GHO, "staging", "identity"),
+        ("william@yossarian.net", GOOG, "staging", "issuer"),
+        ("william@yossarian.net", GHO, "production", "does not chain"),
+    ],
+)
+def test_the_legacy_certificate_must_name_the_signer_and_chain_to_the_pinned_root(
+    vectors: Path, identity: str, issuer: str, root: str, why: str
+) -> None:
+    artifact, sig, cert = legacy(vectors, "a.txt")
+    who = signatures.Identity(identity, issuer, vectors / f"trusted_root/{root}.trusted_root.json")
+    result = signatures.detached_certificate("a.txt", artifact, sig, cert, who)
+    assert result.status is Status.FINDING
+    assert why in result.reason
+
+
+@pytest.mark.vectors
+def test_the_signature_command_verifies_a_detached_certificate_signature(vectors: Path) -> None:
+    a = str(vectors / "legacy/a.txt")
+    detached = ["--signature", f"{a}.sig", "--certificate", f"{a}.crt"]
+    root = [
+        "--issuer",
+        GHO,
+        "--trusted-root",
+        str(vectors / "trusted_root/staging.trusted_root.json"),
+    ]
+    assert cli.main(["signature", a, *detached, *root, "--identity", "william@yossarian.net"]) == 0
+    bad = str(vectors / "legacy/bad.txt")
+    assert (
+        cli.main(["signature", bad, *detached, *root, "--identity", "william@yossarian.net"]) == 1
+    )
