@@ -72,13 +72,13 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     logs.configure(config.logging.level)
     egress.enforce(config)
+    admin = read_admin_key()
     try:
         checked = integrity.check(config)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
         return 1
     hardening = harden_process()
-    admin = read_admin_key()
     services = build_services(config, data_dir, admin)
     services.readiness["process"] = {"ok": True, **hardening}
     services.readiness["integrity"] = checked.state
