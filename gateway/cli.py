@@ -2,6 +2,7 @@
 
     sealgate serve [--config FILE] [--host H] [--port P] [--data-dir DIR]
     sealgate verify ...            the supply-chain verifier (same as ``python -m verify``)
+    sealgate sbom ...              the SBOM of the runtime lock (same as ``python -m verify.sbom``)
 
 Every option can also be set by an environment variable (named in ``--help``). Exit codes: 0 ok,
 1 findings or refused start-up, 2 usage or environment error.
@@ -57,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "verify", help="supply-chain verifier (see 'sealgate verify --help')", add_help=False
     )
+    sub.add_parser(
+        "sbom", help="CycloneDX SBOM: generate, verify (see 'sealgate sbom --help')", add_help=False
+    )
     return parser
 
 
@@ -66,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         from verify.cli import main as verify_main
 
         return verify_main(args_list[1:])
+    if args_list[:1] == ["sbom"]:
+        from verify.sbom import main as sbom_main
+
+        return sbom_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "serve":
