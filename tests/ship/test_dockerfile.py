@@ -3,10 +3,14 @@ for real against a throw-away venv: the same steps the image's build stage runs.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -81,7 +85,9 @@ def test_a_continued_line_is_read_as_one_instruction() -> None:
 
 
 @pytest.mark.slow
-def test_install_script_builds_a_verified_venv_without_pip_or_setuptools(tmp_path: Path) -> None:
+def test_install_script_builds_a_verified_venv_without_pip_that_serves_with_a_clean_self_check(
+    tmp_path: Path,
+) -> None:
     src = tmp_path / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md", "requirements.lock", "requirements-build.lock"):
@@ -118,3 +124,55 @@ def test_install_script_builds_a_verified_venv_without_pip_or_setuptools(tmp_pat
     assert not list(venv.glob("bin/pip*"))
     assert not list(venv.glob("lib/python*/site-packages/*.pth"))
     assert not (src / "build").exists()
+
+    # The image's run-time layout: locks and policies outside site-packages, found through the
+    # image's config; the stripped venv passes the enforce-mode self-check and serves health.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        (REPO / "docker" / "config.yaml")
+        .read_text()
+        .replace("/etc/sealgate/requirements.lock", str(src / "requirements.lock"))
+        .replace("/etc/sealgate/policies", str(src / "policies"))
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve_env = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
+    serve_env |= {
+        "SEALGATE_CONFIG": str(config),
+        "SEALGATE_DATA_DIR": str(tmp_path / "data"),
+        "SEALGATE_PORT": str(port),
+        "SEALGATE_ADMIN_KEY": "sga-" + "t" * 40,
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [str(venv / "bin" / "sealgate"), "serve"],
+            env=serve_env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            ready = _wait_json(f"http://127.0.0.1:{port}/health/ready", server, log)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert ready["checks"]["integrity"] == ready["checks"]["integrity"] | {
+        "ok": True,
+        "mode": "enforce",
+        "clean": True,
+    }
+
+
+def _wait_json(url: str, server: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
+    """Poll until the server answers (its start-up runs the integrity self-check first)."""
+    for _ in range(600):
+        if server.poll() is not None:
+            raise AssertionError(log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return dict(json.loads(answer.read()))
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")
