@@ -2,6 +2,8 @@
 
     sealgate serve [--config FILE] [--host H] [--port P] [--data-dir DIR]
     sealgate verify ...            the supply-chain verifier (same as ``python -m verify``)
+    sealgate sbom ...              the SBOM of the runtime lock (same as ``python -m verify.sbom``)
+    sealgate policy check [--policies DIR]   validate every policy file (file, line, key)
 
 Every option can also be set by an environment variable (named in ``--help``). Exit codes: 0 ok,
 1 findings or refused start-up, 2 usage or environment error.
@@ -57,7 +59,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "verify", help="supply-chain verifier (see 'sealgate verify --help')", add_help=False
     )
+    policy = sub.add_parser("policy", help="policy files")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policy_check = policy_sub.add_parser(
+        "check", help="validate every policy file with the loader that reads it"
+    )
+    policy_check.add_argument(
+        "--policies",
+        default=_env("SEALGATE_VERIFY_POLICIES"),
+        help="policy directory (env SEALGATE_VERIFY_POLICIES; default: policies/ beside the "
+        "gateway package)",
+    )
+    sub.add_parser(
+        "sbom", help="CycloneDX SBOM: generate, verify (see 'sealgate sbom --help')", add_help=False
+    )
     return parser
+
+
+def _policy_check(directory: str | None) -> int:
+    from gateway.egress import default_policies_dir
+    from gateway.policy_check import check
+
+    problems = check(Path(directory) if directory else default_policies_dir())
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"sealgate: policy check: {len(problems)} problem(s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         from verify.cli import main as verify_main
 
         return verify_main(args_list[1:])
+    if args_list[:1] == ["sbom"]:
+        from verify.sbom import main as sbom_main
+
+        return sbom_main(args_list[1:])
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "serve":
@@ -81,5 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"sealgate: configuration error: {exc}", file=sys.stderr)
             return 2
+    if args.command == "policy":
+        return _policy_check(args.policies)
     parser.error(f"unknown command {args.command}")
     return 2

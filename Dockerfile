@@ -1,0 +1,50 @@
+# syntax=docker/dockerfile:1
+# Sealgate's hardened image. Two stages: the build stage installs from the hash-locked files into a
+# venv and runs the verifier (the build fails on any finding); the final stage carries only that
+# venv, the runtime lock and the policies, runs as a fixed non-root UID, and has no pip,
+# setuptools or compiler.
+#
+# Base image pinned by digest: python:3.11.10-slim-bookworm, the digest as recorded in the public
+# repository nalabelle/build (images/digests.Dockerfile); it was not re-resolved against Docker Hub
+# from this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
+
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS build
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1
+WORKDIR /src
+COPY pyproject.toml README.md requirements.lock requirements-build.lock ./
+COPY gateway/ gateway/
+COPY verify/ verify/
+COPY policies/ policies/
+COPY docker/ docker/
+RUN SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 docker/install.sh
+
+FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS final
+# The base image's own installer goes too: the venv does not see it, but nothing should find it.
+RUN rm -rf /usr/local/lib/python3.11/site-packages/pip /usr/local/lib/python3.11/site-packages/pip-* \
+      /usr/local/lib/python3.11/site-packages/setuptools /usr/local/lib/python3.11/site-packages/setuptools-* \
+      /usr/local/lib/python3.11/site-packages/_distutils_hack /usr/local/lib/python3.11/site-packages/distutils-precedence.pth \
+      /usr/local/lib/python3.11/site-packages/pkg_resources \
+      /usr/local/lib/python3.11/site-packages/wheel /usr/local/lib/python3.11/site-packages/wheel-* \
+      /usr/local/bin/pip /usr/local/bin/pip3 /usr/local/bin/pip3.11 /usr/local/bin/wheel \
+    && mkdir -p /var/lib/sealgate \
+    && chown 10001:10001 /var/lib/sealgate && chmod 0700 /var/lib/sealgate
+COPY --from=build /opt/sealgate /opt/sealgate
+COPY --chown=0:0 requirements.lock /etc/sealgate/requirements.lock
+COPY --chown=0:0 policies/ /etc/sealgate/policies/
+COPY --chown=0:0 docker/config.yaml /etc/sealgate/config.yaml
+ENV PATH=/opt/sealgate/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    SEALGATE_CONFIG=/etc/sealgate/config.yaml \
+    SEALGATE_DATA_DIR=/var/lib/sealgate \
+    SEALGATE_HOST=0.0.0.0 \
+    SEALGATE_PORT=4000
+# Run with --read-only: the only writable place is this volume (SQLite, when no PostgreSQL).
+# The admin credential comes from a mounted secret: SEALGATE_ADMIN_KEY_FILE=/run/secrets/...
+VOLUME ["/var/lib/sealgate"]
+USER 10001:10001
+EXPOSE 4000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+  CMD ["/opt/sealgate/bin/python", "-I", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:4000/health/live', timeout=4)"]
+ENTRYPOINT ["/opt/sealgate/bin/sealgate"]
+CMD ["serve"]

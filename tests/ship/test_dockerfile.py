@@ -1,0 +1,178 @@
+"""The Dockerfile's rules, checked statically (no Docker engine here), and docker/install.sh run
+for real against a throw-away venv: the same steps the image's build stage runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.ship.dockerfile_rules import check
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = (REPO / "Dockerfile").read_text()
+INSTALL = (REPO / "docker" / "install.sh").read_text()
+DIGEST = "sha256:" + "ab" * 32
+
+GOOD = f"""\
+FROM python:3.11-slim@{DIGEST} AS build
+RUN pip install --require-hashes -r requirements.lock
+FROM python:3.11-slim@{DIGEST}
+COPY --from=build /opt/sealgate /opt/sealgate
+USER 10001:10001
+HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:4000/health/live')"]
+"""
+
+
+def rules(dockerfile: str, script: str | None = None) -> set[str]:
+    return {v.rule for v in check(dockerfile, script)}
+
+
+def test_the_real_dockerfile_passes_every_rule() -> None:
+    assert check(DOCKERFILE, INSTALL) == []
+
+
+def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_rule() -> None:
+    assert check(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("counter_example", "rule"),
+    [
+        (GOOD.replace(f"@{DIGEST} AS build", " AS build"), "from-digest"),
+        (GOOD.replace(f"slim@{DIGEST}\n", "slim:latest\n"), "from-digest"),
+        (GOOD.replace("USER 10001:10001", "USER sealgate"), "user"),
+        (GOOD.replace("USER 10001:10001", "USER 0"), "user"),
+        (GOOD.replace("USER 10001:10001\n", ""), "user"),
+        (GOOD + "ADD https://example.org/x.tar.gz /opt/\n", "remote-add"),
+        (GOOD.replace("--require-hashes ", ""), "hashed-install"),
+        (GOOD.replace("/health/live", "/health/ready"), "healthcheck"),
+        (
+            GOOD.replace("HEALTHCHECK CMD", "HEALTHCHECK CMD curl -f http://x/health/live #"),
+            "healthcheck",
+        ),
+        (
+            GOOD + "RUN python -m pip install --require-hashes -r requirements.lock\n",
+            "no-installer",
+        ),
+        (GOOD + "RUN apt-get install -y gcc\n", "no-installer"),
+    ],
+)
+def test_each_rule_fails_on_its_counter_example(counter_example: str, rule: str) -> None:
+    assert rules(counter_example) == {rule}
+
+
+def test_an_install_script_with_an_unhashed_pip_install_fails_the_hashed_install_rule() -> None:
+    dockerfile = GOOD.replace(
+        "RUN pip install --require-hashes -r requirements.lock", "RUN docker/install.sh"
+    )
+    assert check(dockerfile, INSTALL) == []
+    bad = INSTALL.replace("--require-hashes", "")
+    assert rules(dockerfile, bad) == {"hashed-install"}
+
+
+def test_a_continued_line_is_read_as_one_instruction() -> None:
+    split = GOOD.replace("pip install --require-hashes", "pip install \\\n    --require-hashes")
+    assert check(split) == []
+
+
+@pytest.mark.slow
+def test_install_script_builds_a_verified_venv_without_pip_that_serves_with_a_clean_self_check(
+    tmp_path: Path,
+) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md", "requirements.lock", "requirements-build.lock"):
+        shutil.copy2(REPO / name, src / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("gateway", "verify", "policies", "docker"):
+        shutil.copytree(REPO / name, src / name, ignore=ignore)
+    venv = tmp_path / "venv"
+    env = {**os.environ, "SEALGATE_VENV": str(venv), "SEALGATE_SRC": str(src)}
+    env["PYTHON"] = sys._base_executable  # a real interpreter, not this test venv's
+    done = subprocess.run(
+        [str(src / "docker" / "install.sh")], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("clean:") == 2  # verified before and after the installer was removed
+
+    helped = subprocess.run(
+        [str(venv / "bin" / "sealgate"), "--help"], capture_output=True, text=True
+    )
+    assert helped.returncode == 0 and "serve" in helped.stdout
+    listed = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-I",
+            "-c",
+            "import importlib.metadata as m; "
+            "print(sorted(d.metadata['Name'].lower() for d in m.distributions()))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'pip'" not in listed and "'setuptools'" not in listed and "'sealgate'" in listed
+    assert not list(venv.glob("bin/pip*"))
+    assert not list(venv.glob("lib/python*/site-packages/*.pth"))
+    assert not (src / "build").exists()
+
+    # The image's run-time layout: locks and policies outside site-packages, found through the
+    # image's config; the stripped venv passes the enforce-mode self-check and serves health.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        (REPO / "docker" / "config.yaml")
+        .read_text()
+        .replace("/etc/sealgate/requirements.lock", str(src / "requirements.lock"))
+        .replace("/etc/sealgate/policies", str(src / "policies"))
+    )
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    serve_env = {k: v for k, v in os.environ.items() if not k.startswith("SEALGATE_")}
+    serve_env |= {
+        "SEALGATE_CONFIG": str(config),
+        "SEALGATE_DATA_DIR": str(tmp_path / "data"),
+        "SEALGATE_PORT": str(port),
+        "SEALGATE_ADMIN_KEY": "sga-" + "t" * 40,
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            [str(venv / "bin" / "sealgate"), "serve"],
+            env=serve_env,
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+        )
+        try:
+            ready = _wait_json(f"http://127.0.0.1:{port}/health/ready", server, log)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    assert ready["checks"]["integrity"] == ready["checks"]["integrity"] | {
+        "ok": True,
+        "mode": "enforce",
+        "clean": True,
+    }
+
+
+def _wait_json(url: str, server: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
+    """Poll until the server answers (its start-up runs the integrity self-check first)."""
+    for _ in range(600):
+        if server.poll() is not None:
+            raise AssertionError(log.read_text()[-3000:])
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return dict(json.loads(answer.read()))
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} never answered")

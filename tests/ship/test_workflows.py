@@ -1,0 +1,65 @@
+"""The CI and release workflows pass zizmor and pin every action by full commit SHA."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+ZIZMOR = Path(sys.executable).parent / "zizmor"
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def _uses(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        found = [str(v) for k, v in node.items() if k == "uses"]
+        return found + [u for v in node.values() for u in _uses(v)]
+    if isinstance(node, list):
+        return [u for v in node for u in _uses(v)]
+    return []
+
+
+def test_zizmor_reports_no_findings_on_the_workflows() -> None:
+    done = subprocess.run(
+        [str(ZIZMOR), "--offline", "--no-progress", str(WORKFLOWS), str(REPO / ".github")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "No findings to report" in done.stdout + done.stderr
+
+
+def test_every_action_is_pinned_by_a_full_commit_sha_with_a_version_comment() -> None:
+    files = sorted(WORKFLOWS.glob("*.yml"))
+    assert {f.name for f in files} >= {"ci.yml", "release.yml"}
+    for path in files:
+        uses = _uses(yaml.safe_load(path.read_text()))
+        assert uses, path
+        for use in uses:
+            assert PINNED.match(use), f"{path.name}: {use} is not pinned by a 40-hex commit SHA"
+        for line in path.read_text().splitlines():
+            if "uses:" in line:
+                assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+def test_every_workflow_starts_from_no_permissions_and_checkout_keeps_no_credentials() -> None:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        doc = yaml.safe_load(path.read_text())
+        assert doc["permissions"] == {}, path.name
+        for name, job in doc["jobs"].items():
+            assert "permissions" in job, f"{path.name}: job {name} sets no permissions"
+            for step in job["steps"]:
+                if str(step.get("uses", "")).startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, f"{path.name}: {name}"
+
+
+def test_the_pin_pattern_refuses_tags_and_short_shas() -> None:
+    assert not PINNED.match("actions/checkout@v4")
+    assert not PINNED.match("actions/checkout@3d3c42e")
+    assert PINNED.match("actions/checkout@" + "0" * 40)
