@@ -22,6 +22,7 @@ from gateway import admin
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.governance.core import Governance
 from gateway.hotpath import HotPath
 from gateway.router import Router
 from gateway.secrets.broker import SecretBroker
@@ -43,6 +44,7 @@ class Services:
     broker: SecretBroker
     pool: UpstreamPool
     router: Router
+    governance: Governance
     readiness: dict[str, Any] = field(default_factory=dict)
 
 
@@ -55,7 +57,9 @@ def error_response(exc: GatewayError) -> Response:
 def build_app(services: Services) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.governance.start()
         yield
+        await services.governance.close()
         await services.pool.close()
         await services.broker.close()
         services.engine.dispose()

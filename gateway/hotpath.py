@@ -9,7 +9,6 @@ Everything else (models, health, admin) is the FastAPI app behind this one.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ from gateway.asgi_util import (
     unless_disconnected,
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
+from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.providers.base import Stream
 from gateway.store.keys import KeyRecord
 
@@ -41,6 +41,7 @@ class HotPath:
         self.app = app
         self.services = services
         self.router = services.router
+        self.governance = services.governance
         self.limit = services.config.server.max_body_bytes
         self.routes: dict[str, Handler] = {
             "/v1/chat/completions": self.chat,
@@ -77,36 +78,48 @@ class HotPath:
         return record
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_chat(body)
         record = await self._caller(headers, model)
+        admission = await self.governance.admit(record, model, body, headers, "chat")
         if body.get("stream"):
-            stream, deployment = await unless_disconnected(
-                receive, self.router.chat_stream(model, body)
-            )
-
-            async def finished(stream: Stream, outcome: str) -> None:
-                log.debug(
-                    "stream finished",
-                    extra={
-                        "sg_key_id": record.id,
-                        "sg_deployment": deployment.name,
-                        "sg_outcome": outcome,
-                        "sg_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
+            try:
+                upstream, deployment = await unless_disconnected(
+                    receive, self.router.chat_stream(model, body, admission.gate)
                 )
+            except BaseException as exc:
+                admission.fail(exc)
+                raise
+            stream = CountingStream(upstream)
+
+            async def finished(_: Stream, outcome: str) -> None:
+                admission.settle(stream.usage, deployment, outcome, stream.counted)
 
             await send_stream(receive, send, stream, finished)
             return
-        reply, deployment = await unless_disconnected(receive, self.router.chat(model, body))
+        try:
+            reply, deployment = await unless_disconnected(
+                receive, self.router.chat(model, body, admission.gate)
+            )
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
         await send_body(send, 200, reply.body)
+        admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
-        await self._caller(headers, model)
-        reply, _ = await unless_disconnected(receive, self.router.embeddings(model, body))
+        record = await self._caller(headers, model)
+        admission = await self.governance.admit(record, model, body, headers, "embeddings")
+        try:
+            reply, deployment = await unless_disconnected(
+                receive, self.router.embeddings(model, body, admission.gate)
+            )
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
         await send_body(send, 200, reply.body)
+        admission.settle(reply.usage, deployment, "ok", 0)
