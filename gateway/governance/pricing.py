@@ -96,7 +96,7 @@ class PriceTable:
 
 def usd(nanos: int) -> str:
     """Nano-dollars as a decimal USD string with nine places, e.g. ``0.000001650``."""
-    return str((Decimal(nanos) / NANOS_PER_USD).quantize(Decimal("0.000000001")))
+    return f"{Decimal(nanos) / NANOS_PER_USD:.9f}"
 
 
 def nanos(amount: Decimal) -> int:
