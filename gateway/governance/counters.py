@@ -80,10 +80,10 @@ class MemoryCounters:
         if self._ops % SWEEP_EVERY == 0:
             self._sweep(now)
         current = []
-        for index, charge in enumerate(charges):
+        for charge in charges:
             entry = self._live(charge.key, now)
-            value = int(entry[0]) if entry is not None else charge.seed
-            current.append(value)
+            current.append(int(entry[0]) if entry is not None else charge.seed)
+        for index, (charge, value) in enumerate(zip(charges, current, strict=True)):
             if value + charge.amount > charge.limit:
                 return Outcome(index, tuple(current))
         after = []

@@ -26,30 +26,27 @@ from gateway.governance.counters import Charge, CountersUnavailable, MemoryCount
 log = logging.getLogger("sealgate.limits")
 
 DOWN_SECONDS = 1.0
+MAX_CONNECTIONS = 64
 
 RESERVE = """
 local n = #KEYS
 local values = {}
 for i = 1, n do
-  local amount = tonumber(ARGV[4 * i - 3])
-  local limit = tonumber(ARGV[4 * i - 2])
-  local seed = tonumber(ARGV[4 * i])
   local current = redis.call('GET', KEYS[i])
-  local value = seed
-  if current then value = tonumber(current) end
-  values[i] = value
-  if value + amount > limit then
+  if current then values[i] = tonumber(current) else values[i] = tonumber(ARGV[4 * i]) end
+end
+for i = 1, n do
+  if values[i] + tonumber(ARGV[4 * i - 3]) > tonumber(ARGV[4 * i - 2]) then
     local out = {i}
-    for j = 1, i do out[j + 1] = values[j] end
+    for j = 1, n do out[j + 1] = values[j] end
     return out
   end
 end
 local out = {0}
 for i = 1, n do
   local amount = tonumber(ARGV[4 * i - 3])
-  local ttl = tonumber(ARGV[4 * i - 1])
   if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('SET', KEYS[i], values[i] + amount, 'EX', ttl)
+    redis.call('SET', KEYS[i], values[i] + amount, 'EX', tonumber(ARGV[4 * i - 1]))
     out[i + 1] = values[i] + amount
   else
     out[i + 1] = redis.call('INCRBY', KEYS[i], amount)
@@ -70,13 +67,16 @@ return 0
 
 class RedisCounters:
     def __init__(self, url: str, prefix: str, timeout: float) -> None:
-        self._client = aioredis.Redis.from_url(
+        # A bounded pool that makes callers wait their turn (up to the timeout) rather than
+        # open a connection per concurrent request or fail when the pool is busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=timeout,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
-            health_check_interval=0,
-            retry_on_timeout=False,
         )
+        self._client = aioredis.Redis.from_pool(pool)  # closes the pool with the client
         self._prefix = "{" + prefix + "}:"
         self._reserve = self._client.register_script(RESERVE)
         self._adjust = self._client.register_script(ADJUST)
