@@ -4,6 +4,7 @@ make the database "go down" without stopping a server other engineers use."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 
@@ -50,10 +51,8 @@ class TcpProxy:
             pass
         finally:
             for s in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
                 with self._lock:
                     self._open.discard(s)
@@ -63,10 +62,8 @@ class TcpProxy:
         with self._lock:
             sockets = list(self._open)
         for s in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def restore(self) -> None:
         self._cut = False
