@@ -33,6 +33,9 @@ def _sums() -> list[Any]:
     ]
 
 
+FIELDS = ("requests", "prompt_tokens", "completion_tokens", "cached_tokens", "cost_nanos")
+
+
 def _row(row: Any) -> dict[str, Any]:
     cost = int(row.cost_nanos)
     return {
@@ -63,16 +66,17 @@ def spend_report(
     if team_id is not None:
         where.append(spend.c.team_id == team_id)
     grouped = select(column.label("group"), *_sums()).where(*where).group_by(column)
-    total = select(*_sums()).where(*where)
     with engine.connect() as connection:
-        rows = connection.execute(grouped.order_by(column)).all()
-        totals = connection.execute(total).one()
+        rows = [(r.group, _row(r)) for r in connection.execute(grouped.order_by(column))]
+    # Totals are summed from the rows (one query, one snapshot) so they always agree.
+    totals = {k: sum(r[k] for _, r in rows) for k in FIELDS}
+    totals["cost_usd"] = usd(totals["cost_nanos"])
     return {
         "object": "spend_report",
         "group_by": group_by,
         "start": start.isoformat() if start else None,
         "end": end.isoformat() if end else None,
         "team_id": team_id,
-        "data": [{group_by: r.group, **_row(r)} for r in rows],
-        "totals": _row(totals),
+        "data": [{group_by: group, **row} for group, row in rows],
+        "totals": totals,
     }
