@@ -24,6 +24,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.governance.core import Governance
 from gateway.hotpath import HotPath
+from gateway.metrics import METRICS
 from gateway.router import Router
 from gateway.secrets.broker import SecretBroker
 from gateway.store.keys import KeyStore
@@ -112,6 +113,11 @@ def build_app(services: Services) -> HotPath:
             if record.allows(m)
         ]
         return JSONResponse({"object": "list", "data": data})
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        services.admin_credential.check(request.headers.get("authorization"))
+        return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/health/live")
     async def live() -> Response:

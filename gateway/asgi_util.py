@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from starlette.types import Message, Receive, Send
 
@@ -70,9 +70,11 @@ async def send_body(
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, exc: GatewayError) -> None:
+async def send_error(send: Send, exc: GatewayError, body: dict[str, object] | None = None) -> None:
+    """The error as a JSON body (OpenAI-shaped unless ``body`` gives another shape)."""
     headers = JSON_HEADERS + [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send_body(send, exc.http_status, json.dumps(exc.body()).encode(), headers)
+    payload = json.dumps(exc.body() if body is None else body).encode()
+    await send_body(send, exc.http_status, payload, headers)
 
 
 async def unless_disconnected(receive: Receive, call: Awaitable[T]) -> T:
@@ -114,6 +116,7 @@ async def send_stream(
     send: Send,
     stream: Stream,
     on_close: Callable[[Stream, str], Awaitable[None]],
+    error_body: Callable[[GatewayError], dict[str, Any]] | None = None,
 ) -> None:
     """Send an upstream stream chunk by chunk. A client disconnect cancels the pump and closes
     the upstream connection at once; an upstream failure after the first byte becomes a final
@@ -128,7 +131,8 @@ async def send_stream(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except GatewayError as exc:
             outcome = exc.code
-            event = b"event: error\ndata: " + json.dumps(exc.body()).encode() + b"\n\n"
+            body = exc.body() if error_body is None else error_body(exc)
+            event = b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -33,7 +33,7 @@ DEFAULT_SECRET_TTL_SECONDS = 300.0
 MAX_SECRET_TTL_SECONDS = 3600.0
 MAX_SECRET_STALE_SECONDS = 900.0
 
-Provider = Literal["openai", "azure", "openai_compatible", "mock"]
+Provider = Literal["openai", "azure", "openai_compatible", "anthropic", "mock"]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
 
@@ -86,7 +86,7 @@ class Deployment(Strict):
     def _provider_needs(self) -> Deployment:
         if self.provider != "mock" and self.base_url is None:
             raise ValueError(f"provider {self.provider} needs base_url (the pinned upstream)")
-        if self.provider in ("openai", "azure") and self.credential is None:
+        if self.provider in ("openai", "azure", "anthropic") and self.credential is None:
             raise ValueError(f"provider {self.provider} needs credential (a reference)")
         if self.provider == "azure" and not self.api_version:
             raise ValueError("provider azure needs api_version, e.g. 2024-10-21")

@@ -1,20 +1,22 @@
-"""The hot path as raw ASGI: ``POST /v1/chat/completions`` and ``POST /v1/embeddings``.
+"""The hot path as raw ASGI: ``POST /v1/chat/completions``, ``/v1/embeddings`` and ``/v1/messages``.
 
-These two routes are what every application call goes through, so they skip the framework's
-routing, dependency resolution and middleware and do only what the request needs: read the body
-with a cap, check it with the pure policy functions, authenticate from the in-memory cache, route.
-Everything else (models, health, admin) is the FastAPI app behind this one.
+These routes are what every application call goes through, so they skip the framework's routing,
+dependency resolution and middleware and do only what the request needs: read the body with a cap,
+check it with the pure policy functions, authenticate from the in-memory cache, route. The
+Anthropic-compatible ``/v1/messages`` is translated to the same internal call (anthropic_api.py)
+and back. Everything else (models, health, admin) is the FastAPI app behind this one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import policy
+from gateway import anthropic_api, policy
 from gateway.asgi_util import (
     ClientGone,
     read_json,
@@ -25,7 +27,8 @@ from gateway.asgi_util import (
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
 from gateway.governance.streams import CountingStream, reply_tokens
-from gateway.providers.base import Stream
+from gateway.metrics import REQUESTS
+from gateway.providers.base import Stream, Usage
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
@@ -34,6 +37,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("sealgate")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
+ErrorBody = Callable[[GatewayError], dict[str, Any]]
+
+
+def openai_error(exc: GatewayError) -> dict[str, Any]:
+    return exc.body()
+
+
+class AnthropicStream:
+    """An internal (OpenAI-format) stream re-emitted as Anthropic events."""
+
+    def __init__(self, inner: Stream, model: str) -> None:
+        self.inner = inner
+        self.translator = anthropic_api.EventTranslator(model)
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.inner.usage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner.chunks():
+            events = self.translator.feed(chunk)
+            if events:
+                yield b"".join(events)
+        yield b"".join(self.translator.finish())
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 class HotPath:
@@ -43,31 +73,37 @@ class HotPath:
         self.router = services.router
         self.governance = services.governance
         self.limit = services.config.server.max_body_bytes
-        self.routes: dict[str, Handler] = {
-            "/v1/chat/completions": self.chat,
-            "/v1/embeddings": self.embeddings,
+        self.routes: dict[str, tuple[Handler, ErrorBody]] = {
+            "/v1/chat/completions": (self.chat, openai_error),
+            "/v1/embeddings": (self.embeddings, openai_error),
+            "/v1/messages": (self.messages, anthropic_api.error_body),
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
-            handler = self.routes.get(scope["path"])
-            if handler is not None:
+            route = self.routes.get(scope["path"])
+            if route is not None:
+                handler, error_body = route
+                status = "200"
                 try:
                     await handler(scope, receive, send)
                 except GatewayError as exc:
+                    status = str(exc.http_status)
                     if exc.http_status >= 500:
                         log.warning("request failed", extra={"sg_code": exc.code})
-                    await send_error(send, exc)
+                    await send_error(send, exc, error_body(exc))
                 except ClientGone:
-                    pass
-                except Exception as exc:
+                    status = "499"
+                except Exception as exc:  # the last line of defence: a 500 that leaks nothing
+                    status = "500"
                     log.error("unexpected error", exc_info=exc)
-                    await send_error(send, GatewayError("internal error"))
+                    internal = GatewayError("internal error")
+                    await send_error(send, internal, error_body(internal))
+                REQUESTS[(("route", scope["path"]), ("status", status))] += 1
                 return
         await self.app(scope, receive, send)
 
-    async def _caller(self, headers: dict[bytes, bytes], model: str) -> KeyRecord:
-        authorization = headers.get(b"authorization")
+    async def _caller(self, authorization: bytes | None, model: str) -> KeyRecord:
         record = await self.services.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
@@ -81,7 +117,30 @@ class HotPath:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_chat(body)
-        record = await self._caller(headers, model)
+        record = await self._caller(headers.get(b"authorization"), model)
+        await self._complete(receive, send, headers, body, model, record, anthropic=False)
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        raw: dict[str, Any] = await read_json(receive, headers, self.limit)
+        body = anthropic_api.to_internal(raw)
+        model = policy.check_chat(body)
+        api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
+        authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
+        record = await self._caller(authorization, model)
+        await self._complete(receive, send, headers, body, model, record, anthropic=True)
+
+    async def _complete(
+        self,
+        receive: Receive,
+        send: Send,
+        headers: Mapping[bytes, bytes],
+        body: dict[str, Any],
+        model: str,
+        record: KeyRecord,
+        anthropic: bool,
+    ) -> None:
+        # Limits and budgets: reserved here, settled once the answer is out (governance/).
         admission = await self.governance.admit(record, model, body, headers, "chat")
         if body.get("stream"):
             try:
@@ -91,12 +150,14 @@ class HotPath:
             except BaseException as exc:
                 admission.fail(exc)
                 raise
-            stream = CountingStream(upstream)
+            counting = CountingStream(upstream)
+            stream: Stream = AnthropicStream(counting, model) if anthropic else counting
 
             async def finished(_: Stream, outcome: str) -> None:
-                admission.settle(stream.usage, deployment, outcome, stream.counted)
+                admission.settle(counting.usage, deployment, outcome, counting.counted)
 
-            await send_stream(receive, send, stream, finished)
+            error_body = anthropic_api.error_body if anthropic else openai_error
+            await send_stream(receive, send, stream, finished, error_body)
             return
         try:
             reply, deployment = await unless_disconnected(
@@ -105,14 +166,18 @@ class HotPath:
         except BaseException as exc:
             admission.fail(exc)
             raise
-        await send_body(send, 200, reply.body)
+        if anthropic:
+            message = anthropic_api.to_message(json.loads(reply.body), model)
+            await send_body(send, 200, json.dumps(message).encode())
+        else:
+            await send_body(send, 200, reply.body)
         admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
-        record = await self._caller(headers, model)
+        record = await self._caller(headers.get(b"authorization"), model)
         admission = await self.governance.admit(record, model, body, headers, "embeddings")
         try:
             reply, deployment = await unless_disconnected(

@@ -18,9 +18,12 @@ from typing import Any, TypeVar
 
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import GatewayError, ModelNotFound
+from gateway.metrics import UPSTREAM_FAILURES
+from gateway.providers.anthropic import AnthropicAdapter
 from gateway.providers.base import Adapter, Reply, Stream
+from gateway.providers.http import UpstreamCredentialRejected
 from gateway.providers.mock import MockAdapter
-from gateway.providers.openai import OpenAIAdapter, UpstreamCredentialRejected
+from gateway.providers.openai import OpenAIAdapter
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
@@ -45,6 +48,8 @@ class Route:
 def make_adapter(deployment: Deployment, pool: UpstreamPool) -> Adapter:
     if deployment.provider == "mock":
         return MockAdapter(deployment)
+    if deployment.provider == "anthropic":
+        return AnthropicAdapter(deployment, pool)
     return OpenAIAdapter(deployment, pool)
 
 
@@ -120,6 +125,9 @@ class Router:
                 try:
                     return await self._call(route, call), route.deployment
                 except GatewayError as exc:
+                    UPSTREAM_FAILURES[
+                        (("deployment", route.deployment.name), ("code", exc.code))
+                    ] += 1
                     if not exc.retryable:
                         raise
                     last = exc

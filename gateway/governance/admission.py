@@ -19,12 +19,16 @@ from gateway.errors import GatewayError, RateLimited
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
 from gateway.governance.estimate import Estimate
 from gateway.governance.spend import SpendRecord
+from gateway.metrics import METRICS
 from gateway.providers.base import Usage
 
 if TYPE_CHECKING:
     from gateway.governance.core import Governance
 
 WINDOW_SECONDS = 60
+REFUSALS = METRICS.counter(
+    "sealgate_limit_refusals_total", "requests refused by a rate limit or budget, by kind and scope"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ def refusal(slots: list[Slot], outcome: Outcome, now: float, what: str) -> RateL
 
     assert outcome.refused is not None
     slot = slots[outcome.refused]
+    REFUSALS[(("kind", slot.kind), ("scope", slot.scope.split(" ")[0].split(":")[0]))] += 1
     found = outcome.values[outcome.refused]
     retry = max(1, math.ceil(slot.reset_at - now))
     headers = ratelimit_headers(slots, outcome.values, now)

@@ -30,6 +30,7 @@ from gateway.governance.pricing import FREE, Price, PriceTable, usd
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
+from gateway.metrics import METRICS
 from gateway.providers.base import Usage
 from gateway.store.keys import KeyRecord
 
@@ -42,6 +43,9 @@ MAX_PROJECT = 128
 MAX_TAGS = 16
 MAX_TAG = 64
 Kind = Literal["chat", "embeddings"]
+SOFT_ALERTS = METRICS.counter(
+    "sealgate_budget_soft_alerts_total", "budgets that reached their soft threshold in a period"
+)
 
 
 def attribution(
@@ -249,6 +253,7 @@ class Governance:
             if (budget_id, label) in self._soft_warned:
                 continue
             self._soft_warned.add((budget_id, label))
+            SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
             log.warning(
                 "budget soft threshold reached",
                 extra={

@@ -29,11 +29,16 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.dialects import postgresql, sqlite
 
+from gateway.metrics import METRICS
 from gateway.store.tables import spend
 
 log = logging.getLogger("sealgate.spend")
 
 OUTBOX_FILE = "spend-outbox.jsonl"
+DELIVERED = METRICS.counter("sealgate_spend_records_total", "spend records written to the database")
+PENDING = METRICS.gauge(
+    "sealgate_spend_outbox_bytes", "spend records in the local outbox file, not yet in the database"
+)
 BATCH_ROWS = 500
 
 
@@ -158,6 +163,7 @@ class Outbox:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file_bytes += len(data)
+        PENDING[()] = self._file_bytes
 
     def _records(self) -> Iterator[list[SpendRecord]]:
         self._file.seek(0)
@@ -196,6 +202,8 @@ class Outbox:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file_bytes = 0
+        PENDING[()] = 0
+        DELIVERED[()] += count
         self.delivered += count
         if self._failing:
             log.warning("spend outbox delivered after an outage", extra={"sg_rows": count})

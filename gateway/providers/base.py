@@ -52,7 +52,8 @@ class Reply:
 class Stream(Protocol):
     """An upstream stream whose status was already checked: iterate to pass chunks on."""
 
-    usage: Usage | None
+    @property
+    def usage(self) -> Usage | None: ...
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 

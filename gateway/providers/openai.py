@@ -8,7 +8,6 @@ they came; only ``usage`` is read out of them. Streams pass through chunk by chu
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,25 +15,13 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import (
-    GatewayError,
-    RateLimited,
-    UpstreamError,
-    UpstreamRejected,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-)
-from gateway.logs import REDACTOR
+from gateway.errors import UpstreamError
+from gateway.providers import http
 from gateway.providers.base import Reply, Usage
 from gateway.secrets.secret import Secret
 from gateway.upstream import UpstreamPool
 
-# Upstream statuses whose error message is about the client's own request and so is passed on
-# (scrubbed). Every other upstream failure gets the gateway's own wording.
-PASS_ON_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
-MAX_PASSED_MESSAGE = 500
 MAX_SSE_LINE = 1 << 20
-TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
 
 
 class OpenAIAdapter:
@@ -79,118 +66,33 @@ class OpenAIAdapter:
         return await self._post(self._embed_url, body, key)
 
     async def _post(self, url: str, body: dict[str, Any], key: Secret | None) -> Reply:
+        name = self.deployment.name
         session = self._pool.session(self.deployment)
-        try:
-            async with session.post(
-                url, data=self._payload(body), headers=self._headers(key), allow_redirects=False
-            ) as response:
-                data = await response.read()
-                if response.status != 200:
-                    raise self._failure(response.status, data, response.headers)
-        except TRANSPORT_ERRORS as exc:
-            raise self._transport_failure(exc) from None
-        usage = None
+        data = await http.post(session, name, url, self._payload(body), self._headers(key))
         try:
             usage = Usage.from_openai(json.loads(data).get("usage"))
         except (ValueError, AttributeError):
-            raise UpstreamError(
-                f"deployment {self.deployment.name} answered with invalid JSON"
-            ) from None
+            raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
         return Reply(data, usage)
 
     async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> SSEStream:
         session = self._pool.session(self.deployment)
-        try:
-            response = await session.post(
-                self._chat_url,
-                data=self._payload(body),
-                headers=self._headers(key),
-                allow_redirects=False,
-            )
-        except TRANSPORT_ERRORS as exc:
-            raise self._transport_failure(exc) from None
-        if response.status != 200:
-            try:
-                data = await response.read()
-            except TRANSPORT_ERRORS as exc:
-                raise self._transport_failure(exc) from None
-            finally:
-                response.release()
-            raise self._failure(response.status, data, response.headers)
-        return SSEStream(response, self)
+        response = await http.open_stream(
+            session, self.deployment.name, self._chat_url, self._payload(body), self._headers(key)
+        )
+        return SSEStream(response, self.deployment.name)
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
-
-    # -- failures ---------------------------------------------------------------------------
-    def _transport_failure(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-            return exc
-        name = self.deployment.name
-        if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-            return UpstreamTimeout(f"deployment {name} did not answer in time")
-        if isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerDisconnectedError):
-            return UpstreamUnavailable(f"deployment {name} could not be reached")
-        if isinstance(exc, GatewayError):
-            return exc
-        return UpstreamError(f"deployment {name} failed: {type(exc).__name__}")
-
-    def _failure(self, status: int, data: bytes, headers: Any) -> GatewayError:
-        name = self.deployment.name
-        if status in (401, 403):
-            return UpstreamCredentialRejected(f"deployment {name} refused the gateway's credential")
-        if status == 429:
-            retry_after = headers.get("Retry-After", "")
-            extra = {"Retry-After": retry_after} if retry_after.isdigit() else {}
-            return UpstreamRateLimited(f"deployment {name} is rate limited", headers=extra)
-        if status == 408 or status == 504:
-            return UpstreamTimeout(f"deployment {name} timed out")
-        if status == 503:
-            return UpstreamUnavailable(f"deployment {name} is unavailable")
-        if status >= 500:
-            return UpstreamError(f"deployment {name} failed with status {status}")
-        if status in PASS_ON_STATUSES:
-            message, code = _error_message(data)
-            text = f"deployment {name} rejected the request"
-            if message:
-                text += ": " + REDACTOR.scrub(message)[:MAX_PASSED_MESSAGE]
-            return UpstreamRejected(text, upstream_status=status, code=code)
-        return UpstreamError(f"deployment {name} answered with unexpected status {status}")
-
-
-class UpstreamCredentialRejected(UpstreamError):
-    """The provider said 401/403 to the gateway's own key: drop the cached key, refetch once."""
-
-    code_hint = "upstream_auth"
-
-
-class UpstreamRateLimited(RateLimited):
-    """The provider's 429: another deployment may have room, so it is retryable."""
-
-    retryable = True
-
-
-def _error_message(data: bytes) -> tuple[str, str | None]:
-    try:
-        error = json.loads(data).get("error")
-    except (ValueError, AttributeError):
-        return "", None
-    if isinstance(error, dict):
-        message = error.get("message")
-        code = error.get("code")
-        return (message if isinstance(message, str) else ""), (
-            code if isinstance(code, str) and len(code) <= 64 else None
-        )
-    return "", None
 
 
 class SSEStream:
     """Passes an upstream SSE body through chunk by chunk, reading ``usage`` out of the
     ``data:`` events as they go by (without holding the stream back)."""
 
-    def __init__(self, response: aiohttp.ClientResponse, adapter: OpenAIAdapter) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, name: str) -> None:
         self._response = response
-        self._adapter = adapter
+        self._name = name
         self._tail = b""
         self.usage: Usage | None = None
 
@@ -199,8 +101,8 @@ class SSEStream:
             async for chunk in self._response.content.iter_any():
                 self._scan(chunk)
                 yield chunk
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            raise self._adapter._transport_failure(exc) from None
+        except http.TRANSPORT_ERRORS as exc:
+            raise http.transport_failure(self._name, exc) from None
         finally:
             self._response.release()
 

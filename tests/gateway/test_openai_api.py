@@ -448,6 +448,23 @@ def test_health_endpoints(gateway: GatewayProcess) -> None:
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
 
 
+def test_metrics_count_requests_by_status_for_the_admin_only(
+    gateway: GatewayProcess, key: str
+) -> None:
+    assert (
+        httpx.get(gateway.url + "/metrics", headers={"Authorization": f"Bearer {key}"}).status_code
+        == 401
+    )
+    text = gateway.admin("GET", "/metrics").text
+    assert 'sealgate_requests_total{route="/v1/chat/completions",status="200"}' in text
+    assert 'sealgate_requests_total{route="/v1/chat/completions",status="401"}' in text
+    assert (
+        'sealgate_upstream_failures_total{deployment="dead-gpt/openai_compatible",code="upstream_unavailable"}'
+        in text
+    )
+    assert key not in text and PROVIDER_KEY not in text
+
+
 def test_no_key_reaches_the_logs(gateway: GatewayProcess, key: str) -> None:
     """Runs last in this module: by now every test above has sent traffic through this process."""
     post(gateway, key[:-1] + "Z", {"model": "fake-gpt", "messages": [HI]})

@@ -67,7 +67,9 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         assert keep(gw.chat()).status_code == 400
         for wrong in ("sk-sg-" + secrets.token_hex(20), provider_key, vault_token, "garbage"):
             assert keep(gw.chat(key=wrong)).status_code == 401
-        keep(httpx.get(gw.process.url + "/metrics", timeout=10))
+        metrics = keep(gw.process.admin("GET", "/metrics"))
+        assert metrics.status_code == 200
+        assert "sealgate_upstream_failures_total" in metrics.text
         ready = keep(gw.ready())
         process = ready.json()["checks"]["process"]
         assert process["not_dumpable"] is True

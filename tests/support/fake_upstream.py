@@ -90,6 +90,7 @@ class FakeUpstream:
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/openai/deployments/{name}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{name}/embeddings", self._embeddings)
+        app.router.add_post("/v1/messages", self._messages)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -229,6 +230,87 @@ class FakeUpstream:
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1
             raise
+        return response
+
+    async def _messages(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's Messages API: a text answer, or a tool_use when tools are offered and the
+        last turn is not a tool result."""
+        body = await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b)
+        if early is not None:
+            return early
+        last = body["messages"][-1]["content"]
+        answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
+        if body.get("tools") and not answered:
+            blocks: list[dict[str, Any]] = [
+                {
+                    "type": "tool_use",
+                    "id": "toolu_fake_1",
+                    "name": body["tools"][0]["name"],
+                    "input": {"city": "Paris"},
+                }
+            ]
+            stop = "tool_use"
+        else:
+            blocks = [{"type": "text", "text": self.REPLY_TEXT}]
+            stop = "end_turn"
+        usage = {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 2}
+        message = {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": blocks,
+            "stop_reason": stop,
+            "usage": usage,
+        }
+        if not body.get("stream"):
+            return web.json_response(message, headers=b.headers)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+
+        def event(kind: str, data: dict[str, Any]) -> bytes:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+        start = {**message, "content": [], "stop_reason": None}
+        start["usage"] = {**usage, "output_tokens": 1}
+        events = [event("message_start", {"message": start}), event("ping", {})]
+        for index, block in enumerate(blocks):
+            if block["type"] == "text":
+                events.append(
+                    event(
+                        "content_block_start",
+                        {"index": index, "content_block": {"type": "text", "text": ""}},
+                    )
+                )
+                for word in self.REPLY_TEXT.split():
+                    delta = {"type": "text_delta", "text": word + " "}
+                    events.append(event("content_block_delta", {"index": index, "delta": delta}))
+            else:
+                events.append(
+                    event(
+                        "content_block_start",
+                        {"index": index, "content_block": {**block, "input": {}}},
+                    )
+                )
+                for part in ('{"city": ', '"Paris"}'):
+                    delta = {"type": "input_json_delta", "partial_json": part}
+                    events.append(event("content_block_delta", {"index": index, "delta": delta}))
+            events.append(event("content_block_stop", {"index": index}))
+        events.append(
+            event("message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 7}})
+        )
+        events.append(event("message_stop", {}))
+        for index, data in enumerate(events):
+            if b.cut_after is not None and index >= b.cut_after:
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            await response.write(data)
+            if b.chunk_delay:
+                await asyncio.sleep(b.chunk_delay)
+        await response.write_eof()
         return response
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
