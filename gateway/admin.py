@@ -30,6 +30,7 @@ log = logging.getLogger("sealgate.admin")
 MetadataValue = str | int | float | bool | None | list[str]
 Limit = Annotated[int, Field(ge=0, le=10**12)]
 Id = Annotated[str, Field(min_length=1, max_length=32)]
+LOG_MESSAGES = {"key.create": "virtual key created", "key.revoke": "virtual key revoked"}
 
 
 class CreateKey(BaseModel):
@@ -62,7 +63,8 @@ def mount(app: FastAPI, services: Services) -> None:
 
     async def record(who: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
         await anyio.to_thread.run_sync(audit.record, who, action, target, detail)
-        log.info("admin action", extra={"sg_actor": who.name, "sg_action": action})
+        message = LOG_MESSAGES.get(action, "admin action")
+        log.info(message, extra={"sg_actor": who.name, "sg_action": action, "sg_target": target})
 
     async def key_or_404(key_id: str) -> KeyRecord:
         found = await anyio.to_thread.run_sync(services.keys.get, key_id)
