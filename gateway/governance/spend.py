@@ -1,15 +1,21 @@
 """Spend records and the durable outbox that carries them to the database off the hot path.
 
     request ── put(record) ──> memory queue ──(writer thread, every flush_seconds)──>
-               append to <data dir>/spend-outbox.jsonl, fsync ──> INSERT ... ON CONFLICT DO
-               NOTHING into ``spend`` ──> truncate the file
+        database up:   INSERT ... ON CONFLICT DO NOTHING into ``spend`` (one batch, one commit)
+        database down: append to <data dir>/spend-outbox.jsonl, fsync; retried every
+                       retry_seconds; later batches join the file until it is all delivered,
+                       then the file is emptied
 
-``put`` only appends to a queue. The writer thread makes each batch durable in the local file
-before it touches the database, and empties the file only after the database took every line,
-so a database outage or a restart loses nothing that reached the file: the next start delivers
-it. Replays are harmless because a record's id is the spend row's primary key. What is not yet in
-the file (at most ``flush_seconds`` of records) is flushed on a clean shutdown; only a hard kill
-of the process can lose it. The file holds ids, names, token counts and costs: never a key.
+``put`` only appends to a queue. A record is durable once the database committed it or the
+outbox file holds it, at most ``flush_seconds`` after it was put: a database outage or a restart
+loses nothing (the next start delivers the file before serving), and a clean shutdown writes the
+last batch too. Only a hard kill (or, on SQLite, a power loss within its WAL sync) can lose the
+last ``flush_seconds``. Replays are harmless: a record's id is the spend row's primary key. The
+file holds ids, names, token counts and costs: never a key.
+
+The steady state writes each record once, to the database, because a second write (file first,
+then database) cost the single-process gateway a measurable share of its throughput: the writer
+thread shares the interpreter lock with the event loop.
 """
 
 from __future__ import annotations
@@ -21,16 +27,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.dialects import postgresql, sqlite
 
 from gateway.metrics import METRICS
-from gateway.store.tables import spend
 
 log = logging.getLogger("sealgate.spend")
 
@@ -60,16 +64,58 @@ class SpendRecord:
     latency_ms: float
     status: str
 
-    def row(self) -> dict[str, Any]:
-        at = datetime.fromtimestamp(self.at, UTC)
-        values = asdict(self)
-        values.update(at=at, day=at.strftime("%Y-%m-%d"), tags=json.dumps(list(self.tags)))
-        return values
+    def line(self) -> bytes:
+        """One outbox line: the fields as a JSON array, in declaration order."""
+        fields = [getattr(self, name) for name in FIELDS]
+        return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SpendRecord:
+    def from_line(cls, line: bytes) -> SpendRecord:
+        values = json.loads(line)
+        if not isinstance(values, list) or len(values) != len(FIELDS):
+            raise ValueError("not a spend record")
+        data = dict(zip(FIELDS, values, strict=True))
         data["tags"] = tuple(data["tags"])
         return cls(**data)
+
+    def row(self, sqlite: bool) -> tuple[Any, ...]:
+        """The spend table's columns, in the INSERT statements' order, for the driver."""
+        at = datetime.fromtimestamp(self.at, UTC)
+        # SQLAlchemy's SQLite DateTime format, so rows written here read back the same way.
+        when: Any = at.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at
+        return (
+            self.id,
+            when,
+            at.strftime("%Y-%m-%d"),
+            self.key_id,
+            self.team_id,
+            self.user_id,
+            self.project,
+            json.dumps(list(self.tags)),
+            self.model,
+            self.deployment,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.cached_tokens,
+            self.cost_nanos,
+            self.latency_ms,
+            self.status,
+        )
+
+
+FIELDS = tuple(f.name for f in fields(SpendRecord))
+# Written out in full (no string building): the values always go as driver parameters.
+INSERT_SQLITE = (
+    "INSERT OR IGNORE INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+INSERT_POSTGRES = (
+    "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 class Outbox:
@@ -109,8 +155,8 @@ class Outbox:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
-        self._write_batch()
-        self._deliver()
+        self._next_try = 0.0
+        self._cycle()  # the last records: to the database, or to the file if it is down
         self._file.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
@@ -141,9 +187,7 @@ class Outbox:
             with self._idle:
                 self._busy = True
             try:
-                self._write_batch()
-                if self._file_bytes and time.monotonic() >= self._next_try:
-                    self._deliver()
+                self._cycle()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 log.error("spend outbox writer failed", extra={"sg_error": type(exc).__name__})
             finally:
@@ -151,14 +195,38 @@ class Outbox:
                     self._busy = False
                     self._idle.notify_all()
 
-    def _write_batch(self) -> None:
-        lines = []
-        while self._queue:
-            record = self._queue.popleft()
-            lines.append(json.dumps(asdict(record), separators=(",", ":")).encode() + b"\n")
-        if not lines:
+    def _cycle(self) -> None:
+        """Deliver the queued records. While the database answers they go straight to it (its
+        commit is what makes them durable); when it does not, the batch is appended to the
+        outbox file and fsync'd, and from then on every batch joins the file until the whole
+        file has been delivered, so records reach the database in order and none is lost."""
+        batch = self._drain()
+        if self._file_bytes:
+            self._append(batch)
+            if time.monotonic() >= self._next_try:
+                self._deliver()
             return
-        data = b"".join(lines)
+        if not batch:
+            return
+        try:
+            self._insert(batch)
+        except Exception as exc:  # noqa: BLE001 - any database failure: keep it in the file
+            self._append(batch)
+            self._failed(exc)
+        else:
+            DELIVERED[()] += len(batch)
+            self.delivered += len(batch)
+
+    def _drain(self) -> list[SpendRecord]:
+        batch: list[SpendRecord] = []
+        while self._queue:
+            batch.append(self._queue.popleft())
+        return batch
+
+    def _append(self, batch: list[SpendRecord]) -> None:
+        if not batch:
+            return
+        data = b"".join(r.line() for r in batch)
         self._file.write(data)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -170,7 +238,7 @@ class Outbox:
         batch: list[SpendRecord] = []
         for line in self._file:
             try:
-                batch.append(SpendRecord.from_json(json.loads(line)))
+                batch.append(SpendRecord.from_line(line))
             except (ValueError, TypeError, KeyError):
                 log.warning("unreadable spend outbox line skipped")
                 continue
@@ -181,6 +249,7 @@ class Outbox:
             yield batch
 
     def _deliver(self) -> None:
+        """Deliver everything in the file (at start-up, at shutdown, after an outage)."""
         self._file_bytes = self._file.seek(0, os.SEEK_END)
         if not self._file_bytes:
             return
@@ -190,14 +259,23 @@ class Outbox:
                 self._insert(batch)
                 count += len(batch)
         except Exception as exc:  # noqa: BLE001 - any database failure: keep the file, retry
-            self._next_try = time.monotonic() + self._retry
-            if not self._failing:
-                log.warning(
-                    "spend records kept in the outbox: database unavailable",
-                    extra={"sg_error": type(exc).__name__},
-                )
-            self._failing = True
+            self._failed(exc)
             return
+        if self._failing:
+            log.warning("spend outbox delivered after an outage", extra={"sg_rows": count})
+        self._delivered(count)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._next_try = time.monotonic() + self._retry
+        if not self._failing:
+            log.warning(
+                "spend records kept in the outbox: database unavailable",
+                extra={"sg_error": type(exc).__name__},
+            )
+        self._failing = True
+
+    def _delivered(self, count: int) -> None:
+        """The whole file reached the database: empty it."""
         self._file.truncate(0)
         self._file.flush()
         os.fsync(self._file.fileno())
@@ -205,15 +283,13 @@ class Outbox:
         PENDING[()] = 0
         DELIVERED[()] += count
         self.delivered += count
-        if self._failing:
-            log.warning("spend outbox delivered after an outage", extra={"sg_rows": count})
         self._failing = False
 
     def _insert(self, batch: list[SpendRecord]) -> None:
         with self._engine.begin() as connection:
-            dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-            statement = dialect.insert(spend).on_conflict_do_nothing(index_elements=["id"])
-            connection.execute(statement, [r.row() for r in batch])
+            sqlite = connection.dialect.name == "sqlite"
+            statement = INSERT_SQLITE if sqlite else INSERT_POSTGRES
+            connection.exec_driver_sql(statement, [r.row(sqlite) for r in batch])
 
     def _repair_tail(self) -> None:
         """Cut a half-written last line (the process died mid-append) so new lines start clean."""

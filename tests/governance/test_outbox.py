@@ -3,7 +3,6 @@ replays do not double count; a half-written line is cut; no key is ever in the f
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -87,7 +86,7 @@ def test_a_database_outage_and_a_restart_lose_no_record(
 
 
 def test_a_replayed_outbox_does_not_count_twice(engine: Engine, tmp_path: Path) -> None:
-    lines = b"".join(json.dumps(_as_dict(record(n))).encode() + b"\n" for n in range(5))
+    lines = b"".join(record(n).line() for n in range(5))
     (tmp_path / OUTBOX_FILE).write_bytes(lines)
     first = Outbox(engine, tmp_path, 0.01, 0.05)
     first.start()
@@ -102,7 +101,7 @@ def test_a_replayed_outbox_does_not_count_twice(engine: Engine, tmp_path: Path) 
 def test_a_half_written_last_line_is_cut_and_the_rest_delivered(
     engine: Engine, tmp_path: Path
 ) -> None:
-    good = json.dumps(_as_dict(record(1))).encode() + b"\n"
+    good = record(1).line()
     (tmp_path / OUTBOX_FILE).write_bytes(good + good[:40])
     outbox = Outbox(engine, tmp_path, 0.01, 0.05)
     outbox.start()
@@ -110,9 +109,3 @@ def test_a_half_written_last_line_is_cut_and_the_rest_delivered(
     assert outbox.flush()
     outbox.stop()
     assert totals(engine) == (2, 2000)
-
-
-def _as_dict(r: SpendRecord) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return asdict(r)
