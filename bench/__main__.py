@@ -72,6 +72,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="Sealgate config template ({{UPSTREAM_BASE}}, {{WORK_DIR}} are filled in; "
         "env BENCH_SEALGATE_CONFIG; default bench/sealgate.yaml.tmpl)",
     )
+    parser.add_argument(
+        "--sealgate-governance",
+        action="store_true",
+        default=os.environ.get("BENCH_SEALGATE_GOVERNANCE") == "1",
+        help="give the Sealgate key a team, RPM/TPM limits and budgets, all far above what the "
+        "run uses, so every request reserves and settles them (env BENCH_SEALGATE_GOVERNANCE=1)",
+    )
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each point")
     parser.add_argument("--duration", type=float, help="seconds measured per point")
     parser.add_argument(
@@ -177,6 +184,7 @@ def run(args: argparse.Namespace) -> int:
         python=sys.executable,
         upstream_port=free_port(),
         sealgate_config=args.sealgate_config.resolve(),
+        sealgate_governance=args.sealgate_governance,
     )
     results: list[TargetResult] = []
     started_at = time.monotonic()

@@ -91,22 +91,59 @@ def start_sealgate(ctx: RunContext, children: Children) -> Started:
     child = children.start("sealgate", argv, env, cwd=ctx.repo)
     base = f"http://127.0.0.1:{port}"
     wait_ready(child, base + "/health/ready", READY_TIMEOUT_S)
-    status, body = http_request(
-        "POST",
-        base + "/admin/keys",
-        json.dumps({"models": ["bench-model"]}).encode(),
-        {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
-    )
-    if status not in (200, 201):
-        raise StartFailed(f"POST /admin/keys answered HTTP {status}")
-    try:
-        key = json.loads(body)["key"]
-    except (ValueError, KeyError, TypeError):
-        raise StartFailed("POST /admin/keys answered without a `key`") from None
+    spec: dict[str, object] = {"models": ["bench-model"]}
+    notes = [f"config {ctx.sealgate_config}", f"python {sys.version.split()[0]}"]
+    if ctx.sealgate_governance:
+        spec.update(governed_key(base, admin_key))
+        notes.append("key with team, RPM/TPM limits and key+team budgets")
+    created = admin_post(base, admin_key, "/admin/keys", spec)
+    key = created.get("key")
+    if not isinstance(key, str):
+        raise StartFailed("POST /admin/keys answered without a `key`")
     return Started(
         url=base + CHAT_PATH,
         auth=str(key),
         rss_child=child,
         version=sealgate_version(ctx),
-        notes=[f"config {ctx.sealgate_config}", f"python {sys.version.split()[0]}"],
+        notes=notes,
     )
+
+
+GOVERNED_LIMIT = 10**9  # requests or tokens per minute: never reached, always reserved
+
+
+def admin_post(base: str, admin_key: str, path: str, spec: dict[str, object]) -> dict[str, object]:
+    status, body = http_request(
+        "POST",
+        base + path,
+        json.dumps(spec).encode(),
+        {"Authorization": f"Bearer {admin_key}", "Content-Type": "application/json"},
+    )
+    if status not in (200, 201):
+        raise StartFailed(f"POST {path} answered HTTP {status}")
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        raise StartFailed(f"POST {path} answered with invalid JSON") from None
+    if not isinstance(answer, dict):
+        raise StartFailed(f"POST {path} answered with no object")
+    return answer
+
+
+def governed_key(base: str, admin_key: str) -> dict[str, object]:
+    """A team with RPM/TPM limits and a daily budget; the key's own limits; its budget is made
+    after the key (the caller does not need it: a team budget already applies to every call).
+    Every request then reserves and settles key and team request, token and budget counters."""
+    team = admin_post(
+        base,
+        admin_key,
+        "/admin/teams",
+        {"name": "bench", "rpm_limit": GOVERNED_LIMIT, "tpm_limit": GOVERNED_LIMIT},
+    )
+    admin_post(
+        base,
+        admin_key,
+        "/admin/budgets",
+        {"scope": "team", "scope_id": team["id"], "period": "daily", "max_usd": "1000000"},
+    )
+    return {"team_id": team["id"], "rpm_limit": GOVERNED_LIMIT, "tpm_limit": GOVERNED_LIMIT}

@@ -23,6 +23,7 @@ from gateway import admin
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, InvalidRequest
+from gateway.governance.core import Governance
 from gateway.hotpath import HotPath
 from gateway.integrity import Integrity
 from gateway.metrics import METRICS
@@ -46,6 +47,7 @@ class Services:
     broker: SecretBroker
     pool: UpstreamPool
     router: Router
+    governance: Governance
     readiness: dict[str, Any] = field(default_factory=dict)
     integrity: Integrity | None = None
 
@@ -59,10 +61,12 @@ def error_response(exc: GatewayError) -> Response:
 def build_app(services: Services) -> HotPath:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await services.governance.start()
         watcher = asyncio.create_task(services.integrity.watch()) if services.integrity else None
         yield
         if watcher is not None:
             watcher.cancel()
+        await services.governance.close()
         await services.pool.close()
         await services.broker.close()
         services.engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -18,6 +19,8 @@ import anyio.to_thread
 
 from gateway.errors import AuthenticationFailed
 from gateway.store.keys import KeyRecord, KeyStore, key_id_of
+
+log = logging.getLogger("sealgate.auth")
 
 NEGATIVE_CACHE_SECONDS = 5.0
 MAX_CACHED = 100_000
@@ -61,7 +64,15 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        record = await anyio.to_thread.run_sync(self._store.get, key_id)
+        try:
+            record = await anyio.to_thread.run_sync(self._store.get, key_id)
+        except Exception:
+            if cached is None:
+                raise
+            # The database is down: a key seen before keeps its last known state until it is
+            # back (revocations made meanwhile through this process still apply: forget()).
+            log.warning("key store unreachable; using the cached key record")
+            return cached[1]
         ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_CACHE_SECONDS)
         if ttl > 0:
             self._cache[key_id] = (now + ttl, record)
@@ -81,6 +92,9 @@ class AdminCredential:
         if len(key) < 16:
             raise ValueError("the admin key must be at least 16 characters")
         self._hash = hashlib.sha256(key.encode()).digest()
+
+    def matches(self, key: str) -> bool:
+        return hmac.compare_digest(self._hash, hashlib.sha256(key.strip().encode()).digest())
 
     def check(self, authorization: str | None) -> None:
         scheme, _, key = (authorization or "").partition(" ")

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gateway.errors import ConfigError
+from gateway.governance.settings import Governance
 from gateway.secrets.refs import CredentialRef, parse_ref
 from gateway.secrets.settings import Vault
 
@@ -145,6 +146,7 @@ class GatewayConfig(Strict):
     secrets: Secrets = Secrets()
     logging: Logging = Logging()
     verify: Verify = Verify()
+    governance: Governance = Governance()
 
     @model_validator(mode="after")
     def _fallbacks_name_models(self) -> GatewayConfig:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -27,6 +26,7 @@ from gateway.asgi_util import (
     unless_disconnected,
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
+from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.metrics import REQUESTS
 from gateway.providers.base import Stream, Usage
 from gateway.store.keys import KeyRecord
@@ -71,6 +71,7 @@ class HotPath:
         self.app = app
         self.services = services
         self.router = services.router
+        self.governance = services.governance
         self.limit = services.config.server.max_body_bytes
         self.routes: dict[str, tuple[Handler, ErrorBody]] = {
             "/v1/chat/completions": (self.chat, openai_error),
@@ -117,7 +118,7 @@ class HotPath:
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_chat(body)
         record = await self._caller(headers.get(b"authorization"), model)
-        await self._complete(receive, send, body, model, record, anthropic=False)
+        await self._complete(receive, send, headers, body, model, record, anthropic=False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -127,50 +128,63 @@ class HotPath:
         api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
         authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
         record = await self._caller(authorization, model)
-        await self._complete(receive, send, body, model, record, anthropic=True)
+        await self._complete(receive, send, headers, body, model, record, anthropic=True)
 
     async def _complete(
         self,
         receive: Receive,
         send: Send,
+        headers: Mapping[bytes, bytes],
         body: dict[str, Any],
         model: str,
         record: KeyRecord,
         anthropic: bool,
     ) -> None:
-        started = time.perf_counter()
+        # Limits and budgets: reserved here, settled once the answer is out (governance/).
+        admission = await self.governance.admit(record, model, body, headers, "chat")
         if body.get("stream"):
-            stream, deployment = await unless_disconnected(
-                receive, self.router.chat_stream(model, body)
-            )
-            if anthropic:
-                stream = AnthropicStream(stream, model)
-
-            async def finished(stream: Stream, outcome: str) -> None:
-                log.debug(
-                    "stream finished",
-                    extra={
-                        "sg_key_id": record.id,
-                        "sg_deployment": deployment.name,
-                        "sg_outcome": outcome,
-                        "sg_ms": round((time.perf_counter() - started) * 1000, 2),
-                    },
+            try:
+                upstream, deployment = await unless_disconnected(
+                    receive, self.router.chat_stream(model, body, admission.gate)
                 )
+            except BaseException as exc:
+                admission.fail(exc)
+                raise
+            counting = CountingStream(upstream)
+            stream: Stream = AnthropicStream(counting, model) if anthropic else counting
+
+            async def finished(_: Stream, outcome: str) -> None:
+                admission.settle(counting.usage, deployment, outcome, counting.counted)
 
             error_body = anthropic_api.error_body if anthropic else openai_error
             await send_stream(receive, send, stream, finished, error_body)
             return
-        reply, deployment = await unless_disconnected(receive, self.router.chat(model, body))
+        try:
+            reply, deployment = await unless_disconnected(
+                receive, self.router.chat(model, body, admission.gate)
+            )
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
         if anthropic:
             message = anthropic_api.to_message(json.loads(reply.body), model)
             await send_body(send, 200, json.dumps(message).encode())
         else:
             await send_body(send, 200, reply.body)
+        admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
-        await self._caller(headers.get(b"authorization"), model)
-        reply, _ = await unless_disconnected(receive, self.router.embeddings(model, body))
+        record = await self._caller(headers.get(b"authorization"), model)
+        admission = await self.governance.admit(record, model, body, headers, "embeddings")
+        try:
+            reply, deployment = await unless_disconnected(
+                receive, self.router.embeddings(model, body, admission.gate)
+            )
+        except BaseException as exc:
+            admission.fail(exc)
+            raise
         await send_body(send, 200, reply.body)
+        admission.settle(reply.usage, deployment, "ok", 0)

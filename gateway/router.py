@@ -32,6 +32,10 @@ from gateway.upstream import UpstreamPool
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Asked before each deployment is tried: None to go ahead, or the error that says why this
+# deployment is skipped (its own limits are full). Skipping is not a failure: no cooldown.
+Gate = Callable[[Deployment], Awaitable[GatewayError | None]]
+
 
 @dataclass(slots=True)
 class Route:
@@ -75,14 +79,20 @@ class Router:
     def credentials(self) -> list[CredentialRef]:
         return [r.credential for g in self.groups.values() for r in g if r.credential]
 
-    async def chat(self, model: str, body: dict[str, Any]) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.chat(body, k))
+    async def chat(
+        self, model: str, body: dict[str, Any], gate: Gate | None = None
+    ) -> tuple[Reply, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.chat(body, k), gate)
 
-    async def chat_stream(self, model: str, body: dict[str, Any]) -> tuple[Stream, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k))
+    async def chat_stream(
+        self, model: str, body: dict[str, Any], gate: Gate | None = None
+    ) -> tuple[Stream, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k), gate)
 
-    async def embeddings(self, model: str, body: dict[str, Any]) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k))
+    async def embeddings(
+        self, model: str, body: dict[str, Any], gate: Gate | None = None
+    ) -> tuple[Reply, Deployment]:
+        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate)
 
     def _ordered(self, model: str) -> list[Route]:
         group = self.groups[model]
@@ -94,7 +104,10 @@ class Router:
         ]
 
     async def _run(
-        self, model: str, call: Callable[[Route, Secret | None], Awaitable[T]]
+        self,
+        model: str,
+        call: Callable[[Route, Secret | None], Awaitable[T]],
+        gate: Gate | None = None,
     ) -> tuple[T, Deployment]:
         if model not in self.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
@@ -104,6 +117,11 @@ class Router:
             attempts = max(len(routes), 1 + self._retries)
             for attempt in range(attempts):
                 route = routes[attempt % len(routes)]
+                if gate is not None:
+                    skipped = await gate(route.deployment)
+                    if skipped is not None:
+                        last = skipped
+                        continue
                 try:
                     return await self._call(route, call), route.deployment
                 except GatewayError as exc:

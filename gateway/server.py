@@ -14,6 +14,7 @@ from gateway.app import Services, build_app
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
+from gateway.governance.setup import build_governance
 from gateway.hardening import harden_process
 from gateway.router import Router
 from gateway.secrets.setup import build_broker
@@ -49,7 +50,8 @@ def read_admin_key(environ: dict[str, str] | os._Environ[str] = os.environ) -> A
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
-    url = config.storage.url or default_url(ensure_data_dir(data_dir))
+    ensure_data_dir(data_dir)
+    url = config.storage.url or default_url(data_dir)
     engine = make_engine(url)
     migrate(engine)
     keys = KeyStore(engine)
@@ -65,6 +67,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         broker=broker,
         pool=pool,
         router=router,
+        governance=build_governance(config, engine, data_dir),
     )
 
 

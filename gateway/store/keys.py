@@ -45,6 +45,10 @@ class KeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    team_id: str | None = None
+    user_id: str | None = None
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def matches(self, key: str) -> bool:
         return hmac.compare_digest(self.key_hash, hash_key(key))
@@ -64,6 +68,10 @@ class KeyRecord:
             "created_at": _iso(self.created_at),
             "expires_at": _iso(self.expires_at),
             "revoked_at": _iso(self.revoked_at),
+            "team_id": self.team_id,
+            "user_id": self.user_id,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
         }
 
 
@@ -86,6 +94,10 @@ def _record(row: Any) -> KeyRecord:
         created_at=_aware(row.created_at) or datetime.now(UTC),
         expires_at=_aware(row.expires_at),
         revoked_at=_aware(row.revoked_at),
+        team_id=row.team_id,
+        user_id=row.user_id,
+        rpm_limit=row.rpm_limit,
+        tpm_limit=row.tpm_limit,
     )
 
 
@@ -98,6 +110,11 @@ class KeyStore:
         models: list[str],
         expires_at: datetime | None = None,
         metadata: dict[str, Any] | None = None,
+        *,
+        team_id: str | None = None,
+        user_id: str | None = None,
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
     ) -> tuple[str, KeyRecord]:
         key_id = secrets.token_hex(ID_HEX // 2)
         key = f"{PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
@@ -109,6 +126,10 @@ class KeyStore:
             created_at=datetime.now(UTC),
             expires_at=expires_at,
             revoked_at=None,
+            team_id=team_id,
+            user_id=user_id,
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
         )
         with self._engine.begin() as connection:
             connection.execute(
@@ -120,6 +141,10 @@ class KeyStore:
                     created_at=record.created_at,
                     expires_at=record.expires_at,
                     revoked_at=None,
+                    team_id=team_id,
+                    user_id=user_id,
+                    rpm_limit=rpm_limit,
+                    tpm_limit=tpm_limit,
                 )
             )
         return key, record
@@ -131,11 +156,12 @@ class KeyStore:
             ).first()
         return _record(row) if row is not None else None
 
-    def list(self) -> list[KeyRecord]:
+    def list(self, team_id: str | None = None) -> list[KeyRecord]:
+        query = select(virtual_keys).order_by(virtual_keys.c.created_at)
+        if team_id is not None:
+            query = query.where(virtual_keys.c.team_id == team_id)
         with self._engine.connect() as connection:
-            rows = connection.execute(
-                select(virtual_keys).order_by(virtual_keys.c.created_at)
-            ).all()
+            rows = connection.execute(query).all()
         return [_record(row) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
@@ -146,3 +172,11 @@ class KeyStore:
                 .values(revoked_at=datetime.now(UTC))
             )
         return result.rowcount > 0
+
+    def set_limits(self, key_id: str, rpm_limit: int | None, tpm_limit: int | None) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id)
+                .values(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
+            )

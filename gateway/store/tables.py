@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, DateTime, Index, MetaData, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
 
 metadata = MetaData()
 
@@ -17,5 +30,95 @@ virtual_keys = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("expires_at", DateTime(timezone=True), nullable=True),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("team_id", String(32), nullable=True),
+    Column("user_id", String(32), nullable=True),
+    Column("rpm_limit", BigInteger, nullable=True),
+    Column("tpm_limit", BigInteger, nullable=True),
 )
 Index("ix_virtual_keys_created_at", virtual_keys.c.created_at)
+Index("ix_virtual_keys_team_id", virtual_keys.c.team_id)
+
+teams = Table(
+    "teams",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("rpm_limit", BigInteger, nullable=True),
+    Column("tpm_limit", BigInteger, nullable=True),
+    Column("metadata", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("team_id", String(32), ForeignKey("teams.id"), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("scope", String(8), nullable=False),  # key | team | user
+    Column("scope_id", String(32), nullable=False),
+    Column("period", String(8), nullable=False),  # daily | weekly | monthly | total
+    Column("max_nanos", BigInteger, nullable=False),  # hard limit, nano-dollars
+    Column("soft_nanos", BigInteger, nullable=True),  # alert threshold, nano-dollars
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("scope", "scope_id", "period", name="uq_budgets_scope_period"),
+)
+
+admin_tokens = Table(
+    "admin_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("token_hash", String(64), nullable=False),  # sha256 of the whole token
+    Column("role", String(16), nullable=False),  # team_admin | viewer
+    Column("team_id", String(32), ForeignKey("teams.id"), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(128), nullable=False),
+    Column("detail", Text, nullable=False),  # JSON object, never a key or token
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+spend = Table(
+    "spend",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the request's id: outbox replays are idempotent
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("day", String(10), nullable=False),  # YYYY-MM-DD (UTC), for reports by day
+    Column("key_id", String(32), nullable=False),
+    Column("team_id", String(32), nullable=True),
+    Column("user_id", String(32), nullable=True),
+    Column("project", String(128), nullable=True),
+    Column("tags", Text, nullable=False),  # JSON list
+    Column("model", String(200), nullable=False),
+    Column("deployment", String(200), nullable=True),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cached_tokens", BigInteger, nullable=False),
+    Column("cost_nanos", BigInteger, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("status", String(64), nullable=False),
+)
+Index("ix_spend_at", spend.c.at)
+Index("ix_spend_key_at", spend.c.key_id, spend.c.at)
+Index("ix_spend_team_at", spend.c.team_id, spend.c.at)
+Index("ix_spend_user_at", spend.c.user_id, spend.c.at)

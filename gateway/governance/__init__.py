@@ -1,0 +1,1 @@
+"""Tenancy, rate limits, budgets, pricing and spend (docs/governance.md)."""

@@ -1,0 +1,283 @@
+"""Admin routes for teams, users, budgets, admin tokens, spend reports and the audit log.
+Roles are checked with governance/roles.py; every change is audited (see gateway/admin.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import anyio.to_thread
+from fastapi import FastAPI, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from gateway.errors import InvalidRequest, NotFound
+from gateway.governance import periods, reports, roles
+from gateway.governance.audit import Actor, AuditLog
+from gateway.governance.periods import Period
+from gateway.governance.pricing import nanos, usd
+from gateway.governance.snapshot import spent_since
+from gateway.governance.tenancy import Budget, Scope, User
+from gateway.store.keys import KeyRecord
+
+if TYPE_CHECKING:
+    from gateway.app import Services
+
+Limit = Annotated[int, Field(ge=0, le=10**12)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Usd = Annotated[Decimal, Field(ge=0, le=10**9, decimal_places=9)]
+ActorOf = Callable[[Request], Awaitable[Actor]]
+Record = Callable[[Actor, str, str, dict[str, Any]], Awaitable[None]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateTeam(_Strict):
+    name: Name
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    metadata: Annotated[dict[str, str | int | float | bool | None], Field(max_length=64)] = {}
+
+
+class TeamLimits(_Strict):
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+
+
+class CreateUser(_Strict):
+    name: Name
+    team_id: str | None = None
+
+
+class CreateBudget(_Strict):
+    scope: Scope
+    scope_id: Annotated[str, Field(min_length=1, max_length=32)]
+    period: Period
+    max_usd: Usd
+    soft_usd: Usd | None = None
+
+
+class CreateToken(_Strict):
+    role: Literal["team_admin", "viewer"]
+    team_id: str | None = None
+    name: Name
+
+
+def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> None:
+    governance = services.governance
+    tenancy = governance.tenancy
+    engine = services.engine
+
+    async def run(fn: Callable[..., Any], *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args)
+
+    async def refresh() -> None:
+        await run(governance.refresh)
+
+    # -- teams ------------------------------------------------------------------------------
+    @app.post("/admin/teams", status_code=201)
+    async def create_team(request: Request, spec: CreateTeam) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "teams:write", None)
+        team = await run(
+            tenancy.create_team, spec.name, spec.rpm_limit, spec.tpm_limit, spec.metadata
+        )
+        await record(who, "team.create", f"team:{team.id}", spec.model_dump())
+        await refresh()
+        return JSONResponse(team.public(), status_code=201)
+
+    @app.get("/admin/teams")
+    async def list_teams(request: Request) -> JSONResponse:
+        who = await actor(request)
+        scope = roles.visible_team(who)
+        roles.require(who, "teams:read", scope)
+        teams = [t for t in await run(tenancy.teams) if scope is None or t.id == scope]
+        return JSONResponse({"object": "list", "data": [t.public() for t in teams]})
+
+    @app.get("/admin/teams/{team_id}")
+    async def get_team(request: Request, team_id: str) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "teams:read", team_id)
+        team = await run(tenancy.team, team_id)
+        if team is None:
+            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
+        return JSONResponse(team.public())
+
+    @app.patch("/admin/teams/{team_id}")
+    async def set_team_limits(request: Request, team_id: str, spec: TeamLimits) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "teams:write", team_id)
+        if await run(tenancy.team, team_id) is None:
+            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
+        await run(tenancy.set_team_limits, team_id, spec.rpm_limit, spec.tpm_limit)
+        await record(who, "team.limits", f"team:{team_id}", spec.model_dump())
+        await refresh()
+        return JSONResponse((await run(tenancy.team, team_id)).public())
+
+    # -- users ------------------------------------------------------------------------------
+    @app.post("/admin/users", status_code=201)
+    async def create_user(request: Request, spec: CreateUser) -> JSONResponse:
+        who = await actor(request)
+        team_id = spec.team_id if spec.team_id is not None else roles.visible_team(who)
+        roles.require(who, "users:write", team_id)
+        if team_id is not None and await run(tenancy.team, team_id) is None:
+            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
+        user = await run(tenancy.create_user, spec.name, team_id)
+        await record(who, "user.create", f"user:{user.id}", {"name": spec.name, "team_id": team_id})
+        return JSONResponse(user.public(), status_code=201)
+
+    @app.get("/admin/users")
+    async def list_users(request: Request) -> JSONResponse:
+        who = await actor(request)
+        scope = roles.visible_team(who)
+        roles.require(who, "users:read", scope)
+        users = await run(tenancy.users, scope)
+        return JSONResponse({"object": "list", "data": [u.public() for u in users]})
+
+    # -- budgets ----------------------------------------------------------------------------
+    async def owner_team(scope: str, scope_id: str) -> str | None:
+        """The team a budget's subject belongs to (404 when the subject does not exist)."""
+        if scope == "team":
+            if await run(tenancy.team, scope_id) is None:
+                raise NotFound(f"no team with id {scope_id!r}", code="team_not_found")
+            return scope_id
+        if scope == "user":
+            user: User | None = await run(tenancy.user, scope_id)
+            if user is None:
+                raise NotFound(f"no user with id {scope_id!r}", code="user_not_found")
+            return user.team_id
+        key: KeyRecord | None = await run(services.keys.get, scope_id)
+        if key is None:
+            raise NotFound(f"no key with id {scope_id!r}", code="key_not_found")
+        return key.team_id
+
+    def budget_action(scope: str) -> str:
+        # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
+        # budgets of the keys and users inside it.
+        return "budgets:write" if scope == "team" else "member_budgets:write"
+
+    def budget_view(budget: Budget, team_id: str | None) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        start, end = periods.window(budget.period, now)
+        spent = spent_since(engine, budget.scope, [budget.scope_id], start).get(budget.scope_id, 0)
+        soft = budget.soft_nanos
+        return {
+            "id": budget.id,
+            "scope": budget.scope,
+            "scope_id": budget.scope_id,
+            "team_id": team_id,
+            "period": budget.period,
+            "max_usd": usd(budget.max_nanos),
+            "soft_usd": usd(soft) if soft is not None else None,
+            "period_start": start.isoformat() if budget.period != "total" else None,
+            "period_end": end.isoformat() if budget.period != "total" else None,
+            "spent_usd": usd(spent),
+            "soft_exceeded": soft is not None and spent >= soft,
+            "hard_exceeded": spent >= budget.max_nanos,
+        }
+
+    @app.post("/admin/budgets", status_code=201)
+    async def create_budget(request: Request, spec: CreateBudget) -> JSONResponse:
+        who = await actor(request)
+        team_id = await owner_team(spec.scope, spec.scope_id)
+        roles.require(who, budget_action(spec.scope), team_id)
+        soft = nanos(spec.soft_usd) if spec.soft_usd is not None else None
+        if soft is not None and soft > nanos(spec.max_usd):
+            raise InvalidRequest("soft_usd must not be above max_usd", param="soft_usd")
+        budget = await run(
+            tenancy.create_budget, spec.scope, spec.scope_id, spec.period, nanos(spec.max_usd), soft
+        )
+        await record(who, "budget.create", f"budget:{budget.id}", spec.model_dump(mode="json"))
+        await refresh()
+        return JSONResponse(await run(budget_view, budget, team_id), status_code=201)
+
+    @app.get("/admin/budgets")
+    async def list_budgets(request: Request) -> JSONResponse:
+        who = await actor(request)
+        scope = roles.visible_team(who)
+        roles.require(who, "budgets:read", scope)
+        data = []
+        for budget in await run(tenancy.budgets):
+            team_id = await owner_team(budget.scope, budget.scope_id)
+            if scope is None or team_id == scope:
+                data.append(await run(budget_view, budget, team_id))
+        return JSONResponse({"object": "list", "data": data})
+
+    @app.delete("/admin/budgets/{budget_id}")
+    async def delete_budget(request: Request, budget_id: str) -> JSONResponse:
+        who = await actor(request)
+        budget = await run(tenancy.budget, budget_id)
+        if budget is None:
+            raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
+        team_id = await owner_team(budget.scope, budget.scope_id)
+        roles.require(who, budget_action(budget.scope), team_id)
+        await run(tenancy.delete_budget, budget_id)
+        await record(who, "budget.delete", f"budget:{budget_id}", {})
+        await refresh()
+        return JSONResponse({"id": budget_id, "deleted": True})
+
+    # -- admin tokens -----------------------------------------------------------------------
+    @app.post("/admin/tokens", status_code=201)
+    async def create_token(request: Request, spec: CreateToken) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "tokens:write", None)
+        if spec.role == "team_admin" and spec.team_id is None:
+            raise InvalidRequest("a team_admin token needs team_id", param="team_id")
+        if spec.team_id is not None and await run(tenancy.team, spec.team_id) is None:
+            raise NotFound(f"no team with id {spec.team_id!r}", code="team_not_found")
+        token, created = await run(
+            tenancy.create_token, spec.role, spec.team_id, spec.name, who.name
+        )
+        await record(
+            who, "token.create", f"token:{created.id}", {"role": spec.role, "team_id": spec.team_id}
+        )
+        body = {"token": token, **created.public()}
+        return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
+
+    @app.get("/admin/tokens")
+    async def list_tokens(request: Request) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "tokens:read", None)
+        tokens = await run(tenancy.tokens)
+        return JSONResponse({"object": "list", "data": [t.public() for t in tokens]})
+
+    @app.delete("/admin/tokens/{token_id}")
+    async def revoke_token(request: Request, token_id: str) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "tokens:write", None)
+        if await run(tenancy.token, token_id) is None:
+            raise NotFound(f"no token with id {token_id!r}", code="token_not_found")
+        await run(tenancy.revoke_token, token_id)
+        await record(who, "token.revoke", f"token:{token_id}", {})
+        return JSONResponse({"id": token_id, "revoked": True})
+
+    # -- reports and audit ------------------------------------------------------------------
+    @app.get("/admin/reports/spend")
+    async def spend_report(
+        request: Request,
+        group_by: reports.GroupBy = "key",
+        start: date | None = None,
+        end: date | None = None,
+        team_id: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> JSONResponse:
+        who = await actor(request)
+        team = team_id if team_id is not None else roles.visible_team(who)
+        roles.require(who, "reports:read", team)
+        body = await run(reports.spend_report, engine, group_by, start, end, team)
+        return JSONResponse(body)
+
+    audit = AuditLog(engine)
+
+    @app.get("/admin/audit")
+    async def audit_entries(
+        request: Request, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+    ) -> JSONResponse:
+        who = await actor(request)
+        roles.require(who, "audit:read", None)
+        entries = await run(audit.entries, limit)
+        broken = await run(audit.verify)
+        return JSONResponse({"object": "list", "data": entries, "chain_broken_at": broken})

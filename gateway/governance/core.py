@@ -1,0 +1,273 @@
+"""Governance on the hot path: ``admit`` before routing, ``Admission.settle`` after the answer.
+
+``admit`` finds what applies to the caller (its key's and team's request and token limits per
+minute, and the budgets of its key, team and user), estimates the request's tokens and cost, and
+reserves all of it in one atomic step; a full counter refuses the request with a 429 that carries
+``Retry-After`` and ``x-ratelimit-*`` headers. Nothing here touches the database per request:
+limits come from the cached key record and an in-memory snapshot refreshed in the background,
+counters are in memory or one Redis round trip away, spend goes to the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import anyio.to_thread
+from sqlalchemy import Engine
+
+from gateway.config import Deployment, GatewayConfig
+from gateway.errors import GatewayError
+from gateway.governance import estimate, periods, snapshot
+from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, refusal
+from gateway.governance.counters import Charge, Counters, CountersUnavailable
+from gateway.governance.errors import LimitsUnavailable
+from gateway.governance.pricing import FREE, Price, PriceTable, usd
+from gateway.governance.snapshot import Snapshot
+from gateway.governance.spend import Outbox
+from gateway.governance.tenancy import Tenancy
+from gateway.metrics import METRICS
+from gateway.providers.base import Usage
+from gateway.store.keys import KeyRecord
+
+log = logging.getLogger("sealgate.governance")
+
+MINUTE_TTL = 2 * WINDOW_SECONDS
+DAY = 86400
+TOTAL_TTL = 400 * DAY
+MAX_PROJECT = 128
+MAX_TAGS = 16
+MAX_TAG = 64
+Kind = Literal["chat", "embeddings"]
+SOFT_ALERTS = METRICS.counter(
+    "sealgate_budget_soft_alerts_total", "budgets that reached their soft threshold in a period"
+)
+
+
+def attribution(
+    metadata: Mapping[str, Any], headers: Mapping[bytes, bytes], from_header: bool
+) -> tuple[str | None, tuple[str, ...]]:
+    """Project and tags: the key's metadata (``project``, ``tags``) first; the request headers
+    ``x-sealgate-project`` and ``x-sealgate-tags`` (comma-separated) add to it when allowed."""
+    project = metadata.get("project")
+    project = str(project)[:MAX_PROJECT] if project not in (None, "") else None
+    raw = metadata.get("tags")
+    tags = [str(t) for t in raw] if isinstance(raw, list) else []
+    if isinstance(raw, str):
+        tags = raw.split(",")
+    if from_header:
+        if project is None and b"x-sealgate-project" in headers:
+            project = headers[b"x-sealgate-project"].decode("latin-1").strip()[:MAX_PROJECT]
+        if b"x-sealgate-tags" in headers:
+            tags += headers[b"x-sealgate-tags"].decode("latin-1").split(",")
+    cleaned = sorted({t.strip()[:MAX_TAG] for t in tags if t.strip()})[:MAX_TAGS]
+    return project or None, tuple(cleaned)
+
+
+def _max_price(prices: list[Price]) -> Price:
+    if not prices:
+        return FREE
+    return Price(
+        max(p.input for p in prices),
+        max(p.cached_input for p in prices),
+        max(p.output for p in prices),
+    )
+
+
+class Governance:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        engine: Engine,
+        outbox: Outbox,
+        counters: Counters,
+        prices: PriceTable | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = config.governance
+        self.engine = engine
+        self.tenancy = Tenancy(engine)
+        self.outbox = outbox
+        self.counters = counters
+        self.clock = clock
+        self.snapshot = Snapshot()
+        table = prices or PriceTable.bundled()
+        self._prices: dict[str, Price] = {}
+        groups: dict[str, list[Price]] = {}
+        for deployment in config.deployments:
+            price = table.for_deployment(deployment, self.settings.deployments.get(deployment.name))
+            if price is None:
+                log.warning(
+                    "no price known for this deployment: its spend counts as 0 (set "
+                    "governance.deployments.<id>.prices)",
+                    extra={"sg_deployment": deployment.name},
+                )
+                price = FREE
+            self._prices[deployment.name] = price
+            groups.setdefault(deployment.model, []).append(price)
+        self._model_price = {m: _max_price(p) for m, p in groups.items()}
+        self._soft_warned: set[tuple[str, str]] = set()
+        self._refresher: asyncio.Task[None] | None = None
+        self._stale = False
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reload teams, budgets and period spend (sync; raises when the database fails)."""
+        self.snapshot = snapshot.load(
+            self.engine, self.tenancy, datetime.fromtimestamp(self.clock(), UTC)
+        )
+
+    async def start(self) -> None:
+        self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.refresh_seconds)
+            try:
+                await anyio.to_thread.run_sync(self.refresh)
+            except Exception as exc:  # noqa: BLE001 - keep the last snapshot, say so once
+                if not self._stale:
+                    log.warning(
+                        "governance data could not be reloaded; using the last snapshot",
+                        extra={"sg_error": type(exc).__name__},
+                    )
+                self._stale = True
+            else:
+                self._stale = False
+
+    async def close(self) -> None:
+        if self._refresher is not None:
+            self._refresher.cancel()
+        await self.counters.close()
+        await anyio.to_thread.run_sync(self.outbox.stop)
+
+    # -- the hot path -----------------------------------------------------------------------
+    async def admit(
+        self,
+        record: KeyRecord,
+        model: str,
+        body: dict[str, Any],
+        headers: Mapping[bytes, bytes],
+        kind: Kind = "chat",
+    ) -> Admission:
+        now = self.clock()
+        if kind == "chat":
+            guess = estimate.chat(body, self.settings.default_max_tokens)
+        else:
+            guess = estimate.embeddings(body)
+        price = self._model_price.get(model, FREE)
+        cost = price.cost(Usage(guess.prompt_tokens, guess.completion_tokens))
+        snap = self.snapshot
+        team = snap.teams.get(record.team_id) if record.team_id else None
+        minute = int(now // WINDOW_SECONDS)
+        reset = (minute + 1) * WINDOW_SECONDS
+        slots: list[Slot] = []
+
+        def limit(kind: str, scope: str, name: str, value: int | None, amount: int) -> None:
+            if value is not None:
+                key = f"{kind[0]}:{name}:{minute}"
+                slots.append(Slot(Charge(key, amount, value, MINUTE_TTL), kind, scope, reset))
+
+        limit("requests", "key", f"k:{record.id}", record.rpm_limit, 1)
+        limit("tokens", "key", f"k:{record.id}", record.tpm_limit, guess.total)
+        if team is not None:
+            limit("requests", "team", f"t:{team.id}", team.rpm_limit, 1)
+            limit("tokens", "team", f"t:{team.id}", team.tpm_limit, guess.total)
+        moment = datetime.fromtimestamp(now, UTC)
+        owners = (("key", record.id), ("team", record.team_id), ("user", record.user_id))
+        for scope, scope_id in owners:
+            for budget in snap.budgets_for(scope, scope_id):
+                start, end = periods.window(budget.period, moment)
+                label = periods.label(budget.period, start)
+                ttl = TOTAL_TTL if budget.period == "total" else int(end.timestamp() - now) + DAY
+                seed = snap.seeds.get((budget.id, label), 0)
+                charge = Charge(f"u:{budget.id}:{label}", cost, budget.max_nanos, ttl, seed)
+                name = f"budget:{budget.period} {scope}"
+                slots.append(Slot(charge, "usd", name, end.timestamp()))
+        local = False
+        if slots:
+            try:
+                outcome = await self.counters.reserve([s.charge for s in slots])
+            except CountersUnavailable:
+                raise self.counters_down() from None
+            if not outcome.ok:
+                raise refusal(slots, outcome, now, "key")
+            local = outcome.local
+            self._check_soft(slots, outcome.values)
+        project, tags = attribution(record.metadata, headers, self.settings.project_header)
+        return Admission(
+            governance=self,
+            request_id=Admission.new_id(),
+            started=time.perf_counter(),
+            key_id=record.id,
+            team_id=record.team_id,
+            user_id=record.user_id,
+            project=project,
+            tags=tags,
+            model=model,
+            estimate=guess,
+            cost_estimate=cost,
+            slots=slots,
+            local=local,
+        )
+
+    def deployment_slots(
+        self, deployment: Deployment, guess: estimate.Estimate, now: float
+    ) -> list[Slot]:
+        limits = self.settings.deployments.get(deployment.name)
+        if limits is None or (limits.rpm is None and limits.tpm is None):
+            return []
+        minute = int(now // WINDOW_SECONDS)
+        reset = (minute + 1) * WINDOW_SECONDS
+        name = f"d:{deployment.name}:{minute}"
+        slots = []
+        if limits.rpm is not None:
+            charge = Charge("r:" + name, 1, limits.rpm, MINUTE_TTL)
+            slots.append(Slot(charge, "requests", f"deployment {deployment.name}", reset))
+        if limits.tpm is not None:
+            charge = Charge("t:" + name, guess.total, limits.tpm, MINUTE_TTL)
+            slots.append(Slot(charge, "tokens", f"deployment {deployment.name}", reset))
+        return slots
+
+    def cost(self, deployment: Deployment, usage: Usage) -> int:
+        return self._prices.get(deployment.name, FREE).cost(usage)
+
+    def counters_down(self) -> GatewayError:
+        return LimitsUnavailable(
+            "rate limits and budgets cannot be checked right now; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+    def _check_soft(self, slots: list[Slot], values: tuple[int, ...]) -> None:
+        for slot, value in zip(slots, values, strict=True):
+            if slot.kind != "usd":
+                continue
+            budget_id, label = slot.charge.key.split(":")[1:3]
+            budget = self._budget(budget_id)
+            if budget is None or budget.soft_nanos is None or value < budget.soft_nanos:
+                continue
+            if (budget_id, label) in self._soft_warned:
+                continue
+            self._soft_warned.add((budget_id, label))
+            SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
+            log.warning(
+                "budget soft threshold reached",
+                extra={
+                    "sg_budget_id": budget_id,
+                    "sg_scope": f"{budget.scope}:{budget.scope_id}",
+                    "sg_period": label,
+                    "sg_spent_usd": usd(value),
+                    "sg_soft_usd": usd(budget.soft_nanos),
+                },
+            )
+
+    def _budget(self, budget_id: str) -> Any:
+        for group in self.snapshot.budgets.values():
+            for budget in group:
+                if budget.id == budget_id:
+                    return budget
+        return None

@@ -1,0 +1,103 @@
+"""Prices and cost: pure functions over the bundled price table and the operator's overrides.
+
+Money is held as integer nano-dollars (1e-9 USD) so that sums are exact: a price of P USD per
+million tokens is P * 1000 nano-dollars per token, an integer for any price given to three
+decimals (every list price is). The table ships in the package (``gateway/data/prices.json``) and
+is never fetched from the network.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from importlib import resources
+from typing import Any
+
+from gateway.config import Deployment
+from gateway.governance.settings import DeploymentGovernance
+from gateway.providers.base import Usage
+
+NANOS_PER_USD = 10**9
+PRICE_TABLE = "prices.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """Nano-dollars per token."""
+
+    input: Decimal
+    cached_input: Decimal
+    output: Decimal
+
+    @classmethod
+    def per_million(
+        cls, input: Decimal, output: Decimal = Decimal(0), cached_input: Decimal | None = None
+    ) -> Price:
+        scale = Decimal(NANOS_PER_USD) / Decimal(10**6)
+        cached = input if cached_input is None else cached_input
+        return cls(input * scale, cached * scale, output * scale)
+
+    def cost(self, usage: Usage) -> int:
+        """The cost of ``usage`` in nano-dollars (cached prompt tokens at the cached price)."""
+        cached = min(usage.cached_tokens, usage.prompt_tokens)
+        total = (
+            (usage.prompt_tokens - cached) * self.input
+            + cached * self.cached_input
+            + usage.completion_tokens * self.output
+        )
+        return int(total.to_integral_value(ROUND_HALF_UP))
+
+
+FREE = Price(Decimal(0), Decimal(0), Decimal(0))
+
+
+def _price(entry: dict[str, Any]) -> Price:
+    cached = entry.get("cached_input")
+    return Price.per_million(
+        Decimal(entry["input"]),
+        Decimal(entry.get("output", "0")),
+        Decimal(cached) if cached is not None else None,
+    )
+
+
+@dataclass(frozen=True)
+class PriceTable:
+    taken: str
+    models: dict[str, Price]
+    providers: dict[str, Price]
+
+    @classmethod
+    def bundled(cls) -> PriceTable:
+        text = resources.files("gateway.data").joinpath(PRICE_TABLE).read_text("utf-8")
+        return cls.parse(json.loads(text))
+
+    @classmethod
+    def parse(cls, data: dict[str, Any]) -> PriceTable:
+        return cls(
+            taken=str(data["taken"]),
+            models={k: _price(v) for k, v in data["models"].items()},
+            providers={k: _price(v) for k, v in data.get("providers", {}).items()},
+        )
+
+    def for_deployment(
+        self, deployment: Deployment, override: DeploymentGovernance | None
+    ) -> Price | None:
+        """The operator's override, else the table's price of the upstream model, else the
+        provider's (the mock is free); None when the gateway does not know the price."""
+        if override is not None and override.prices is not None:
+            p = override.prices
+            return Price.per_million(p.input, p.output, p.cached_input)
+        name = deployment.upstream_model or deployment.model
+        if name in self.models:
+            return self.models[name]
+        return self.providers.get(deployment.provider)
+
+
+def usd(nanos: int) -> str:
+    """Nano-dollars as a decimal USD string with nine places, e.g. ``0.000001650``."""
+    return f"{Decimal(nanos) / NANOS_PER_USD:.9f}"
+
+
+def nanos(amount: Decimal) -> int:
+    return int((amount * NANOS_PER_USD).to_integral_value(ROUND_HALF_UP))

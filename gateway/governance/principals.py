@@ -1,0 +1,31 @@
+"""Who is calling the admin API: the gateway admin credential, or an admin token."""
+
+from __future__ import annotations
+
+import anyio.to_thread
+
+from gateway.auth import AdminCredential
+from gateway.errors import AuthenticationFailed
+from gateway.governance.audit import Actor
+from gateway.governance.tenancy import Tenancy, token_id_of
+
+ADMIN = Actor("admin", "admin")
+MISSING = "admin credential required: 'Authorization: Bearer <admin key or admin token>'"
+
+
+async def resolve(
+    authorization: str | None, credential: AdminCredential, tenancy: Tenancy
+) -> Actor:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise AuthenticationFailed(MISSING)
+    if credential.matches(token):
+        return ADMIN
+    token_id = token_id_of(token)
+    record = await anyio.to_thread.run_sync(tenancy.token, token_id) if token_id else None
+    if record is None or not record.matches(token):
+        raise AuthenticationFailed("invalid admin credential")
+    if record.revoked_at is not None:
+        raise AuthenticationFailed("this admin token has been revoked", code="token_revoked")
+    return Actor(f"token:{record.id}", record.role, record.team_id)

@@ -1,0 +1,89 @@
+"""The ``governance`` section of the config: counters (in-process or Redis), what happens when
+Redis is down, token estimates, the spend outbox, and per-deployment limits and price overrides.
+
+    governance:
+      counters: redis                  # memory (default) | redis
+      redis:
+        url: redis://10.0.0.5:6379/0   # no password in the URL
+        prefix: sealgate
+        on_down: fail_closed           # fail_closed (default) | local
+      default_max_tokens: 4096         # reserved when a request names no max_tokens
+      refresh_seconds: 5
+      deployments:
+        gpt-4o/openai:                 # a deployment's id (or model/provider)
+          rpm: 500
+          tpm: 200000
+          prices: {input: "2.50", cached_input: "1.25", output: "10.00"}
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+DEFAULT_MAX_TOKENS = 4096
+DEFAULT_REFRESH_SECONDS = 5.0
+DEFAULT_REDIS_TIMEOUT = 0.5
+DEFAULT_OUTBOX_FLUSH_SECONDS = 0.05
+
+Limit = Annotated[int, Field(ge=0, le=10**12)]
+Price = Annotated[Decimal, Field(ge=0, le=100000, decimal_places=6)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Prices(_Strict):
+    """USD per million tokens. ``cached_input`` defaults to ``input``."""
+
+    input: Price
+    output: Price = Decimal(0)
+    cached_input: Price | None = None
+
+
+class DeploymentGovernance(_Strict):
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+    prices: Prices | None = None
+
+
+class Redis(_Strict):
+    url: str
+    prefix: str = Field("sealgate", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    on_down: Literal["fail_closed", "local"] = "fail_closed"
+    timeout_seconds: float = Field(DEFAULT_REDIS_TIMEOUT, gt=0, le=30)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("expected redis://host:port/db or rediss://host:port/db")
+        if parts.password:
+            raise ValueError("a password in the Redis URL is refused: it would sit in the config")
+        return value
+
+
+class Outbox(_Strict):
+    flush_seconds: float = Field(DEFAULT_OUTBOX_FLUSH_SECONDS, gt=0, le=10)
+    retry_seconds: float = Field(1.0, gt=0, le=300)
+
+
+class Governance(_Strict):
+    counters: Literal["memory", "redis"] = "memory"
+    redis: Redis | None = None
+    default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=10**7)
+    refresh_seconds: float = Field(DEFAULT_REFRESH_SECONDS, gt=0, le=3600)
+    project_header: bool = True
+    outbox: Outbox = Outbox()
+    deployments: dict[str, DeploymentGovernance] = {}
+
+    @model_validator(mode="after")
+    def _redis_when_asked(self) -> Governance:
+        if self.counters == "redis" and self.redis is None:
+            raise ValueError("counters: redis needs a redis section with its url")
+        return self

@@ -1,0 +1,62 @@
+"""What the hot path needs to know about teams and budgets, held in memory and reloaded from the
+database every ``refresh_seconds`` off the hot path.
+
+A snapshot also carries each budget's spend so far in its current period (from the spend table),
+which seeds the budget's running counter the first time a replica (or, with Redis, the first
+replica) charges it in that period. When the database cannot be read, the last snapshot stays in
+use: known keys keep working, with the limits and budgets they had.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+
+from gateway.governance import periods
+from gateway.governance.tenancy import Budget, Team, Tenancy
+from gateway.store.tables import spend
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    teams: dict[str, Team] = field(default_factory=dict)
+    budgets: dict[tuple[str, str], tuple[Budget, ...]] = field(default_factory=dict)
+    seeds: dict[tuple[str, str], int] = field(default_factory=dict)  # (budget id, label)
+
+    def budgets_for(self, scope: str, scope_id: str | None) -> tuple[Budget, ...]:
+        if scope_id is None:
+            return ()
+        return self.budgets.get((scope, scope_id), ())
+
+
+SCOPE_COLUMN = {"key": spend.c.key_id, "team": spend.c.team_id, "user": spend.c.user_id}
+
+
+def spent_since(engine: Engine, scope: str, ids: list[str], start: datetime) -> dict[str, int]:
+    column = SCOPE_COLUMN[scope]
+    query = (
+        select(column, func.coalesce(func.sum(spend.c.cost_nanos), 0))
+        .where(column.in_(ids), spend.c.at >= start)
+        .group_by(column)
+    )
+    with engine.connect() as connection:
+        return {row[0]: int(row[1]) for row in connection.execute(query)}
+
+
+def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
+    teams = {t.id: t for t in tenancy.teams()}
+    grouped: dict[tuple[str, str], list[Budget]] = defaultdict(list)
+    by_window: dict[tuple[str, str, datetime], list[Budget]] = defaultdict(list)
+    for budget in tenancy.budgets():
+        grouped[(budget.scope, budget.scope_id)].append(budget)
+        start, _ = periods.window(budget.period, now)
+        by_window[(budget.scope, budget.period, start)].append(budget)
+    seeds: dict[tuple[str, str], int] = {}
+    for (scope, _, start), members in by_window.items():
+        spent = spent_since(engine, scope, sorted({b.scope_id for b in members}), start)
+        for budget in members:
+            seeds[(budget.id, periods.label(budget.period, start))] = spent.get(budget.scope_id, 0)
+    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds)

@@ -1,0 +1,37 @@
+"""Counting what an answer used when the upstream does not say.
+
+A stream is passed through untouched; on the way each chunk's ``"delta"`` events are counted, and
+a stream whose upstream sent no ``usage`` is charged one completion token per delta event (an
+OpenAI-style stream sends about one token per event, so this is close and errs high by the two
+framing events). A complete answer without ``usage`` is charged one token per three bytes of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from gateway.governance.estimate import BYTES_PER_TOKEN
+from gateway.providers.base import Reply, Stream, Usage
+
+DELTA = b'"delta"'
+
+
+class CountingStream:
+    def __init__(self, inner: Stream) -> None:
+        self._inner = inner
+        self.counted = 0
+        self.usage: Usage | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        async for chunk in self._inner.chunks():
+            self.counted += chunk.count(DELTA)
+            yield chunk
+        self.usage = self._inner.usage
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+        self.usage = self._inner.usage
+
+
+def reply_tokens(reply: Reply) -> int:
+    return -(-len(reply.body) // BYTES_PER_TOKEN)

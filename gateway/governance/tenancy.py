@@ -1,0 +1,322 @@
+"""Teams, users, budgets and admin tokens in the database (sync; callers use a worker thread).
+
+Admin tokens read ``sg-adm-<id>-<secret>`` and are kept like virtual keys: shown once, stored
+as the SHA-256 of the whole token, compared in constant time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from gateway.governance.errors import Conflict
+from gateway.governance.periods import Period
+from gateway.store.tables import admin_tokens, budgets, teams, users
+
+Scope = Literal["key", "team", "user"]
+Role = Literal["admin", "team_admin", "viewer"]
+TOKEN_PREFIX = "sg-adm-"  # noqa: S105 - a prefix, not a password
+ID_HEX = 16
+TOKEN_LENGTH = len(TOKEN_PREFIX) + ID_HEX + 1 + 43
+
+
+def new_id() -> str:
+    return secrets.token_hex(ID_HEX // 2)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    id: str
+    name: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    metadata: dict[str, Any]
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "metadata": self.metadata,
+            "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    id: str
+    name: str
+    team_id: str | None
+    created_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "team_id": self.team_id,
+            "created_at": _iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    id: str
+    scope: Scope
+    scope_id: str
+    period: Period
+    max_nanos: int
+    soft_nanos: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AdminToken:
+    id: str
+    token_hash: str
+    role: Role
+    team_id: str | None
+    name: str
+    created_by: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    def matches(self, token: str) -> bool:
+        return hmac.compare_digest(self.token_hash, hash_token(token))
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "role": self.role,
+            "team_id": self.team_id,
+            "name": self.name,
+            "created_by": self.created_by,
+            "created_at": _iso(self.created_at),
+            "revoked_at": _iso(self.revoked_at),
+        }
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_id_of(token: str) -> str | None:
+    if len(token) != TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
+        return None
+    if token[len(TOKEN_PREFIX) + ID_HEX] != "-":
+        return None
+    token_id = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + ID_HEX]
+    return token_id if all(c in "0123456789abcdef" for c in token_id) else None
+
+
+def _team(row: Any) -> Team:
+    return Team(
+        row.id,
+        row.name,
+        row.rpm_limit,
+        row.tpm_limit,
+        json.loads(row.metadata),
+        _aware(row.created_at) or datetime.now(UTC),
+    )
+
+
+def _user(row: Any) -> User:
+    return User(row.id, row.name, row.team_id, _aware(row.created_at) or datetime.now(UTC))
+
+
+def _budget(row: Any) -> Budget:
+    return Budget(
+        row.id,
+        row.scope,
+        row.scope_id,
+        row.period,
+        row.max_nanos,
+        row.soft_nanos,
+        _aware(row.created_at) or datetime.now(UTC),
+    )
+
+
+def _token(row: Any) -> AdminToken:
+    return AdminToken(
+        row.id,
+        row.token_hash,
+        row.role,
+        row.team_id,
+        row.name,
+        row.created_by,
+        _aware(row.created_at) or datetime.now(UTC),
+        _aware(row.revoked_at),
+    )
+
+
+class Tenancy:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _insert(self, table: Any, what: str, **values: Any) -> None:
+        try:
+            with self._engine.begin() as connection:
+                connection.execute(insert(table).values(**values))
+        except IntegrityError:
+            raise Conflict(f"{what} already exists") from None
+
+    # -- teams ------------------------------------------------------------------------------
+    def create_team(
+        self, name: str, rpm: int | None, tpm: int | None, metadata: dict[str, Any]
+    ) -> Team:
+        team = Team(new_id(), name, rpm, tpm, metadata, datetime.now(UTC))
+        self._insert(
+            teams,
+            f"a team named {name!r}",
+            id=team.id,
+            name=name,
+            rpm_limit=rpm,
+            tpm_limit=tpm,
+            metadata=json.dumps(metadata),
+            created_at=team.created_at,
+        )
+        return team
+
+    def teams(self) -> list[Team]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(teams).order_by(teams.c.created_at)).all()
+        return [_team(r) for r in rows]
+
+    def team(self, team_id: str) -> Team | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(teams).where(teams.c.id == team_id)).first()
+        return _team(row) if row is not None else None
+
+    def set_team_limits(self, team_id: str, rpm: int | None, tpm: int | None) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(teams).where(teams.c.id == team_id).values(rpm_limit=rpm, tpm_limit=tpm)
+            )
+
+    # -- users ------------------------------------------------------------------------------
+    def create_user(self, name: str, team_id: str | None) -> User:
+        user = User(new_id(), name, team_id, datetime.now(UTC))
+        self._insert(
+            users,
+            f"a user named {name!r}",
+            id=user.id,
+            name=name,
+            team_id=team_id,
+            created_at=user.created_at,
+        )
+        return user
+
+    def users(self, team_id: str | None = None) -> list[User]:
+        query = select(users).order_by(users.c.created_at)
+        if team_id is not None:
+            query = query.where(users.c.team_id == team_id)
+        with self._engine.connect() as connection:
+            return [_user(r) for r in connection.execute(query).all()]
+
+    def user(self, user_id: str) -> User | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(users).where(users.c.id == user_id)).first()
+        return _user(row) if row is not None else None
+
+    # -- budgets ----------------------------------------------------------------------------
+    def create_budget(
+        self, scope: Scope, scope_id: str, period: Period, max_nanos: int, soft: int | None
+    ) -> Budget:
+        budget = Budget(new_id(), scope, scope_id, period, max_nanos, soft, datetime.now(UTC))
+        self._insert(
+            budgets,
+            f"a {period} budget for {scope} {scope_id}",
+            id=budget.id,
+            scope=scope,
+            scope_id=scope_id,
+            period=period,
+            max_nanos=max_nanos,
+            soft_nanos=soft,
+            created_at=budget.created_at,
+        )
+        return budget
+
+    def budgets(self) -> list[Budget]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(budgets).order_by(budgets.c.created_at)).all()
+        return [_budget(r) for r in rows]
+
+    def budget(self, budget_id: str) -> Budget | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(select(budgets).where(budgets.c.id == budget_id)).first()
+        return _budget(row) if row is not None else None
+
+    def delete_budget(self, budget_id: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(delete(budgets).where(budgets.c.id == budget_id))
+
+    # -- admin tokens -----------------------------------------------------------------------
+    def create_token(
+        self, role: Role, team_id: str | None, name: str, created_by: str
+    ) -> tuple[str, AdminToken]:
+        token_id = new_id()
+        token = f"{TOKEN_PREFIX}{token_id}-{secrets.token_urlsafe(32)}"
+        record = AdminToken(
+            token_id,
+            hash_token(token),
+            role,
+            team_id,
+            name,
+            created_by,
+            datetime.now(UTC),
+            None,
+        )
+        self._insert(
+            admin_tokens,
+            "that token",
+            id=record.id,
+            token_hash=record.token_hash,
+            role=role,
+            team_id=team_id,
+            name=name,
+            created_by=created_by,
+            created_at=record.created_at,
+            revoked_at=None,
+        )
+        return token, record
+
+    def token(self, token_id: str) -> AdminToken | None:
+        with self._engine.connect() as connection:
+            row = connection.execute(
+                select(admin_tokens).where(admin_tokens.c.id == token_id)
+            ).first()
+        return _token(row) if row is not None else None
+
+    def tokens(self) -> list[AdminToken]:
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(admin_tokens).order_by(admin_tokens.c.created_at)
+            ).all()
+        return [_token(r) for r in rows]
+
+    def revoke_token(self, token_id: str) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(admin_tokens)
+                .where(admin_tokens.c.id == token_id, admin_tokens.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )

@@ -1,0 +1,117 @@
+"""Start real gateway processes for governance tests, and drive them concurrently."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess
+
+MODEL = "fake-gpt"
+DEPLOYMENT = "fake-gpt/openai_compatible"
+# The fake upstream reports 11 prompt + 7 completion tokens for every chat call.
+USAGE_TOKENS = 18
+# Prices chosen so every call costs a round amount: 11 * 0.001 + 7 * 0.002 = $0.025.
+COST_NANOS = 11 * 1_000_000 + 7 * 2_000_000
+# 27 bytes of text: a prompt estimate of 4 + 9 = 13 tokens; max_tokens 10: reserves 23 tokens,
+# $0.033, more than the call uses, so nothing here depends on reservation slack.
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 27}], "max_tokens": 10}
+RESERVED_TOKENS = 23
+RESERVED_NANOS = 13 * 1_000_000 + 10 * 2_000_000
+
+
+def config(
+    upstream: FakeUpstream,
+    storage_url: str | None = None,
+    redis: dict[str, str] | None = None,
+    auth_cache_seconds: float = 30,
+    extra: str = "",
+) -> str:
+    text = f"""
+deployments:
+  - model: {MODEL}
+    provider: openai_compatible
+    base_url: {upstream.base_url}/v1
+    allow_private_network: true
+    timeouts: {{connect: 2, read: 10, total: 20}}
+router:
+  retries: 0
+server:
+  auth_cache_seconds: {auth_cache_seconds}
+verify:
+  mode: "off"
+governance:
+  refresh_seconds: 0.5
+  deployments:
+    {DEPLOYMENT}: {{prices: {{input: "1000", output: "2000"}}}}
+"""
+    if redis is not None:
+        text += "  counters: redis\n  redis:\n"
+        text += "".join(f"    {k}: {v}\n" for k, v in redis.items())
+    if storage_url is not None:
+        text += f"storage:\n  url: {storage_url}\n"
+    return text + extra
+
+
+def start(workdir: Path, text: str) -> GatewayProcess:
+    return GatewayProcess(workdir, text).start()
+
+
+def chat(gateway: GatewayProcess, key: str, **extra: Any) -> httpx.Response:
+    return httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={**BODY, **extra},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def hammer(gateways: list[GatewayProcess], key: str, count: int, workers: int = 24) -> list[int]:
+    """``count`` chat calls spread over the gateways from ``workers`` threads at once; the
+    statuses in the order sent."""
+    clients = [httpx.Client(base_url=g.url, timeout=30) for g in gateways]
+
+    def one(i: int) -> int:
+        response = clients[i % len(clients)].post(
+            "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key}"}
+        )
+        return response.status_code
+
+    with ThreadPoolExecutor(workers) as pool:
+        statuses = list(pool.map(one, range(count)))
+    for client in clients:
+        client.close()
+    return statuses
+
+
+def report(gateway: GatewayProcess, group_by: str = "key", **params: str) -> dict[str, Any]:
+    response = gateway.admin("GET", "/admin/reports/spend", params={"group_by": group_by, **params})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def wait_for_requests(
+    gateway: GatewayProcess, expected: int, timeout: float = 20
+) -> dict[str, Any]:
+    """The spend report once it counts ``expected`` requests (the outboxes deliver
+    asynchronously); the last report seen if it never does."""
+    deadline = time.monotonic() + timeout
+    body = report(gateway)
+    while body["totals"]["requests"] < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+        body = report(gateway)
+    return body
+
+
+def wait_for_window(min_seconds_left: float = 25) -> None:
+    """Rate limits count per calendar minute: start a burst early enough in one that it ends
+    inside it."""
+    left = 60 - time.time() % 60
+    if left < min_seconds_left:
+        time.sleep(left + 0.2)

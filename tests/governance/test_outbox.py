@@ -1,0 +1,111 @@
+"""The spend outbox: records reach the spend table; a database outage or a restart loses none;
+replays do not double count; a half-written line is cut; no key is ever in the file."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from gateway.governance.spend import OUTBOX_FILE, Outbox, SpendRecord
+from gateway.store.db import make_engine, migrate
+from gateway.store.tables import spend
+from tests.governance.conftest import via_proxy
+from tests.governance.tcp_proxy import TcpProxy
+
+
+def record(n: int, cost: int = 1000) -> SpendRecord:
+    return SpendRecord(
+        id=f"req{n:08d}",
+        at=time.time(),
+        key_id="k1",
+        team_id="t1",
+        user_id=None,
+        project="p",
+        tags=("a",),
+        model="m",
+        deployment="m/mock",
+        prompt_tokens=11,
+        completion_tokens=7,
+        cached_tokens=0,
+        cost_nanos=cost,
+        latency_ms=1.5,
+        status="ok",
+    )
+
+
+def totals(engine: Engine) -> tuple[int, int]:
+    with engine.connect() as connection:
+        row = connection.execute(
+            select(func.count(), func.coalesce(func.sum(spend.c.cost_nanos), 0))
+        ).one()
+    return int(row[0]), int(row[1])
+
+
+def test_records_put_on_the_outbox_land_in_the_spend_table(engine: Engine, tmp_path: Path) -> None:
+    outbox = Outbox(engine, tmp_path, 0.01, 0.05)
+    outbox.start()
+    for n in range(250):
+        outbox.put(record(n))
+    assert outbox.flush()
+    outbox.stop()
+    assert totals(engine) == (250, 250 * 1000)
+    assert (tmp_path / OUTBOX_FILE).stat().st_size == 0
+    assert (tmp_path / OUTBOX_FILE).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.postgres
+def test_a_database_outage_and_a_restart_lose_no_record(
+    postgres_database: Callable[[], str], postgres_proxy: TcpProxy, tmp_path: Path
+) -> None:
+    direct = make_engine(postgres_database())
+    migrate(direct)
+    through_proxy = make_engine(via_proxy(str(direct.url.render_as_string(False)), postgres_proxy))
+    outbox = Outbox(through_proxy, tmp_path, 0.01, 0.05)
+    outbox.start()
+    for n in range(50):
+        outbox.put(record(n))
+    assert outbox.flush()
+    postgres_proxy.cut()
+    for n in range(50, 120):
+        outbox.put(record(n))
+    assert not outbox.flush(timeout=1.0)  # held in the outbox file while the database is away
+    assert outbox.undelivered_bytes > 0
+    outbox.stop()  # a restart while the database is still down
+    assert totals(direct) == (50, 50 * 1000)
+    postgres_proxy.restore()
+    restarted = Outbox(through_proxy, tmp_path, 0.01, 0.05)
+    restarted.start()  # delivers what the earlier run left before serving
+    assert totals(direct) == (120, 120 * 1000)
+    restarted.stop()
+    through_proxy.dispose()
+    direct.dispose()
+
+
+def test_a_replayed_outbox_does_not_count_twice(engine: Engine, tmp_path: Path) -> None:
+    lines = b"".join(record(n).line() for n in range(5))
+    (tmp_path / OUTBOX_FILE).write_bytes(lines)
+    first = Outbox(engine, tmp_path, 0.01, 0.05)
+    first.start()
+    first.stop()
+    (tmp_path / OUTBOX_FILE).write_bytes(lines)  # as if the truncate never happened
+    second = Outbox(engine, tmp_path, 0.01, 0.05)
+    second.start()
+    second.stop()
+    assert totals(engine) == (5, 5000)
+
+
+def test_a_half_written_last_line_is_cut_and_the_rest_delivered(
+    engine: Engine, tmp_path: Path
+) -> None:
+    good = record(1).line()
+    (tmp_path / OUTBOX_FILE).write_bytes(good + good[:40])
+    outbox = Outbox(engine, tmp_path, 0.01, 0.05)
+    outbox.start()
+    outbox.put(record(2))
+    assert outbox.flush()
+    outbox.stop()
+    assert totals(engine) == (2, 2000)

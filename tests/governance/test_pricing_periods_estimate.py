@@ -1,0 +1,94 @@
+"""Pure logic: prices and cost, calendar periods, token estimates, attribution."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from gateway.config import Deployment
+from gateway.governance import estimate, periods
+from gateway.governance.core import attribution
+from gateway.governance.pricing import Price, PriceTable, nanos, usd
+from gateway.governance.settings import DeploymentGovernance, Prices
+from gateway.providers.base import Usage
+
+
+def test_the_bundled_price_table_has_real_models_a_date_and_a_free_mock() -> None:
+    table = PriceTable.bundled()
+    assert table.taken == "2025-06-01"
+    for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini", "text-embedding-3-small"):
+        assert model in table.models
+    mock = Deployment(model="m", provider="mock")
+    assert table.for_deployment(mock, None) == Price.per_million(Decimal(0))
+
+
+def test_cost_is_exact_in_nano_dollars_with_cached_input_at_its_own_price() -> None:
+    price = PriceTable.bundled().models["gpt-4o-mini"]  # 0.15 in, 0.075 cached, 0.60 out
+    usage = Usage(prompt_tokens=1000, completion_tokens=100, cached_tokens=400)
+    assert price.cost(usage) == 600 * 150 + 400 * 75 + 100 * 600
+
+
+def test_an_operator_override_wins_over_the_table() -> None:
+    deployment = Deployment(
+        model="gpt-4o", provider="openai", base_url="https://api.openai.com/v1", credential="env:X"
+    )
+    override = DeploymentGovernance(prices=Prices(input=Decimal("1"), output=Decimal("2")))
+    price = PriceTable.bundled().for_deployment(deployment, override)
+    assert price is not None
+    assert price.cost(Usage(prompt_tokens=10, completion_tokens=10)) == 10 * 1000 + 10 * 2000
+
+
+def test_a_model_missing_from_the_table_has_no_price() -> None:
+    deployment = Deployment(
+        model="x", provider="openai_compatible", base_url="http://vllm.internal/v1"
+    )
+    assert PriceTable.bundled().for_deployment(deployment, None) is None
+
+
+def test_usd_strings_round_trip_nanos() -> None:
+    assert usd(0) == "0.000000000"
+    assert usd(nanos(Decimal("12.5"))) == "12.500000000"
+
+
+def test_periods_are_calendar_aligned_in_utc() -> None:
+    moment = datetime(2026, 3, 5, 13, 30, tzinfo=UTC)  # a Thursday
+    assert periods.window("daily", moment) == (
+        datetime(2026, 3, 5, tzinfo=UTC),
+        datetime(2026, 3, 6, tzinfo=UTC),
+    )
+    assert periods.window("weekly", moment)[0] == datetime(2026, 3, 2, tzinfo=UTC)  # Monday
+    assert periods.window("monthly", datetime(2026, 12, 31, 23, 59, tzinfo=UTC)) == (
+        datetime(2026, 12, 1, tzinfo=UTC),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert periods.label("daily", datetime(2026, 3, 5, tzinfo=UTC)) == "d20260305"
+
+
+def test_estimate_counts_text_generously_and_reserves_max_tokens_times_n() -> None:
+    body = {"messages": [{"role": "user", "content": "a" * 30}], "max_tokens": 50, "n": 2}
+    guess = estimate.chat(body, default_max_tokens=4096)
+    assert guess.prompt_tokens == 4 + 10
+    assert guess.completion_tokens == 100
+
+
+def test_estimate_uses_the_default_when_no_max_tokens_is_named() -> None:
+    guess = estimate.chat({"messages": []}, default_max_tokens=777)
+    assert guess.completion_tokens == 777
+
+
+def test_an_image_counts_a_flat_amount_not_its_base64_size() -> None:
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100000}}
+    guess = estimate.chat({"messages": [{"role": "user", "content": [image]}]}, 1)
+    assert guess.prompt_tokens == 4 + estimate.IMAGE_TOKENS
+
+
+def test_embeddings_estimate_counts_every_input() -> None:
+    assert estimate.embeddings({"input": ["abc", "abcdef"]}).prompt_tokens == 3
+    assert estimate.embeddings({"input": [[1, 2, 3]]}).prompt_tokens == 3
+
+
+def test_attribution_takes_the_key_project_first_and_adds_header_tags() -> None:
+    headers = {b"x-sealgate-project": b"other", b"x-sealgate-tags": b"b, a"}
+    assert attribution({"project": "p1", "tags": ["c"]}, headers, True) == ("p1", ("a", "b", "c"))
+    assert attribution({}, headers, True) == ("other", ("a", "b"))
+    assert attribution({}, headers, False) == (None, ())

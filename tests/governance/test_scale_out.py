@@ -1,0 +1,82 @@
+"""Two gateway processes sharing PostgreSQL and Redis, hit at the same time: limits and budgets
+hold across both, exactly, and the spend totals equal what the upstream reported."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.governance import gateways
+from tests.governance.conftest import REDIS_URL
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+
+@pytest.fixture
+def pair(
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    postgres_database: Callable[[], str],
+    redis_prefix: str,
+) -> Iterator[list[GatewayProcess]]:
+    text = gateways.config(
+        upstream,
+        storage_url=postgres_database(),
+        redis={"url": REDIS_URL, "prefix": redis_prefix},
+    )
+    first = gateways.start(tmp_path / "a", text)  # runs the migrations
+    second = gateways.start(tmp_path / "b", text)
+    yield [first, second]
+    first.stop()
+    second.stop()
+
+
+def test_a_key_with_an_rpm_of_n_gets_exactly_n_requests_per_window_across_replicas(
+    pair: list[GatewayProcess],
+) -> None:
+    first, _ = pair
+    key = first.create_key([gateways.MODEL], rpm_limit=25)["key"]
+    gateways.wait_for_window()
+    statuses = gateways.hammer(pair, key, 80)
+    assert statuses.count(200) == 25
+    assert statuses.count(429) == 55
+
+
+def test_a_team_budget_is_never_exceeded_across_replicas(pair: list[GatewayProcess]) -> None:
+    first, second = pair
+    team = first.admin("POST", "/admin/teams", json={"name": "research"}).json()
+    made = first.admin(
+        "POST",
+        "/admin/budgets",
+        json={"scope": "team", "scope_id": team["id"], "period": "daily", "max_usd": "1"},
+    )
+    assert made.status_code == 201
+    key = first.create_key([gateways.MODEL], team_id=team["id"])["key"]
+    time.sleep(1)  # both replicas have reloaded the budget (refresh_seconds 0.5)
+    statuses = gateways.hammer(pair, key, 80)
+    accepted = statuses.count(200)
+    body = gateways.wait_for_requests(second, accepted)
+    spent = body["totals"]["cost_nanos"]
+    assert spent == accepted * gateways.COST_NANOS
+    assert spent <= 1_000_000_000  # never more than the budget
+    # ...and not far under it: at most one reservation's worth is left unused.
+    assert spent > 1_000_000_000 - gateways.RESERVED_NANOS - gateways.COST_NANOS
+    assert statuses.count(429) == 80 - accepted
+
+
+def test_spend_totals_equal_the_usage_the_upstream_reported_across_replicas(
+    pair: list[GatewayProcess],
+) -> None:
+    first, second = pair
+    key = first.create_key([gateways.MODEL])["key"]
+    statuses = gateways.hammer(pair, key, 60)
+    assert statuses == [200] * 60
+    totals = gateways.wait_for_requests(second, 60)["totals"]
+    assert totals["requests"] == 60
+    assert totals["prompt_tokens"] + totals["completion_tokens"] == 60 * gateways.USAGE_TOKENS
+    assert totals["cost_nanos"] == 60 * gateways.COST_NANOS
