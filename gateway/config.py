@@ -136,6 +136,7 @@ class Verify(Strict):
     interval_seconds: float = Field(300.0, ge=0, le=86400)
     locks: list[str] = []
     policies_dir: str | None = None
+    policy_key: str | None = None  # PEM public key that must have signed policies/MANIFEST.json
 
 
 class GatewayConfig(Strict):

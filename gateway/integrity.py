@@ -23,8 +23,8 @@ import anyio.to_thread
 
 from gateway.config import GatewayConfig
 from gateway.metrics import METRICS
-from verify import render, selfcheck
-from verify.findings import Finding, VerifyError
+from verify import policy_bundle, render, selfcheck
+from verify.findings import Finding, Report, Severity, VerifyError, finding
 
 log = logging.getLogger("sealgate.integrity")
 
@@ -82,6 +82,45 @@ class Integrity:
         )
 
 
+def policies_dir(config: GatewayConfig) -> Path:
+    directory = config.verify.policies_dir
+    return Path(directory) if directory else project_root() / "policies"
+
+
+def check_policy_bundle(config: GatewayConfig) -> dict[str, Any]:
+    """With ``verify.policy_key`` set, the policy files must match the manifest signed with that
+    key before any of them is read. Enforce refuses start-up on a mismatch; warn logs it."""
+    settings = config.verify
+    if settings.mode == "off" or settings.policy_key is None:
+        return {"ok": True, "signed": None}
+    directory = policies_dir(config)
+    try:
+        results = policy_bundle.check(directory, Path(settings.policy_key).read_bytes())
+    except (OSError, VerifyError) as exc:
+        results = [
+            finding(
+                policy_bundle.CHECK,
+                str(directory),
+                Severity.CRITICAL,
+                f"the policy bundle could not be checked: {exc}",
+                policy_bundle.REMEDY,
+            )
+        ]
+    report = Report(tuple(results), 0.0, (policy_bundle.CHECK,))
+    if not report.clean:
+        if settings.mode == "enforce":
+            raise StartupRefused(
+                "the policy bundle does not verify; refusing to start (verify.mode: enforce)\n"
+                + render.text(report)
+            )
+        for problem in report.problems:
+            log.error(
+                "policy bundle finding",
+                extra={"sg_subject": problem.subject, "sg_reason": problem.reason},
+            )
+    return {"ok": report.clean or settings.mode != "enforce", "signed": report.clean}
+
+
 def check(config: GatewayConfig) -> Integrity:
     """Run the self-check as the config says; raise StartupRefused in enforce mode on findings."""
     settings = config.verify
@@ -94,7 +133,7 @@ def check(config: GatewayConfig) -> Integrity:
         root / "requirements.lock",
         root / "requirements-build.lock",
     ]
-    policies = Path(settings.policies_dir) if settings.policies_dir else root / "policies"
+    policies = policies_dir(config)
     target = os.environ.get(TARGET_ENV, sys.executable)
     try:
         integrity.baseline = selfcheck.Baseline.capture(target)

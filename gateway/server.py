@@ -74,9 +74,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     logs.configure(config.logging.level)
-    egress.enforce(config)
     admin = read_admin_key()
     try:
+        signed_policies = integrity.check_policy_bundle(config)  # before any policy is read
+        egress.enforce(config)
         checked = integrity.check(config)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
@@ -85,6 +86,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     services = build_services(config, data_dir, admin)
     services.readiness["process"] = {"ok": True, **hardening}
     services.readiness["integrity"] = checked.state
+    services.readiness["policies"] = signed_policies
     services.integrity = checked
     app = build_app(services)
     log.info(
