@@ -9,10 +9,10 @@ and cost, then puts the spend record in the outbox.
 from __future__ import annotations
 
 import math
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.config import Deployment
 from gateway.errors import GatewayError, RateLimited
@@ -31,8 +31,7 @@ REFUSALS = METRICS.counter(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Slot:
+class Slot(NamedTuple):
     """One counter a request charged: what kind, and what it reserved there."""
 
     charge: Charge
@@ -109,7 +108,7 @@ class Admission:
 
     @staticmethod
     def new_id() -> str:
-        return uuid.uuid4().hex
+        return os.urandom(16).hex()
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full

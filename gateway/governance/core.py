@@ -71,7 +71,7 @@ def attribution(
 def _max_price(prices: list[Price]) -> Price:
     if not prices:
         return FREE
-    return Price(
+    return Price.of(
         max(p.input for p in prices),
         max(p.cached_input for p in prices),
         max(p.output for p in prices),
@@ -110,7 +110,12 @@ class Governance:
             self._prices[deployment.name] = price
             groups.setdefault(deployment.model, []).append(price)
         self._model_price = {m: _max_price(p) for m, p in groups.items()}
+        self._limited: dict[str, tuple[str, int | None, int | None]] = {}
+        for name, limits in self.settings.deployments.items():
+            if limits.rpm is not None or limits.tpm is not None:
+                self._limited[name] = (name, limits.rpm, limits.tpm)
         self._soft_warned: set[tuple[str, str]] = set()
+        self._periods: dict[tuple[str, int], tuple[str, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._stale = False
 
@@ -177,17 +182,15 @@ class Governance:
         if team is not None:
             limit("requests", "team", f"t:{team.id}", team.rpm_limit, 1)
             limit("tokens", "team", f"t:{team.id}", team.tpm_limit, guess.total)
-        moment = datetime.fromtimestamp(now, UTC)
         owners = (("key", record.id), ("team", record.team_id), ("user", record.user_id))
         for scope, scope_id in owners:
             for budget in snap.budgets_for(scope, scope_id):
-                start, end = periods.window(budget.period, moment)
-                label = periods.label(budget.period, start)
-                ttl = TOTAL_TTL if budget.period == "total" else int(end.timestamp() - now) + DAY
+                label, end = self._period(budget.period, now, minute)
+                ttl = TOTAL_TTL if budget.period == "total" else int(end - now) + DAY
                 seed = snap.seeds.get((budget.id, label), 0)
                 charge = Charge(f"u:{budget.id}:{label}", cost, budget.max_nanos, ttl, seed)
                 name = f"budget:{budget.period} {scope}"
-                slots.append(Slot(charge, "usd", name, end.timestamp()))
+                slots.append(Slot(charge, "usd", name, end))
         local = False
         if slots:
             try:
@@ -215,22 +218,37 @@ class Governance:
             local=local,
         )
 
+    def _period(self, period: periods.Period, now: float, minute: int) -> tuple[str, float]:
+        """The label and end (unix time) of the budget period containing ``now``, worked out
+        once a minute (periods start on whole minutes)."""
+        found = self._periods.get((period, minute))
+        if found is None:
+            if len(self._periods) > 64:
+                self._periods.clear()
+            start, end = periods.window(period, datetime.fromtimestamp(now, UTC))
+            found = self._periods[(period, minute)] = (
+                periods.label(period, start),
+                end.timestamp(),
+            )
+        return found
+
     def deployment_slots(
         self, deployment: Deployment, guess: estimate.Estimate, now: float
     ) -> list[Slot]:
-        limits = self.settings.deployments.get(deployment.name)
-        if limits is None or (limits.rpm is None and limits.tpm is None):
+        known = self._limited.get(deployment.name)
+        if known is None:
             return []
+        label, rpm, tpm = known
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
-        name = f"d:{deployment.name}:{minute}"
+        name = f"d:{label}:{minute}"
+        scope = "deployment " + label
         slots = []
-        if limits.rpm is not None:
-            charge = Charge("r:" + name, 1, limits.rpm, MINUTE_TTL)
-            slots.append(Slot(charge, "requests", f"deployment {deployment.name}", reset))
-        if limits.tpm is not None:
-            charge = Charge("t:" + name, guess.total, limits.tpm, MINUTE_TTL)
-            slots.append(Slot(charge, "tokens", f"deployment {deployment.name}", reset))
+        if rpm is not None:
+            slots.append(Slot(Charge("r:" + name, 1, rpm, MINUTE_TTL), "requests", scope, reset))
+        if tpm is not None:
+            charge = Charge("t:" + name, guess.total, tpm, MINUTE_TTL)
+            slots.append(Slot(charge, "tokens", scope, reset))
         return slots
 
     def cost(self, deployment: Deployment, usage: Usage) -> int:

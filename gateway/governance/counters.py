@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Charge:
+class Charge(NamedTuple):
     key: str
     amount: int
     limit: int
@@ -28,8 +26,7 @@ class Charge:
     seed: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """``refused`` is the index of the first charge that did not fit, or None if all were
     added. ``values`` are the counters after the reservation (or as found, when refused)."""
 
@@ -79,16 +76,15 @@ class MemoryCounters:
         self._ops += 1
         if self._ops % SWEEP_EVERY == 0:
             self._sweep(now)
-        current = []
-        for charge in charges:
-            entry = self._live(charge.key, now)
-            current.append(int(entry[0]) if entry is not None else charge.seed)
-        for index, (charge, value) in enumerate(zip(charges, current, strict=True)):
-            if value + charge.amount > charge.limit:
+        entries = [self._live(c.key, now) for c in charges]
+        current = [
+            int(e[0]) if e is not None else c.seed for c, e in zip(charges, entries, strict=True)
+        ]
+        for index, charge in enumerate(charges):
+            if current[index] + charge.amount > charge.limit:
                 return Outcome(index, tuple(current))
         after = []
-        for charge, value in zip(charges, current, strict=True):
-            entry = self._values.get(charge.key)
+        for charge, entry, value in zip(charges, entries, current, strict=True):
             if entry is None:
                 entry = self._values[charge.key] = [float(value), now + charge.ttl]
             entry[0] = value + charge.amount

@@ -11,16 +11,14 @@ it reserved (the documented slack).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 BYTES_PER_TOKEN = 3
 MESSAGE_OVERHEAD = 4
 IMAGE_TOKENS = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Estimate:
+class Estimate(NamedTuple):
     prompt_tokens: int
     completion_tokens: int
 

@@ -29,6 +29,7 @@ class Price:
     input: Decimal
     cached_input: Decimal
     output: Decimal
+    exact: tuple[int, int, int] | None = None  # the same as integers, when they are whole
 
     @classmethod
     def per_million(
@@ -36,11 +37,21 @@ class Price:
     ) -> Price:
         scale = Decimal(NANOS_PER_USD) / Decimal(10**6)
         cached = input if cached_input is None else cached_input
-        return cls(input * scale, cached * scale, output * scale)
+        return cls.of(input * scale, cached * scale, output * scale)
+
+    @classmethod
+    def of(cls, input: Decimal, cached_input: Decimal, output: Decimal) -> Price:
+        values = (input, cached_input, output)
+        whole = all(v == v.to_integral_value() for v in values)
+        exact = (int(input), int(cached_input), int(output)) if whole else None
+        return cls(input, cached_input, output, exact)
 
     def cost(self, usage: Usage) -> int:
         """The cost of ``usage`` in nano-dollars (cached prompt tokens at the cached price)."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        if self.exact is not None:  # every list price: whole nano-dollars per token
+            i, c, o = self.exact
+            return (usage.prompt_tokens - cached) * i + cached * c + usage.completion_tokens * o
         total = (
             (usage.prompt_tokens - cached) * self.input
             + cached * self.cached_input
@@ -49,7 +60,7 @@ class Price:
         return int(total.to_integral_value(ROUND_HALF_UP))
 
 
-FREE = Price(Decimal(0), Decimal(0), Decimal(0))
+FREE = Price.of(Decimal(0), Decimal(0), Decimal(0))
 
 
 def _price(entry: dict[str, Any]) -> Price:

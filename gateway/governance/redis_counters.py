@@ -81,7 +81,8 @@ class RedisCounters:
         self._reserve = self._client.register_script(RESERVE)
         self._adjust = self._client.register_script(ADJUST)
         self._down_until = 0.0
-        self._pending: set[asyncio.Task[None]] = set()
+        self._deltas: dict[str, int] = {}
+        self._flusher: asyncio.Task[None] | None = None
 
     @property
     def up(self) -> bool:
@@ -109,14 +110,26 @@ class RedisCounters:
         return Outcome(None if first == 0 else first - 1, values)
 
     def adjust(self, deltas: Sequence[tuple[str, int]], local: bool = False) -> None:
-        moves = [(self._prefix + k, d) for k, d in deltas if d]
-        if not moves:
-            return
-        task = asyncio.get_running_loop().create_task(self._send_adjust(moves))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        """Settle deltas are summed per counter and sent by one flusher task, one script call
+        for everything that arrived while the last call was on its way: under load many
+        requests' settles share a round trip."""
+        for key, delta in deltas:
+            if delta:
+                self._deltas[key] = self._deltas.get(key, 0) + delta
+        if self._deltas and self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._deltas:
+                moves, self._deltas = self._deltas, {}
+                await self._send_adjust([(self._prefix + k, d) for k, d in moves.items() if d])
+        finally:
+            self._flusher = None
 
     async def _send_adjust(self, moves: list[tuple[str, int]]) -> None:
+        if not moves:
+            return
         try:
             await self._adjust(keys=[k for k, _ in moves], args=[d for _, d in moves])
         except (RedisError, OSError) as exc:
@@ -131,8 +144,8 @@ class RedisCounters:
 
     async def drain(self) -> None:
         """Wait for settle deltas still on their way (used at shutdown and in tests)."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        while self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def close(self) -> None:
         await self.drain()

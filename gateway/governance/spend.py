@@ -27,10 +27,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
@@ -46,8 +45,7 @@ PENDING = METRICS.gauge(
 BATCH_ROWS = 500
 
 
-@dataclass(frozen=True, slots=True)
-class SpendRecord:
+class SpendRecord(NamedTuple):
     id: str
     at: float  # unix time
     key_id: str
@@ -66,8 +64,7 @@ class SpendRecord:
 
     def line(self) -> bytes:
         """One outbox line: the fields as a JSON array, in declaration order."""
-        fields = [getattr(self, name) for name in FIELDS]
-        return json.dumps(fields, separators=(",", ":")).encode() + b"\n"
+        return json.dumps(self, separators=(",", ":")).encode() + b"\n"
 
     @classmethod
     def from_line(cls, line: bytes) -> SpendRecord:
@@ -103,7 +100,7 @@ class SpendRecord:
         )
 
 
-FIELDS = tuple(f.name for f in fields(SpendRecord))
+FIELDS = SpendRecord._fields
 # Written out in full (no string building): the values always go as driver parameters.
 INSERT_SQLITE = (
     "INSERT OR IGNORE INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
