@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.policy import STEERING_FIELDS
+from gateway.policy import check_fields
 from gateway.providers.base import Usage
 
 FIELDS = frozenset(
@@ -147,18 +147,7 @@ def _tool_choice(choice: Any) -> tuple[Any, bool | None]:
 
 def to_internal(body: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic Messages request as the internal (OpenAI chat) body."""
-    for name in body:
-        if name in STEERING_FIELDS:
-            raise InvalidRequest(
-                f"'{name}' is not accepted: the upstream endpoint, its credential and headers "
-                "are set by the gateway's operator",
-                param=name,
-                code="forbidden_parameter",
-            )
-        if name not in FIELDS:
-            raise InvalidRequest(
-                f"unknown parameter '{name}'", param=name, code="unknown_parameter"
-            )
+    check_fields(body, FIELDS)
     max_tokens = body.get("max_tokens")
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
         raise InvalidRequest(

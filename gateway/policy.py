@@ -86,7 +86,8 @@ EMBEDDING_FIELDS = frozenset({"model", "input", "encoding_format", "dimensions",
 MAX_N = 16
 
 
-def _check_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
+def check_fields(body: dict[str, Any], allowed: frozenset[str]) -> None:
+    """Deny by default: steering fields by name, then anything not in ``allowed``."""
     for name in body:
         if name in STEERING_FIELDS:
             raise InvalidRequest(
@@ -118,7 +119,7 @@ def _expect(body: dict[str, Any], name: str, kind: type | tuple[type, ...], what
 
 def check_chat(body: dict[str, Any]) -> str:
     """Validate a chat-completions body; returns the requested model."""
-    _check_fields(body, CHAT_FIELDS)
+    check_fields(body, CHAT_FIELDS)
     model = _model(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -152,7 +153,7 @@ def check_chat(body: dict[str, Any]) -> str:
 
 
 def check_embeddings(body: dict[str, Any]) -> str:
-    _check_fields(body, EMBEDDING_FIELDS)
+    check_fields(body, EMBEDDING_FIELDS)
     model = _model(body)
     value = body.get("input")
     if not isinstance(value, str | list) or not value:
