@@ -1,14 +1,17 @@
-# syntax=docker/dockerfile:1
 # Sealgate's hardened image. Two stages: the build stage installs from the hash-locked files into a
 # venv and runs the verifier (the build fails on any finding); the final stage carries only that
 # venv, the runtime lock and the policies, runs as a fixed non-root UID, and has no pip,
 # setuptools or compiler.
 #
-# Base image pinned by digest: python:3.11.10-slim-bookworm, the digest as recorded in the public
-# repository nalabelle/build (images/digests.Dockerfile); it was not re-resolved against Docker Hub
-# from this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
+# No '# syntax=' directive: it would make BuildKit pull a frontend image at build time, outside
+# the pins below; the builder's own frontend reads everything this file uses.
+#
+# Base image pinned by the digest of its multi-architecture index (linux/amd64 and linux/arm64):
+# python:3.11.14-slim-bookworm, the digest as pinned by several independent public repositories
+# (one records it as the multi-architecture index). It was not re-resolved against Docker Hub from
+# this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
 
-FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS build
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock requirements-build.lock ./
@@ -18,7 +21,7 @@ COPY policies/ policies/
 COPY docker/ docker/
 RUN SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 docker/install.sh
 
-FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS final
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS final
 # The base image's own installer goes too: the venv does not see it, but nothing should find it.
 RUN rm -rf /usr/local/lib/python3.11/site-packages/pip /usr/local/lib/python3.11/site-packages/pip-* \
       /usr/local/lib/python3.11/site-packages/setuptools /usr/local/lib/python3.11/site-packages/setuptools-* \

@@ -5,6 +5,8 @@ line. Rules:
 
 - ``from-digest``: every ``FROM`` names an image pinned by ``@sha256:<64 hex>`` (or an earlier
   stage by its name);
+- ``syntax-digest``: a ``# syntax=`` parser directive (BuildKit pulls that frontend image before
+  it reads the file) names an image pinned by digest too;
 - ``user``: the final stage's last ``USER`` is a fixed numeric, non-root UID (and numeric GID);
 - ``remote-add``: no ``ADD`` of a URL or a git repository;
 - ``hashed-install``: every ``pip install`` (in a ``RUN``, or in ``docker/install.sh`` when a
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 
 INSTALL_SCRIPT = "docker/install.sh"
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(\S*)\s*$")
 _PIP_INSTALL = re.compile(r"\bpip(?:3(?:\.\d+)?)?\b[^|;&]*?\binstall\b")
 _INSTALLER = re.compile(
     r"\bpip(?:3(?:\.\d+)?)?\s+install\b|-m\s+pip\b|\bensurepip\b|\bapt(?:-get)?\s+install\b"
@@ -62,6 +65,17 @@ def instructions(text: str) -> list[Instruction]:
         result.append(Instruction(start, keyword.upper(), args.strip()))
         buffer = ""
     return result
+
+
+def _directives(text: str) -> list[tuple[int, str, str]]:
+    """Parser directives: ``# key=value`` lines at the very top, before any other line."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        match = _DIRECTIVE.match(raw.strip())
+        if match is None:
+            break
+        found.append((number, match.group(1).lower(), match.group(2)))
+    return found
 
 
 def _stages(items: list[Instruction]) -> list[list[Instruction]]:
@@ -111,6 +125,10 @@ def check(dockerfile: str, install_script: str | None = None) -> list[Violation]
     items = instructions(dockerfile)
     stages = _stages(items)
     violations: list[Violation] = []
+    for line, key, value in _directives(dockerfile):
+        if key == "syntax" and not _DIGEST.search(value):
+            message = f"# syntax={value} pulls a frontend image not pinned by sha256 digest"
+            violations.append(Violation("syntax-digest", line, message))
     names: set[str] = set()
     for stage in stages:
         head = stage[0]

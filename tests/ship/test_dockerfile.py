@@ -49,6 +49,8 @@ def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_ru
     [
         (GOOD.replace(f"@{DIGEST} AS build", " AS build"), "from-digest"),
         (GOOD.replace(f"slim@{DIGEST}\n", "slim:latest\n"), "from-digest"),
+        ("# syntax=docker/dockerfile:1\n" + GOOD, "syntax-digest"),
+        ("# check=error=true\n# syntax=docker/dockerfile:1.7\n" + GOOD, "syntax-digest"),
         (GOOD.replace("USER 10001:10001", "USER sealgate"), "user"),
         (GOOD.replace("USER 10001:10001", "USER 0"), "user"),
         (GOOD.replace("USER 10001:10001\n", ""), "user"),
@@ -77,6 +79,11 @@ def test_an_install_script_with_an_unhashed_pip_install_fails_the_hashed_install
     assert check(dockerfile, INSTALL) == []
     bad = INSTALL.replace("--require-hashes", "")
     assert rules(dockerfile, bad) == {"hashed-install"}
+
+
+def test_a_pinned_syntax_directive_passes_and_one_below_a_comment_is_no_directive() -> None:
+    assert check(f"# syntax=docker/dockerfile:1@{DIGEST}\n" + GOOD) == []
+    assert check("# the image\n# syntax=docker/dockerfile:1\n" + GOOD) == []
 
 
 def test_a_continued_line_is_read_as_one_instruction() -> None:
