@@ -43,11 +43,12 @@ lint: install-dev
 verify-env: install-dev
 	.venv-dev/bin/python -m verify env --lock requirements-dev.lock --lock requirements-build.lock
 
-# How Sealgate ships: the workflows pass zizmor (offline), the committed SBOM is what the runtime
-# lock generates, every policy file validates, and every lock is fresh against pyproject.toml.
+# How Sealgate ships: the workflows pass zizmor (offline, with its pedantic persona), the committed
+# SBOM is what the runtime lock generates, every policy file validates, and every lock is fresh
+# against pyproject.toml.
 ship-checks: install-dev
 	.venv-dev/bin/sealgate policy check --policies policies
-	.venv-dev/bin/zizmor --offline --no-progress .github
+	.venv-dev/bin/zizmor --offline --no-progress --persona pedantic .github
 	.venv-dev/bin/python -m verify.sbom generate --check
 	UV=.venv-dev/bin/uv scripts/lock --check
 
