@@ -42,6 +42,9 @@ ENV PATH=/opt/sealgate/bin:$PATH \
     SEALGATE_DATA_DIR=/var/lib/sealgate \
     SEALGATE_HOST=0.0.0.0 \
     SEALGATE_PORT=4000
+# The image as it ships, checked once more after the copy: the venv is exactly the runtime lock
+# plus the project, no start-up hook, every file as its RECORD says. A finding fails the build.
+RUN ["/opt/sealgate/bin/sealgate", "verify", "env", "--lock", "/etc/sealgate/requirements.lock", "--policies", "/etc/sealgate/policies"]
 # Run with --read-only: the only writable place is this volume (SQLite, when no PostgreSQL).
 # The admin credential comes from a mounted secret: SEALGATE_ADMIN_KEY_FILE=/run/secrets/...
 VOLUME ["/var/lib/sealgate"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ship.dockerfile_rules import check
+from tests.ship.dockerfile_rules import check, instructions
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
@@ -38,6 +38,22 @@ def rules(dockerfile: str, script: str | None = None) -> set[str]:
 
 def test_the_real_dockerfile_passes_every_rule() -> None:
     assert check(DOCKERFILE, INSTALL) == []
+
+
+def test_the_final_stage_verifies_the_copied_venv_against_the_shipped_lock_after_copying() -> None:
+    items = instructions(DOCKERFILE)
+    final = items[max(i for i, item in enumerate(items) if item.keyword == "FROM") :]
+    last_copy = max(i for i, item in enumerate(final) if item.keyword == "COPY")
+    runs = [json.loads(item.args) for item in final[last_copy:] if item.keyword == "RUN"]
+    assert [
+        "/opt/sealgate/bin/sealgate",
+        "verify",
+        "env",
+        "--lock",
+        "/etc/sealgate/requirements.lock",
+        "--policies",
+        "/etc/sealgate/policies",
+    ] in runs
 
 
 def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_rule() -> None:
