@@ -6,7 +6,7 @@ PIP_FLAGS = --quiet --require-hashes --no-deps --only-binary :all: --disable-pip
 HOST ?= 127.0.0.1
 PORT ?= 4000
 
-.PHONY: run test install install-dev lint verify-env ship-checks lock bench clean
+.PHONY: run test install install-dev lint verify-env ship-checks sbom lock bench clean
 
 .venv/.installed: requirements.lock requirements-build.lock pyproject.toml
 	$(PYTHON) -m venv .venv
@@ -54,6 +54,10 @@ ship-checks: install-dev
 
 test: lint verify-env ship-checks
 	.venv-dev/bin/python -m pytest
+
+# Rewrite sbom/sealgate.cdx.json from requirements.lock (after scripts/lock); commit the result.
+sbom: install-dev
+	.venv-dev/bin/sealgate sbom generate
 
 lock: install-dev
 	UV=.venv-dev/bin/uv scripts/lock
