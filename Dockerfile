@@ -23,7 +23,9 @@ RUN SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 docker/install.
 
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS final
 # The base image's own installer goes too: the venv does not see it, but nothing should find it.
+# That includes the standard library's ensurepip, which carries a pip wheel of its own.
 RUN rm -rf /usr/local/lib/python3.11/site-packages/pip /usr/local/lib/python3.11/site-packages/pip-* \
+      /usr/local/lib/python3.11/ensurepip \
       /usr/local/lib/python3.11/site-packages/setuptools /usr/local/lib/python3.11/site-packages/setuptools-* \
       /usr/local/lib/python3.11/site-packages/_distutils_hack /usr/local/lib/python3.11/site-packages/distutils-precedence.pth \
       /usr/local/lib/python3.11/site-packages/pkg_resources \

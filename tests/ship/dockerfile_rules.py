@@ -13,7 +13,11 @@ line. Rules:
   ``RUN`` calls it) uses ``--require-hashes``, or installs the local project with ``--no-index``;
 - ``healthcheck``: the final stage has a ``HEALTHCHECK`` on ``/health/live`` that needs no curl
   or wget (the image carries neither);
-- ``no-installer``: the final stage runs no pip, ensurepip or package-manager install.
+- ``no-installer``: the final stage runs no pip, ensurepip or package-manager install;
+- ``base-installer``: a final stage built on an official ``python`` image removes what that image
+  ships to install packages: pip, setuptools and the standard library's ``ensurepip`` (which
+  carries a pip wheel of its own). The venv never sees them, but nothing in the image should be
+  able to install a package.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ import re
 from dataclasses import dataclass
 
 INSTALL_SCRIPT = "docker/install.sh"
+_BASE_INSTALLERS = ("site-packages/pip", "site-packages/setuptools", "/ensurepip")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
 _DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(\S*)\s*$")
 _PIP_INSTALL = re.compile(r"\bpip(?:3(?:\.\d+)?)?\b[^|;&]*?\binstall\b")
 _INSTALLER = re.compile(
-    r"\bpip(?:3(?:\.\d+)?)?\s+install\b|-m\s+pip\b|\bensurepip\b|\bapt(?:-get)?\s+install\b"
+    r"\bpip(?:3(?:\.\d+)?)?\s+install\b|-m\s+pip\b|-m\s+ensurepip\b|\bapt(?:-get)?\s+install\b"
     r"|\bapk\s+add\b"
 )
 
@@ -178,7 +183,22 @@ def check(dockerfile: str, install_script: str | None = None) -> list[Violation]
             violations.append(
                 Violation("no-installer", item.line, "the final stage runs an installer")
             )
+    violations += _check_base_installers(final)
     return violations
+
+
+def _check_base_installers(final: list[Instruction]) -> list[Violation]:
+    image = (final[0].args.split() or [""])[0]
+    if not re.match(r"^(docker\.io/)?(library/)?python[:@]", image):
+        return []
+    removals = " ".join(
+        item.args for item in final if item.keyword == "RUN" and re.search(r"\brm\b", item.args)
+    )
+    kept = [path for path in _BASE_INSTALLERS if path not in removals]
+    if not kept:
+        return []
+    message = f"the final stage keeps the base image's {', '.join(kept)}"
+    return [Violation("base-installer", final[0].line, message)]
 
 
 def _check_run(item: Instruction, install_script: str | None) -> list[Violation]:

@@ -21,11 +21,13 @@ REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
 DIGEST = "sha256:" + "ab" * 32
+LIB = "/usr/local/lib/python3.11"
 
 GOOD = f"""\
 FROM python:3.11-slim@{DIGEST} AS build
 RUN pip install --require-hashes -r requirements.lock
 FROM python:3.11-slim@{DIGEST}
+RUN rm -rf {LIB}/site-packages/pip {LIB}/site-packages/setuptools {LIB}/ensurepip
 COPY --from=build /opt/sealgate /opt/sealgate
 USER 10001:10001
 HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:4000/health/live')"]
@@ -82,6 +84,9 @@ def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_ru
             "no-installer",
         ),
         (GOOD + "RUN apt-get install -y gcc\n", "no-installer"),
+        (GOOD + "RUN python -m ensurepip\n", "no-installer"),
+        (GOOD.replace(f" {LIB}/ensurepip", ""), "base-installer"),
+        (GOOD.replace(f" {LIB}/site-packages/pip ", " "), "base-installer"),
     ],
 )
 def test_each_rule_fails_on_its_counter_example(counter_example: str, rule: str) -> None:
