@@ -1,14 +1,17 @@
-# syntax=docker/dockerfile:1
 # Sealgate's hardened image. Two stages: the build stage installs from the hash-locked files into a
 # venv and runs the verifier (the build fails on any finding); the final stage carries only that
 # venv, the runtime lock and the policies, runs as a fixed non-root UID, and has no pip,
 # setuptools or compiler.
 #
-# Base image pinned by digest: python:3.11.10-slim-bookworm, the digest as recorded in the public
-# repository nalabelle/build (images/digests.Dockerfile); it was not re-resolved against Docker Hub
-# from this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
+# No '# syntax=' directive: it would make BuildKit pull a frontend image at build time, outside
+# the pins below; the builder's own frontend reads everything this file uses.
+#
+# Base image pinned by the digest of its multi-architecture index (linux/amd64 and linux/arm64):
+# python:3.11.14-slim-bookworm, the digest as pinned by several independent public repositories
+# (one records it as the multi-architecture index). It was not re-resolved against Docker Hub from
+# this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
 
-FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS build
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock requirements-build.lock ./
@@ -18,9 +21,11 @@ COPY policies/ policies/
 COPY docker/ docker/
 RUN SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 docker/install.sh
 
-FROM python:3.11.10-slim-bookworm@sha256:5148c0e4bbb64271bca1d3322360ebf4bfb7564507ae32dd639322e4952a6b16 AS final
+FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS final
 # The base image's own installer goes too: the venv does not see it, but nothing should find it.
+# That includes the standard library's ensurepip, which carries a pip wheel of its own.
 RUN rm -rf /usr/local/lib/python3.11/site-packages/pip /usr/local/lib/python3.11/site-packages/pip-* \
+      /usr/local/lib/python3.11/ensurepip \
       /usr/local/lib/python3.11/site-packages/setuptools /usr/local/lib/python3.11/site-packages/setuptools-* \
       /usr/local/lib/python3.11/site-packages/_distutils_hack /usr/local/lib/python3.11/site-packages/distutils-precedence.pth \
       /usr/local/lib/python3.11/site-packages/pkg_resources \
@@ -39,6 +44,9 @@ ENV PATH=/opt/sealgate/bin:$PATH \
     SEALGATE_DATA_DIR=/var/lib/sealgate \
     SEALGATE_HOST=0.0.0.0 \
     SEALGATE_PORT=4000
+# The image as it ships, checked once more after the copy: the venv is exactly the runtime lock
+# plus the project, no start-up hook, every file as its RECORD says. A finding fails the build.
+RUN ["/opt/sealgate/bin/sealgate", "verify", "env", "--lock", "/etc/sealgate/requirements.lock", "--policies", "/etc/sealgate/policies"]
 # Run with --read-only: the only writable place is this volume (SQLite, when no PostgreSQL).
 # The admin credential comes from a mounted secret: SEALGATE_ADMIN_KEY_FILE=/run/secrets/...
 VOLUME ["/var/lib/sealgate"]

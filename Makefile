@@ -6,7 +6,7 @@ PIP_FLAGS = --quiet --require-hashes --no-deps --only-binary :all: --disable-pip
 HOST ?= 127.0.0.1
 PORT ?= 4000
 
-.PHONY: run test install install-dev lint verify-env ship-checks lock bench clean
+.PHONY: run test install install-dev lint verify-env ship-checks sbom lock bench clean
 
 .venv/.installed: requirements.lock requirements-build.lock pyproject.toml
 	$(PYTHON) -m venv .venv
@@ -43,16 +43,21 @@ lint: install-dev
 verify-env: install-dev
 	.venv-dev/bin/python -m verify env --lock requirements-dev.lock --lock requirements-build.lock
 
-# How Sealgate ships: the workflows pass zizmor (offline), the committed SBOM is what the runtime
-# lock generates, every policy file validates, and every lock is fresh against pyproject.toml.
+# How Sealgate ships: the workflows pass zizmor (offline, with its pedantic persona), the committed
+# SBOM is what the runtime lock generates, every policy file validates, and every lock is fresh
+# against pyproject.toml.
 ship-checks: install-dev
 	.venv-dev/bin/sealgate policy check --policies policies
-	.venv-dev/bin/zizmor --offline --no-progress .github
+	.venv-dev/bin/zizmor --offline --no-progress --persona pedantic .github
 	.venv-dev/bin/python -m verify.sbom generate --check
 	UV=.venv-dev/bin/uv scripts/lock --check
 
 test: lint verify-env ship-checks
 	.venv-dev/bin/python -m pytest
+
+# Rewrite sbom/sealgate.cdx.json from requirements.lock (after scripts/lock); commit the result.
+sbom: install-dev
+	.venv-dev/bin/sealgate sbom generate
 
 lock: install-dev
 	UV=.venv-dev/bin/uv scripts/lock

@@ -82,7 +82,7 @@ def _policy_check(directory: str | None) -> int:
 
     problems = check(Path(directory) if directory else default_policies_dir())
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem)  # the result, on stdout; the summary is a log line, on stderr
     print(f"sealgate: policy check: {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
 

@@ -1,9 +1,10 @@
 """Signed policy bundles: the files in ``policies/`` bound to a keyed signature.
 
-``sign`` writes ``MANIFEST.json`` (every ``*.yaml`` and ``*.json`` policy file under the
-directory, with its sha256) and ``MANIFEST.json.sig`` (base64 DER ECDSA P-256 over SHA-256 of the
-manifest's bytes, the cosign keyed format). ``check`` verifies the signature with a pinned public
-key, then that every listed file has its listed hash and that no policy file is unlisted: a
+``sign`` writes ``MANIFEST.json`` (every regular file under the directory with its sha256: not
+only the YAML policies but anything a policy may point at, such as a trusted root or a public key,
+and anything else dropped there) and ``MANIFEST.json.sig`` (base64 DER ECDSA P-256 over SHA-256
+of the manifest's bytes, the cosign keyed format). ``check`` verifies the signature with a pinned
+public key, then that every listed file has its listed hash and that no file is unlisted: a
 policy changed, added or removed without a new signature is a finding.
 
     python -m verify.policy_bundle sign  --policies policies --key signing-key.pem
@@ -29,18 +30,19 @@ from verify.render import render
 CHECK = "policy-bundle"
 MANIFEST = "MANIFEST.json"
 SIGNATURE = "MANIFEST.json.sig"
-PATTERNS = ("*.yaml", "*.yml", "*.json")
+UNSIGNED = frozenset({MANIFEST, SIGNATURE})
 REMEDY = "restore the signed policies, or have the policy owner re-sign the bundle"
 
 
 def policy_files(directory: Path) -> dict[str, str]:
-    """Every policy file under ``directory`` (relative path -> sha256), manifest excluded."""
+    """Every file under ``directory`` (relative path -> sha256), the manifest and its signature
+    excluded. Every file, whatever its name: a file the bundle does not cover is one a policy
+    could be made to read without a signature."""
     files = {}
-    for pattern in PATTERNS:
-        for path in directory.rglob(pattern):
-            name = path.relative_to(directory).as_posix()
-            if name != MANIFEST and path.is_file():
-                files[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in directory.rglob("*"):
+        name = path.relative_to(directory).as_posix()
+        if name not in UNSIGNED and path.is_file():
+            files[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return dict(sorted(files.items()))
 
 
@@ -83,8 +85,9 @@ def check(directory: Path, public_key_pem: bytes) -> list[Finding]:
         return [_bad(MANIFEST, "the manifest's signature does not verify with the pinned key")]
     try:
         listed = json.loads(manifest)["files"]
-        assert isinstance(listed, dict)
-    except (ValueError, KeyError, AssertionError):
+    except (ValueError, KeyError, TypeError):
+        listed = None
+    if not isinstance(listed, dict) or not all(isinstance(v, str) for v in listed.values()):
         return [_bad(MANIFEST, "the signed manifest is not a policy manifest")]
     actual = policy_files(directory)
     results = []

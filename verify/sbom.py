@@ -177,7 +177,7 @@ def compare(
                 reason = f"extra: {name} {version} is installed but not in the SBOM"
                 results.append(finding(CHECK, name, Severity.HIGH, reason, REMEDY))
         elif component is not None and version is None:
-            reason = f"missing: {component['version']} is in the SBOM but not installed"
+            reason = f"missing: {name} {component['version']} is in the SBOM but not installed"
             results.append(finding(CHECK, name, Severity.MEDIUM, reason, REMEDY))
         elif component is not None and version != component["version"]:
             reason = f"version: installed {version}, the SBOM lists {component['version']}"

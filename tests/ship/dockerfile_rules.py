@@ -5,13 +5,19 @@ line. Rules:
 
 - ``from-digest``: every ``FROM`` names an image pinned by ``@sha256:<64 hex>`` (or an earlier
   stage by its name);
+- ``syntax-digest``: a ``# syntax=`` parser directive (BuildKit pulls that frontend image before
+  it reads the file) names an image pinned by digest too;
 - ``user``: the final stage's last ``USER`` is a fixed numeric, non-root UID (and numeric GID);
 - ``remote-add``: no ``ADD`` of a URL or a git repository;
 - ``hashed-install``: every ``pip install`` (in a ``RUN``, or in ``docker/install.sh`` when a
   ``RUN`` calls it) uses ``--require-hashes``, or installs the local project with ``--no-index``;
 - ``healthcheck``: the final stage has a ``HEALTHCHECK`` on ``/health/live`` that needs no curl
   or wget (the image carries neither);
-- ``no-installer``: the final stage runs no pip, ensurepip or package-manager install.
+- ``no-installer``: the final stage runs no pip, ensurepip or package-manager install;
+- ``base-installer``: a final stage built on an official ``python`` image removes what that image
+  ships to install packages: pip, setuptools and the standard library's ``ensurepip`` (which
+  carries a pip wheel of its own). The venv never sees them, but nothing in the image should be
+  able to install a package.
 """
 
 from __future__ import annotations
@@ -20,10 +26,12 @@ import re
 from dataclasses import dataclass
 
 INSTALL_SCRIPT = "docker/install.sh"
+_BASE_INSTALLERS = ("site-packages/pip", "site-packages/setuptools", "/ensurepip")
 _DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z]+)\s*=\s*(\S*)\s*$")
 _PIP_INSTALL = re.compile(r"\bpip(?:3(?:\.\d+)?)?\b[^|;&]*?\binstall\b")
 _INSTALLER = re.compile(
-    r"\bpip(?:3(?:\.\d+)?)?\s+install\b|-m\s+pip\b|\bensurepip\b|\bapt(?:-get)?\s+install\b"
+    r"\bpip(?:3(?:\.\d+)?)?\s+install\b|-m\s+pip\b|-m\s+ensurepip\b|\bapt(?:-get)?\s+install\b"
     r"|\bapk\s+add\b"
 )
 
@@ -62,6 +70,17 @@ def instructions(text: str) -> list[Instruction]:
         result.append(Instruction(start, keyword.upper(), args.strip()))
         buffer = ""
     return result
+
+
+def _directives(text: str) -> list[tuple[int, str, str]]:
+    """Parser directives: ``# key=value`` lines at the very top, before any other line."""
+    found = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        match = _DIRECTIVE.match(raw.strip())
+        if match is None:
+            break
+        found.append((number, match.group(1).lower(), match.group(2)))
+    return found
 
 
 def _stages(items: list[Instruction]) -> list[list[Instruction]]:
@@ -111,6 +130,10 @@ def check(dockerfile: str, install_script: str | None = None) -> list[Violation]
     items = instructions(dockerfile)
     stages = _stages(items)
     violations: list[Violation] = []
+    for line, key, value in _directives(dockerfile):
+        if key == "syntax" and not _DIGEST.search(value):
+            message = f"# syntax={value} pulls a frontend image not pinned by sha256 digest"
+            violations.append(Violation("syntax-digest", line, message))
     names: set[str] = set()
     for stage in stages:
         head = stage[0]
@@ -160,7 +183,22 @@ def check(dockerfile: str, install_script: str | None = None) -> list[Violation]
             violations.append(
                 Violation("no-installer", item.line, "the final stage runs an installer")
             )
+    violations += _check_base_installers(final)
     return violations
+
+
+def _check_base_installers(final: list[Instruction]) -> list[Violation]:
+    image = (final[0].args.split() or [""])[0]
+    if not re.match(r"^(docker\.io/)?(library/)?python[:@]", image):
+        return []
+    removals = " ".join(
+        item.args for item in final if item.keyword == "RUN" and re.search(r"\brm\b", item.args)
+    )
+    kept = [path for path in _BASE_INSTALLERS if path not in removals]
+    if not kept:
+        return []
+    message = f"the final stage keeps the base image's {', '.join(kept)}"
+    return [Violation("base-installer", final[0].line, message)]
 
 
 def _check_run(item: Instruction, install_script: str | None) -> list[Violation]:

@@ -15,17 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.ship.dockerfile_rules import check
+from tests.ship.dockerfile_rules import check, instructions
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
 DIGEST = "sha256:" + "ab" * 32
+LIB = "/usr/local/lib/python3.11"
 
 GOOD = f"""\
 FROM python:3.11-slim@{DIGEST} AS build
 RUN pip install --require-hashes -r requirements.lock
 FROM python:3.11-slim@{DIGEST}
+RUN rm -rf {LIB}/site-packages/pip {LIB}/site-packages/setuptools {LIB}/ensurepip
 COPY --from=build /opt/sealgate /opt/sealgate
 USER 10001:10001
 HEALTHCHECK CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:4000/health/live')"]
@@ -40,6 +42,22 @@ def test_the_real_dockerfile_passes_every_rule() -> None:
     assert check(DOCKERFILE, INSTALL) == []
 
 
+def test_the_final_stage_verifies_the_copied_venv_against_the_shipped_lock_after_copying() -> None:
+    items = instructions(DOCKERFILE)
+    final = items[max(i for i, item in enumerate(items) if item.keyword == "FROM") :]
+    last_copy = max(i for i, item in enumerate(final) if item.keyword == "COPY")
+    runs = [json.loads(item.args) for item in final[last_copy:] if item.keyword == "RUN"]
+    assert [
+        "/opt/sealgate/bin/sealgate",
+        "verify",
+        "env",
+        "--lock",
+        "/etc/sealgate/requirements.lock",
+        "--policies",
+        "/etc/sealgate/policies",
+    ] in runs
+
+
 def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_rule() -> None:
     assert check(GOOD) == []
 
@@ -49,6 +67,8 @@ def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_ru
     [
         (GOOD.replace(f"@{DIGEST} AS build", " AS build"), "from-digest"),
         (GOOD.replace(f"slim@{DIGEST}\n", "slim:latest\n"), "from-digest"),
+        ("# syntax=docker/dockerfile:1\n" + GOOD, "syntax-digest"),
+        ("# check=error=true\n# syntax=docker/dockerfile:1.7\n" + GOOD, "syntax-digest"),
         (GOOD.replace("USER 10001:10001", "USER sealgate"), "user"),
         (GOOD.replace("USER 10001:10001", "USER 0"), "user"),
         (GOOD.replace("USER 10001:10001\n", ""), "user"),
@@ -64,6 +84,9 @@ def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_ru
             "no-installer",
         ),
         (GOOD + "RUN apt-get install -y gcc\n", "no-installer"),
+        (GOOD + "RUN python -m ensurepip\n", "no-installer"),
+        (GOOD.replace(f" {LIB}/ensurepip", ""), "base-installer"),
+        (GOOD.replace(f" {LIB}/site-packages/pip ", " "), "base-installer"),
     ],
 )
 def test_each_rule_fails_on_its_counter_example(counter_example: str, rule: str) -> None:
@@ -77,6 +100,11 @@ def test_an_install_script_with_an_unhashed_pip_install_fails_the_hashed_install
     assert check(dockerfile, INSTALL) == []
     bad = INSTALL.replace("--require-hashes", "")
     assert rules(dockerfile, bad) == {"hashed-install"}
+
+
+def test_a_pinned_syntax_directive_passes_and_one_below_a_comment_is_no_directive() -> None:
+    assert check(f"# syntax=docker/dockerfile:1@{DIGEST}\n" + GOOD) == []
+    assert check("# the image\n# syntax=docker/dockerfile:1\n" + GOOD) == []
 
 
 def test_a_continued_line_is_read_as_one_instruction() -> None:

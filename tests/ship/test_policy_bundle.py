@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import REPO
@@ -71,6 +72,31 @@ def test_an_added_or_removed_policy_is_refused(signed: tuple[Path, Path]) -> Non
     found = statuses(policies, pub)
     assert found["extra.yaml"].startswith("not in the signed manifest")
     assert found["pth-allowlist.yaml"] == "listed in the signed manifest but missing"
+
+
+def test_a_file_of_any_name_added_after_signing_is_refused(signed: tuple[Path, Path]) -> None:
+    policies, pub = signed
+    (policies / "release.pub.pem").write_text("an attacker's public key\n")
+    (policies / "roots").mkdir()
+    (policies / "roots" / "trusted_root").write_text("{}\n")
+    found = statuses(policies, pub)
+    assert set(found) == {"release.pub.pem", "roots/trusted_root"}
+    assert all(r.startswith("not in the signed manifest") for r in found.values())
+
+
+def test_a_signed_manifest_of_the_wrong_shape_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    priv, pub = keypair(tmp_path)
+    for body in (b'{"files": ["egress.yaml"]}', b'{"files": {"egress.yaml": 1}}', b"[]"):
+        key = serialization.load_pem_private_key(priv.read_bytes(), password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
+        signature = key.sign(body, ec.ECDSA(hashes.SHA256()))
+        (policies / policy_bundle.MANIFEST).write_bytes(body)
+        (policies / policy_bundle.SIGNATURE).write_bytes(base64.b64encode(signature))
+        assert statuses(policies, pub) == {
+            "MANIFEST.json": "the signed manifest is not a policy manifest"
+        }
 
 
 def test_a_bundle_signed_with_another_key_is_refused(

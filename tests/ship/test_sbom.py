@@ -107,7 +107,7 @@ def test_an_environment_equal_to_the_sbom_is_clean_and_other_platforms_pins_are_
 
 def test_verify_reports_a_missing_distribution() -> None:
     assert problems(document(), facts(alpha="1.0", sealgate="0.1.0")) == [
-        "missing: 3.0 is in the SBOM but not installed"
+        "missing: gamma 3.0 is in the SBOM but not installed"
     ]
 
 

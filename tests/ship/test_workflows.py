@@ -1,4 +1,5 @@
-"""The CI and release workflows pass zizmor and pin every action by full commit SHA."""
+"""The CI and release workflows pass zizmor (pedantic persona) and pin every action by full commit
+SHA and every container image by digest; the release ends by checking what PyPI serves."""
 
 from __future__ import annotations
 
@@ -25,9 +26,9 @@ def _uses(node: Any) -> list[str]:
     return []
 
 
-def test_zizmor_reports_no_findings_on_the_workflows() -> None:
+def test_zizmor_reports_no_findings_on_the_workflows_even_as_a_pedantic_auditor() -> None:
     done = subprocess.run(
-        [str(ZIZMOR), "--offline", "--no-progress", str(WORKFLOWS), str(REPO / ".github")],
+        [str(ZIZMOR), "--offline", "--no-progress", "--persona", "pedantic", str(REPO / ".github")],
         capture_output=True,
         text=True,
     )
@@ -63,3 +64,29 @@ def test_the_pin_pattern_refuses_tags_and_short_shas() -> None:
     assert not PINNED.match("actions/checkout@v4")
     assert not PINNED.match("actions/checkout@3d3c42e")
     assert PINNED.match("actions/checkout@" + "0" * 40)
+
+
+def test_every_service_container_is_pinned_by_digest() -> None:
+    images = []
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            images += [s["image"] for s in job.get("services", {}).values()]
+            if "container" in job:
+                images.append(job["container"] if isinstance(job["container"], str) else "")
+    assert images, "the tests job runs PostgreSQL and Redis as services"
+    for image in images:
+        assert re.search(r"@sha256:[0-9a-f]{64}$", image), image
+
+
+def test_the_release_checks_the_wheel_pypi_serves_against_the_signed_build_after_publishing() -> (
+    None
+):
+    jobs = yaml.safe_load((WORKFLOWS / "release.yml").read_text())["jobs"]
+    released = jobs["released"]
+    assert {"pypi", "sign"} <= set(released["needs"])
+    assert released["permissions"] == {"contents": "read"}
+    script = "\n".join(str(s.get("run", "")) for s in released["steps"])
+    assert "signed/SHA256SUMS" in script and "--require-hashes" in script
+    assert "sigstore verify identity" in script and "release.yml@${GITHUB_REF}" in script
+    assert "verify env" in script and "sbom verify" in script
+    assert "${{" not in script  # no expression expanded into the shell (template injection)
