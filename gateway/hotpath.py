@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +26,7 @@ from gateway.asgi_util import (
     unless_disconnected,
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
+from gateway.governance.admission import Admission
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.metrics import REQUESTS
 from gateway.providers.base import Stream, Usage
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from gateway.app import Services
 
 log = logging.getLogger("sealgate")
+T = TypeVar("T")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 ErrorBody = Callable[[GatewayError], dict[str, Any]]
@@ -42,6 +44,16 @@ ErrorBody = Callable[[GatewayError], dict[str, Any]]
 
 def openai_error(exc: GatewayError) -> dict[str, Any]:
     return exc.body()
+
+
+async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> T:
+    """Route the call (cancelled if the client goes away); if it fails, release what the
+    admission reserved before the error goes on."""
+    try:
+        return await unless_disconnected(receive, call)
+    except BaseException as exc:
+        admission.fail(exc)
+        raise
 
 
 class AnthropicStream:
@@ -143,13 +155,9 @@ class HotPath:
         # Limits and budgets: reserved here, settled once the answer is out (governance/).
         admission = await self.governance.admit(record, model, body, headers, "chat")
         if body.get("stream"):
-            try:
-                upstream, deployment = await unless_disconnected(
-                    receive, self.router.chat_stream(model, body, admission.gate)
-                )
-            except BaseException as exc:
-                admission.fail(exc)
-                raise
+            upstream, deployment = await routed(
+                receive, admission, self.router.chat_stream(model, body, admission.gate)
+            )
             counting = CountingStream(upstream)
             stream: Stream = AnthropicStream(counting, model) if anthropic else counting
 
@@ -159,13 +167,9 @@ class HotPath:
             error_body = anthropic_api.error_body if anthropic else openai_error
             await send_stream(receive, send, stream, finished, error_body)
             return
-        try:
-            reply, deployment = await unless_disconnected(
-                receive, self.router.chat(model, body, admission.gate)
-            )
-        except BaseException as exc:
-            admission.fail(exc)
-            raise
+        reply, deployment = await routed(
+            receive, admission, self.router.chat(model, body, admission.gate)
+        )
         if anthropic:
             message = anthropic_api.to_message(json.loads(reply.body), model)
             await send_body(send, 200, json.dumps(message).encode())
@@ -179,12 +183,8 @@ class HotPath:
         model = policy.check_embeddings(body)
         record = await self._caller(headers.get(b"authorization"), model)
         admission = await self.governance.admit(record, model, body, headers, "embeddings")
-        try:
-            reply, deployment = await unless_disconnected(
-                receive, self.router.embeddings(model, body, admission.gate)
-            )
-        except BaseException as exc:
-            admission.fail(exc)
-            raise
+        reply, deployment = await routed(
+            receive, admission, self.router.embeddings(model, body, admission.gate)
+        )
         await send_body(send, 200, reply.body)
         admission.settle(reply.usage, deployment, "ok", 0)

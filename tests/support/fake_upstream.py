@@ -216,6 +216,13 @@ class FakeUpstream:
             }
             events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
         events.append(b"data: [DONE]\n\n")
+        return await self._write_events(request, response, events, b)
+
+    async def _write_events(
+        self, request: web.Request, response: web.StreamResponse, events: list[bytes], b: Behaviour
+    ) -> web.StreamResponse:
+        """Send stream events with the behaviour's pacing, cutting the connection if told to;
+        count streams that finish and streams whose client went away."""
         try:
             for index, data in enumerate(events):
                 if b.cut_after is not None and index >= b.cut_after:
@@ -302,16 +309,7 @@ class FakeUpstream:
             event("message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 7}})
         )
         events.append(event("message_stop", {}))
-        for index, data in enumerate(events):
-            if b.cut_after is not None and index >= b.cut_after:
-                assert request.transport is not None
-                request.transport.close()
-                return response
-            await response.write(data)
-            if b.chunk_delay:
-                await asyncio.sleep(b.chunk_delay)
-        await response.write_eof()
-        return response
+        return await self._write_events(request, response, events, b)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
