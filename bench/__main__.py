@@ -3,7 +3,8 @@
     python -m bench [--quick] [--targets upstream,floor-aiohttp,...] [--sealgate-config FILE]
 
 Targets run one after another (never at once, so they do not compete for the two cores): nginx
-alone, the pass-through floor with aiohttp, the same floor with httpx, Sealgate, LiteLLM 1.80.0.
+alone, the pass-through floor with aiohttp, the same floor with httpx, Sealgate (the spine),
+Sealgate with governance on embedded defaults and on PostgreSQL + Redis, LiteLLM 1.80.0.
 The table goes to stdout, progress to stderr, and the full results to bench/results/*.json.
 Exit codes: 0 the run finished (whatever it measured), 2 usage or environment error.
 """
@@ -29,8 +30,13 @@ from bench import wrk
 from bench.litellm_target import start_litellm
 from bench.measure import Durations, TargetResult, measure_target
 from bench.procs import Children, StartFailed, free_port, wait_ready
-from bench.report import render_table, verdict
-from bench.sealgate_target import DEFAULT_TEMPLATE, start_sealgate
+from bench.report import governance_table, governance_verdict, render_table, verdict
+from bench.sealgate_target import (
+    DEFAULT_TEMPLATE,
+    start_sealgate,
+    start_sealgate_governance,
+    start_sealgate_governance_pg,
+)
 from bench.targets import (
     CHAT_PATH,
     RunContext,
@@ -53,6 +59,8 @@ TARGETS = (
     Target("floor-aiohttp", "pass-through floor, aiohttp", start_floor_aiohttp),
     Target("floor-httpx", "pass-through floor, httpx", start_floor_httpx),
     Target("sealgate", "Sealgate (virtual-key auth)", start_sealgate),
+    Target("sealgate-gov", "Sealgate + governance, embedded", start_sealgate_governance),
+    Target("sealgate-gov-pg", "Sealgate + governance, PG + Redis", start_sealgate_governance_pg),
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
 )
 
@@ -69,15 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sealgate-config",
         type=Path,
         default=Path(os.environ.get("BENCH_SEALGATE_CONFIG", DEFAULT_TEMPLATE)),
-        help="Sealgate config template ({{UPSTREAM_BASE}}, {{WORK_DIR}} are filled in; "
-        "env BENCH_SEALGATE_CONFIG; default bench/sealgate.yaml.tmpl)",
-    )
-    parser.add_argument(
-        "--sealgate-governance",
-        action="store_true",
-        default=os.environ.get("BENCH_SEALGATE_GOVERNANCE") == "1",
-        help="give the Sealgate key a team, RPM/TPM limits and budgets, all far above what the "
-        "run uses, so every request reserves and settles them (env BENCH_SEALGATE_GOVERNANCE=1)",
+        help="config template of the `sealgate` target ({{UPSTREAM_BASE}}, {{WORK_DIR}} are "
+        "filled in; env BENCH_SEALGATE_CONFIG; default bench/sealgate.yaml.tmpl)",
     )
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each point")
     parser.add_argument("--duration", type=float, help="seconds measured per point")
@@ -184,7 +185,6 @@ def run(args: argparse.Namespace) -> int:
         python=sys.executable,
         upstream_port=free_port(),
         sealgate_config=args.sealgate_config.resolve(),
-        sealgate_governance=args.sealgate_governance,
     )
     results: list[TargetResult] = []
     started_at = time.monotonic()
@@ -239,6 +239,15 @@ def print_report(
         print("\nAgainst the issue's targets (Sealgate):")
         for line in lines:
             print(f"- {line}")
+    governed = governance_table(results)
+    governed_lines = governance_verdict(results)
+    if governed is not None:
+        print("\nGovernance on (limits, budgets, spend records) against the spine of this run:\n")
+        print(governed)
+    if governed_lines:
+        print("\nAgainst the governance issue's bound:")
+        for line in governed_lines:
+            print(f"- {line}")
     print(f"\nRun took {elapsed:.0f} s.")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -248,8 +257,9 @@ def print_report(
         "durations": {"warmup_s": d.warmup_s, "measure_s": d.measure_s},
         "sealgate_config": str(args.sealgate_config),
         "results": [r.as_dict() for r in results],
-        "verdict": lines,
+        "verdict": lines + governed_lines,
         "table": table,
+        "governance_table": governed,
         "elapsed_s": round(elapsed, 1),
     }
     path.write_text(json.dumps(payload, indent=2) + "\n")

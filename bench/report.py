@@ -14,8 +14,10 @@ from bench.wrk import WrkResult
 UPSTREAM = "upstream"
 LITELLM = "litellm"
 SEALGATE = "sealgate"
+GOVERNED = ("sealgate-gov", "sealgate-gov-pg")
 TARGET_THROUGHPUT_RATIO = 10.0
 TARGET_ADDED_P50_MS = 0.5
+TARGET_GOVERNANCE_RATIO = 0.8  # governance on: throughput within 20% of the spine
 
 HEADER = (
     "target",
@@ -118,4 +120,65 @@ def verdict(results: Sequence[TargetResult]) -> list[str]:
     else:
         met = "met" if added <= TARGET_ADDED_P50_MS else "NOT met"
         lines.append(f"added p50 @1 <= 0.5 ms: {added:+.3f} ms, {met}")
+    return lines
+
+
+GOVERNANCE_HEADER = (
+    "target",
+    "req/s @16",
+    "x spine @16",
+    "req/s @64",
+    "x spine @64",
+    "p50 ms @1",
+    "p50 over spine ms",
+)
+
+
+def _governed(results: Sequence[TargetResult]) -> list[TargetResult]:
+    return [r for r in results if r.key in GOVERNED]
+
+
+def governance_table(results: Sequence[TargetResult]) -> str | None:
+    """Governance on against the spine (`sealgate`) of the same run; None if none ran."""
+    governed = _governed(results)
+    spine = _by_key(results).get(SEALGATE)
+    if not governed or spine is None:
+        return None
+    header = GOVERNANCE_HEADER
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in [spine, *governed]:
+        if r.not_measured is not None:
+            cells = [r.label, f"not measured: {r.not_measured}"] + ["-"] * (len(header) - 2)
+        else:
+            is_spine = r is spine
+            over = added_p50_ms(r, spine)
+            cells = [
+                r.label,
+                _point_cell(r, 16, ",.0f", "rps"),
+                "1 (baseline)" if is_spine else _opt(throughput_ratio(r, spine, 16), ".2f"),
+                _point_cell(r, 64, ",.0f", "rps"),
+                "1 (baseline)" if is_spine else _opt(throughput_ratio(r, spine, 64), ".2f"),
+                _point_cell(r, 1, ".3f", "p50_ms"),
+                "0 (baseline)" if is_spine else _opt(over, "+.3f"),
+            ]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def governance_verdict(results: Sequence[TargetResult]) -> list[str]:
+    """Each governance target against the issue's bound: at least 0.8x the spine's req/s."""
+    spine = _by_key(results).get(SEALGATE)
+    lines = []
+    for r in _governed(results):
+        if r.not_measured is not None:
+            lines.append(f"{r.label}: not measured ({r.not_measured})")
+            continue
+        for connections in (16, 64):
+            ratio = throughput_ratio(r, spine, connections)
+            what = f"{r.label} @{connections} within 20% of the spine"
+            if ratio is None:
+                lines.append(f"{what}: no valid comparison")
+            else:
+                met = "met" if ratio >= TARGET_GOVERNANCE_RATIO else "NOT met"
+                lines.append(f"{what}: {ratio:.2f}x, {met}")
     return lines

@@ -1,9 +1,15 @@
-"""The Sealgate target: `sealgate serve` with virtual-key auth on, one process.
+"""The Sealgate targets: `sealgate serve` with virtual-key auth on, one process.
 
-The config is a template (bench/sealgate.yaml.tmpl by default, or --sealgate-config FILE) in which
-{{UPSTREAM_BASE}} and {{WORK_DIR}} are replaced; it must publish the model `bench-model`. The
-admin credential and the virtual key are made up for this run, passed only through the
-environment and the admin API, and never written to a file.
+- `sealgate`: the spine, no limits or budgets (bench/sealgate.yaml.tmpl, or --sealgate-config).
+- `sealgate-gov`: governance on embedded defaults (SQLite, in-process counters): the key has a
+  team, both have RPM/TPM limits, the team a daily budget, the deployment its own limits and a
+  price, so every request reserves, settles and leaves a spend record.
+- `sealgate-gov-pg`: the same on PostgreSQL (database `sealgate_bench`, dropped and made afresh)
+  and Redis counters.
+
+A config is a template in which {{UPSTREAM_BASE}} and {{WORK_DIR}} are replaced; it must publish
+the model `bench-model`. The admin credential and the virtual key are made up for this run,
+passed only through the environment and the admin API, and never written to a file.
 """
 
 from __future__ import annotations
@@ -21,6 +27,10 @@ from bench.targets import CHAT_PATH, RunContext, Started, dist_version
 
 READY_TIMEOUT_S = 60.0
 DEFAULT_TEMPLATE = Path(__file__).with_name("sealgate.yaml.tmpl")
+GOVERNANCE_TEMPLATE = Path(__file__).with_name("sealgate-governance.yaml.tmpl")
+GOVERNANCE_PG_TEMPLATE = Path(__file__).with_name("sealgate-governance-pg.yaml.tmpl")
+BENCH_DATABASE = "sealgate_bench"
+POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def sealgate_command(python: str) -> str | None:
@@ -31,7 +41,7 @@ def sealgate_command(python: str) -> str | None:
     return shutil.which("sealgate")
 
 
-def render_config(template: Path, ctx: RunContext) -> Path:
+def render_config(template: Path, ctx: RunContext, name: str) -> Path:
     try:
         text = template.read_text()
     except OSError as exc:
@@ -39,7 +49,7 @@ def render_config(template: Path, ctx: RunContext) -> Path:
     text = text.replace("{{UPSTREAM_BASE}}", ctx.upstream_base).replace(
         "{{WORK_DIR}}", str(ctx.work)
     )
-    out = ctx.work / "sealgate.yaml"
+    out = ctx.work / f"{name}.yaml"
     out.write_text(text)
     return out
 
@@ -71,11 +81,40 @@ def sealgate_version(ctx: RunContext) -> str:
 
 
 def start_sealgate(ctx: RunContext, children: Children) -> Started:
+    return _start(ctx, children, "sealgate", ctx.sealgate_config, governed=False)
+
+
+def start_sealgate_governance(ctx: RunContext, children: Children) -> Started:
+    return _start(ctx, children, "sealgate-gov", GOVERNANCE_TEMPLATE, governed=True)
+
+
+def start_sealgate_governance_pg(ctx: RunContext, children: Children) -> Started:
+    fresh_database()
+    return _start(ctx, children, "sealgate-gov-pg", GOVERNANCE_PG_TEMPLATE, governed=True)
+
+
+def fresh_database() -> None:
+    """Drop and create `sealgate_bench` so the run starts with an empty spend table."""
+    try:
+        import psycopg
+    except ImportError:
+        raise StartFailed("psycopg is not installed") from None
+    try:
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DATABASE} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {BENCH_DATABASE}")
+    except psycopg.Error as exc:
+        raise StartFailed(f"PostgreSQL on 127.0.0.1:5432: {type(exc).__name__}") from None
+
+
+def _start(
+    ctx: RunContext, children: Children, name: str, template: Path, governed: bool
+) -> Started:
     command = sealgate_command(ctx.python)
     if command is None:
         raise StartFailed(f"no `sealgate` command beside {ctx.python} or on PATH")
-    config = render_config(ctx.sealgate_config, ctx)
-    data_dir = ctx.work / "sealgate-data"
+    config = render_config(template, ctx, name)
+    data_dir = ctx.work / f"{name}-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, mode=0o700)
     admin_key = "sga-bench-" + secrets.token_urlsafe(24)
@@ -88,14 +127,14 @@ def start_sealgate(ctx: RunContext, children: Children) -> Started:
         }
     )
     argv = [command, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    child = children.start("sealgate", argv, env, cwd=ctx.repo)
+    child = children.start(name, argv, env, cwd=ctx.repo)
     base = f"http://127.0.0.1:{port}"
     wait_ready(child, base + "/health/ready", READY_TIMEOUT_S)
     spec: dict[str, object] = {"models": ["bench-model"]}
-    notes = [f"config {ctx.sealgate_config}", f"python {sys.version.split()[0]}"]
-    if ctx.sealgate_governance:
+    notes = [f"config {template}", f"python {sys.version.split()[0]}"]
+    if governed:
         spec.update(governed_key(base, admin_key))
-        notes.append("key with team, RPM/TPM limits and key+team budgets")
+        notes.append("key with team, RPM/TPM limits, team budget, deployment limits and price")
     created = admin_post(base, admin_key, "/admin/keys", spec)
     key = created.get("key")
     if not isinstance(key, str):

@@ -31,8 +31,6 @@ class RunContext:
     python: str
     upstream_port: int
     sealgate_config: Path
-    # Give the benchmark key a team, RPM/TPM limits and budgets (see sealgate_target.py).
-    sealgate_governance: bool = False
     # The interpreter a new venv is made from (the one beneath the dev venv).
     base_python: str = field(
         default_factory=lambda: getattr(sys, "_base_executable", sys.executable)

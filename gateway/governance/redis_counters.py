@@ -1,5 +1,11 @@
-"""Counters in Redis, shared by every replica: one Lua script checks and adds all of a request's
+"""Counters in Redis, shared by every replica: one Lua script checks and adds each request's
 charges atomically, another applies the settle deltas.
+
+Round trips are shared. Reservations that arrive while one script call is on its way go together
+in the next call: the script takes each request's charges in turn, all-or-nothing per request,
+exactly as if each had its own call (a script runs atomically, so no other client sees a request
+half-reserved). Settle deltas are summed per counter and sent the same way. Under load many
+requests share a round trip; alone, a request waits for no one.
 
 When Redis cannot be reached, ``reserve`` raises CountersUnavailable at once for the next
 ``DOWN_SECONDS`` instead of waiting on a connect timeout per request; the caller decides whether
@@ -7,8 +13,8 @@ that fails closed or falls back to local counters. Settle deltas that cannot be 
 dropped with a warning: a reservation that is never settled only over-counts (the safe side),
 and budgets are re-seeded from the spend table in the database, which the outbox keeps exact.
 
-All keys of one request go to one script call, so a Redis Cluster needs them in one slot: the
-prefix is wrapped in a hash tag (``{sealgate}:...``).
+All keys go to one script call, so a Redis Cluster needs them in one slot: the prefix is wrapped
+in a hash tag (``{sealgate}:...``).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 
 import redis.asyncio as aioredis
@@ -27,38 +34,64 @@ log = logging.getLogger("sealgate.limits")
 
 DOWN_SECONDS = 1.0
 MAX_CONNECTIONS = 64
+MAX_BATCH = 256  # requests per reservation call
+Ask = tuple[Sequence[Charge], "asyncio.Future[Outcome]"]
 
+# Both scripts take their numbers as one string (ARGV[1], space-separated) and answer with one
+# string: packing and parsing dozens of separate arguments and replies costs the client more than
+# the script costs Redis. Numbers go back to Redis through '%d', never Lua's default number
+# format, which would write 1.2345678901234e+14 for a large budget total.
+#
+# RESERVE: per request, its number of charges n, then n groups of (amount, limit, ttl, seed);
+# KEYS holds every request's counters in the same order. The answer, per request: 0 (all added)
+# or the 1-based index of the first charge that did not fit, then the n counter values (after
+# the add, or as found when refused).
 RESERVE = """
-local n = #KEYS
-local values = {}
-for i = 1, n do
-  local current = redis.call('GET', KEYS[i])
-  if current then values[i] = tonumber(current) else values[i] = tonumber(ARGV[4 * i]) end
-end
-for i = 1, n do
-  if values[i] + tonumber(ARGV[4 * i - 3]) > tonumber(ARGV[4 * i - 2]) then
-    local out = {i}
-    for j = 1, n do out[j + 1] = values[j] end
-    return out
+local spec = {}
+for token in string.gmatch(ARGV[1], '%S+') do spec[#spec + 1] = tonumber(token) end
+local out = {}
+local k, a = 0, 1
+while a <= #spec do
+  local n = spec[a]
+  a = a + 1
+  local values = {}
+  for i = 1, n do
+    local current = redis.call('GET', KEYS[k + i])
+    if current then values[i] = tonumber(current) else values[i] = spec[a + 4 * i - 1] end
   end
-end
-local out = {0}
-for i = 1, n do
-  local amount = tonumber(ARGV[4 * i - 3])
-  if redis.call('EXISTS', KEYS[i]) == 0 then
-    redis.call('SET', KEYS[i], values[i] + amount, 'EX', tonumber(ARGV[4 * i - 1]))
-    out[i + 1] = values[i] + amount
-  else
-    out[i + 1] = redis.call('INCRBY', KEYS[i], amount)
+  local refused = 0
+  for i = 1, n do
+    if values[i] + spec[a + 4 * i - 4] > spec[a + 4 * i - 3] then
+      refused = i
+      break
+    end
   end
+  if refused == 0 then
+    for i = 1, n do
+      local amount = spec[a + 4 * i - 4]
+      if redis.call('EXISTS', KEYS[k + i]) == 0 then
+        values[i] = values[i] + amount
+        redis.call('SET', KEYS[k + i], string.format('%d', values[i]), 'EX', spec[a + 4 * i - 2])
+      else
+        values[i] = redis.call('INCRBY', KEYS[k + i], string.format('%d', amount))
+      end
+    end
+  end
+  out[#out + 1] = string.format('%d', refused)
+  for i = 1, n do out[#out + 1] = string.format('%d', values[i]) end
+  k = k + n
+  a = a + 4 * n
 end
-return out
+return table.concat(out, ' ')
 """
 
+# ADJUST: one delta per key in ARGV[1]; a counter that has expired is left alone.
 ADJUST = """
-for i = 1, #KEYS do
+local i = 0
+for delta in string.gmatch(ARGV[1], '%S+') do
+  i = i + 1
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    redis.call('INCRBY', KEYS[i], ARGV[i])
+    redis.call('INCRBY', KEYS[i], delta)
   end
 end
 return 0
@@ -83,6 +116,8 @@ class RedisCounters:
         self._down_until = 0.0
         self._deltas: dict[str, int] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._asks: deque[Ask] = deque()
+        self._reserver: asyncio.Task[None] | None = None
 
     @property
     def up(self) -> bool:
@@ -96,23 +131,67 @@ class RedisCounters:
     async def reserve(self, charges: Sequence[Charge]) -> Outcome:
         if not self.up:
             raise CountersUnavailable("redis is down")
-        keys = [self._prefix + c.key for c in charges]
-        args: list[int] = []
-        for c in charges:
-            args += [c.amount, c.limit, c.ttl, c.seed]
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Outcome] = loop.create_future()
+        self._asks.append((charges, waiter))
+        if self._reserver is None:
+            self._reserver = loop.create_task(self._send_reservations())
+        return await waiter
+
+    async def _send_reservations(self) -> None:
+        """Send what has been asked, one script call at a time, until nothing is waiting."""
+        batch: list[Ask] = []
         try:
-            raw = await self._reserve(keys=keys, args=args)
+            while self._asks:
+                if not self.up:
+                    raise CountersUnavailable("redis is down")
+                count = min(len(self._asks), MAX_BATCH)
+                batch = [self._asks.popleft() for _ in range(count)]
+                batch = [ask for ask in batch if not ask[1].cancelled()]
+                if batch:
+                    await self._reserve_batch(batch)
+                batch = []
+        except BaseException as exc:
+            failure = exc if isinstance(exc, CountersUnavailable) else None
+            for _, waiter in [*batch, *self._asks]:
+                if not waiter.done():
+                    waiter.set_exception(failure or CountersUnavailable("redis call failed"))
+            self._asks.clear()
+            if failure is None:
+                raise
+        finally:
+            self._reserver = None
+
+    async def _reserve_batch(self, batch: list[Ask]) -> None:
+        keys: list[str] = []
+        spec: list[str] = []
+        for charges, _ in batch:
+            spec.append(str(len(charges)))
+            for c in charges:
+                keys.append(self._prefix + c.key)
+                spec.append(f"{c.amount} {c.limit} {c.ttl} {c.seed}")
+        try:
+            raw = await self._reserve(keys=keys, args=[" ".join(spec)])
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
             raise CountersUnavailable("redis is unreachable") from None
-        first = int(raw[0])
-        values = tuple(int(v) for v in raw[1:])
-        return Outcome(None if first == 0 else first - 1, values)
+        numbers = list(map(int, raw.split()))
+        at = 0
+        for charges, waiter in batch:
+            n = len(charges)
+            refused = numbers[at]
+            outcome = Outcome(
+                None if refused == 0 else refused - 1, tuple(numbers[at + 1 : at + 1 + n])
+            )
+            at += 1 + n
+            if not waiter.cancelled():
+                waiter.set_result(outcome)
+            elif outcome.ok:  # its caller is gone: give the reservation back
+                self.adjust([(c.key, -c.amount) for c in charges])
 
     def adjust(self, deltas: Sequence[tuple[str, int]], local: bool = False) -> None:
         """Settle deltas are summed per counter and sent by one flusher task, one script call
-        for everything that arrived while the last call was on its way: under load many
-        requests' settles share a round trip."""
+        for everything that arrived while the last call was on its way."""
         for key, delta in deltas:
             if delta:
                 self._deltas[key] = self._deltas.get(key, 0) + delta
@@ -131,7 +210,8 @@ class RedisCounters:
         if not moves:
             return
         try:
-            await self._adjust(keys=[k for k, _ in moves], args=[d for _, d in moves])
+            deltas = " ".join(str(d) for _, d in moves)
+            await self._adjust(keys=[k for k, _ in moves], args=[deltas])
         except (RedisError, OSError) as exc:
             self._mark_down(exc)
             log.warning("settle delta to redis dropped", extra={"sg_counters": len(moves)})
@@ -143,9 +223,10 @@ class RedisCounters:
             return False
 
     async def drain(self) -> None:
-        """Wait for settle deltas still on their way (used at shutdown and in tests)."""
-        while self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        """Wait for reservations and settle deltas still on their way (at shutdown, in tests)."""
+        while self._reserver is not None or self._flusher is not None:
+            pending = [t for t in (self._reserver, self._flusher) if t is not None]
+            await asyncio.gather(*pending, return_exceptions=True)
 
     async def close(self) -> None:
         await self.drain()

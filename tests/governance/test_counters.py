@@ -112,3 +112,79 @@ async def test_fallback_counters_use_local_counts_while_redis_is_down(
     assert all(o.local for o in outcomes)
     assert any(r.levelname == "ERROR" and "redis down" in r.message for r in caplog.records)
     await counters.close()
+
+
+class CallSpy:
+    """Counts the reservation script's calls (the real script still runs in the real Redis)."""
+
+    def __init__(self, counters: RedisCounters) -> None:
+        self.requests: list[int] = []  # requests per call
+        self._real = counters._reserve
+        counters._reserve = self  # type: ignore[assignment]
+
+    async def __call__(self, keys: list[str], args: list[str]) -> object:
+        numbers = [int(n) for n in args[0].split()]
+        at, requests = 0, 0
+        while at < len(numbers):  # per request: n, then n groups of 4
+            at += 1 + 4 * numbers[at]
+            requests += 1
+        self.requests.append(requests)
+        return await self._real(keys=keys, args=args)
+
+
+async def current(counters: RedisCounters, *keys: str) -> tuple[int, ...]:
+    return (await counters.reserve([Charge(k, 0, 10**12, 60) for k in keys])).values
+
+
+@pytest.mark.redis
+async def test_concurrent_reservations_share_a_redis_call_each_all_or_nothing(
+    redis_prefix: str,
+) -> None:
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    spy = CallSpy(counters)
+    # 40 requests, each 3 of "a" (room for 33) and 5 of "b" (room for 10): b runs out first,
+    # and the 30 refused requests must take nothing from a.
+    outcomes = await asyncio.gather(
+        *(counters.reserve([Charge("a", 3, 100, 60), Charge("b", 5, 50, 60)]) for _ in range(40))
+    )
+    assert sum(1 for o in outcomes if o.ok) == 10
+    assert all(o.refused == 1 for o in outcomes if not o.ok)
+    assert await current(counters, "a", "b") == (30, 50)
+    assert sum(spy.requests) == 41 and len(spy.requests) < 40  # round trips were shared
+    await counters.close()
+
+
+@pytest.mark.redis
+async def test_a_budget_total_beyond_lua_number_printing_stays_exact(redis_prefix: str) -> None:
+    # 1.5e14 nanos (USD 150,000 spent this period) plus a 1-nano request: Lua's default number
+    # format would have written 1.5e+14, and the next INCRBY would have failed.
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    seed = 150_000_000_000_000
+    first = await counters.reserve([Charge("usd", 123_456_789, 10**16, 60, seed=seed)])
+    assert first.values == (seed + 123_456_789,)
+    second = await counters.reserve([Charge("usd", 1, 10**16, 60)])
+    assert second.values == (seed + 123_456_790,)
+    counters.adjust([("usd", -3)])
+    await counters.drain()
+    assert await current(counters, "usd") == (seed + 123_456_787,)
+    await counters.close()
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("sent", [False, True], ids=["before-sending", "while-in-flight"])
+async def test_a_cancelled_reservation_leaves_no_charge_behind(
+    redis_prefix: str, sent: bool
+) -> None:
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    spy = CallSpy(counters)
+    task = asyncio.create_task(counters.reserve([Charge("a", 7, 100, 60)]))
+    await asyncio.sleep(0)  # the request is queued; the sender has not run yet
+    if sent:
+        await asyncio.sleep(0)  # the sender has taken it and the script call is on its way
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await counters.drain()
+    assert spy.requests == ([1] if sent else [])
+    assert await current(counters, "a") == (0,)
+    await counters.close()
