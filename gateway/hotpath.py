@@ -152,11 +152,15 @@ class HotPath:
         record: KeyRecord,
         anthropic: bool,
     ) -> None:
-        # Limits and budgets: reserved here, settled once the answer is out (governance/).
-        admission = await self.governance.admit(record, model, body, headers, "chat")
+        # Limits and budgets (and the first deployment's limits): reserved here, settled once
+        # the answer is out (governance/).
+        plan = self.router.plan(model)
+        admission = await self.governance.admit(
+            record, model, body, headers, "chat", plan[0].deployment
+        )
         if body.get("stream"):
             upstream, deployment = await routed(
-                receive, admission, self.router.chat_stream(model, body, admission.gate)
+                receive, admission, self.router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
             stream: Stream = AnthropicStream(counting, model) if anthropic else counting
@@ -168,7 +172,7 @@ class HotPath:
             await send_stream(receive, send, stream, finished, error_body)
             return
         reply, deployment = await routed(
-            receive, admission, self.router.chat(model, body, admission.gate)
+            receive, admission, self.router.chat(model, body, admission.gate, plan)
         )
         if anthropic:
             message = anthropic_api.to_message(json.loads(reply.body), model)
@@ -182,9 +186,12 @@ class HotPath:
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
         record = await self._caller(headers.get(b"authorization"), model)
-        admission = await self.governance.admit(record, model, body, headers, "embeddings")
+        plan = self.router.plan(model)
+        admission = await self.governance.admit(
+            record, model, body, headers, "embeddings", plan[0].deployment
+        )
         reply, deployment = await routed(
-            receive, admission, self.router.embeddings(model, body, admission.gate)
+            receive, admission, self.router.embeddings(model, body, admission.gate, plan)
         )
         await send_body(send, 200, reply.body)
         admission.settle(reply.usage, deployment, "ok", 0)

@@ -45,6 +45,9 @@ class Route:
     cooldown_until: float = 0.0
 
 
+Plan = list[Route]
+
+
 def make_adapter(deployment: Deployment, pool: UpstreamPool) -> Adapter:
     if deployment.provider == "mock":
         return MockAdapter(deployment)
@@ -80,19 +83,25 @@ class Router:
         return [r.credential for g in self.groups.values() for r in g if r.credential]
 
     async def chat(
-        self, model: str, body: dict[str, Any], gate: Gate | None = None
+        self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.chat(body, k), gate)
+        return await self._run(model, lambda r, k: r.adapter.chat(body, k), gate, plan)
 
     async def chat_stream(
-        self, model: str, body: dict[str, Any], gate: Gate | None = None
+        self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Stream, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k), gate)
+        return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k), gate, plan)
 
     async def embeddings(
-        self, model: str, body: dict[str, Any], gate: Gate | None = None
+        self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate)
+        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate, plan)
+
+    def plan(self, model: str) -> Plan:
+        """The order this request will try the model's deployments in, chosen now: governance
+        reserves the first one's limits together with the request's own (one counter round
+        trip instead of two), and the call then follows the same order."""
+        return self._ordered(model)
 
     def _ordered(self, model: str) -> list[Route]:
         group = self.groups[model]
@@ -108,12 +117,13 @@ class Router:
         model: str,
         call: Callable[[Route, Secret | None], Awaitable[T]],
         gate: Gate | None = None,
+        plan: Plan | None = None,
     ) -> tuple[T, Deployment]:
         if model not in self.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         last: GatewayError | None = None
         for name in [model, *self._fallbacks.get(model, [])]:
-            routes = self._ordered(name)
+            routes = plan if plan is not None and name == model else self._ordered(name)
             attempts = max(len(routes), 1 + self._retries)
             for attempt in range(attempts):
                 route = routes[attempt % len(routes)]

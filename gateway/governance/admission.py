@@ -8,6 +8,7 @@ and cost, then puts the spend record in the outbox.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -102,17 +103,25 @@ class Admission:
     cost_estimate: int
     slots: list[Slot]
     local: bool
+    # The first deployment, reserved with the request: its name, its slots, and the refusal
+    # when it was full. Taken by the first gate() call for it.
+    ahead: tuple[str, list[Slot], GatewayError | None] | None = None
     gated: list[tuple[str, list[Slot]]] = field(default_factory=list)
     tries: int = 0  # deployments the router was allowed to try
     settled: bool = False
 
-    @staticmethod
-    def new_id() -> str:
-        return os.urandom(16).hex()
-
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full
         (the router then tries the next deployment)."""
+        ahead = self.ahead
+        if ahead is not None and ahead[0] == deployment.name:
+            self.ahead = None  # reserved at admission; a retry on it reserves again
+            name, slots, full = ahead
+            if full is not None:
+                return full
+            self.gated.append((name, slots))
+            self.tries += 1
+            return None
         g = self.governance
         slots = g.deployment_slots(deployment, self.estimate, g.clock())
         if not slots:
@@ -168,6 +177,9 @@ class Admission:
             for slot in slots:
                 used, paid = (tokens, cost) if served else (0, 0)
                 deltas.append((slot.charge.key, _delta(slot, used, paid, True)))
+        if self.ahead is not None and self.ahead[2] is None:
+            for slot in self.ahead[1]:  # reserved for a deployment that was never tried
+                deltas.append((slot.charge.key, -slot.charge.amount))
         g.counters.adjust([d for d in deltas if d[1]], local=self.local)
         record = SpendRecord(
             id=self.request_id,
@@ -188,6 +200,19 @@ class Admission:
         )
         g.outbox.put(record)
         return record
+
+
+_NODE = os.urandom(5).hex()
+_SEQUENCE = itertools.count()
+
+
+def new_id() -> str:
+    """A request id: milliseconds since the epoch, this process's random node, a sequence
+    number (32 hex digits). Unique across replicas and restarts without a system call per
+    request, and time-ordered, so spend rows are appended to the primary-key index rather
+    than scattered through it."""
+    millis = time.time_ns() // 1_000_000
+    return f"{millis:012x}{_NODE}{next(_SEQUENCE) & 0xFFFFFFFFFF:010x}"
 
 
 def _delta(slot: Slot, tokens: int, cost: int, sent: bool) -> int:

@@ -23,8 +23,8 @@ from sqlalchemy import Engine
 from gateway.config import Deployment, GatewayConfig
 from gateway.errors import GatewayError
 from gateway.governance import estimate, periods, snapshot
-from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, refusal
-from gateway.governance.counters import Charge, Counters, CountersUnavailable
+from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
+from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
 from gateway.governance.errors import LimitsUnavailable
 from gateway.governance.pricing import FREE, Price, PriceTable, usd
 from gateway.governance.snapshot import Snapshot
@@ -66,6 +66,12 @@ def attribution(
             tags += headers[b"x-sealgate-tags"].decode("latin-1").split(",")
     cleaned = sorted({t.strip()[:MAX_TAG] for t in tags if t.strip()})[:MAX_TAGS]
     return project or None, tuple(cleaned)
+
+
+def _tail(outcome: Outcome, start: int) -> Outcome:
+    """The part of a refused outcome that covers the slots from ``start`` on."""
+    assert outcome.refused is not None
+    return Outcome(outcome.refused - start, outcome.values[start:], outcome.local)
 
 
 def _max_price(prices: list[Price]) -> Price:
@@ -158,30 +164,35 @@ class Governance:
         body: dict[str, Any],
         headers: Mapping[bytes, bytes],
         kind: Kind = "chat",
+        first: Deployment | None = None,
     ) -> Admission:
+        """Reserve the request's counters, or raise the 429 that says which one is full.
+        ``first`` is the deployment the router will try first: its own limits are reserved in
+        the same step, so a routed request costs one counter round trip, not two."""
         now = self.clock()
         if kind == "chat":
             guess = estimate.chat(body, self.settings.default_max_tokens)
         else:
             guess = estimate.embeddings(body)
-        price = self._model_price.get(model, FREE)
-        cost = price.cost(Usage(guess.prompt_tokens, guess.completion_tokens))
+        tokens = guess.total
+        cost = self._model_price.get(model, FREE).cost(
+            Usage(guess.prompt_tokens, guess.completion_tokens)
+        )
         snap = self.snapshot
-        team = snap.teams.get(record.team_id) if record.team_id else None
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
-
-        def limit(kind: str, scope: str, name: str, value: int | None, amount: int) -> None:
-            if value is not None:
-                key = f"{kind[0]}:{name}:{minute}"
-                slots.append(Slot(Charge(key, amount, value, MINUTE_TTL), kind, scope, reset))
-
-        limit("requests", "key", f"k:{record.id}", record.rpm_limit, 1)
-        limit("tokens", "key", f"k:{record.id}", record.tpm_limit, guess.total)
+        limits = [("key", f"k:{record.id}", record.rpm_limit, record.tpm_limit)]
+        team = snap.teams.get(record.team_id) if record.team_id else None
         if team is not None:
-            limit("requests", "team", f"t:{team.id}", team.rpm_limit, 1)
-            limit("tokens", "team", f"t:{team.id}", team.tpm_limit, guess.total)
+            limits.append(("team", f"t:{team.id}", team.rpm_limit, team.tpm_limit))
+        for scope, name, rpm, tpm in limits:
+            if rpm is not None:
+                charge = Charge(f"r:{name}:{minute}", 1, rpm, MINUTE_TTL)
+                slots.append(Slot(charge, "requests", scope, reset))
+            if tpm is not None:
+                charge = Charge(f"t:{name}:{minute}", tokens, tpm, MINUTE_TTL)
+                slots.append(Slot(charge, "tokens", scope, reset))
         owners = (("key", record.id), ("team", record.team_id), ("user", record.user_id))
         for scope, scope_id in owners:
             for budget in snap.budgets_for(scope, scope_id):
@@ -189,22 +200,29 @@ class Governance:
                 ttl = TOTAL_TTL if budget.period == "total" else int(end - now) + DAY
                 seed = snap.seeds.get((budget.id, label), 0)
                 charge = Charge(f"u:{budget.id}:{label}", cost, budget.max_nanos, ttl, seed)
-                name = f"budget:{budget.period} {scope}"
-                slots.append(Slot(charge, "usd", name, end))
-        local = False
-        if slots:
-            try:
-                outcome = await self.counters.reserve([s.charge for s in slots])
-            except CountersUnavailable:
-                raise self.counters_down() from None
-            if not outcome.ok:
+                slots.append(Slot(charge, "usd", f"budget:{budget.period} {scope}", end))
+        ahead = self.deployment_slots(first, guess, now) if first is not None else []
+        ahead_of: tuple[str, list[Slot], GatewayError | None] | None = None
+        outcome = await self._reserve(slots, ahead)
+        if outcome is not None and not outcome.ok and outcome.refused is not None:
+            if outcome.refused < len(slots):
                 raise refusal(slots, outcome, now, "key")
-            local = outcome.local
+            # Only the first deployment is full: reserve the request alone; the router then
+            # finds that deployment full (gate) and moves on to the next.
+            assert first is not None
+            full = refusal(ahead, _tail(outcome, len(slots)), now, "deployment")
+            outcome = await self._reserve(slots, [])
+            if outcome is not None and not outcome.ok:
+                raise refusal(slots, outcome, now, "key")
+            ahead_of = (first.name, ahead, full)
+        elif first is not None:
+            ahead_of = (first.name, ahead, None)
+        if outcome is not None and slots:
             self._check_soft(slots, outcome.values)
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
         return Admission(
             governance=self,
-            request_id=Admission.new_id(),
+            request_id=new_id(),
             started=time.perf_counter(),
             key_id=record.id,
             team_id=record.team_id,
@@ -215,8 +233,18 @@ class Governance:
             estimate=guess,
             cost_estimate=cost,
             slots=slots,
-            local=local,
+            local=outcome.local if outcome is not None else False,
+            ahead=ahead_of,
         )
+
+    async def _reserve(self, slots: list[Slot], ahead: list[Slot]) -> Outcome | None:
+        """One atomic reservation of the request's slots and the first deployment's."""
+        if not slots and not ahead:
+            return None
+        try:
+            return await self.counters.reserve([s.charge for s in slots + ahead])
+        except CountersUnavailable:
+            raise self.counters_down() from None
 
     def _period(self, period: periods.Period, now: float, minute: int) -> tuple[str, float]:
         """The label and end (unix time) of the budget period containing ``now``, worked out
@@ -261,7 +289,7 @@ class Governance:
         )
 
     def _check_soft(self, slots: list[Slot], values: tuple[int, ...]) -> None:
-        for slot, value in zip(slots, values, strict=True):
+        for slot, value in zip(slots, values, strict=False):
             if slot.kind != "usd":
                 continue
             budget_id, label = slot.charge.key.split(":")[1:3]

@@ -250,3 +250,59 @@ async def test_the_soft_threshold_warns_once_per_period(
         await drained(governance)
     warnings = [r for r in caplog.records if r.message == "budget soft threshold reached"]
     assert len(warnings) == 1
+
+
+class CountingReserve:
+    """Counts calls to the real counters' reserve (they still run, in memory or in Redis)."""
+
+    def __init__(self, gov: Governance) -> None:
+        self.calls = 0
+        self._real = gov.counters.reserve
+        gov.counters.reserve = self  # type: ignore[method-assign]
+
+    async def __call__(self, charges: object) -> object:
+        self.calls += 1
+        return await self._real(charges)  # type: ignore[arg-type]
+
+
+async def test_the_first_deployment_is_reserved_with_the_request_in_one_step(
+    governance: Governance, engine: Engine
+) -> None:
+    record = key(engine, rpm_limit=10)
+    a = DEPLOYMENTS["capped-a"]
+    spy = CountingReserve(governance)
+    admission = await governance.admit(record, "capped", BODY, {}, first=a)
+    assert await admission.gate(a) is None
+    assert spy.calls == 1  # the gate took what admission reserved for it
+    other = await governance.admit(record, "capped", BODY, {})
+    assert isinstance(await other.gate(a), RateLimited)  # capped-a's 1 per minute is used
+
+
+async def test_a_full_first_deployment_still_admits_the_request_and_is_skipped(
+    governance: Governance, engine: Engine
+) -> None:
+    record = key(engine, rpm_limit=10)
+    a, b = DEPLOYMENTS["capped-a"], DEPLOYMENTS["capped-b"]
+    assert await (await governance.admit(record, "capped", BODY, {})).gate(a) is None
+    admission = await governance.admit(record, "capped", BODY, {}, first=a)
+    skipped = await admission.gate(a)
+    assert isinstance(skipped, RateLimited) and "capped-a" in skipped.message
+    assert await admission.gate(b) is None
+    admission.settle(Usage(11, 5), b, "ok")
+    await drained(governance)
+    for _ in range(8):  # 10 per minute for the key: exactly 2 used, the refusal took none
+        await governance.admit(record, "m", BODY, {})
+    with pytest.raises(RateLimited):
+        await governance.admit(record, "m", BODY, {})
+
+
+async def test_a_first_deployment_never_tried_gets_its_reservation_back(
+    governance: Governance, engine: Engine
+) -> None:
+    record = key(engine)
+    a = DEPLOYMENTS["capped-a"]
+    abandoned = await governance.admit(record, "capped", BODY, {}, first=a)
+    abandoned.fail(RateLimited("the client went away before routing"))
+    await drained(governance)
+    admission = await governance.admit(record, "capped", BODY, {})
+    assert await admission.gate(a) is None  # capped-a's one request a minute is free again
