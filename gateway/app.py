@@ -138,6 +138,7 @@ def build_app(services: Services) -> HotPath:
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             checks["database"] = {"ok": False, "error": type(exc).__name__}
         checks["secrets"] = await services.broker.health()
+        checks.update(await services.governance.health())
         checks.update(services.readiness)
         ok = all(_ok(v) for v in checks.values())
         status = 200 if ok else 503

@@ -4,13 +4,14 @@ Roles are checked with governance/roles.py; every change is audited (see gateway
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import FastAPI, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from starlette.responses import JSONResponse
 
 from gateway.errors import InvalidRequest, NotFound
@@ -59,6 +60,33 @@ class CreateBudget(_Strict):
     period: Period
     max_usd: Usd
     soft_usd: Usd | None = None
+
+
+class BudgetAmounts(_Strict):
+    """New amounts for a budget; ``soft_usd: null`` removes its soft threshold. What a budget
+    limits (scope, subject, period) is what it is: to change that, delete it and create another.
+    Those three are named here only so that trying to change one gets a clear answer."""
+
+    max_usd: Usd | None = None
+    soft_usd: Usd | None = None
+    scope: None = None
+    scope_id: None = None
+    period: None = None
+
+    @field_validator("scope", "scope_id", "period", mode="before")
+    @classmethod
+    def _fixed(cls, value: object, info: ValidationInfo) -> None:
+        raise ValueError(
+            f"a budget's {info.field_name} cannot be changed; "
+            "delete the budget and create a new one"
+        )
+
+    @field_validator("max_usd")
+    @classmethod
+    def _hard_limit_stays(cls, value: Decimal | None) -> Decimal:
+        if value is None:
+            raise ValueError("a budget always has a hard limit; give an amount")
+        return value
 
 
 class CreateToken(_Strict):
@@ -155,10 +183,23 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
             raise NotFound(f"no key with id {scope_id!r}", code="key_not_found")
         return key.team_id
 
+    async def budget_or_404(budget_id: str) -> Budget:
+        budget: Budget | None = await run(tenancy.budget, budget_id)
+        if budget is None:
+            raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
+        return budget
+
     def budget_action(scope: str) -> str:
         # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
         # budgets of the keys and users inside it.
         return "budgets:write" if scope == "team" else "member_budgets:write"
+
+    def amounts(budget: Budget) -> dict[str, str | None]:
+        soft = budget.soft_nanos
+        return {
+            "max_usd": usd(budget.max_nanos),
+            "soft_usd": usd(soft) if soft is not None else None,
+        }
 
     def budget_view(budget: Budget, team_id: str | None) -> dict[str, Any]:
         now = datetime.now(UTC)
@@ -171,8 +212,7 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
             "scope_id": budget.scope_id,
             "team_id": team_id,
             "period": budget.period,
-            "max_usd": usd(budget.max_nanos),
-            "soft_usd": usd(soft) if soft is not None else None,
+            **amounts(budget),
             "period_start": start.isoformat() if budget.period != "total" else None,
             "period_end": end.isoformat() if budget.period != "total" else None,
             "spent_usd": usd(spent),
@@ -207,12 +247,39 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
                 data.append(await run(budget_view, budget, team_id))
         return JSONResponse({"object": "list", "data": data})
 
+    @app.patch("/admin/budgets/{budget_id}")
+    async def update_budget(request: Request, budget_id: str, spec: BudgetAmounts) -> JSONResponse:
+        who = await actor(request)
+        budget = await budget_or_404(budget_id)
+        team_id = await owner_team(budget.scope, budget.scope_id)
+        roles.require(who, budget_action(budget.scope), team_id)
+        given = spec.model_fields_set
+        if not given:
+            raise InvalidRequest("nothing to change: give max_usd, soft_usd or both")
+        max_nanos = nanos(spec.max_usd) if spec.max_usd is not None else budget.max_nanos
+        soft = budget.soft_nanos
+        if "soft_usd" in given:
+            soft = nanos(spec.soft_usd) if spec.soft_usd is not None else None
+        if soft is not None and soft > max_nanos:
+            if "soft_usd" in given:
+                message = f"soft_usd must not be above max_usd ({usd(max_nanos)})"
+                raise InvalidRequest(message, param="soft_usd")
+            message = (
+                f"max_usd must not be below the budget's soft_usd ({usd(soft)}); "
+                "lower soft_usd too, or set it to null"
+            )
+            raise InvalidRequest(message, param="max_usd")
+        await run(tenancy.set_budget_amounts, budget_id, max_nanos, soft)
+        changed = replace(budget, max_nanos=max_nanos, soft_nanos=soft)
+        detail = {"before": amounts(budget), "after": amounts(changed)}
+        await record(who, "budget.update", f"budget:{budget_id}", detail)
+        await refresh()
+        return JSONResponse(await run(budget_view, changed, team_id))
+
     @app.delete("/admin/budgets/{budget_id}")
     async def delete_budget(request: Request, budget_id: str) -> JSONResponse:
         who = await actor(request)
-        budget = await run(tenancy.budget, budget_id)
-        if budget is None:
-            raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
+        budget = await budget_or_404(budget_id)
         team_id = await owner_team(budget.scope, budget.scope_id)
         roles.require(who, budget_action(budget.scope), team_id)
         await run(tenancy.delete_budget, budget_id)

@@ -150,6 +150,10 @@ class Governance:
             else:
                 self._stale = False
 
+    async def health(self) -> dict[str, object]:
+        """The readiness checks of the counters and the spend outbox."""
+        return {"counters": await self.counters.health(), "spend_outbox": self.outbox.health()}
+
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()

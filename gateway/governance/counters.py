@@ -50,6 +50,9 @@ class Counters(Protocol):
         """Add each delta to its counter if the counter still exists. Never blocks the caller.
         ``local`` says the reservation was made in the local fallback (see FallbackCounters)."""
 
+    async def health(self) -> dict[str, object]:
+        """The readiness check: ``ok``, ``backend`` and, with a fallback, ``degraded``."""
+
     async def close(self) -> None: ...
 
 
@@ -104,6 +107,9 @@ class MemoryCounters:
     def value(self, key: str) -> int | None:
         entry = self._live(key, self._clock())
         return int(entry[0]) if entry is not None else None
+
+    async def health(self) -> dict[str, object]:
+        return {"ok": True, "backend": "memory"}
 
     def _sweep(self, now: float) -> None:
         for key in [k for k, v in self._values.items() if v[1] <= now]:

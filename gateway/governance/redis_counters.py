@@ -33,6 +33,9 @@ from gateway.governance.counters import Charge, CountersUnavailable, MemoryCount
 log = logging.getLogger("sealgate.limits")
 
 DOWN_SECONDS = 1.0
+# The readiness ping gives up after this, whatever redis.timeout_seconds says: probes are
+# often given one second.
+PING_SECONDS = 0.5
 MAX_CONNECTIONS = 64
 MAX_BATCH = 256  # requests per reservation call
 Ask = tuple[Sequence[Charge], "asyncio.Future[Outcome]"]
@@ -217,10 +220,16 @@ class RedisCounters:
             log.warning("settle delta to redis dropped", extra={"sg_counters": len(moves)})
 
     async def ping(self) -> bool:
+        """Whether Redis answers within PING_SECONDS."""
         try:
-            return bool(await self._client.ping())
-        except (RedisError, OSError):
+            async with asyncio.timeout(PING_SECONDS):
+                return bool(await self._client.ping())
+        except (RedisError, OSError, TimeoutError):
             return False
+
+    async def health(self) -> dict[str, object]:
+        """Down fails the readiness check: requests with limits are refused until it is back."""
+        return {"ok": await self.ping(), "backend": "redis"}
 
     async def drain(self) -> None:
         """Wait for reservations and settle deltas still on their way (at shutdown, in tests)."""
@@ -260,6 +269,10 @@ class FallbackCounters:
 
     def adjust(self, deltas: Sequence[tuple[str, int]], local: bool = False) -> None:
         (self.local if local else self.shared).adjust(deltas)
+
+    async def health(self) -> dict[str, object]:
+        """Down is ``degraded``, not unready: this replica keeps serving from local counters."""
+        return {"ok": True, "backend": "redis", "degraded": not await self.shared.ping()}
 
     async def close(self) -> None:
         await self.shared.close()

@@ -265,6 +265,14 @@ class Tenancy:
             row = connection.execute(select(budgets).where(budgets.c.id == budget_id)).first()
         return _budget(row) if row is not None else None
 
+    def set_budget_amounts(self, budget_id: str, max_nanos: int, soft: int | None) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(budgets)
+                .where(budgets.c.id == budget_id)
+                .values(max_nanos=max_nanos, soft_nanos=soft)
+            )
+
     def delete_budget(self, budget_id: str) -> None:
         with self._engine.begin() as connection:
             connection.execute(delete(budgets).where(budgets.c.id == budget_id))

@@ -31,6 +31,7 @@ def config(
     redis: dict[str, str] | None = None,
     auth_cache_seconds: float = 30,
     extra: str = "",
+    refresh_seconds: float = 0.5,
 ) -> str:
     text = f"""
 deployments:
@@ -46,7 +47,7 @@ server:
 verify:
   mode: "off"
 governance:
-  refresh_seconds: 0.5
+  refresh_seconds: {refresh_seconds}
   deployments:
     {DEPLOYMENT}: {{prices: {{input: "1000", output: "2000"}}}}
 """
