@@ -115,21 +115,24 @@ async def test_fallback_counters_use_local_counts_while_redis_is_down(
 
 
 class CallSpy:
-    """Counts the reservation script's calls (the real script still runs in the real Redis)."""
+    """Records the script calls (the real script still runs in the real Redis): how many
+    requests' reservations and how many settle deltas each carried."""
 
     def __init__(self, counters: RedisCounters) -> None:
         self.requests: list[int] = []  # requests per call
-        self._real = counters._reserve
-        counters._reserve = self  # type: ignore[assignment]
+        self.deltas: list[int] = []  # settle deltas per call
+        self._real = counters._evaluate
+        counters._evaluate = self  # type: ignore[method-assign]
 
-    async def __call__(self, keys: list[str], args: list[str]) -> object:
-        numbers = [int(n) for n in args[0].split()]
+    async def __call__(self, keys: list[str], args: tuple[str, str]) -> bytes:
+        numbers = [int(n) for n in args[1].split()]
         at, requests = 0, 0
         while at < len(numbers):  # per request: n, then n groups of 4
             at += 1 + 4 * numbers[at]
             requests += 1
         self.requests.append(requests)
-        return await self._real(keys=keys, args=args)
+        self.deltas.append(len(args[0].split()))
+        return await self._real(keys, args)
 
 
 async def current(counters: RedisCounters, *keys: str) -> tuple[int, ...]:
@@ -151,6 +154,45 @@ async def test_concurrent_reservations_share_a_redis_call_each_all_or_nothing(
     assert all(o.refused == 1 for o in outcomes if not o.ok)
     assert await current(counters, "a", "b") == (30, 50)
     assert sum(spy.requests) == 41 and len(spy.requests) < 40  # round trips were shared
+    await counters.close()
+
+
+@pytest.mark.redis
+async def test_settle_deltas_ride_with_the_next_reservation_and_apply_before_it(
+    redis_prefix: str,
+) -> None:
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    spy = CallSpy(counters)
+    assert (await counters.reserve([Charge("t", 100, 100, 60)])).ok
+    counters.adjust([("t", -60)])  # used 40 of the 100 reserved
+    after = await counters.reserve([Charge("t", 60, 100, 60)])  # fits only after the delta
+    assert after.ok and after.values == (100,)
+    assert (spy.requests, spy.deltas) == ([1, 1], [0, 1])  # two calls, not three
+    await counters.close()
+
+
+@pytest.mark.redis
+async def test_settle_deltas_go_on_their_own_when_no_reservation_comes(
+    redis_prefix: str,
+) -> None:
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    spy = CallSpy(counters)
+    await counters.reserve([Charge("t", 100, 100, 60)])
+    counters.adjust([("t", -30)])
+    while len(spy.deltas) < 2:  # the settle timer fires by itself, no drain()
+        await asyncio.sleep(0.005)
+    assert (spy.requests, spy.deltas) == ([1, 0], [0, 1])
+    assert await current(counters, "t") == (70,)
+    await counters.close()
+
+
+@pytest.mark.redis
+async def test_reservations_survive_a_script_flush(redis_prefix: str) -> None:
+    # Redis restarted or SCRIPT FLUSH: EVALSHA answers NOSCRIPT, the counters send the script.
+    counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+    assert (await counters.reserve([Charge("a", 1, 10, 60)])).ok
+    await counters._client.script_flush()
+    assert (await counters.reserve([Charge("a", 1, 10, 60)])).values == (2,)
     await counters.close()
 
 
@@ -185,6 +227,7 @@ async def test_a_cancelled_reservation_leaves_no_charge_behind(
     with pytest.raises(asyncio.CancelledError):
         await task
     await counters.drain()
-    assert spy.requests == ([1] if sent else [])
+    # In flight: the reservation was made, then given back as a settle delta of -7.
+    assert (spy.requests, spy.deltas) == (([1, 0], [0, 1]) if sent else ([], []))
     assert await current(counters, "a") == (0,)
     await counters.close()
