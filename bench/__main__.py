@@ -30,7 +30,7 @@ from bench import wrk
 from bench.litellm_target import start_litellm
 from bench.measure import Durations, TargetResult, measure_target
 from bench.procs import Children, StartFailed, free_port, wait_ready
-from bench.report import governance_table, governance_verdict, render_table, verdict
+from bench.report import combine, governance_table, governance_verdict, render_table, verdict
 from bench.sealgate_target import (
     DEFAULT_TEMPLATE,
     start_sealgate,
@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="config template of the `sealgate` target ({{UPSTREAM_BASE}}, {{WORK_DIR}} are "
         "filled in; env BENCH_SEALGATE_CONFIG; default bench/sealgate.yaml.tmpl)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every target this many times, interleaved (A B C A B C ...), and report "
+        "the median round per point with the range: steadier ratios on a shared machine",
+    )
     parser.add_argument("--warmup", type=float, help="seconds of warm-up before each point")
     parser.add_argument("--duration", type=float, help="seconds measured per point")
     parser.add_argument(
@@ -99,6 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     if args.durations.measure_s < 1 or args.durations.warmup_s < 1:
         parser.error("--warmup and --duration must be at least 1 second")
+    if not 1 <= args.rounds <= 9:
+        parser.error("--rounds must be 1 to 9")
     return args
 
 
@@ -186,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         upstream_port=free_port(),
         sealgate_config=args.sealgate_config.resolve(),
     )
-    results: list[TargetResult] = []
+    results: list[TargetResult]
     started_at = time.monotonic()
     with Children(work / "logs") as children:
         conf = write_config(work, ctx.upstream_port)
@@ -201,17 +210,28 @@ def run(args: argparse.Namespace) -> int:
             )
         except StartFailed as exc:
             raise SystemExit(f"bench: the nginx upstream did not start: {exc}") from None
-        for target in TARGETS:
-            if target.key in args.targets:
-                results.append(measure_target(target, ctx, children, args.durations, script))
+        chosen = [t for t in TARGETS if t.key in args.targets]
+        rounds: dict[str, list[TargetResult]] = {t.key: [] for t in chosen}
+        for number in range(args.rounds):
+            if args.rounds > 1:
+                print(f"bench: round {number + 1} of {args.rounds}", file=sys.stderr, flush=True)
+            for target in chosen:
+                measured = measure_target(target, ctx, children, args.durations, script)
+                rounds[target.key].append(measured)
+        results = [combine(rounds[t.key]) for t in chosen]
     elapsed = time.monotonic() - started_at
     facts["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print_report(facts, results, args, elapsed)
+    raw = [r.as_dict() for key in rounds for r in rounds[key]] if args.rounds > 1 else []
+    print_report(facts, results, args, elapsed, raw)
     return 0
 
 
 def print_report(
-    facts: dict[str, Any], results: list[TargetResult], args: argparse.Namespace, elapsed: float
+    facts: dict[str, Any],
+    results: list[TargetResult],
+    args: argparse.Namespace,
+    elapsed: float,
+    raw: list[dict[str, Any]],
 ) -> None:
     table = render_table(results)
     lines = verdict(results)
@@ -230,9 +250,15 @@ def print_report(
     for r in results:
         if r.version:
             print(f"- {r.label}: {r.version}")
+    rounds = (
+        f" Every target ran {args.rounds} times, interleaved; each cell is the median round "
+        "(ranges below the tables)."
+        if args.rounds > 1
+        else ""
+    )
     print(
         f"\nEach point: {d.warmup_s:g} s warm-up, then {d.measure_s:g} s measured; "
-        "all on 127.0.0.1, one target at a time.\n"
+        f"all on 127.0.0.1, one target at a time.{rounds}\n"
     )
     print(table)
     if lines:
@@ -248,6 +274,12 @@ def print_report(
         print("\nAgainst the governance issue's bound:")
         for line in governed_lines:
             print(f"- {line}")
+    if args.rounds > 1:
+        print("\nRanges over the rounds:")
+        for r in results:
+            spread = [n for n in r.notes if " rounds: " in n]
+            if spread:
+                print(f"- {r.label}: " + "; ".join(n.split(": ", 1)[1] for n in spread))
     print(f"\nRun took {elapsed:.0f} s.")
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -255,6 +287,8 @@ def print_report(
     payload = {
         "machine": facts,
         "durations": {"warmup_s": d.warmup_s, "measure_s": d.measure_s},
+        "rounds": args.rounds,
+        "every_round": raw,
         "sealgate_config": str(args.sealgate_config),
         "results": [r.as_dict() for r in results],
         "verdict": lines + governed_lines,

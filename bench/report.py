@@ -182,3 +182,35 @@ def governance_verdict(results: Sequence[TargetResult]) -> list[str]:
                 met = "met" if ratio >= TARGET_GOVERNANCE_RATIO else "NOT met"
                 lines.append(f"{what}: {ratio:.2f}x, {met}")
     return lines
+
+
+def combine(rounds: Sequence[TargetResult]) -> TargetResult:
+    """One target measured in several interleaved rounds, as one result: per point, the round
+    with the median req/s (the median p50 for the latency point), and the range in the notes.
+    A point that saw errors in any round is shown as that invalid round: errors are never
+    averaged away. A target that could not run in some round says why."""
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+    failed = next((r for r in rounds if r.not_measured is not None), None)
+    if failed is not None:
+        return failed
+    combined = TargetResult(
+        key=first.key,
+        label=first.label,
+        version=first.version,
+        notes=list(first.notes),
+        rss_bytes=max((r.rss_bytes for r in rounds if r.rss_bytes is not None), default=None),
+    )
+    for connections in first.points:
+        found = [r.points[connections] for r in rounds if connections in r.points]
+        bad = next((p for p in found if p.errors), None)
+        latency = connections == LATENCY_CONNECTIONS
+        ordered = sorted(found, key=lambda p: p.p50_ms if latency else p.rps)
+        combined.points[connections] = bad or ordered[(len(ordered) - 1) // 2]
+        if latency:
+            spread = f"p50 ms @1 {ordered[0].p50_ms:.3f}-{ordered[-1].p50_ms:.3f}"
+        else:
+            spread = f"req/s @{connections} {ordered[0].rps:,.0f}-{ordered[-1].rps:,.0f}"
+        combined.notes.append(f"{len(found)} rounds: {spread}")
+    return combined

@@ -6,7 +6,7 @@ import sys
 
 from bench.measure import TargetResult
 from bench.procs import tree_rss_bytes
-from bench.report import render_table, verdict
+from bench.report import combine, governance_table, governance_verdict, render_table, verdict
 from bench.wrk import WrkResult
 
 
@@ -114,3 +114,42 @@ def test_resident_memory_counts_the_children_of_a_server_too():
         assert tree_rss_bytes(os.getpid()) >= child_rss + 10 * 2**20
     finally:
         child.communicate(b"", timeout=30)
+
+
+def test_rounds_combine_to_the_median_round_per_point_with_the_range_noted():
+    rounds = [
+        result("sealgate", 3000, 2600, 0.40),
+        result("sealgate", 3600, 2500, 0.45),
+        result("sealgate", 3300, 2900, 0.38),
+    ]
+    combined = combine(rounds)
+    assert combined.points[16].rps == 3300
+    assert combined.points[64].rps == 2600
+    assert combined.points[1].p50_ms == 0.40
+    assert "3 rounds: req/s @16 3,000-3,600" in combined.notes
+
+
+def test_a_point_with_errors_in_any_round_stays_invalid_when_rounds_combine():
+    rounds = [
+        result("sealgate", 3000, 2600, 0.40),
+        result("sealgate", 3100, 2700, 0.40, non_2xx_at_64=5),
+        result("sealgate", 3200, 2800, 0.40),
+    ]
+    combined = combine(rounds)
+    assert combined.points[64].errors == 5
+    assert "invalid" in row(render_table([combined]), "sealgate")
+
+
+def test_governance_is_compared_with_the_spine_of_the_same_run():
+    results = [
+        result("sealgate", 4000, 3000, 0.40),
+        result("sealgate-gov", 3400, 2700, 0.42),
+        result("sealgate-gov-pg", 3000, 2500, 0.70),
+    ]
+    table = governance_table(results)
+    assert table is not None
+    cells = [c.strip() for c in row(table, "sealgate-gov").split("|")[1:-1]]
+    assert cells == ["sealgate-gov", "3,400", "0.85", "2,700", "0.90", "0.420", "+0.020"]
+    lines = governance_verdict(results)
+    assert "sealgate-gov @16 within 20% of the spine: 0.85x, met" in lines
+    assert "sealgate-gov-pg @16 within 20% of the spine: 0.75x, NOT met" in lines
