@@ -1,7 +1,8 @@
 """Spend records and the durable outbox that carries them to the database off the hot path.
 
     request ── put(record) ──> memory queue ──(writer thread, every flush_seconds)──>
-        database up:   INSERT ... ON CONFLICT DO NOTHING into ``spend`` (one batch, one commit)
+        database up:   one transaction per batch, a replayed id skipped (SQLite: INSERT OR
+                       IGNORE; PostgreSQL: COPY to a staging table, INSERT ... ON CONFLICT)
         database down: append to <data dir>/spend-outbox.jsonl, fsync; retried every
                        retry_seconds; later batches join the file until it is all delivered,
                        then the file is emptied
@@ -78,17 +79,19 @@ class SpendRecord(NamedTuple):
     def row(self, sqlite: bool) -> tuple[Any, ...]:
         """The spend table's columns, in the INSERT statements' order, for the driver."""
         at = datetime.fromtimestamp(self.at, UTC)
-        # SQLAlchemy's SQLite DateTime format, so rows written here read back the same way.
-        when: Any = at.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else at
+        day = f"{at.year:04}-{at.month:02}-{at.day:02}"
+        when: Any = at
+        if sqlite:  # SQLAlchemy's SQLite DateTime format, so rows read back the same way
+            when = f"{day} {at.hour:02}:{at.minute:02}:{at.second:02}.{at.microsecond:06}"
         return (
             self.id,
             when,
-            at.strftime("%Y-%m-%d"),
+            day,
             self.key_id,
             self.team_id,
             self.user_id,
             self.project,
-            json.dumps(list(self.tags)),
+            json.dumps(list(self.tags)) if self.tags else "[]",
             self.model,
             self.deployment,
             self.prompt_tokens,
@@ -107,12 +110,18 @@ INSERT_SQLITE = (
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-INSERT_POSTGRES = (
-    "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
-    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-    "ON CONFLICT (id) DO NOTHING"
+# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... ON CONFLICT from it. COPY
+# costs the writer thread about half the CPU per row of a row-by-row INSERT, and the conflict
+# clause keeps replays harmless, which COPY alone cannot.
+STAGING_POSTGRES = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS spend_incoming (LIKE spend) ON COMMIT DELETE ROWS"
 )
+COPY_POSTGRES = (
+    "COPY spend_incoming (id, at, day, key_id, team_id, user_id, project, tags, model, "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
+    "FROM STDIN"
+)
+INSERT_POSTGRES = "INSERT INTO spend SELECT * FROM spend_incoming ON CONFLICT (id) DO NOTHING"
 
 
 class Outbox:
@@ -288,10 +297,19 @@ class Outbox:
         self._failing = False
 
     def _insert(self, batch: list[SpendRecord]) -> None:
+        """One transaction per batch; a replayed record (same id) is skipped."""
         with self._engine.begin() as connection:
-            sqlite = connection.dialect.name == "sqlite"
-            statement = INSERT_SQLITE if sqlite else INSERT_POSTGRES
-            connection.exec_driver_sql(statement, [r.row(sqlite) for r in batch])
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql(INSERT_SQLITE, [r.row(True) for r in batch])
+                return
+            driver = connection.connection.dbapi_connection
+            assert driver is not None
+            with driver.cursor() as cursor:
+                cursor.execute(STAGING_POSTGRES)
+                with cursor.copy(COPY_POSTGRES) as copy:
+                    for record in batch:
+                        copy.write_row(record.row(False))
+                cursor.execute(INSERT_POSTGRES)
 
     def _repair_tail(self) -> None:
         """Cut a half-written last line (the process died mid-append) so new lines start clean."""
