@@ -165,6 +165,7 @@ class RedisCounters:
         batch: list[Ask] = []
         try:
             while self._asks or self._deltas:
+                await asyncio.sleep(0)  # one loop turn: requests read in this turn join the call
                 if not self.up:
                     raise CountersUnavailable("redis is down")
                 count = min(len(self._asks), MAX_BATCH)

@@ -221,8 +221,8 @@ async def test_a_cancelled_reservation_leaves_no_charge_behind(
     spy = CallSpy(counters)
     task = asyncio.create_task(counters.reserve([Charge("a", 7, 100, 60)]))
     await asyncio.sleep(0)  # the request is queued; the sender has not run yet
-    if sent:
-        await asyncio.sleep(0)  # the sender has taken it and the script call is on its way
+    while sent and not spy.requests:  # until the script call with it is on its way
+        await asyncio.sleep(0)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
