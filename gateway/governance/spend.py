@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import psycopg
 from sqlalchemy import Engine
 
 from gateway.metrics import METRICS
@@ -303,7 +304,7 @@ class Outbox:
                 connection.exec_driver_sql(INSERT_SQLITE, [r.row(True) for r in batch])
                 return
             driver = connection.connection.dbapi_connection
-            assert driver is not None
+            assert isinstance(driver, psycopg.Connection)  # the only PostgreSQL driver we ship
             with driver.cursor() as cursor:
                 cursor.execute(STAGING_POSTGRES)
                 with cursor.copy(COPY_POSTGRES) as copy:
