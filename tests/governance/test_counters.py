@@ -231,3 +231,20 @@ async def test_a_cancelled_reservation_leaves_no_charge_behind(
     assert (spy.requests, spy.deltas) == (([1, 0], [0, 1]) if sent else ([], []))
     assert await current(counters, "a") == (0,)
     await counters.close()
+
+
+@pytest.mark.redis
+async def test_counters_reconnect_when_redis_comes_back_and_send_the_script_again(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.governance.redis_counters.DOWN_SECONDS", 0.1)
+    counters = RedisCounters(redis_server.url, "x", 0.5)
+    assert (await counters.reserve([Charge("a", 1, 5, 60)])).ok
+    redis_server.stop()
+    with pytest.raises(CountersUnavailable):
+        await counters.reserve([Charge("a", 1, 5, 60)])
+    redis_server.start()  # same port, empty, and without the script
+    await asyncio.sleep(0.15)
+    outcome = await counters.reserve([Charge("a", 1, 5, 60)])
+    assert outcome.ok and outcome.values == (1,)  # a new server: the count starts again
+    await counters.close()
