@@ -66,9 +66,10 @@ def mount(app: FastAPI, services: Services) -> None:
         message = LOG_MESSAGES.get(action, "admin action")
         log.info(message, extra={"sg_actor": who.name, "sg_action": action, "sg_target": target})
 
-    async def key_or_404(key_id: str) -> KeyRecord:
+    async def key_or_404(who: Actor, key_id: str) -> KeyRecord:
+        """The key, or 404 when it does not exist or ``who`` may not see it (roles.hidden)."""
         found = await anyio.to_thread.run_sync(services.keys.get, key_id)
-        if found is None:
+        if found is None or roles.hidden(who, "keys", found.team_id):
             raise NotFound(f"no key with id {key_id!r}", code="key_not_found")
         return found
 
@@ -76,7 +77,20 @@ def mount(app: FastAPI, services: Services) -> None:
     async def create_key(request: Request, spec: CreateKey) -> JSONResponse:
         who = await actor(request)
         team_id = spec.team_id if spec.team_id is not None else roles.visible_team(who)
+        # Every id given is resolved before the role is checked, so that one out of the caller's
+        # sight gets the answer an unknown one gets (roles.hidden).
+        if team_id is not None:
+            team = await anyio.to_thread.run_sync(tenancy.team, team_id)
+            if team is None or roles.hidden(who, "teams", team_id):
+                raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
+        user = None
+        if spec.user_id is not None:
+            user = await anyio.to_thread.run_sync(tenancy.user, spec.user_id)
+            if user is None or roles.hidden(who, "users", user.team_id):
+                raise NotFound(f"no user with id {spec.user_id!r}", code="user_not_found")
         roles.require(who, "keys:write", team_id)
+        if user is not None and user.team_id is not None and user.team_id != team_id:
+            raise InvalidRequest("the user belongs to another team", param="user_id")
         known = set(services.router.models())
         unknown = sorted(set(spec.models) - known - {"*"})
         if unknown:
@@ -89,15 +103,6 @@ def mount(app: FastAPI, services: Services) -> None:
                 )
             if expires_at <= datetime.now(UTC):
                 raise InvalidRequest("expires_at must be in the future", param="expires_at")
-        if team_id is not None and await anyio.to_thread.run_sync(tenancy.team, team_id) is None:
-            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
-        if spec.user_id is not None:
-            user = await anyio.to_thread.run_sync(tenancy.user, spec.user_id)
-            if user is None:
-                raise NotFound(f"no user with id {spec.user_id!r}", code="user_not_found")
-            if user.team_id is not None and user.team_id != team_id:
-                raise InvalidRequest("the user belongs to another team", param="user_id")
-            roles.require(who, "keys:write", user.team_id or team_id)
 
         def create() -> tuple[str, KeyRecord]:
             return services.keys.create(
@@ -126,26 +131,24 @@ def mount(app: FastAPI, services: Services) -> None:
     @app.get("/admin/keys/{key_id}")
     async def get_key(request: Request, key_id: str) -> JSONResponse:
         who = await actor(request)
-        found = await key_or_404(key_id)
-        roles.require(who, "keys:read", found.team_id)
-        return JSONResponse(found.public())
+        return JSONResponse((await key_or_404(who, key_id)).public())
 
     @app.patch("/admin/keys/{key_id}")
     async def set_key_limits(request: Request, key_id: str, spec: KeyLimits) -> JSONResponse:
         who = await actor(request)
-        found = await key_or_404(key_id)
+        found = await key_or_404(who, key_id)
         roles.require(who, "keys:write", found.team_id)
         await anyio.to_thread.run_sync(
             services.keys.set_limits, key_id, spec.rpm_limit, spec.tpm_limit
         )
         services.auth.forget(key_id)
         await record(who, "key.limits", f"key:{key_id}", spec.model_dump())
-        return JSONResponse((await key_or_404(key_id)).public())
+        return JSONResponse((await key_or_404(who, key_id)).public())
 
     @app.delete("/admin/keys/{key_id}")
     async def revoke_key(request: Request, key_id: str) -> JSONResponse:
         who = await actor(request)
-        found = await key_or_404(key_id)
+        found = await key_or_404(who, key_id)
         roles.require(who, "keys:write", found.team_id)
         await anyio.to_thread.run_sync(services.keys.revoke, key_id)
         services.auth.forget(key_id)

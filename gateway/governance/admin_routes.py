@@ -20,7 +20,7 @@ from gateway.governance.audit import Actor, AuditLog
 from gateway.governance.periods import Period
 from gateway.governance.pricing import nanos, usd
 from gateway.governance.snapshot import spent_since
-from gateway.governance.tenancy import Budget, Scope, User
+from gateway.governance.tenancy import AdminToken, Budget, Scope, Team, User
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 Limit = Annotated[int, Field(ge=0, le=10**12)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Usd = Annotated[Decimal, Field(ge=0, le=10**9, decimal_places=9)]
+SUBJECT_KIND: dict[Scope, roles.Kind] = {"team": "teams", "user": "users", "key": "keys"}
 ActorOf = Callable[[Request], Awaitable[Actor]]
 Record = Callable[[Actor, str, str, dict[str, Any]], Awaitable[None]]
 
@@ -106,6 +107,14 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     async def refresh() -> None:
         await run(governance.refresh)
 
+    async def team_or_404(who: Actor, team_id: str, kind: roles.Kind = "teams") -> Team:
+        """The team; 404 when it does not exist or ``who`` may not see it as ``kind`` (its
+        spend, for reports; roles.hidden)."""
+        team: Team | None = await run(tenancy.team, team_id)
+        if team is None or roles.hidden(who, kind, team_id):
+            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
+        return team
+
     # -- teams ------------------------------------------------------------------------------
     @app.post("/admin/teams", status_code=201)
     async def create_team(request: Request, spec: CreateTeam) -> JSONResponse:
@@ -129,18 +138,13 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.get("/admin/teams/{team_id}")
     async def get_team(request: Request, team_id: str) -> JSONResponse:
         who = await actor(request)
-        roles.require(who, "teams:read", team_id)
-        team = await run(tenancy.team, team_id)
-        if team is None:
-            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
-        return JSONResponse(team.public())
+        return JSONResponse((await team_or_404(who, team_id)).public())
 
     @app.patch("/admin/teams/{team_id}")
     async def set_team_limits(request: Request, team_id: str, spec: TeamLimits) -> JSONResponse:
         who = await actor(request)
+        await team_or_404(who, team_id)
         roles.require(who, "teams:write", team_id)
-        if await run(tenancy.team, team_id) is None:
-            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
         await run(tenancy.set_team_limits, team_id, spec.rpm_limit, spec.tpm_limit)
         await record(who, "team.limits", f"team:{team_id}", spec.model_dump())
         await refresh()
@@ -151,9 +155,9 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     async def create_user(request: Request, spec: CreateUser) -> JSONResponse:
         who = await actor(request)
         team_id = spec.team_id if spec.team_id is not None else roles.visible_team(who)
+        if team_id is not None:
+            await team_or_404(who, team_id)
         roles.require(who, "users:write", team_id)
-        if team_id is not None and await run(tenancy.team, team_id) is None:
-            raise NotFound(f"no team with id {team_id!r}", code="team_not_found")
         user = await run(tenancy.create_user, spec.name, team_id)
         await record(who, "user.create", f"user:{user.id}", {"name": spec.name, "team_id": team_id})
         return JSONResponse(user.public(), status_code=201)
@@ -167,27 +171,30 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
         return JSONResponse({"object": "list", "data": [u.public() for u in users]})
 
     # -- budgets ----------------------------------------------------------------------------
-    async def owner_team(scope: str, scope_id: str) -> str | None:
-        """The team a budget's subject belongs to (404 when the subject does not exist)."""
+    async def owner_team(scope: Scope, scope_id: str, who: Actor | None = None) -> str | None:
+        """The team a budget's subject belongs to; 404 when the subject does not exist, or when
+        ``who`` is given and may not see it (roles.hidden)."""
+        team_id: str | None
         if scope == "team":
-            if await run(tenancy.team, scope_id) is None:
-                raise NotFound(f"no team with id {scope_id!r}", code="team_not_found")
-            return scope_id
-        if scope == "user":
-            user: User | None = await run(tenancy.user, scope_id)
-            if user is None:
-                raise NotFound(f"no user with id {scope_id!r}", code="user_not_found")
-            return user.team_id
-        key: KeyRecord | None = await run(services.keys.get, scope_id)
-        if key is None:
-            raise NotFound(f"no key with id {scope_id!r}", code="key_not_found")
-        return key.team_id
+            found = await run(tenancy.team, scope_id) is not None
+            team_id = scope_id
+        else:
+            lookup = tenancy.user if scope == "user" else services.keys.get
+            member: User | KeyRecord | None = await run(lookup, scope_id)
+            found = member is not None
+            team_id = member.team_id if member is not None else None
+        if not found or (who is not None and roles.hidden(who, SUBJECT_KIND[scope], team_id)):
+            raise NotFound(f"no {scope} with id {scope_id!r}", code=f"{scope}_not_found")
+        return team_id
 
-    async def budget_or_404(budget_id: str) -> Budget:
+    async def budget_or_404(who: Actor, budget_id: str) -> tuple[Budget, str | None]:
+        """The budget and its subject's team; 404 when it does not exist or ``who`` may not see
+        it (roles.hidden)."""
         budget: Budget | None = await run(tenancy.budget, budget_id)
-        if budget is None:
+        team_id = await owner_team(budget.scope, budget.scope_id) if budget is not None else None
+        if budget is None or roles.hidden(who, "budgets", team_id):
             raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
-        return budget
+        return budget, team_id
 
     def budget_action(scope: str) -> str:
         # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
@@ -223,7 +230,7 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.post("/admin/budgets", status_code=201)
     async def create_budget(request: Request, spec: CreateBudget) -> JSONResponse:
         who = await actor(request)
-        team_id = await owner_team(spec.scope, spec.scope_id)
+        team_id = await owner_team(spec.scope, spec.scope_id, who)
         roles.require(who, budget_action(spec.scope), team_id)
         soft = nanos(spec.soft_usd) if spec.soft_usd is not None else None
         if soft is not None and soft > nanos(spec.max_usd):
@@ -250,8 +257,7 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.patch("/admin/budgets/{budget_id}")
     async def update_budget(request: Request, budget_id: str, spec: BudgetAmounts) -> JSONResponse:
         who = await actor(request)
-        budget = await budget_or_404(budget_id)
-        team_id = await owner_team(budget.scope, budget.scope_id)
+        budget, team_id = await budget_or_404(who, budget_id)
         roles.require(who, budget_action(budget.scope), team_id)
         given = spec.model_fields_set
         if not given:
@@ -279,8 +285,7 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.delete("/admin/budgets/{budget_id}")
     async def delete_budget(request: Request, budget_id: str) -> JSONResponse:
         who = await actor(request)
-        budget = await budget_or_404(budget_id)
-        team_id = await owner_team(budget.scope, budget.scope_id)
+        budget, team_id = await budget_or_404(who, budget_id)
         roles.require(who, budget_action(budget.scope), team_id)
         await run(tenancy.delete_budget, budget_id)
         await record(who, "budget.delete", f"budget:{budget_id}", {})
@@ -291,11 +296,11 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.post("/admin/tokens", status_code=201)
     async def create_token(request: Request, spec: CreateToken) -> JSONResponse:
         who = await actor(request)
-        roles.require(who, "tokens:write", None)
+        if spec.team_id is not None:
+            await team_or_404(who, spec.team_id)
+        roles.require(who, "tokens:write", spec.team_id)
         if spec.role == "team_admin" and spec.team_id is None:
             raise InvalidRequest("a team_admin token needs team_id", param="team_id")
-        if spec.team_id is not None and await run(tenancy.team, spec.team_id) is None:
-            raise NotFound(f"no team with id {spec.team_id!r}", code="team_not_found")
         token, created = await run(
             tenancy.create_token, spec.role, spec.team_id, spec.name, who.name
         )
@@ -315,9 +320,10 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
     @app.delete("/admin/tokens/{token_id}")
     async def revoke_token(request: Request, token_id: str) -> JSONResponse:
         who = await actor(request)
-        roles.require(who, "tokens:write", None)
-        if await run(tenancy.token, token_id) is None:
+        token: AdminToken | None = await run(tenancy.token, token_id)
+        if token is None or roles.hidden(who, "tokens", token.team_id):
             raise NotFound(f"no token with id {token_id!r}", code="token_not_found")
+        roles.require(who, "tokens:write", token.team_id)
         await run(tenancy.revoke_token, token_id)
         await record(who, "token.revoke", f"token:{token_id}", {})
         return JSONResponse({"id": token_id, "revoked": True})
@@ -332,6 +338,8 @@ def mount(app: FastAPI, services: Services, actor: ActorOf, record: Record) -> N
         team_id: Annotated[str | None, Query(max_length=32)] = None,
     ) -> JSONResponse:
         who = await actor(request)
+        if team_id is not None:
+            await team_or_404(who, team_id, "reports")
         team = team_id if team_id is not None else roles.visible_team(who)
         roles.require(who, "reports:read", team)
         body = await run(reports.spend_report, engine, group_by, start, end, team)

@@ -7,12 +7,21 @@
     viewer       a token, bound to one team or to none (all teams): reads only
 
 Deny by default: an action not named here is refused to everyone but the admin.
+
+What a caller may not read does not exist for it: a route that is given the id of such an object
+(in its path, query or body) answers exactly as for an id that does not exist, so a team admin
+cannot learn which ids exist in other teams. 403 is kept for an object the caller may read but
+may not do this to.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
 from gateway.errors import PermissionDenied
 from gateway.governance.audit import Actor
+
+Kind = Literal["keys", "users", "teams", "budgets", "tokens", "reports"]
 
 READS = frozenset({"keys:read", "users:read", "teams:read", "budgets:read", "reports:read"})
 TEAM_ADMIN_WRITES = frozenset({"keys:write", "users:write", "member_budgets:write"})
@@ -29,6 +38,12 @@ def allowed(actor: Actor, action: str, team_id: str | None) -> bool:
         in_team = actor.team_id is not None and team_id == actor.team_id
         return in_team and (action in READS or action in TEAM_ADMIN_WRITES)
     return False
+
+
+def hidden(actor: Actor, kind: Kind, team_id: str | None) -> bool:
+    """Is an object of this ``kind`` that belongs to ``team_id`` out of ``actor``'s sight? The
+    caller must then get the very answer an unknown id gets."""
+    return not allowed(actor, f"{kind}:read", team_id)
 
 
 def require(actor: Actor, action: str, team_id: str | None) -> None:

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,8 @@ def _admin_engine() -> Engine:
     return create_engine(url, isolation_level="AUTOCOMMIT")
 
 
-@pytest.fixture
-def postgres_database() -> Iterator[Callable[[], str]]:
-    """Makes throw-away databases on the shared server (``postgresql://`` URLs); drops them."""
+@contextmanager
+def _throw_away_databases() -> Iterator[Callable[[], str]]:
     made: list[str] = []
     admin = _admin_engine()
 
@@ -50,6 +50,20 @@ def postgres_database() -> Iterator[Callable[[], str]]:
         for name in made:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[Callable[[], str]]:
+    """Makes throw-away databases on the shared server (``postgresql://`` URLs); drops them."""
+    with _throw_away_databases() as make:
+        yield make
+
+
+@pytest.fixture(scope="module")
+def module_postgres_database() -> Iterator[Callable[[], str]]:
+    """As ``postgres_database``, for a module's fixtures: dropped when the module is done."""
+    with _throw_away_databases() as make:
+        yield make
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
