@@ -281,19 +281,35 @@ class VaultResolver:
                 await asyncio.sleep(RETRY_RENEW_SECONDS)
 
     async def _renew_or_login(self, grant: Grant) -> None:
-        if grant.renewable:
-            response = await self._call(
-                lambda c: c.auth.token.renew_self(), grant.token, "token renewal"
-            )
-            auth = response.get("auth") if isinstance(response, dict) else None
-            ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
-            if ttl >= grant.ttl * (1 - RENEW_AT_FRACTION) + MIN_RENEW_DELAY_SECONDS:
-                self._grant = Grant(grant.token, ttl, True, _now())
-                return
+        if grant.renewable and await self._renewed(grant):
+            return
         if self._settings.auth.method != "token":
             await self.login(stale=grant)
         elif grant.expires_at is not None and _now() >= grant.expires_at:
             await self.login(stale=grant)  # re-read the reference: an agent may have replaced it
+
+    async def _renewed(self, grant: Grant) -> bool:
+        """Renew the token; False when it was not renewed for long enough, or Vault refused to
+        renew a token the gateway logged in for: the identity behind the login may no longer
+        hold (kubernetes auth reviews the service-account token again at each renewal), and a
+        new login with fresh material is the way on. An operator's token has no such way."""
+        try:
+            response = await self._call(
+                lambda c: c.auth.token.renew_self(), grant.token, "token renewal"
+            )
+        except AccessDenied as exc:
+            if self._settings.auth.method == "token":
+                raise
+            log.info(
+                "Vault refused to renew the token; logging in again", extra={"sg_reason": str(exc)}
+            )
+            return False
+        auth = response.get("auth") if isinstance(response, dict) else None
+        ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
+        if ttl < grant.ttl * (1 - RENEW_AT_FRACTION) + MIN_RENEW_DELAY_SECONDS:
+            return False
+        self._grant = Grant(grant.token, ttl, True, _now())
+        return True
 
     async def _token_valid(self, token: Secret) -> bool:
         try:
