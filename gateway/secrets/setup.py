@@ -9,6 +9,8 @@ from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
+from gateway.secrets.local import take_from_environment
+from gateway.secrets.refs import CredentialRef, parse_ref
 from gateway.secrets.settings import VaultTLS
 from gateway.secrets.vault import VaultResolver, VaultTLSError
 
@@ -19,7 +21,10 @@ def build_broker(config: GatewayConfig) -> SecretBroker:
     """The broker for ``config``. With a ``secrets.vault`` section, log in to Vault now: a login
     Vault refuses, or a TLS channel that does not come up, is a configuration error that stops
     start-up; a Vault that cannot be reached is not (the gateway starts not ready and logs in
-    when Vault answers)."""
+    when Vault answers). First, every variable an ``env:`` reference names is taken out of the
+    process environment and kept in memory (``gateway.secrets.local``)."""
+    for env_ref in environment_refs(config):
+        take_from_environment(env_ref.target)
     resolvers: dict[str, Resolver] = {}
     vault = config.secrets.vault
     if vault is not None:
@@ -49,6 +54,19 @@ def build_broker(config: GatewayConfig) -> SecretBroker:
                 f"a {backend_of(ref)} reference needs a secrets.{backend_of(ref)} section",
             )
     return broker
+
+
+def environment_refs(config: GatewayConfig) -> list[CredentialRef]:
+    """Every ``env:`` reference in the config: deployments' credentials and Vault login
+    credentials (``build_broker`` takes their variables out of the environment)."""
+    refs = [d.credential_ref for d in config.deployments]
+    vault = config.secrets.vault
+    if vault is not None:
+        auth = vault.auth
+        for name in ("token", "secret_id", "jwt"):
+            value = getattr(auth, name)
+            refs.append(parse_ref(value) if value is not None else None)
+    return [ref for ref in refs if ref is not None and ref.scheme == "env"]
 
 
 class _Encrypted(Exception):
