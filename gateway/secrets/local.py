@@ -1,26 +1,49 @@
 """Resolvers for secrets the operator hands the process directly: environment and files.
 
-Both read at use time (on a cache miss), so a rotated file or variable is picked up within the
-broker's TTL. Errors name the reference, never a value.
+A variable named by an ``env:`` reference is taken out of the process environment the first time
+it is read, which ``build_broker`` does at start-up for every ``env:`` reference in the config,
+and kept in memory as a Secret from then on: a child process started later does not inherit it,
+and code that reads ``os.environ`` later does not find it. (The environment block the kernel
+shows in /proc/self/environ is the one the process started with; removing a variable does not
+change it.) A file is read at use time (on a cache miss), so a rotated file is picked up within
+the broker's TTL. Errors name the reference, never a value.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from pathlib import Path
 
 from gateway.secrets.errors import BackendUnavailable, SecretMissing
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 
+_taken: dict[str, Secret] = {}
+_taking = threading.Lock()
+
+
+def take_from_environment(name: str) -> Secret | None:
+    """The variable ``name``: removed from ``os.environ`` when found there, and served from
+    memory after that (a value set in the environment again replaces it). None: it was never
+    set, or set empty."""
+    with _taking:
+        value = os.environ.pop(name, None)
+        if value is not None:
+            if value.strip():
+                _taken[name] = Secret(value.strip())
+            else:
+                _taken.pop(name, None)
+        return _taken.get(name)
+
 
 class EnvResolver:
     async def fetch(self, ref: CredentialRef) -> Secret:
-        value = os.environ.get(ref.target, "").strip()
-        if not value:
-            raise SecretMissing(f"{ref}: the variable is not set or empty")
-        return Secret(value)
+        secret = take_from_environment(ref.target)
+        if secret is None:
+            raise SecretMissing(f"{ref}: the variable was not set, or empty, at start-up")
+        return secret
 
     async def health(self) -> dict[str, object]:
         return {"ok": True}

@@ -1,6 +1,7 @@
 """Credential references: where a secret lives, never the secret itself.
 
-    env:NAME                          the environment variable NAME, read at use time
+    env:NAME                          the environment variable NAME, taken out of the environment
+                                      at start-up and kept in memory (gateway.secrets.local)
     file:/run/secrets/openai          the file's content (stripped), read at use time
     vault:<mount>/<path>#<field>      Vault/OpenBao KV v2 (``?version=N`` pins a version)
     vault-kv1:<mount>/<path>#<field>  Vault/OpenBao KV v1

@@ -6,6 +6,7 @@ Every value that would let someone act as the gateway (a token, a secret_id, a J
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ DEFAULT_K8S_TOKEN_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"  
 AUTH_MOUNTS = {"token": "token", "approle": "approle", "jwt": "jwt", "kubernetes": "kubernetes"}
 
 Seconds = Annotated[float, Field(gt=0, le=300)]
+_NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/?$")
 
 
 class _Strict(BaseModel):
@@ -39,8 +41,12 @@ def _local_reference(value: str | None) -> str | None:
 
 class VaultTLS(_Strict):
     ca_bundle: str | None = Field(None, description="PEM file of the CAs that sign Vault's cert")
-    client_cert: str | None = None
-    client_key: str | None = None
+    client_cert: str | None = None  # PEM, for mutual TLS
+    client_key: str | None = None  # PEM, unencrypted (checked at start-up: gateway.secrets.setup)
+
+    @property
+    def configured(self) -> bool:
+        return self.ca_bundle is not None or self.client_cert is not None
 
     @model_validator(mode="after")
     def _pair(self) -> VaultTLS:
@@ -118,3 +124,16 @@ class Vault(_Strict):
         if parts.path not in ("", "/"):
             raise ValueError("expected the Vault address without a path (no /v1)")
         return value.rstrip("/")
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace_path(cls, value: str | None) -> str | None:
+        if value is not None and not _NAMESPACE.match(value):
+            raise ValueError("expected a namespace path such as 'llm' or 'org/llm'")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_needs_https(self) -> Vault:
+        if self.tls.configured and not self.address.startswith("https://"):
+            raise ValueError("tls settings need an https:// address; with http:// they do nothing")
+        return self

@@ -3,26 +3,37 @@
 from __future__ import annotations
 
 import logging
+import ssl
 
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
-from gateway.secrets.vault import VaultResolver
+from gateway.secrets.local import take_from_environment
+from gateway.secrets.refs import CredentialRef, parse_ref
+from gateway.secrets.settings import VaultTLS
+from gateway.secrets.vault import VaultResolver, VaultTLSError
 
 log = logging.getLogger(__name__)
 
 
 def build_broker(config: GatewayConfig) -> SecretBroker:
     """The broker for ``config``. With a ``secrets.vault`` section, log in to Vault now: a login
-    Vault refuses is a configuration error that stops start-up; a Vault that cannot be reached
-    is not (the gateway starts not ready and logs in when Vault answers)."""
+    Vault refuses, or a TLS channel that does not come up, is a configuration error that stops
+    start-up; a Vault that cannot be reached is not (the gateway starts not ready and logs in
+    when Vault answers). First, every variable an ``env:`` reference names is taken out of the
+    process environment and kept in memory (``gateway.secrets.local``)."""
+    for env_ref in environment_refs(config):
+        take_from_environment(env_ref.target)
     resolvers: dict[str, Resolver] = {}
     vault = config.secrets.vault
     if vault is not None:
+        check_tls_files(vault.tls)
         resolver = VaultResolver(vault)
         try:
             resolver.login_blocking()
+        except VaultTLSError as exc:
+            raise ConfigError("config", "secrets.vault", str(exc)) from None
         except BackendUnavailable as exc:
             log.warning(
                 "Vault is not reachable at start-up; not ready until it is",
@@ -43,3 +54,74 @@ def build_broker(config: GatewayConfig) -> SecretBroker:
                 f"a {backend_of(ref)} reference needs a secrets.{backend_of(ref)} section",
             )
     return broker
+
+
+def environment_refs(config: GatewayConfig) -> list[CredentialRef]:
+    """Every ``env:`` reference in the config: deployments' credentials and Vault login
+    credentials (``build_broker`` takes their variables out of the environment)."""
+    refs = [d.credential_ref for d in config.deployments]
+    vault = config.secrets.vault
+    if vault is not None:
+        auth = vault.auth
+        for name in ("token", "secret_id", "jwt"):
+            value = getattr(auth, name)
+            refs.append(parse_ref(value) if value is not None else None)
+    return [ref for ref in refs if ref is not None and ref.scheme == "env"]
+
+
+class _Encrypted(Exception):
+    pass
+
+
+def _refuse_passphrase() -> bytes:
+    raise _Encrypted
+
+
+def check_tls_files(tls: VaultTLS) -> None:
+    """Load Vault's CA bundle and the client certificate and key once, so that a file that is
+    missing, unreadable or not PEM, or a key that needs a passphrase (which OpenSSL would ask for
+    on a terminal), stops start-up naming the setting. An error holds the OS's or OpenSSL's
+    reason, never the file's content. (The HTTP client loads the files again for each new
+    connection, so a certificate renewed in place is picked up.)"""
+    files = (
+        ("ca_bundle", tls.ca_bundle),
+        ("client_cert", tls.client_cert),
+        ("client_key", tls.client_key),
+    )
+    for name, path in files:
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(
+                "config", f"secrets.vault.tls.{name}", f"cannot be read ({exc.strerror})"
+            ) from None
+    context = ssl.create_default_context()
+    if tls.ca_bundle is not None:
+        try:
+            context.load_verify_locations(cafile=tls.ca_bundle)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                "config",
+                "secrets.vault.tls.ca_bundle",
+                f"holds no PEM certificate that loads ({exc.reason or 'not PEM'})",
+            ) from None
+    if tls.client_cert is not None:
+        try:
+            context.load_cert_chain(tls.client_cert, tls.client_key, password=_refuse_passphrase)
+        except _Encrypted:
+            raise ConfigError(
+                "config",
+                "secrets.vault.tls.client_key",
+                "is encrypted with a passphrase; give the gateway the key unencrypted, "
+                "on a tmpfs with mode 0600",
+            ) from None
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                "config",
+                "secrets.vault.tls.client_key",
+                "and client_cert do not load as a matching PEM certificate and key "
+                f"({exc.reason or 'not PEM'})",
+            ) from None

@@ -10,18 +10,21 @@ The token is renewed in the background at ``RENEW_AT_FRACTION`` of its lifetime;
 renewed any more, or Vault says it is no longer valid (expired, revoked), the resolver logs in
 again once and retries once. A 403 with a valid token is a policy problem: reported as such, never
 retried. Errors are re-raised as ``gateway.secrets.errors`` types whose messages carry no response
-text from Vault.
+text from Vault. A TLS failure (Vault's certificate does not verify, Vault refuses the client
+certificate, the address's scheme does not match the listener) is a ``VaultTLSError`` that names
+the problem: at start-up it is a configuration error, later it counts as Vault being unavailable.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import hvac  # type: ignore[import-untyped]
 import hvac.exceptions  # type: ignore[import-untyped]
@@ -48,6 +51,11 @@ class VaultSealed(BackendUnavailable):
     """Vault answered 503: sealed, or a standby that does not serve reads."""
 
 
+class VaultTLSError(BackendUnavailable):
+    """No trusted TLS channel to Vault came up (its certificate does not verify, it refused
+    ours, or the address's scheme does not match the listener), so Vault served no request."""
+
+
 _UNAVAILABLE_STATUSES = (
     hvac.exceptions.VaultDown,
     hvac.exceptions.VaultNotInitialized,
@@ -70,10 +78,22 @@ CLIENT_ERRORS = (
 )
 
 
+# Go's HTTP server answers plain HTTP on a TLS listener with a 400 and this text.
+_HTTP_ON_TLS_LISTENER = "HTTP request to an HTTPS server"
+
+
 def translate(exc: BaseException, what: str) -> BaseException:
     """A Vault client exception as one of ours, without Vault's response text."""
     if isinstance(exc, BackendError):
         return exc
+    tls = _ssl_error_in(exc)
+    if tls is not None:
+        return VaultTLSError(f"{what}: {tls_problem(tls)}")
+    if isinstance(exc, hvac.exceptions.InvalidRequest) and _HTTP_ON_TLS_LISTENER in str(exc):
+        return VaultTLSError(
+            f"{what}: Vault's listener speaks TLS but the address is http://; use https:// "
+            "(this request went out unencrypted)"
+        )
     if isinstance(exc, hvac.exceptions.Forbidden | hvac.exceptions.Unauthorized):
         return AccessDenied(f"{what}: Vault denied permission")
     if isinstance(exc, hvac.exceptions.InvalidPath):
@@ -89,6 +109,42 @@ def translate(exc: BaseException, what: str) -> BaseException:
     if isinstance(exc, hvac.exceptions.VaultError | ValueError | KeyError | TypeError):
         return BackendUnavailable(f"{what}: unexpected answer from Vault ({type(exc).__name__})")
     return exc
+
+
+def tls_problem(error: ssl.SSLError) -> str:
+    """What went wrong in a TLS handshake with Vault, in the operator's terms. OpenSSL's reason
+    and verify message name the certificate problem; they hold no secret."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        why = error.verify_message or error.reason
+        return (
+            f"Vault's TLS certificate could not be verified ({why}); "
+            "check secrets.vault.tls.ca_bundle and the host name in secrets.vault.address"
+        )
+    reason = error.reason or type(error).__name__
+    if "ALERT" in reason and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        return (
+            f"Vault refused the TLS client certificate, or needs one ({reason}); "
+            "check secrets.vault.tls.client_cert and client_key"
+        )
+    if reason == "WRONG_VERSION_NUMBER":
+        return "Vault does not speak TLS at that address; is it an http:// listener?"
+    return f"the TLS handshake with Vault failed ({reason})"
+
+
+def _ssl_error_in(exc: BaseException) -> ssl.SSLError | None:
+    """The ``ssl.SSLError`` inside a requests/urllib3 exception, however deeply it is wrapped."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    while todo:
+        current = todo.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLError):
+            return current
+        todo += [*current.args, getattr(current, "reason", None)]
+        todo += [current.__cause__, current.__context__]
+    return None
 
 
 def read_field(client: hvac.Client, ref: CredentialRef) -> Secret:
@@ -225,19 +281,35 @@ class VaultResolver:
                 await asyncio.sleep(RETRY_RENEW_SECONDS)
 
     async def _renew_or_login(self, grant: Grant) -> None:
-        if grant.renewable:
-            response = await self._call(
-                lambda c: c.auth.token.renew_self(), grant.token, "token renewal"
-            )
-            auth = response.get("auth") if isinstance(response, dict) else None
-            ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
-            if ttl >= grant.ttl * (1 - RENEW_AT_FRACTION) + MIN_RENEW_DELAY_SECONDS:
-                self._grant = Grant(grant.token, ttl, True, _now())
-                return
+        if grant.renewable and await self._renewed(grant):
+            return
         if self._settings.auth.method != "token":
             await self.login(stale=grant)
         elif grant.expires_at is not None and _now() >= grant.expires_at:
             await self.login(stale=grant)  # re-read the reference: an agent may have replaced it
+
+    async def _renewed(self, grant: Grant) -> bool:
+        """Renew the token; False when it was not renewed for long enough, or Vault refused to
+        renew a token the gateway logged in for: the identity behind the login may no longer
+        hold (kubernetes auth reviews the service-account token again at each renewal), and a
+        new login with fresh material is the way on. An operator's token has no such way."""
+        try:
+            response = await self._call(
+                lambda c: c.auth.token.renew_self(), grant.token, "token renewal"
+            )
+        except AccessDenied as exc:
+            if self._settings.auth.method == "token":
+                raise
+            log.info(
+                "Vault refused to renew the token; logging in again", extra={"sg_reason": str(exc)}
+            )
+            return False
+        auth = response.get("auth") if isinstance(response, dict) else None
+        ttl = float(auth.get("lease_duration") or 0) if isinstance(auth, dict) else 0.0
+        if ttl < grant.ttl * (1 - RENEW_AT_FRACTION) + MIN_RENEW_DELAY_SECONDS:
+            return False
+        self._grant = Grant(grant.token, ttl, True, _now())
+        return True
 
     async def _token_valid(self, token: Secret) -> bool:
         try:
@@ -283,15 +355,16 @@ class VaultResolver:
         client: hvac.Client | None = getattr(self._local, "client", None)
         if client is None:
             s = self._settings
+            tls = s.tls
             session = requests.Session()
             session.trust_env = False  # no proxies or .netrc from the environment
-            tls = s.tls
-            cert = (tls.client_cert, tls.client_key) if tls.client_cert else None
-            verify: Any = tls.ca_bundle or True
+            # On the session, not as hvac.Client arguments: given a session, hvac ignores its own
+            # verify= whenever the session's is truthy, and a new session's is True.
+            session.verify = tls.ca_bundle or True
+            if tls.client_cert and tls.client_key:
+                session.cert = (tls.client_cert, tls.client_key)
             client = hvac.Client(
                 url=s.address,
-                cert=cert,
-                verify=verify,
                 timeout=s.timeout_seconds,
                 allow_redirects=False,
                 namespace=s.namespace,

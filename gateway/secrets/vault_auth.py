@@ -2,15 +2,15 @@
 
 Each function runs in a Vault worker thread with a thread-local ``hvac.Client`` and returns a
 ``Grant``: the token as a Secret, how long it lives, whether it can be renewed. The login material
-(a token, a secret_id, a JWT, a service-account token) is read from its ``env:`` or ``file:``
-reference at every login, so a file rotated by an agent or the kubelet is picked up by the next
-login; a response-wrapped secret_id is unwrapped once and then kept in memory, because a wrapping
-token can be used only once.
+(a token, a secret_id, a JWT, a service-account token) is read from its ``file:`` reference at
+every login, so a file rotated by an agent or the kubelet is picked up by the next login (an
+``env:`` reference is taken out of the environment at start-up and kept in memory: see
+``gateway.secrets.local``); a response-wrapped secret_id is unwrapped once and then kept in
+memory, because a wrapping token can be used only once.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 import hvac  # type: ignore[import-untyped]
 
 from gateway.secrets.errors import AccessDenied, SecretMissing
+from gateway.secrets.local import take_from_environment
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 from gateway.secrets.settings import VaultAuth
@@ -39,7 +40,8 @@ class Grant:
 def read_local(ref: CredentialRef) -> Secret:
     """The value of an ``env:`` or ``file:`` reference (a login credential)."""
     if ref.scheme == "env":
-        value = os.environ.get(ref.target, "").strip()
+        taken = take_from_environment(ref.target)
+        value = taken.reveal() if taken is not None else ""
     else:
         try:
             value = Path(ref.target).read_text("utf-8").strip()

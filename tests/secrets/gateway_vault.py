@@ -25,8 +25,11 @@ def vault_config(
     ttl: float = 300,
     stale: float = 0,
     revoke: bool = False,
+    vault_extra: str = "",
     extra: str = "",
 ) -> str:
+    """The gateway's config; ``vault_extra`` holds more lines of the ``secrets.vault`` section
+    (indented four spaces), ``extra`` more top-level sections."""
     return f"""
 deployments:
   - model: vault-gpt
@@ -44,6 +47,7 @@ secrets:
     address: {address or lab.server.address}
     timeout_seconds: 10
     auth: {{method: token, token: "{token_ref}", revoke_on_shutdown: {str(revoke).lower()}}}
+{vault_extra}
 verify:
   mode: "off"
 {extra}

@@ -3,7 +3,8 @@ real Vault/OpenBao named by VAULT_ADDR and VAULT_TOKEN.
 
 The dev server runs in memory on a free loopback port with a random root token and a file audit
 device (declared in a config file: OpenBao refuses to enable audit devices through its API), so a
-test can count exactly how many reads of a path the gateway made.
+test can count exactly how many reads of a path the gateway made. ``extra_config`` adds to that
+file (more listeners, for TLS); the plain dev listener at ``address`` stays for setting up.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class OpenBao:
     """One `bao server -dev` process; stop/start keeps the port and the root token (the data,
     in memory, is lost: a restarted dev server is empty)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_config: str = "") -> None:
         self.workdir = workdir
         self.root_token = "root-" + secrets.token_hex(16)
         self.port = free_port_pair()
@@ -68,6 +69,7 @@ class OpenBao:
         self._config = workdir / "bao.hcl"
         self._config.write_text(
             f'audit "file" "test" {{\n  options {{\n    file_path = "{self.audit_log}"\n  }}\n}}\n'
+            + extra_config
         )
         self._process: subprocess.Popen[bytes] | None = None
         self.external = False
