@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,22 @@ def test_every_service_container_is_pinned_by_digest() -> None:
     assert images, "the tests job runs PostgreSQL and Redis as services"
     for image in images:
         assert re.search(r"@sha256:[0-9a-f]{64}$", image), image
+
+
+def test_the_tests_job_runs_on_exactly_the_python_versions_the_project_declares() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    version = re.compile(r"Programming Language :: Python :: (3\.\d+)")
+    declared = [m[1] for c in project["classifiers"] if (m := version.fullmatch(c))]
+    tests = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())["jobs"]["tests"]
+    assert tests["strategy"]["matrix"]["python"] == declared
+    assert tests["strategy"]["fail-fast"] is False  # one version failing still reports the others
+    assert project["requires-python"] == f">={declared[0]}"
+    asked = [
+        step["with"]["python-version"]
+        for step in tests["steps"]
+        if str(step.get("uses", "")).startswith("actions/setup-python@")
+    ]
+    assert asked == ["${{ matrix.python }}"]
 
 
 def test_the_release_checks_the_wheel_pypi_serves_against_the_signed_build_after_publishing() -> (
