@@ -39,6 +39,7 @@ from gateway.secrets.vault_auth import Grant, Login
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
 
 RENEW_AT_FRACTION = 2 / 3
 MIN_RENEW_DELAY_SECONDS = 1.0
@@ -82,11 +83,28 @@ CLIENT_ERRORS = (
 _HTTP_ON_TLS_LISTENER = "HTTP request to an HTTPS server"
 
 
-def translate(exc: BaseException, what: str) -> BaseException:
-    """A Vault client exception as one of ours, without Vault's response text."""
+# How a TLS 1.3 listener refuses a client certificate it does not trust: it checks the certificate
+# after the client has finished its side of the handshake, sends an alert and closes. The close
+# is a reset when our request is still unread, and a reset that arrives before we read the alert
+# is all the client sees: EOF or a reset, depending on timing, certificate size and the Python
+# version (3.11 reports SSLEOFError where 3.13 reports ConnectionResetError).
+_DROPPED = (ssl.SSLEOFError, ConnectionResetError, BrokenPipeError)
+
+
+def translate(exc: BaseException, what: str, *, client_cert: bool = False) -> BaseException:
+    """A Vault client exception as one of ours, without Vault's response text. ``client_cert``
+    says a client certificate is configured: then a dropped connection is reported as the
+    refusal of that certificate it most likely is, the same way on every Python version."""
     if isinstance(exc, BackendError):
         return exc
-    tls = _ssl_error_in(exc)
+    tls = _error_in(exc, (ssl.SSLError,))
+    dropped = _error_in(exc, _DROPPED)
+    if client_cert and dropped is not None and (tls is None or tls is dropped):
+        return VaultTLSError(
+            f"{what}: Vault closed the TLS connection ({type(dropped).__name__}), as a listener "
+            "that requires client certificates does with one it does not trust; "
+            "check secrets.vault.tls.client_cert and client_key"
+        )
     if tls is not None:
         return VaultTLSError(f"{what}: {tls_problem(tls)}")
     if isinstance(exc, hvac.exceptions.InvalidRequest) and _HTTP_ON_TLS_LISTENER in str(exc):
@@ -131,8 +149,9 @@ def tls_problem(error: ssl.SSLError) -> str:
     return f"the TLS handshake with Vault failed ({reason})"
 
 
-def _ssl_error_in(exc: BaseException) -> ssl.SSLError | None:
-    """The ``ssl.SSLError`` inside a requests/urllib3 exception, however deeply it is wrapped."""
+def _error_in(exc: BaseException, kinds: tuple[type[E], ...]) -> E | None:
+    """The first exception of one of ``kinds`` inside a requests/urllib3 exception, however
+    deeply it is wrapped."""
     todo: list[object] = [exc]
     seen: set[int] = set()
     while todo:
@@ -140,7 +159,7 @@ def _ssl_error_in(exc: BaseException) -> ssl.SSLError | None:
         if not isinstance(current, BaseException) or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, ssl.SSLError):
+        if isinstance(current, kinds):
             return current
         todo += [*current.args, getattr(current, "reason", None)]
         todo += [current.__cause__, current.__context__]
@@ -167,6 +186,7 @@ def read_field(client: hvac.Client, ref: CredentialRef) -> Secret:
 class VaultResolver:
     def __init__(self, settings: Vault, *, redactor: Redactor = REDACTOR) -> None:
         self._settings = settings
+        self._mutual_tls = settings.tls.client_cert is not None
         self._login = Login(settings.auth)
         self._redactor = redactor
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="sealgate-vault")
@@ -243,7 +263,7 @@ class VaultResolver:
         except TimeoutError:
             raise BackendUnavailable(f"{what}: Vault did not answer in time") from None
         except CLIENT_ERRORS as exc:
-            raise translate(exc, what) from None
+            raise translate(exc, what, client_cert=self._mutual_tls) from None
         self._install(grant)
 
     def _install(self, grant: Grant) -> None:
@@ -341,7 +361,7 @@ class VaultResolver:
         except RuntimeError:  # the pool was shut down
             raise BackendUnavailable(f"{what}: the Vault client is closed") from None
         except CLIENT_ERRORS as exc:
-            raise translate(exc, what) from None
+            raise translate(exc, what, client_cert=self._mutual_tls) from None
 
     def _in_worker(self, fn: Callable[[hvac.Client], T], token: Secret | None) -> T:
         client = self._client()
