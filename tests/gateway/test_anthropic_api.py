@@ -3,6 +3,8 @@ deployment (OpenAI-format upstream, the mock) answers in Anthropic's wire format
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import anthropic
 import httpx
 import pytest
@@ -20,8 +22,9 @@ def key(gateway: GatewayProcess) -> str:
 
 
 @pytest.fixture(scope="module")
-def sdk(gateway: GatewayProcess, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+def sdk(gateway: GatewayProcess, key: str) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as made:
+        yield made
 
 
 def test_messages_call_is_served_by_an_openai_format_deployment(
@@ -102,13 +105,17 @@ def test_streamed_tool_use_arrives_whole(sdk: anthropic.Anthropic) -> None:
 
 
 def test_errors_are_anthropic_shaped(gateway: GatewayProcess, key: str) -> None:
-    bad = anthropic.Anthropic(base_url=gateway.url, api_key="sk-sg-nope", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError):
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key="sk-sg-nope", max_retries=0) as bad,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
         bad.messages.create(
             model="fake-gpt", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )
-    good = anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
-    with pytest.raises(anthropic.NotFoundError) as caught:
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as good,
+        pytest.raises(anthropic.NotFoundError) as caught,
+    ):
         good.messages.create(
             model="ghost", max_tokens=5, messages=[{"role": "user", "content": "x"}]
         )

@@ -42,9 +42,10 @@ verify:
 
 
 @pytest.fixture(scope="module")
-def sdk(gateway: GatewayProcess) -> openai.OpenAI:
+def sdk(gateway: GatewayProcess) -> Iterator[openai.OpenAI]:
     key = gateway.create_key(["claude"])["key"]
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as made:
+        yield made
 
 
 def test_chat_goes_out_as_a_messages_call_with_the_anthropic_headers(

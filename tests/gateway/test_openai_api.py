@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -15,9 +16,22 @@ from tests.gateway.conftest import PROVIDER_KEY
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
+OPENED: list[openai.OpenAI] = []
+
 
 def client(gateway: GatewayProcess, key: str, **kwargs: object) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, **kwargs)  # type: ignore[arg-type]
+    made = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0, **kwargs)  # type: ignore[arg-type]
+    OPENED.append(made)
+    return made
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Each test's SDK clients are closed after it: an unclosed one leaves its sockets to the
+    garbage collector, whose ResourceWarning then fails whichever later test it lands in."""
+    yield
+    while OPENED:
+        OPENED.pop().close()
 
 
 @pytest.fixture(scope="module")

@@ -49,11 +49,11 @@ def test_spend_totals_equal_the_usage_the_upstream_reported(gateway: GatewayProc
 def test_a_full_key_limit_is_a_429_the_openai_sdk_understands(gateway: GatewayProcess) -> None:
     gateways.wait_for_window(10)
     key = gateway.create_key([gateways.MODEL], rpm_limit=2)["key"]
-    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
-    for _ in range(2):
-        client.chat.completions.create(**gateways.BODY)  # type: ignore[call-overload]
-    with pytest.raises(openai.RateLimitError) as refused:
-        client.chat.completions.create(**gateways.BODY)  # type: ignore[call-overload]
+    with openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0) as client:
+        for _ in range(2):
+            client.chat.completions.create(**gateways.BODY)  # type: ignore[call-overload]
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(**gateways.BODY)  # type: ignore[call-overload]
     headers = refused.value.response.headers
     assert int(headers["retry-after"]) >= 1
     assert headers["x-ratelimit-limit-requests"] == "2"
