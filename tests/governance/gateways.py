@@ -59,6 +59,18 @@ governance:
     return text + extra
 
 
+class As:
+    """Admin API calls made with one credential (an admin key or an admin token)."""
+
+    def __init__(self, gateway: GatewayProcess, credential: str) -> None:
+        self.gateway = gateway
+        self.credential = credential
+
+    def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.credential}"}
+        return httpx.request(method, self.gateway.url + path, headers=headers, timeout=10, **kwargs)
+
+
 def start(workdir: Path, text: str) -> GatewayProcess:
     return GatewayProcess(workdir, text).start()
 

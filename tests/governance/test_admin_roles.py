@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.governance import gateways
+from tests.governance.gateways import As
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
@@ -24,16 +24,6 @@ def gateway(
     process = gateways.start(tmp_path_factory.mktemp("roles"), gateways.config(upstream_server))
     yield process
     process.stop()
-
-
-class As:
-    def __init__(self, gateway: GatewayProcess, credential: str) -> None:
-        self.gateway = gateway
-        self.credential = credential
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.credential}"}
-        return httpx.request(method, self.gateway.url + path, headers=headers, timeout=10, **kwargs)
 
 
 @pytest.fixture(scope="module")

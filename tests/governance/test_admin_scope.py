@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.governance import gateways
+from tests.governance.gateways import As
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
@@ -35,16 +36,6 @@ def gateway(
     process = gateways.start(workdir, gateways.config(upstream_server, storage_url=url))
     yield process
     process.stop()
-
-
-class As:
-    def __init__(self, gateway: GatewayProcess, credential: str) -> None:
-        self.gateway = gateway
-        self.credential = credential
-
-    def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        headers = {"Authorization": f"Bearer {self.credential}"}
-        return httpx.request(method, self.gateway.url + path, headers=headers, timeout=10, **kwargs)
 
 
 @pytest.fixture(scope="module")
