@@ -13,27 +13,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.conftest import REPO
 from tests.support.gateway_process import GatewayProcess
+from tests.support.keys import write_keypair
 from verify import policy_bundle
 from verify.findings import Status
 
 
 def keypair(where: Path, name: str = "policy") -> tuple[Path, Path]:
-    private = ec.generate_private_key(ec.SECP256R1())
-    priv = where / f"{name}.pem"
-    pub = where / f"{name}.pub.pem"
-    priv.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
+    return write_keypair(where / f"{name}.pem", where / f"{name}.pub.pem")
 
 
 @pytest.fixture

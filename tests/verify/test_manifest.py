@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.support.keys import write_keypair
 from verify import cli, selfcheck
 
 from .conftest import POLICIES
@@ -18,22 +17,7 @@ GOOD = {"goodpkg/__init__.py": b"VALUE = 1\n"}
 
 
 def keypair(where: Path) -> tuple[Path, Path]:
-    private = ec.generate_private_key(ec.SECP256R1())
-    priv = where / "manifest.key"
-    pub = where / "manifest.pub"
-    priv.write_bytes(
-        private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    pub.write_bytes(
-        private.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    return priv, pub
+    return write_keypair(where / "manifest.key", where / "manifest.pub")
 
 
 @pytest.fixture
