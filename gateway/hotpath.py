@@ -27,9 +27,11 @@ from gateway.asgi_util import (
 )
 from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
 from gateway.governance.admission import Admission
+from gateway.governance.core import Kind
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.metrics import REQUESTS
 from gateway.providers.base import Stream, Usage
+from gateway.router import Plan
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
@@ -125,6 +127,22 @@ class HotPath:
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
         return record
 
+    async def _admit(
+        self,
+        record: KeyRecord,
+        model: str,
+        body: dict[str, Any],
+        headers: Mapping[bytes, bytes],
+        kind: Kind,
+    ) -> tuple[Admission, Plan]:
+        """Limits and budgets, and the first deployment's limits, reserved before routing
+        (settled once the answer is out, governance/); the plan is the order routing follows."""
+        plan = self.router.plan(model)
+        admission = await self.governance.admit(
+            record, model, body, headers, kind, plan[0].deployment
+        )
+        return admission, plan
+
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
@@ -152,12 +170,7 @@ class HotPath:
         record: KeyRecord,
         anthropic: bool,
     ) -> None:
-        # Limits and budgets (and the first deployment's limits): reserved here, settled once
-        # the answer is out (governance/).
-        plan = self.router.plan(model)
-        admission = await self.governance.admit(
-            record, model, body, headers, "chat", plan[0].deployment
-        )
+        admission, plan = await self._admit(record, model, body, headers, "chat")
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, self.router.chat_stream(model, body, admission.gate, plan)
@@ -186,10 +199,7 @@ class HotPath:
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
         model = policy.check_embeddings(body)
         record = await self._caller(headers.get(b"authorization"), model)
-        plan = self.router.plan(model)
-        admission = await self.governance.admit(
-            record, model, body, headers, "embeddings", plan[0].deployment
-        )
+        admission, plan = await self._admit(record, model, body, headers, "embeddings")
         reply, deployment = await routed(
             receive, admission, self.router.embeddings(model, body, admission.gate, plan)
         )

@@ -116,25 +116,22 @@ class Admission:
         ahead = self.ahead
         if ahead is not None and ahead[0] == deployment.name:
             self.ahead = None  # reserved at admission; a retry on it reserves again
-            name, slots, full = ahead
+            _, slots, full = ahead
             if full is not None:
                 return full
-            self.gated.append((name, slots))
-            self.tries += 1
-            return None
-        g = self.governance
-        slots = g.deployment_slots(deployment, self.estimate, g.clock())
-        if not slots:
-            self.tries += 1
-            return None
-        counters: Counters = g.counters
-        try:
-            outcome = await counters.reserve([s.charge for s in slots])
-        except CountersUnavailable:
-            return g.counters_down()
-        if not outcome.ok:
-            return refusal(slots, outcome, g.clock(), "deployment")
-        self.gated.append((deployment.name, slots))
+        else:
+            g = self.governance
+            slots = g.deployment_slots(deployment, self.estimate, g.clock())
+            if slots:
+                counters: Counters = g.counters
+                try:
+                    outcome = await counters.reserve([s.charge for s in slots])
+                except CountersUnavailable:
+                    return g.counters_down()
+                if not outcome.ok:
+                    return refusal(slots, outcome, g.clock(), "deployment")
+        if slots:
+            self.gated.append((deployment.name, slots))
         self.tries += 1
         return None
 

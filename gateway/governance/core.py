@@ -222,7 +222,7 @@ class Governance:
         elif first is not None:
             ahead_of = (first.name, ahead, None)
         if outcome is not None and slots:
-            self._check_soft(slots, outcome.values)
+            self._check_soft(slots, outcome.values[: len(slots)])
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
         return Admission(
             governance=self,
@@ -293,7 +293,7 @@ class Governance:
         )
 
     def _check_soft(self, slots: list[Slot], values: tuple[int, ...]) -> None:
-        for slot, value in zip(slots, values, strict=False):
+        for slot, value in zip(slots, values, strict=True):
             if slot.kind != "usd":
                 continue
             budget_id, label = slot.charge.key.split(":")[1:3]
