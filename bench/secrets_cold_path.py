@@ -19,9 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from gateway.config.secrets import Vault
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.refs import parse_ref
-from gateway.secrets.settings import Vault
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.openbao_server import OpenBao
 

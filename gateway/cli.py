@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _policy_check(directory: str | None) -> int:
-    from gateway.egress import default_policies_dir
-    from gateway.policy_check import check
+    from gateway.policy_files import check
+    from gateway.providers.egress import default_policies_dir
 
     problems = check(Path(directory) if directory else default_policies_dir())
     for problem in problems:
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "serve":
-        from gateway.server import serve
+        from gateway.serve import serve
 
         try:
             return serve(

@@ -15,7 +15,7 @@ from importlib import resources
 from typing import Any
 
 from gateway.config import Deployment
-from gateway.governance.settings import DeploymentGovernance
+from gateway.config.governance import DeploymentGovernance
 from gateway.providers.base import Usage
 
 NANOS_PER_USD = 10**9

@@ -28,8 +28,8 @@ from gateway.config import Deployment
 from gateway.errors import InvalidRequest, UpstreamError
 from gateway.providers import http
 from gateway.providers.base import Reply, Usage
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
-from gateway.upstream import UpstreamPool
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096

@@ -18,8 +18,8 @@ from gateway.config import Deployment
 from gateway.errors import UpstreamError
 from gateway.providers import http
 from gateway.providers.base import Reply, Usage
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
-from gateway.upstream import UpstreamPool
 
 MAX_SSE_LINE = 1 << 20
 

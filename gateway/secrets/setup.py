@@ -6,12 +6,12 @@ import logging
 import ssl
 
 from gateway.config import GatewayConfig
+from gateway.config.secrets import VaultTLS
 from gateway.errors import ConfigError
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
 from gateway.secrets.local import take_from_environment
 from gateway.secrets.refs import CredentialRef, parse_ref
-from gateway.secrets.settings import VaultTLS
 from gateway.secrets.vault import VaultResolver, VaultTLSError
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,11 @@ import hvac  # type: ignore[import-untyped]
 import hvac.exceptions  # type: ignore[import-untyped]
 import requests
 
+from gateway.config.secrets import Vault
 from gateway.logs import REDACTOR, Redactor
 from gateway.secrets.errors import AccessDenied, BackendError, BackendUnavailable, SecretMissing
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
-from gateway.secrets.settings import Vault
 from gateway.secrets.vault_auth import Grant, Login
 
 log = logging.getLogger(__name__)

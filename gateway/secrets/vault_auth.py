@@ -18,11 +18,11 @@ from typing import Any
 
 import hvac  # type: ignore[import-untyped]
 
+from gateway.config.secrets import VaultAuth
 from gateway.secrets.errors import AccessDenied, SecretMissing
 from gateway.secrets.local import take_from_environment
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
-from gateway.secrets.settings import VaultAuth
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway import policy
+from gateway.api import validation as policy
 from gateway.errors import InvalidRequest
 
 HI = [{"role": "user", "content": "hi"}]

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from gateway.config import Deployment
+from gateway.config.governance import DeploymentGovernance, Prices
 from gateway.governance import estimate, periods
 from gateway.governance.core import attribution
 from gateway.governance.pricing import Price, PriceTable, nanos, usd
-from gateway.governance.settings import DeploymentGovernance, Prices
 from gateway.providers.base import Usage
 
 

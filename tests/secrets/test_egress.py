@@ -11,7 +11,8 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from gateway.config import parse_config
-from gateway.egress import (
+from gateway.errors import ConfigError
+from gateway.providers.egress import (
     EgressRefused,
     GuardedResolver,
     default_policies_dir,
@@ -20,7 +21,6 @@ from gateway.egress import (
     load_policy,
     parse_policy,
 )
-from gateway.errors import ConfigError
 from tests.secrets.vaultlab import run
 
 REPO_POLICY = default_policies_dir() / "egress.yaml"

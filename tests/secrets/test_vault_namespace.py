@@ -21,9 +21,9 @@ from pathlib import Path
 import hvac
 import pytest
 
+from gateway.config.secrets import Vault
 from gateway.secrets.errors import AccessDenied, SecretMissing
 from gateway.secrets.refs import parse_ref
-from gateway.secrets.settings import Vault
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.openbao_server import OpenBao
 from tests.secrets.vaultlab import run

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
 from gateway.config import GatewayConfig, parse_config
+from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.secrets.refs import parse_ref
-from gateway.secrets.settings import Vault
 from gateway.secrets.setup import build_broker
 from gateway.secrets.vault import VaultResolver, VaultTLSError
 from tests.secrets.gateway_vault import VaultGateway

@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.secrets.settings import Vault
+from gateway.config.secrets import Vault
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.openbao_server import ExternalVault, OpenBao
 

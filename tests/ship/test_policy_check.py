@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.policy_check import check
+from gateway.policy_files import check
 
 REPO = Path(__file__).resolve().parents[2]
 SHA = "a" * 64

@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gateway.config.governance import Governance
+from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
-from gateway.governance.settings import Governance
 from gateway.secrets.refs import CredentialRef, parse_ref
-from gateway.secrets.settings import Vault
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0

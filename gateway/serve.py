@@ -9,18 +9,19 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway import egress, integrity, logs
-from gateway.app import Services, build_app
+from gateway import integrity, logs
+from gateway.api.app import Services, build_app
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig, load_config
 from gateway.errors import ConfigError
 from gateway.governance.setup import build_governance
 from gateway.hardening import harden_process
-from gateway.router import Router
+from gateway.providers import egress
+from gateway.providers.pool import UpstreamPool
+from gateway.routing.router import Router
 from gateway.secrets.setup import build_broker
 from gateway.store.db import default_url, ensure_data_dir, make_engine, migrate
 from gateway.store.keys import KeyStore
-from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate")
 

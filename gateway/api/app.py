@@ -19,18 +19,18 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
-from gateway import admin
+from gateway.api.admin import keys as admin
+from gateway.api.inference import HotPath
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.governance.core import Governance
-from gateway.hotpath import HotPath
 from gateway.integrity import Integrity
 from gateway.metrics import METRICS
-from gateway.router import Router
+from gateway.providers.pool import UpstreamPool
+from gateway.routing.router import Router
 from gateway.secrets.broker import SecretBroker
 from gateway.store.keys import KeyStore
-from gateway.upstream import UpstreamPool
 
 log = logging.getLogger("sealgate")
 

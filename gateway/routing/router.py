@@ -24,10 +24,10 @@ from gateway.providers.base import Adapter, Reply, Stream
 from gateway.providers.http import UpstreamCredentialRejected
 from gateway.providers.mock import MockAdapter
 from gateway.providers.openai import OpenAIAdapter
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
-from gateway.upstream import UpstreamPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,13 +17,14 @@ from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
+from gateway.api.admin import governance_routes as admin_routes
 from gateway.errors import InvalidRequest, ModelNotFound, NotFound
-from gateway.governance import admin_routes, principals, roles
+from gateway.governance import principals, roles
 from gateway.governance.audit import Actor, AuditLog
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
-    from gateway.app import Services
+    from gateway.api.app import Services
 
 log = logging.getLogger("sealgate.admin")
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.egress import guarded_resolver
+from gateway.providers.egress import guarded_resolver
 
 
 class UpstreamPool:

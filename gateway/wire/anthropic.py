@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from gateway.api.validation import check_fields
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.policy import check_fields
 from gateway.providers.base import Usage
 
 FIELDS = frozenset(

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway import anthropic_api, policy
-from gateway.asgi_util import (
+from gateway.api import validation as policy
+from gateway.api.asgi import (
     ClientGone,
     read_json,
     send_body,
@@ -31,11 +31,12 @@ from gateway.governance.core import Kind
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.metrics import REQUESTS
 from gateway.providers.base import Stream, Usage
-from gateway.router import Plan
+from gateway.routing.router import Plan
 from gateway.store.keys import KeyRecord
+from gateway.wire import anthropic as anthropic_api
 
 if TYPE_CHECKING:
-    from gateway.app import Services
+    from gateway.api.app import Services
 
 log = logging.getLogger("sealgate")
 T = TypeVar("T")

@@ -75,7 +75,7 @@ def is_public(address: IPAddress) -> bool:
 # -- the policy file ----------------------------------------------------------------------------
 def default_policies_dir() -> Path:
     """``policies/`` beside the ``gateway`` package: the source tree, or the image's copy."""
-    return Path(__file__).resolve().parent.parent / "policies"
+    return Path(__file__).resolve().parents[2] / "policies"
 
 
 def policy_path(config: GatewayConfig) -> Path:

@@ -24,7 +24,7 @@ from gateway.governance.tenancy import AdminToken, Budget, Scope, Team, User
 from gateway.store.keys import KeyRecord
 
 if TYPE_CHECKING:
-    from gateway.app import Services
+    from gateway.api.app import Services
 
 Limit = Annotated[int, Field(ge=0, le=10**12)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]

@@ -2,7 +2,8 @@
 
 Each ``*.yaml`` in the policy directory must be one the gateway or the verifier knows, and must
 load with that same loader (``verify.policies`` for the pth allowlist and trusted signers,
-``gateway.egress`` for the egress allowlist): no second schema that could drift from the code.
+``gateway.providers.egress`` for the egress allowlist): no second schema that could drift from
+the code.
 A problem names the file, the line and the key. An unknown file is a problem too: a policy that
 nothing validates is one nobody checked.
 
@@ -20,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from gateway import egress
 from gateway.config import _line_of  # the config's own key-to-line locator, shared on purpose
 from gateway.errors import ConfigError
+from gateway.providers import egress
 from verify import policies
 from verify.findings import VerifyError
 
