@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from gateway.config.secrets import Vault
+from gateway.refs import parse_ref
 from gateway.secrets.broker import SecretBroker
-from gateway.secrets.refs import parse_ref
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.openbao_server import OpenBao
 

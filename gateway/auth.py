@@ -7,8 +7,6 @@ ids are cached briefly too, so a flood of made-up keys cannot turn into a flood 
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import time
 from collections import OrderedDict
@@ -17,8 +15,10 @@ from datetime import UTC, datetime
 
 import anyio.to_thread
 
+from gateway import tokens
 from gateway.errors import AuthenticationFailed
-from gateway.store.keys import KeyRecord, KeyStore, key_id_of
+from gateway.store.keys import KeyRecord, KeyStore
+from gateway.tokens import VIRTUAL_KEY
 
 log = logging.getLogger("sealgate.auth")
 
@@ -47,7 +47,7 @@ class Authenticator:
         key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed(INVALID)
-        key_id = key_id_of(key)
+        key_id = VIRTUAL_KEY.id_of(key)
         if key_id is None:
             raise AuthenticationFailed(INVALID)
         record = await self._lookup(key_id)
@@ -86,15 +86,15 @@ class Authenticator:
 
 
 class AdminCredential:
-    """The admin credential, held only as its SHA-256."""
+    """The admin credential, held only as its SHA-256 (``gateway.tokens``)."""
 
     def __init__(self, key: str) -> None:
         if len(key) < 16:
             raise ValueError("the admin key must be at least 16 characters")
-        self._hash = hashlib.sha256(key.encode()).digest()
+        self._hash = tokens.digest(key)
 
     def matches(self, key: str) -> bool:
-        return hmac.compare_digest(self._hash, hashlib.sha256(key.strip().encode()).digest())
+        return tokens.matches(self._hash, key.strip())
 
     def check(self, authorization: str | None) -> None:
         scheme, _, key = (authorization or "").partition(" ")
@@ -102,5 +102,5 @@ class AdminCredential:
             raise AuthenticationFailed(
                 "admin credential required: 'Authorization: Bearer <admin key>'"
             )
-        if not hmac.compare_digest(self._hash, hashlib.sha256(key.strip().encode()).digest()):
+        if not self.matches(key):
             raise AuthenticationFailed("invalid admin credential")

@@ -77,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _policy_check(directory: str | None) -> int:
+    from gateway.integrity import project_root
     from gateway.policy_files import check
-    from gateway.providers.egress import default_policies_dir
 
-    problems = check(Path(directory) if directory else default_policies_dir())
+    problems = check(Path(directory) if directory else project_root() / "policies")
     for problem in problems:
         print(problem)  # the result, on stdout; the summary is a log line, on stderr
     print(f"sealgate: policy check: {len(problems)} problem(s)", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""One error tree for everything a request can fail on.
+"""One error tree for everything a request can fail on; every subclass lives in this module.
 
     GatewayError                    500 server_error (never retried)
     ├── InvalidRequest              400 invalid_request_error
@@ -7,18 +7,24 @@
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
     │   └── ModelNotFound
+    ├── Conflict                    409 conflict (a name or scope that is taken)
     ├── RateLimited                 429 rate_limit_error (Retry-After, x-ratelimit-* headers)
-    ├── UpstreamError               502 upstream_error      (retryable)
-    │   ├── UpstreamUnavailable     503                     (retryable)
-    │   ├── UpstreamTimeout         504                     (retryable)
+    │   ├── BudgetExceeded          429 budget_exceeded (a hard budget would be passed)
+    │   └── UpstreamRateLimited     the provider's own 429               (retryable)
+    ├── UpstreamError               502 upstream_error                   (retryable)
+    │   ├── UpstreamUnavailable     503                                  (retryable)
+    │   ├── UpstreamTimeout         504                                  (retryable)
+    │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
     │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
-    └── SecretUnavailable           503 (the credential could not be obtained; fail closed)
+    ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
+    └── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
 Every message is written for the caller and never carries a secret, an upstream body, a URL with
-credentials or a traceback. Upstream detail goes to the log (through the redacting filter), and
-into the body only when the operator turned debug on.
+credentials or a traceback. Upstream detail goes to the log, through the redacting filter. How an
+error is written on the wire is the HTTP layer's business (``gateway.api.errors``: one renderer
+per wire format).
 """
 
 from __future__ import annotations
@@ -95,10 +101,26 @@ class ModelNotFound(NotFound):
     default_code = "model_not_found"
 
 
+class Conflict(GatewayError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
 class RateLimited(GatewayError):
     status = 429
     type = "rate_limit_error"
     default_code = "rate_limit_exceeded"
+
+
+class BudgetExceeded(RateLimited):
+    default_code = "budget_exceeded"
+
+
+class UpstreamRateLimited(RateLimited):
+    """The provider's 429: another deployment may have room, so it is retryable."""
+
+    retryable = True
 
 
 class UpstreamError(GatewayError):
@@ -116,6 +138,10 @@ class UpstreamUnavailable(UpstreamError):
 class UpstreamTimeout(UpstreamError):
     status = 504
     default_code = "upstream_timeout"
+
+
+class UpstreamCredentialRejected(UpstreamError):
+    """The provider said 401/403 to the gateway's own key: drop the cached key, refetch once."""
 
 
 class UpstreamRejected(UpstreamError):
@@ -136,6 +162,13 @@ class SecretUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "credential_unavailable"
+    retryable = True
+
+
+class LimitsUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "limits_unavailable"
     retryable = True
 
 

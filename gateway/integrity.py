@@ -21,7 +21,7 @@ from typing import Any
 
 import anyio.to_thread
 
-from gateway.config import GatewayConfig
+from gateway.config import Verify
 from gateway.metrics import METRICS
 from verify import policy_bundle, render, selfcheck
 from verify.findings import Finding, Report, Severity, VerifyError, finding
@@ -82,18 +82,17 @@ class Integrity:
         )
 
 
-def policies_dir(config: GatewayConfig) -> Path:
-    directory = config.verify.policies_dir
+def policies_dir(settings: Verify) -> Path:
+    directory = settings.policies_dir
     return Path(directory) if directory else project_root() / "policies"
 
 
-def check_policy_bundle(config: GatewayConfig) -> dict[str, Any]:
+def check_policy_bundle(settings: Verify) -> dict[str, Any]:
     """With ``verify.policy_key`` set, the policy files must match the manifest signed with that
     key before any of them is read. Enforce refuses start-up on a mismatch; warn logs it."""
-    settings = config.verify
     if settings.mode == "off" or settings.policy_key is None:
         return {"ok": True, "signed": None}
-    directory = policies_dir(config)
+    directory = policies_dir(settings)
     try:
         results = policy_bundle.check(directory, Path(settings.policy_key).read_bytes())
     except (OSError, VerifyError) as exc:
@@ -121,9 +120,8 @@ def check_policy_bundle(config: GatewayConfig) -> dict[str, Any]:
     return {"ok": report.clean or settings.mode != "enforce", "signed": report.clean}
 
 
-def check(config: GatewayConfig) -> Integrity:
+def check(settings: Verify) -> Integrity:
     """Run the self-check as the config says; raise StartupRefused in enforce mode on findings."""
-    settings = config.verify
     integrity = Integrity(settings.mode, settings.interval_seconds)
     if settings.mode == "off":
         integrity.state = {"ok": True, "mode": "off", "clean": None}
@@ -133,7 +131,7 @@ def check(config: GatewayConfig) -> Integrity:
         root / "requirements.lock",
         root / "requirements-build.lock",
     ]
-    policies = policies_dir(config)
+    policies = policies_dir(settings)
     target = os.environ.get(TARGET_ENV, sys.executable)
     try:
         integrity.baseline = selfcheck.Baseline.capture(target)

@@ -1,29 +1,55 @@
-"""Start-up: load config, harden the process, open state, then serve with uvicorn."""
+"""The composition root: the one place that reads the whole configuration.
+
+Start-up order: load and validate the config (with the provider registry), harden the process,
+check the policy bundle, egress and integrity, then build each subsystem from its own config
+section (store, secrets broker, connection pool, router, governance), assemble the HTTP surface
+(``gateway.api``) and serve it with uvicorn.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+from sqlalchemy import Engine
 
+from gateway import config as config_files
 from gateway import integrity, logs
-from gateway.api.app import Services, build_app
+from gateway.api.admin.context import AdminContext
+from gateway.api.app import Gateway, build_app
+from gateway.api.health import Readiness
+from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
-from gateway.config import GatewayConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
+from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
-from gateway.routing.router import Router
+from gateway.providers.registry import PROVIDERS
+from gateway.routing.router import Router, routes_for
+from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
 from gateway.store.db import default_url, ensure_data_dir, make_engine, migrate
 from gateway.store.keys import KeyStore
 
 log = logging.getLogger("sealgate")
+
+
+def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
+    """The config file (or the bundled example), validated with every provider's rules."""
+    return config_files.load_config(path, PROVIDERS)
+
+
+def parse_config(text: str, source: str) -> GatewayConfig:
+    return config_files.parse_config(text, source, PROVIDERS)
 
 
 def read_admin_key(environ: dict[str, str] | os._Environ[str] = os.environ) -> AdminCredential:
@@ -50,15 +76,68 @@ def read_admin_key(environ: dict[str, str] | os._Environ[str] = os.environ) -> A
         raise ConfigError("environment", "SEALGATE_ADMIN_KEY", str(exc)) from None
 
 
+@dataclass
+class Services:
+    """Everything a serving gateway holds, built from the config by ``build_services``."""
+
+    config: GatewayConfig
+    engine: Engine
+    keys: KeyStore
+    auth: Authenticator
+    admin_credential: AdminCredential
+    broker: SecretBroker
+    pool: UpstreamPool
+    router: Router
+    governance: Governance
+    readiness: Readiness
+    integrity: integrity.Integrity | None = None
+
+    def app(self) -> Gateway:
+        """The ASGI application over these services, with their start and stop hooks."""
+        watcher: list[asyncio.Task[None]] = []
+
+        async def start() -> None:
+            await self.governance.start()
+            if self.integrity is not None:
+                watcher.append(asyncio.create_task(self.integrity.watch()))
+
+        async def stop() -> None:
+            for task in watcher:
+                task.cancel()
+            await self.governance.close()
+            await self.pool.close()
+            await self.broker.close()
+            self.engine.dispose()
+
+        inference = Inference(
+            self.router, self.governance, self.auth, self.config.server.max_body_bytes
+        )
+        admin = AdminContext(
+            self.admin_credential,
+            self.engine,
+            self.keys,
+            self.auth,
+            self.governance,
+            self.router.models,
+        )
+        return build_app(inference, self.auth, self.router, admin, self.readiness, [start], [stop])
+
+
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
     ensure_data_dir(data_dir)
     url = config.storage.url or default_url(data_dir)
     engine = make_engine(url)
     migrate(engine)
     keys = KeyStore(engine)
-    broker = build_broker(config)
+    broker = build_broker(config.secrets, config.credentials())
     pool = UpstreamPool()
-    router = Router(config, broker, pool)
+    router = Router(config.router, routes_for(config.deployments, pool), broker)
+    governance = build_governance(config.governance, config.deployments, engine, data_dir)
+
+    async def secrets() -> dict[str, Any]:
+        return {"secrets": await broker.health()}
+
+    readiness = Readiness(engine, admin, [secrets, governance.health])
     return Services(
         config=config,
         engine=engine,
@@ -68,7 +147,8 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         broker=broker,
         pool=pool,
         router=router,
-        governance=build_governance(config, engine, data_dir),
+        governance=governance,
+        readiness=readiness,
     )
 
 
@@ -77,19 +157,19 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     logs.configure(config.logging.level)
     admin = read_admin_key()
     try:
-        signed_policies = integrity.check_policy_bundle(config)  # before any policy is read
-        egress.enforce(config)
-        checked = integrity.check(config)
+        signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
+        egress.enforce(config.deployments, integrity.policies_dir(config.verify))
+        checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
         return 1
     hardening = harden_process()
     services = build_services(config, data_dir, admin)
-    services.readiness["process"] = {"ok": True, **hardening}
-    services.readiness["integrity"] = checked.state
-    services.readiness["policies"] = signed_policies
+    services.readiness.facts["process"] = {"ok": True, **hardening}
+    services.readiness.facts["integrity"] = checked.state
+    services.readiness.facts["policies"] = signed_policies
     services.integrity = checked
-    app = build_app(services)
+    app = services.app()
     log.info(
         "sealgate starting",
         extra={

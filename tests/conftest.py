@@ -24,4 +24,10 @@ def upstream(upstream_server: FakeUpstream) -> Iterator[FakeUpstream]:
     upstream_server.reset()
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    """Async tests (``pytest.mark.anyio``) run on asyncio, the loop the gateway serves on."""
+    return "asyncio"
+
+
 REPO = Path(__file__).resolve().parent.parent

@@ -1,55 +1,29 @@
-"""The ASGI application: the hot path (hotpath.py) in front of a FastAPI app for models,
-health and admin. Every failure is a GatewayError rendered as an OpenAI-shaped error body.
+"""The ASGI application: the inference routes (raw ASGI, ``inference.py``) in front of a FastAPI
+app for models, health, metrics and admin, with one guard around every request (``errors.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from typing import Any
 
-import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
-from gateway.api.admin import keys as admin
-from gateway.api.inference import HotPath
-from gateway.auth import AdminCredential, Authenticator
-from gateway.config import GatewayConfig
+from gateway.api import admin, health
+from gateway.api.admin.context import AdminContext
+from gateway.api.errors import guard, internal_error
+from gateway.api.inference import Inference
+from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.governance.core import Governance
-from gateway.integrity import Integrity
-from gateway.metrics import METRICS
-from gateway.providers.pool import UpstreamPool
 from gateway.routing.router import Router
-from gateway.secrets.broker import SecretBroker
-from gateway.store.keys import KeyStore
-
-log = logging.getLogger("sealgate")
 
 JSON = "application/json"
-
-
-@dataclass
-class Services:
-    config: GatewayConfig
-    engine: Engine
-    keys: KeyStore
-    auth: Authenticator
-    admin_credential: AdminCredential
-    broker: SecretBroker
-    pool: UpstreamPool
-    router: Router
-    governance: Governance
-    readiness: dict[str, Any] = field(default_factory=dict)
-    integrity: Integrity | None = None
+Hook = Callable[[], Awaitable[None]]
 
 
 def error_response(exc: GatewayError) -> Response:
@@ -58,18 +32,41 @@ def error_response(exc: GatewayError) -> Response:
     )
 
 
-def build_app(services: Services) -> HotPath:
+class Gateway:
+    """The outer ASGI callable: every HTTP request runs inside ``guard``; the inference routes
+    are served directly, everything else by the FastAPI app."""
+
+    def __init__(self, inference: Inference, app: FastAPI) -> None:
+        self.inference = inference
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)  # lifespan
+            return
+        handler = self.inference.handler(scope)
+        if handler is not None:
+            await guard(scope, receive, send, handler, count=True)
+        else:
+            await guard(scope, receive, send, self.app, count=False)
+
+
+def build_app(
+    inference: Inference,
+    authenticator: Authenticator,
+    router: Router,
+    admin_context: AdminContext,
+    readiness: health.Readiness,
+    startup: list[Hook],
+    shutdown: list[Hook],
+) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await services.governance.start()
-        watcher = asyncio.create_task(services.integrity.watch()) if services.integrity else None
+        for hook in startup:
+            await hook()
         yield
-        if watcher is not None:
-            watcher.cancel()
-        await services.governance.close()
-        await services.pool.close()
-        await services.broker.close()
-        services.engine.dispose()
+        for hook in shutdown:
+            await hook()
 
     app = FastAPI(
         title="Sealgate",
@@ -82,14 +79,9 @@ def build_app(services: Services) -> HotPath:
         # gateway's own observability goes through the redacting log filter instead.
         telemetry={"tracing": False, "metrics": False, "logs": False, "auto_configure": False},
     )
-    app.state.services = services
-    router = services.router
-    authenticate = services.auth.authenticate
 
     @app.exception_handler(GatewayError)
     async def _gateway_error(request: Request, exc: GatewayError) -> Response:
-        if exc.http_status >= 500:
-            log.warning("request failed", extra={"sg_code": exc.code, "sg_path": request.url.path})
         return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
@@ -107,12 +99,13 @@ def build_app(services: Services) -> HotPath:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.error("unexpected error", exc_info=exc, extra={"sg_path": request.url.path})
-        return error_response(GatewayError("internal error"))
+        # Answered here because Starlette's error middleware answers before re-raising; the
+        # outer guard (errors.guard) then logs it, once.
+        return error_response(internal_error())
 
     @app.get("/v1/models")
     async def models(request: Request) -> Response:
-        record = await authenticate(request.headers.get("authorization"))
+        record = await authenticator.authenticate(request.headers.get("authorization"))
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "sealgate"}
             for m in router.models()
@@ -120,42 +113,8 @@ def build_app(services: Services) -> HotPath:
         ]
         return JSONResponse({"object": "list", "data": data})
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        services.admin_credential.check(request.headers.get("authorization"))
-        return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
-
-    @app.get("/health/live")
-    async def live() -> Response:
-        return JSONResponse({"status": "ok"})
-
-    @app.get("/health/ready")
-    async def ready() -> Response:
-        checks: dict[str, Any] = {}
-        try:
-            await anyio.to_thread.run_sync(_ping, services.engine)
-            checks["database"] = {"ok": True}
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            checks["database"] = {"ok": False, "error": type(exc).__name__}
-        checks["secrets"] = await services.broker.health()
-        checks.update(await services.governance.health())
-        checks.update(services.readiness)
-        ok = all(_ok(v) for v in checks.values())
-        status = 200 if ok else 503
-        return JSONResponse({"status": "ready" if ok else "not_ready", "checks": checks}, status)
-
-    admin.mount(app, services)
-    return HotPath(app, services)
-
-
-def _ok(value: Any) -> bool:
-    if isinstance(value, dict):
-        if "ok" in value:
-            return bool(value["ok"])
-        return all(_ok(v) for v in value.values())
-    return True
-
-
-def _ping(engine: Engine) -> None:
-    with engine.connect() as connection:
-        connection.execute(text("SELECT 1"))
+    app.state.admin = admin_context
+    app.include_router(readiness.router())
+    for routes in admin.routers(admin_context):
+        app.include_router(routes)
+    return Gateway(inference, app)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from starlette.types import Message, Receive, Send
 
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
-from gateway.providers.base import Stream
+from gateway.values import Stream
 
 T = TypeVar("T")
 Headers = Mapping[bytes, bytes]

@@ -1,52 +1,39 @@
-"""The hot path as raw ASGI: ``POST /v1/chat/completions``, ``/v1/embeddings`` and ``/v1/messages``.
+"""The inference routes as raw ASGI: ``POST /v1/chat/completions``, ``/v1/embeddings`` and
+``/v1/messages``.
 
 These routes are what every application call goes through, so they skip the framework's routing,
 dependency resolution and middleware and do only what the request needs: read the body with a cap,
-check it with the pure policy functions, authenticate from the in-memory cache, route. The
-Anthropic-compatible ``/v1/messages`` is translated to the same internal call (anthropic_api.py)
-and back. Everything else (models, health, admin) is the FastAPI app behind this one.
+check it with the pure validation functions, authenticate from the in-memory cache, admit it
+(limits and budgets), route. The Anthropic-compatible ``/v1/messages`` is translated to the same
+internal call (``gateway.wire.anthropic``) and back. Failures are answered by the outer guard
+(``gateway.api.errors``) in the route's own shape.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from gateway.api import validation as policy
-from gateway.api.asgi import (
-    ClientGone,
-    read_json,
-    send_body,
-    send_error,
-    send_stream,
-    unless_disconnected,
-)
-from gateway.errors import GatewayError, ModelNotFound, PermissionDenied
+from gateway.api import validation
+from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
+from gateway.api.errors import Renderer, anthropic_body, openai_body
+from gateway.auth import Authenticator
+from gateway.errors import ModelNotFound, PermissionDenied
 from gateway.governance.admission import Admission
-from gateway.governance.core import Kind
+from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
-from gateway.metrics import REQUESTS
-from gateway.providers.base import Stream, Usage
-from gateway.routing.router import Plan
+from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
-from gateway.wire import anthropic as anthropic_api
+from gateway.values import Stream
+from gateway.wire.anthropic import messages as anthropic_wire
+from gateway.wire.anthropic.streams import AnthropicEventStream
 
-if TYPE_CHECKING:
-    from gateway.api.app import Services
-
-log = logging.getLogger("sealgate")
 T = TypeVar("T")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
-ErrorBody = Callable[[GatewayError], dict[str, Any]]
-
-
-def openai_error(exc: GatewayError) -> dict[str, Any]:
-    return exc.body()
 
 
 async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> T:
@@ -59,67 +46,28 @@ async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> 
         raise
 
 
-class AnthropicStream:
-    """An internal (OpenAI-format) stream re-emitted as Anthropic events."""
-
-    def __init__(self, inner: Stream, model: str) -> None:
-        self.inner = inner
-        self.translator = anthropic_api.EventTranslator(model)
-
-    @property
-    def usage(self) -> Usage | None:
-        return self.inner.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner.chunks():
-            events = self.translator.feed(chunk)
-            if events:
-                yield b"".join(events)
-        yield b"".join(self.translator.finish())
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class HotPath:
-    def __init__(self, app: ASGIApp, services: Services) -> None:
-        self.app = app
-        self.services = services
-        self.router = services.router
-        self.governance = services.governance
-        self.limit = services.config.server.max_body_bytes
-        self.routes: dict[str, tuple[Handler, ErrorBody]] = {
-            "/v1/chat/completions": (self.chat, openai_error),
-            "/v1/embeddings": (self.embeddings, openai_error),
-            "/v1/messages": (self.messages, anthropic_api.error_body),
+class Inference:
+    def __init__(
+        self, router: Router, governance: Governance, auth: Authenticator, max_body_bytes: int
+    ) -> None:
+        self.router = router
+        self.governance = governance
+        self.auth = auth
+        self.limit = max_body_bytes
+        self.routes: dict[str, Handler] = {
+            "/v1/chat/completions": self.chat,
+            "/v1/embeddings": self.embeddings,
+            "/v1/messages": self.messages,
         }
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            route = self.routes.get(scope["path"])
-            if route is not None:
-                handler, error_body = route
-                status = "200"
-                try:
-                    await handler(scope, receive, send)
-                except GatewayError as exc:
-                    status = str(exc.http_status)
-                    if exc.http_status >= 500:
-                        log.warning("request failed", extra={"sg_code": exc.code})
-                    await send_error(send, exc, error_body(exc))
-                except ClientGone:
-                    status = "499"
-                except Exception as exc:  # the last line of defence: a 500 that leaks nothing
-                    status = "500"
-                    log.error("unexpected error", exc_info=exc)
-                    internal = GatewayError("internal error")
-                    await send_error(send, internal, error_body(internal))
-                REQUESTS[(("route", scope["path"]), ("status", status))] += 1
-                return
-        await self.app(scope, receive, send)
+    def handler(self, scope: Scope) -> Handler | None:
+        """The route for this request, or None when it is not an inference call."""
+        if scope["method"] != "POST":
+            return None
+        return self.routes.get(scope["path"])
 
     async def _caller(self, authorization: bytes | None, model: str) -> KeyRecord:
-        record = await self.services.auth.authenticate(
+        record = await self.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
         if model not in self.router.groups:
@@ -147,15 +95,16 @@ class HotPath:
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
-        model = policy.check_chat(body)
+        model = validation.check_chat(body)
         record = await self._caller(headers.get(b"authorization"), model)
         await self._complete(receive, send, headers, body, model, record, anthropic=False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         raw: dict[str, Any] = await read_json(receive, headers, self.limit)
-        body = anthropic_api.to_internal(raw)
-        model = policy.check_chat(body)
+        validation.check_fields(raw, anthropic_wire.FIELDS)
+        body = anthropic_wire.request_to_openai(raw)
+        model = validation.check_chat(body)
         api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
         authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
         record = await self._caller(authorization, model)
@@ -177,19 +126,19 @@ class HotPath:
                 receive, admission, self.router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
-            stream: Stream = AnthropicStream(counting, model) if anthropic else counting
+            stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
 
             async def finished(_: Stream, outcome: str) -> None:
                 admission.settle(counting.usage, deployment, outcome, counting.counted)
 
-            error_body = anthropic_api.error_body if anthropic else openai_error
-            await send_stream(receive, send, stream, finished, error_body)
+            render: Renderer = anthropic_body if anthropic else openai_body
+            await send_stream(receive, send, stream, finished, render)
             return
         reply, deployment = await routed(
             receive, admission, self.router.chat(model, body, admission.gate, plan)
         )
         if anthropic:
-            message = anthropic_api.to_message(json.loads(reply.body), model)
+            message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
             await send_body(send, 200, json.dumps(message).encode())
         else:
             await send_body(send, 200, reply.body)
@@ -198,7 +147,7 @@ class HotPath:
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
         body: dict[str, Any] = await read_json(receive, headers, self.limit)
-        model = policy.check_embeddings(body)
+        model = validation.check_embeddings(body)
         record = await self._caller(headers.get(b"authorization"), model)
         admission, plan = await self._admit(record, model, body, headers, "embeddings")
         reply, deployment = await routed(

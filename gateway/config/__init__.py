@@ -3,23 +3,37 @@
 The file is YAML. Unknown keys are errors; every error names the file, the key (with its line when
 the YAML parser knows it) and what was expected. Defaults are the named constants below. A
 deployment holds a credential *reference*; a literal key is refused.
+
+What each provider needs of a deployment (a base URL, a credential, its own options) is the
+provider module's to say (``gateway.providers.registry``); config sits below the providers, so the
+composition root hands the registry in as ``providers`` and the checks run inside validation, with
+the same file, key and line as every other error.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.config.governance import Governance
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
-from gateway.secrets.refs import CredentialRef, parse_ref
+from gateway.refs import CredentialRef, parse_ref
 
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -33,8 +47,24 @@ DEFAULT_SECRET_TTL_SECONDS = 300.0
 MAX_SECRET_TTL_SECONDS = 3600.0
 MAX_SECRET_STALE_SECONDS = 900.0
 
-Provider = Literal["openai", "azure", "openai_compatible", "anthropic", "mock"]
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+
+
+class ProviderRules(Protocol):
+    """What config needs to know of a provider: whether a deployment satisfies it."""
+
+    def problem(self, deployment: Deployment) -> str | None: ...
+
+
+def _providers(info: ValidationInfo) -> Mapping[str, ProviderRules]:
+    providers: Mapping[str, ProviderRules] | None = (info.context or {}).get("providers")
+    if providers is None:
+        raise TypeError(
+            "a deployment is validated with the provider registry: "
+            "Deployment.model_validate(data, context={'providers': PROVIDERS}), "
+            "or gateway.serve.parse_config"
+        )
+    return providers
 
 
 class Strict(BaseModel):
@@ -49,7 +79,7 @@ class Timeouts(Strict):
 
 class Deployment(Strict):
     model: str = Field(min_length=1, description="the public model name clients ask for")
-    provider: Provider
+    provider: str = Field(min_length=1)
     id: str | None = None
     upstream_model: str | None = None
     base_url: str | None = None
@@ -82,16 +112,19 @@ class Deployment(Strict):
             raise ValueError("expected a base URL without query or fragment")
         return value.rstrip("/")
 
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str, info: ValidationInfo) -> str:
+        providers = _providers(info)
+        if value not in providers:
+            raise ValueError(f"unknown provider {value!r}; known: {', '.join(sorted(providers))}")
+        return value
+
     @model_validator(mode="after")
-    def _provider_needs(self) -> Deployment:
-        if self.provider != "mock" and self.base_url is None:
-            raise ValueError(f"provider {self.provider} needs base_url (the pinned upstream)")
-        if self.provider in ("openai", "azure", "anthropic") and self.credential is None:
-            raise ValueError(f"provider {self.provider} needs credential (a reference)")
-        if self.provider == "azure" and not self.api_version:
-            raise ValueError("provider azure needs api_version, e.g. 2024-10-21")
-        if self.provider != "azure" and self.api_version is not None:
-            raise ValueError("api_version applies only to provider azure")
+    def _provider_needs(self, info: ValidationInfo) -> Deployment:
+        problem = _providers(info)[self.provider].problem(self)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
@@ -111,7 +144,6 @@ class Router(Strict):
 
 class Server(Strict):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
-    debug: bool = False
     auth_cache_seconds: float = Field(DEFAULT_AUTH_CACHE_SECONDS, ge=0, le=3600)
 
 
@@ -165,11 +197,21 @@ class GatewayConfig(Strict):
     def models(self) -> list[str]:
         return sorted({d.model for d in self.deployments})
 
+    def credentials(self) -> dict[str, CredentialRef]:
+        """Every credential reference the deployments name, by its config key."""
+        return {
+            f"deployments.{index}.credential": ref
+            for index, d in enumerate(self.deployments)
+            if (ref := d.credential_ref) is not None
+        }
+
 
 BUNDLED_CONFIG = "default-config.yaml"
 
 
-def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
+def load_config(
+    path: str | os.PathLike[str] | None, providers: Mapping[str, ProviderRules]
+) -> GatewayConfig:
     """Load and validate a config file, or the bundled example when ``path`` is None."""
     if path is None:
         text = resources.files("gateway.data").joinpath(BUNDLED_CONFIG).read_text("utf-8")
@@ -180,10 +222,10 @@ def load_config(path: str | os.PathLike[str] | None = None) -> GatewayConfig:
             text = Path(path).read_text("utf-8")
         except OSError as exc:
             raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
-    return parse_config(text, source)
+    return parse_config(text, source, providers)
 
 
-def parse_config(text: str, source: str) -> GatewayConfig:
+def parse_config(text: str, source: str, providers: Mapping[str, ProviderRules]) -> GatewayConfig:
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -196,7 +238,7 @@ def parse_config(text: str, source: str) -> GatewayConfig:
     if not isinstance(data, dict):
         raise ConfigError(source, "(top level)", "expected a mapping with at least 'deployments'")
     try:
-        return GatewayConfig.model_validate(data)
+        return GatewayConfig.model_validate(data, context={"providers": providers})
     except ValidationError as exc:
         first = exc.errors(include_url=False, include_input=False)[0]
         loc = [str(p) for p in first["loc"]]

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway.secrets.refs import CredentialRef, parse_ref
+from gateway.refs import CredentialRef, parse_ref
 
 DEFAULT_VAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_VAULT_WORKERS = 4

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.config import Deployment
-from gateway.errors import GatewayError, RateLimited
+from gateway.errors import BudgetExceeded, GatewayError, RateLimited
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
 from gateway.governance.estimate import Estimate
 from gateway.governance.spend import SpendRecord
 from gateway.metrics import METRICS
-from gateway.providers.base import Usage
+from gateway.values import Usage
 
 if TYPE_CHECKING:
     from gateway.governance.core import Governance
@@ -61,8 +61,6 @@ def ratelimit_headers(slots: list[Slot], values: tuple[int, ...], now: float) ->
 
 
 def refusal(slots: list[Slot], outcome: Outcome, now: float, what: str) -> RateLimited:
-    from gateway.governance.errors import BudgetExceeded
-
     assert outcome.refused is not None
     slot = slots[outcome.refused]
     REFUSALS[(("kind", slot.kind), ("scope", slot.scope.split(" ")[0].split(":")[0]))] += 1

@@ -20,19 +20,19 @@ from typing import Any, Literal
 import anyio.to_thread
 from sqlalchemy import Engine
 
-from gateway.config import Deployment, GatewayConfig
-from gateway.errors import GatewayError
+from gateway.config import Deployment
+from gateway.config.governance import Governance as GovernanceSettings
+from gateway.errors import GatewayError, LimitsUnavailable
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
-from gateway.governance.errors import LimitsUnavailable
 from gateway.governance.pricing import FREE, Price, PriceTable, usd
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
 from gateway.metrics import METRICS
-from gateway.providers.base import Usage
 from gateway.store.keys import KeyRecord
+from gateway.values import Usage
 
 log = logging.getLogger("sealgate.governance")
 
@@ -87,14 +87,15 @@ def _max_price(prices: list[Price]) -> Price:
 class Governance:
     def __init__(
         self,
-        config: GatewayConfig,
+        settings: GovernanceSettings,
+        deployments: list[Deployment],
         engine: Engine,
         outbox: Outbox,
         counters: Counters,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = config.governance
+        self.settings = settings
         self.engine = engine
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
@@ -104,7 +105,7 @@ class Governance:
         table = prices or PriceTable.bundled()
         self._prices: dict[str, Price] = {}
         groups: dict[str, list[Price]] = {}
-        for deployment in config.deployments:
+        for deployment in deployments:
             price = table.for_deployment(deployment, self.settings.deployments.get(deployment.name))
             if price is None:
                 log.warning(

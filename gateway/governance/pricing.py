@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.config import Deployment
 from gateway.config.governance import DeploymentGovernance
-from gateway.providers.base import Usage
+from gateway.values import Usage
 
 NANOS_PER_USD = 10**9
 PRICE_TABLE = "prices.json"

@@ -7,7 +7,8 @@ import anyio.to_thread
 from gateway.auth import AdminCredential
 from gateway.errors import AuthenticationFailed
 from gateway.governance.audit import Actor
-from gateway.governance.tenancy import Tenancy, token_id_of
+from gateway.governance.tenancy import Tenancy
+from gateway.tokens import ADMIN_TOKEN
 
 ADMIN = Actor("admin", "admin")
 MISSING = "admin credential required: 'Authorization: Bearer <admin key or admin token>'"
@@ -22,7 +23,7 @@ async def resolve(
         raise AuthenticationFailed(MISSING)
     if credential.matches(token):
         return ADMIN
-    token_id = token_id_of(token)
+    token_id = ADMIN_TOKEN.id_of(token)
     record = await anyio.to_thread.run_sync(tenancy.token, token_id) if token_id else None
     if record is None or not record.matches(token):
         raise AuthenticationFailed("invalid admin credential")

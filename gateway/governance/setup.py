@@ -1,5 +1,5 @@
-"""Build governance from the config: counters (in-process, or Redis with its fallback policy),
-the spend outbox in the data directory, the first snapshot."""
+"""Build governance from its config section: counters (in-process, or Redis with its fallback
+policy), the spend outbox in the data directory, the first snapshot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from gateway.config import GatewayConfig
+from gateway.config import Deployment
+from gateway.config.governance import Governance as GovernanceSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
@@ -17,8 +18,7 @@ from gateway.governance.redis_counters import FallbackCounters, RedisCounters
 from gateway.governance.spend import Outbox
 
 
-def build_counters(config: GatewayConfig, clock: Callable[[], float]) -> Counters:
-    settings = config.governance
+def build_counters(settings: GovernanceSettings, clock: Callable[[], float]) -> Counters:
     if settings.counters == "memory" or settings.redis is None:
         return MemoryCounters(clock)
     redis = settings.redis
@@ -29,23 +29,25 @@ def build_counters(config: GatewayConfig, clock: Callable[[], float]) -> Counter
 
 
 def build_governance(
-    config: GatewayConfig,
+    settings: GovernanceSettings,
+    deployments: list[Deployment],
     engine: Engine,
     data_dir: Path,
     source: str = "config",
     clock: Callable[[], float] = time.time,
 ) -> Governance:
-    names = {d.name for d in config.deployments}
-    for name in config.governance.deployments:
+    names = {d.name for d in deployments}
+    for name in settings.deployments:
         if name not in names:
             raise ConfigError(
                 source,
                 f"governance.deployments.{name}",
                 f"names no deployment; known: {', '.join(sorted(names))}",
             )
-    settings = config.governance.outbox
-    outbox = Outbox(engine, data_dir, settings.flush_seconds, settings.retry_seconds)
+    flush, retry = settings.outbox.flush_seconds, settings.outbox.retry_seconds
+    outbox = Outbox(engine, data_dir, flush, retry)
     outbox.start()
-    governance = Governance(config, engine, outbox, build_counters(config, clock), clock=clock)
+    counters = build_counters(settings, clock)
+    governance = Governance(settings, deployments, engine, outbox, counters, clock=clock)
     governance.refresh()
     return governance

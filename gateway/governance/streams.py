@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from gateway.governance.estimate import BYTES_PER_TOKEN
-from gateway.providers.base import Reply, Stream, Usage
+from gateway.values import Reply, Stream, Usage
 
 DELTA = b'"delta"'
 

@@ -1,15 +1,12 @@
 """Teams, users, budgets and admin tokens in the database (sync; callers use a worker thread).
 
-Admin tokens read ``sg-adm-<id>-<secret>`` and are kept like virtual keys: shown once, stored
-as the SHA-256 of the whole token, compared in constant time.
+Admin tokens read ``sg-adm-<id>-<secret>`` and are kept like virtual keys (``gateway.tokens``):
+shown once, stored as the SHA-256 of the whole token, compared in constant time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,19 +14,14 @@ from typing import Any, Literal
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from gateway.governance.errors import Conflict
+from gateway import tokens
+from gateway.errors import Conflict
 from gateway.governance.periods import Period
 from gateway.store.tables import admin_tokens, budgets, teams, users
 
 Scope = Literal["key", "team", "user"]
 Role = Literal["admin", "team_admin", "viewer"]
-TOKEN_PREFIX = "sg-adm-"  # noqa: S105 - a prefix, not a password
-ID_HEX = 16
-TOKEN_LENGTH = len(TOKEN_PREFIX) + ID_HEX + 1 + 43
-
-
-def new_id() -> str:
-    return secrets.token_hex(ID_HEX // 2)
+new_id = tokens.new_id
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -101,7 +93,7 @@ class AdminToken:
     revoked_at: datetime | None
 
     def matches(self, token: str) -> bool:
-        return hmac.compare_digest(self.token_hash, hash_token(token))
+        return tokens.matches(self.token_hash, token)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -113,19 +105,6 @@ class AdminToken:
             "created_at": _iso(self.created_at),
             "revoked_at": _iso(self.revoked_at),
         }
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def token_id_of(token: str) -> str | None:
-    if len(token) != TOKEN_LENGTH or not token.startswith(TOKEN_PREFIX):
-        return None
-    if token[len(TOKEN_PREFIX) + ID_HEX] != "-":
-        return None
-    token_id = token[len(TOKEN_PREFIX) : len(TOKEN_PREFIX) + ID_HEX]
-    return token_id if all(c in "0123456789abcdef" for c in token_id) else None
 
 
 def _team(row: Any) -> Team:
@@ -281,11 +260,10 @@ class Tenancy:
     def create_token(
         self, role: Role, team_id: str | None, name: str, created_by: str
     ) -> tuple[str, AdminToken]:
-        token_id = new_id()
-        token = f"{TOKEN_PREFIX}{token_id}-{secrets.token_urlsafe(32)}"
+        token_id, token = tokens.ADMIN_TOKEN.mint()
         record = AdminToken(
             token_id,
-            hash_token(token),
+            tokens.digest(token),
             role,
             team_id,
             name,

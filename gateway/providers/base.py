@@ -1,63 +1,21 @@
-"""What every provider adapter offers the router, and the values it hands back.
+"""What every provider module declares, and what its adapter offers the router.
 
-An adapter translates one wire format: it builds the upstream request from an OpenAI-shaped body,
-sends it through the deployment's pooled client, and turns the answer (or the failure) into an
-OpenAI-shaped body or a GatewayError. Adapters hold no credentials: the key is passed per call.
+An adapter speaks one upstream wire format: it builds the upstream request from an OpenAI-shaped
+body (translating with ``gateway.wire``), sends it through the deployment's pooled client, and
+turns the answer (or the failure) into an OpenAI-shaped ``Reply``/``Stream`` or a GatewayError.
+Adapters hold no credentials: the key is passed per call.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from gateway.config import Deployment
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    @classmethod
-    def from_openai(cls, usage: Any) -> Usage | None:
-        if not isinstance(usage, dict):
-            return None
-        details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
-        return cls(
-            prompt_tokens=_int(usage.get("prompt_tokens")),
-            completion_tokens=_int(usage.get("completion_tokens")),
-            cached_tokens=_int(cached),
-        )
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete upstream answer: the body to send to the client as is, and its usage."""
-
-    body: bytes
-    usage: Usage | None
-
-
-class Stream(Protocol):
-    """An upstream stream whose status was already checked: iterate to pass chunks on."""
-
-    @property
-    def usage(self) -> Usage | None: ...
-
-    def chunks(self) -> AsyncIterator[bytes]: ...
-
-    async def aclose(self) -> None: ...
+from gateway.values import Reply, Stream
 
 
 class Adapter(Protocol):
@@ -68,3 +26,42 @@ class Adapter(Protocol):
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A provider as the registry knows it.
+
+    ``needs_base_url``: the deployment must pin its upstream (every networked provider);
+    ``needs_credential``: it must name a credential reference; ``options``: the provider-specific
+    deployment keys it accepts (any other provider refuses them), with ``required_options``
+    among them; ``adapter``: how a deployment's adapter is made.
+    """
+
+    name: str
+    adapter: Callable[[Deployment, UpstreamPool], Adapter]
+    needs_base_url: bool = True
+    needs_credential: bool = True
+    options: frozenset[str] = frozenset()
+    required_options: frozenset[str] = frozenset()
+    examples: Mapping[str, str] | None = None
+
+    def problem(self, deployment: Deployment) -> str | None:
+        """Why ``deployment`` does not suit this provider, or None (the config calls this)."""
+        if self.needs_base_url and deployment.base_url is None:
+            return f"provider {self.name} needs base_url (the pinned upstream)"
+        if self.needs_credential and deployment.credential is None:
+            return f"provider {self.name} needs credential (a reference)"
+        for option in PROVIDER_OPTIONS:
+            given = getattr(deployment, option) is not None
+            if option in self.required_options and not given:
+                example = (self.examples or {}).get(option)
+                hint = f", e.g. {example}" if example else ""
+                return f"provider {self.name} needs {option}{hint}"
+            if given and option not in self.options:
+                return f"{option} does not apply to provider {self.name}"
+        return None
+
+
+# The deployment keys that only some providers take (each provider names its own in ``options``).
+PROVIDER_OPTIONS = ("api_version",)

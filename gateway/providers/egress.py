@@ -12,7 +12,7 @@ Two checks, both failing closed:
   or otherwise not global, unless the deployment allows private networks. The check applies to the
   addresses actually connected to, so a DNS name that points at the metadata service is caught.
 
-Redirects are never followed (``upstream.py``), so the request that carries a key cannot be steered
+Redirects are never followed (``pool.py``), so the request that carries a key cannot be steered
 to another host after the check.
 """
 
@@ -31,7 +31,7 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from gateway.config import Deployment, GatewayConfig
+from gateway.config import Deployment
 from gateway.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -73,14 +73,6 @@ def is_public(address: IPAddress) -> bool:
 
 
 # -- the policy file ----------------------------------------------------------------------------
-def default_policies_dir() -> Path:
-    """``policies/`` beside the ``gateway`` package: the source tree, or the image's copy."""
-    return Path(__file__).resolve().parents[2] / "policies"
-
-
-def policy_path(config: GatewayConfig) -> Path:
-    directory = config.verify.policies_dir
-    return (Path(directory) if directory else default_policies_dir()) / POLICY_FILE
 
 
 def load_policy(path: Path) -> EgressPolicy:
@@ -132,10 +124,12 @@ def is_local_literal(host: str) -> bool:
     return host.lower() == "localhost" or (address is not None and not is_public(address))
 
 
-def enforce(config: GatewayConfig, policy: EgressPolicy | None = None) -> None:
-    """Refuse a configuration that would send a key outside the allowlist. The policy file is
-    read only if some deployment needs it."""
-    for index, deployment in enumerate(config.deployments):
+def enforce(
+    deployments: list[Deployment], policies: Path, policy: EgressPolicy | None = None
+) -> None:
+    """Refuse a configuration that would send a key outside the allowlist. The policy file
+    (``policies``/egress.yaml) is read only if some deployment needs it."""
+    for index, deployment in enumerate(deployments):
         host = pinned_host(deployment)
         if deployment.provider == "mock" or host is None:
             continue
@@ -150,7 +144,7 @@ def enforce(config: GatewayConfig, policy: EgressPolicy | None = None) -> None:
                 )
             continue
         if policy is None:
-            policy = load_policy(policy_path(config))
+            policy = load_policy(policies / POLICY_FILE)
         if not policy.allows(deployment.provider, host):
             raise ConfigError(
                 "config",

@@ -17,8 +17,9 @@ import aiohttp
 
 from gateway.errors import (
     GatewayError,
-    RateLimited,
+    UpstreamCredentialRejected,
     UpstreamError,
+    UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -28,16 +29,6 @@ from gateway.logs import REDACTOR
 PASS_ON_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 MAX_PASSED_MESSAGE = 500
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
-
-
-class UpstreamCredentialRejected(UpstreamError):
-    """The provider said 401/403 to the gateway's own key: drop the cached key, refetch once."""
-
-
-class UpstreamRateLimited(RateLimited):
-    """The provider's 429: another deployment may have room, so it is retryable."""
-
-    retryable = True
 
 
 def transport_failure(name: str, exc: BaseException) -> BaseException:

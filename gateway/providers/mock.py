@@ -13,8 +13,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from gateway.config import Deployment
-from gateway.providers.base import Reply, Usage
+from gateway.providers.base import Provider
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
+from gateway.values import Reply, Usage
+from gateway.wire import openai
 
 EMBEDDING_DIMENSIONS = 8
 
@@ -126,17 +129,18 @@ class MockStream:
         self._model = body.get("model", adapter.deployment.model)
 
     def _event(self, delta: dict[str, Any], finish: str | None, usage: Any = None) -> bytes:
-        chunk: dict[str, Any] = {
-            "id": _completion_id(self._body),
+        completion_id, created = _completion_id(self._body), int(time.time())
+        if usage is None:
+            return openai.chunk(completion_id, created, self._model, delta, finish)
+        chunk = {
+            "id": completion_id,
             "object": "chat.completion.chunk",
-            "created": int(time.time()),
+            "created": created,
             "model": self._model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            "choices": [],
+            "usage": usage,
         }
-        if usage is not None:
-            chunk["choices"] = []
-            chunk["usage"] = usage
-        return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+        return openai.event(chunk)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         yield self._event({"role": "assistant", "content": ""}, None)
@@ -156,7 +160,14 @@ class MockStream:
                 "total_tokens": u.total_tokens,
             }
             yield self._event({}, None, usage)
-        yield b"data: [DONE]\n\n"
+        yield openai.DONE
 
     async def aclose(self) -> None:
         return None
+
+
+def _adapter(deployment: Deployment, pool: UpstreamPool) -> MockAdapter:
+    return MockAdapter(deployment)
+
+
+PROVIDER = Provider("mock", _adapter, needs_base_url=False, needs_credential=False)

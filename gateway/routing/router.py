@@ -16,18 +16,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.config import Deployment, GatewayConfig
-from gateway.errors import GatewayError, ModelNotFound
+from gateway.config import Deployment
+from gateway.config import Router as RouterSettings
+from gateway.errors import GatewayError, ModelNotFound, UpstreamCredentialRejected
 from gateway.metrics import UPSTREAM_FAILURES
-from gateway.providers.anthropic import AnthropicAdapter
-from gateway.providers.base import Adapter, Reply, Stream
-from gateway.providers.http import UpstreamCredentialRejected
-from gateway.providers.mock import MockAdapter
-from gateway.providers.openai import OpenAIAdapter
+from gateway.providers.base import Adapter
 from gateway.providers.pool import UpstreamPool
+from gateway.providers.registry import adapter_for
+from gateway.refs import CredentialRef
 from gateway.secrets.broker import SecretBroker
-from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
+from gateway.values import Reply, Stream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,32 +47,27 @@ class Route:
 Plan = list[Route]
 
 
-def make_adapter(deployment: Deployment, pool: UpstreamPool) -> Adapter:
-    if deployment.provider == "mock":
-        return MockAdapter(deployment)
-    if deployment.provider == "anthropic":
-        return AnthropicAdapter(deployment, pool)
-    return OpenAIAdapter(deployment, pool)
+def routes_for(deployments: list[Deployment], pool: UpstreamPool) -> list[Route]:
+    """One route per deployment, with the adapter its provider makes (``providers.registry``)."""
+    return [Route(d, adapter_for(d, pool), d.credential_ref) for d in deployments]
 
 
 class Router:
     def __init__(
         self,
-        config: GatewayConfig,
+        settings: RouterSettings,
+        routes: list[Route],
         broker: SecretBroker,
-        pool: UpstreamPool,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._broker = broker
-        self._pool = pool
         self._clock = clock
-        self._retries = config.router.retries
-        self._cooldown = config.router.cooldown_seconds
-        self._fallbacks = config.router.fallbacks
+        self._retries = settings.retries
+        self._cooldown = settings.cooldown_seconds
+        self._fallbacks = settings.fallbacks
         self.groups: dict[str, list[Route]] = {}
-        for deployment in config.deployments:
-            route = Route(deployment, make_adapter(deployment, pool), deployment.credential_ref)
-            self.groups.setdefault(deployment.model, []).append(route)
+        for route in routes:
+            self.groups.setdefault(route.deployment.model, []).append(route)
         self._turn = {name: itertools.count() for name in self.groups}
 
     def models(self) -> list[str]:

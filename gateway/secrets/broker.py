@@ -27,9 +27,9 @@ from typing import Protocol
 
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR, Redactor
+from gateway.refs import CredentialRef
 from gateway.secrets.errors import BackendError, BackendUnavailable
 from gateway.secrets.local import EnvResolver, FileResolver
-from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 
 log = logging.getLogger(__name__)

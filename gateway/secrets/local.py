@@ -16,8 +16,8 @@ import os
 import threading
 from pathlib import Path
 
+from gateway.refs import CredentialRef
 from gateway.secrets.errors import BackendUnavailable, SecretMissing
-from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 
 _taken: dict[str, Secret] = {}

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Iterable, Mapping
 
-from gateway.config import GatewayConfig
-from gateway.config.secrets import VaultTLS
+from gateway.config import Secrets
+from gateway.config.secrets import Vault, VaultTLS
 from gateway.errors import ConfigError
+from gateway.refs import CredentialRef, parse_ref
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
 from gateway.secrets.local import take_from_environment
-from gateway.secrets.refs import CredentialRef, parse_ref
 from gateway.secrets.vault import VaultResolver, VaultTLSError
 
 log = logging.getLogger(__name__)
 
 
-def build_broker(config: GatewayConfig) -> SecretBroker:
-    """The broker for ``config``. With a ``secrets.vault`` section, log in to Vault now: a login
-    Vault refuses, or a TLS channel that does not come up, is a configuration error that stops
-    start-up; a Vault that cannot be reached is not (the gateway starts not ready and logs in
-    when Vault answers). First, every variable an ``env:`` reference names is taken out of the
-    process environment and kept in memory (``gateway.secrets.local``)."""
-    for env_ref in environment_refs(config):
+def build_broker(settings: Secrets, credentials: Mapping[str, CredentialRef]) -> SecretBroker:
+    """The broker for the ``secrets`` section; ``credentials`` are the references the config
+    names, by their config key (``deployments.0.credential``), each checked to have a backend.
+
+    With a ``secrets.vault`` section, log in to Vault now: a login Vault refuses, or a TLS
+    channel that does not come up, is a configuration error that stops start-up; a Vault that
+    cannot be reached is not (the gateway starts not ready and logs in when Vault answers).
+    First, every variable an ``env:`` reference names is taken out of the process environment
+    and kept in memory (``gateway.secrets.local``)."""
+    for env_ref in environment_refs(settings.vault, credentials.values()):
         take_from_environment(env_ref.target)
     resolvers: dict[str, Resolver] = {}
-    vault = config.secrets.vault
+    vault = settings.vault
     if vault is not None:
         check_tls_files(vault.tls)
         resolver = VaultResolver(vault)
@@ -42,25 +46,23 @@ def build_broker(config: GatewayConfig) -> SecretBroker:
         except BackendError as exc:
             raise ConfigError("config", "secrets.vault.auth", str(exc)) from None
         resolvers["vault"] = resolver
-    broker = SecretBroker(
-        resolvers, ttl=config.secrets.ttl_seconds, stale=config.secrets.stale_seconds
-    )
-    for index, deployment in enumerate(config.deployments):
-        ref = deployment.credential_ref
-        if ref is not None and not broker.supports(ref):
+    broker = SecretBroker(resolvers, ttl=settings.ttl_seconds, stale=settings.stale_seconds)
+    for key, ref in credentials.items():
+        if not broker.supports(ref):
             raise ConfigError(
                 "config",
-                f"deployments.{index}.credential",
+                key,
                 f"a {backend_of(ref)} reference needs a secrets.{backend_of(ref)} section",
             )
     return broker
 
 
-def environment_refs(config: GatewayConfig) -> list[CredentialRef]:
-    """Every ``env:`` reference in the config: deployments' credentials and Vault login
+def environment_refs(
+    vault: Vault | None, credentials: Iterable[CredentialRef]
+) -> list[CredentialRef]:
+    """Every ``env:`` reference in the config: the credentials given, and Vault's login
     credentials (``build_broker`` takes their variables out of the environment)."""
-    refs = [d.credential_ref for d in config.deployments]
-    vault = config.secrets.vault
+    refs: list[CredentialRef | None] = list(credentials)
     if vault is not None:
         auth = vault.auth
         for name in ("token", "secret_id", "jwt"):

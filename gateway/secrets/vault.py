@@ -32,8 +32,8 @@ import requests
 
 from gateway.config.secrets import Vault
 from gateway.logs import REDACTOR, Redactor
+from gateway.refs import CredentialRef
 from gateway.secrets.errors import AccessDenied, BackendError, BackendUnavailable, SecretMissing
-from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 from gateway.secrets.vault_auth import Grant, Login
 

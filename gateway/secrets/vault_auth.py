@@ -19,9 +19,9 @@ from typing import Any
 import hvac  # type: ignore[import-untyped]
 
 from gateway.config.secrets import VaultAuth
+from gateway.refs import CredentialRef
 from gateway.secrets.errors import AccessDenied, SecretMissing
 from gateway.secrets.local import take_from_environment
-from gateway.secrets.refs import CredentialRef
 from gateway.secrets.secret import Secret
 
 

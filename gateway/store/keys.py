@@ -1,39 +1,20 @@
 """Virtual keys: created, shown once, stored as a SHA-256 hash, looked up by id, revocable.
 
-A key reads ``sk-sg-<id>-<secret>``: 16 hex characters of id, then 43 of URL-safe secret (256
-bits). The id finds the row; the hash of the whole key is compared in constant time. A hash of a
-256-bit random secret needs no slow KDF: nothing can be guessed from it.
+A key reads ``sk-sg-<id>-<secret>`` (``gateway.tokens``, shared with admin tokens): the id finds
+the row; the hash of the whole key is compared in constant time.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
 
+from gateway import tokens
 from gateway.store.tables import virtual_keys
-
-PREFIX = "sk-sg-"
-ID_HEX = 16
-KEY_LENGTH = len(PREFIX) + ID_HEX + 1 + 43
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
-
-
-def key_id_of(key: str) -> str | None:
-    """The id inside a well-formed key, or None for anything else."""
-    if len(key) != KEY_LENGTH or not key.startswith(PREFIX) or key[len(PREFIX) + ID_HEX] != "-":
-        return None
-    key_id = key[len(PREFIX) : len(PREFIX) + ID_HEX]
-    return key_id if all(c in "0123456789abcdef" for c in key_id) else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +32,7 @@ class KeyRecord:
     tpm_limit: int | None = None
 
     def matches(self, key: str) -> bool:
-        return hmac.compare_digest(self.key_hash, hash_key(key))
+        return tokens.matches(self.key_hash, key)
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -116,11 +97,10 @@ class KeyStore:
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
     ) -> tuple[str, KeyRecord]:
-        key_id = secrets.token_hex(ID_HEX // 2)
-        key = f"{PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+        key_id, key = tokens.VIRTUAL_KEY.mint()
         record = KeyRecord(
             id=key_id,
-            key_hash=hash_key(key),
+            key_hash=tokens.digest(key),
             models=tuple(models),
             metadata=dict(metadata or {}),
             created_at=datetime.now(UTC),

@@ -7,7 +7,9 @@ import json
 import pytest
 
 from gateway.errors import InvalidRequest, UpstreamError
-from gateway.providers.anthropic import StreamTranslator, to_anthropic, to_openai
+from gateway.wire.anthropic.messages import completion_from_anthropic as to_openai
+from gateway.wire.anthropic.messages import request_to_anthropic as to_anthropic
+from gateway.wire.anthropic.streams import UpstreamEventTranslator as StreamTranslator
 
 
 def test_system_messages_become_the_system_field_and_roles_alternate() -> None:

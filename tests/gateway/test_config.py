@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config, parse_config
 from gateway.errors import ConfigError
+from gateway.serve import load_config, parse_config
 
 GOOD = """
 deployments:

@@ -160,8 +160,3 @@ def via_proxy(database_url: str, proxy: TcpProxy) -> str:
     return str(
         make_url(database_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
     )
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

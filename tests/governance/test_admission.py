@@ -14,16 +14,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from gateway.config import parse_config
-from gateway.errors import RateLimited
+from gateway.errors import BudgetExceeded, RateLimited
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
-from gateway.governance.errors import BudgetExceeded
 from gateway.governance.pricing import nanos
 from gateway.governance.redis_counters import RedisCounters
 from gateway.governance.spend import Outbox
-from gateway.providers.base import Usage
+from gateway.serve import parse_config
 from gateway.store.keys import KeyRecord, KeyStore
+from gateway.values import Usage
 from tests.governance.conftest import REDIS_URL
 
 pytestmark = pytest.mark.anyio
@@ -80,7 +79,9 @@ async def governance(
     )
     outbox = Outbox(engine, tmp_path, 0.01, 0.05)
     outbox.start()
-    gov = Governance(CONFIGURED, engine, outbox, counters, clock=clock)
+    gov = Governance(
+        CONFIGURED.governance, CONFIGURED.deployments, engine, outbox, counters, clock=clock
+    )
     gov.refresh()
     yield gov
     await gov.close()
@@ -169,7 +170,12 @@ async def test_a_restarted_replica_seeds_budgets_from_the_spend_table(
         (await governance.admit(record, "m", BODY, {})).settle(used, M, "ok")
     assert governance.outbox.flush()
     restarted = Governance(
-        CONFIGURED, engine, governance.outbox, MemoryCounters(clock), clock=clock
+        CONFIGURED.governance,
+        CONFIGURED.deployments,
+        engine,
+        governance.outbox,
+        MemoryCounters(clock),
+        clock=clock,
     )
     restarted.refresh()
     with pytest.raises(BudgetExceeded):  # $0.042 spent + $0.023 reserved > $0.05

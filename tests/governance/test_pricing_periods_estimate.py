@@ -10,7 +10,12 @@ from gateway.config.governance import DeploymentGovernance, Prices
 from gateway.governance import estimate, periods
 from gateway.governance.core import attribution
 from gateway.governance.pricing import Price, PriceTable, nanos, usd
-from gateway.providers.base import Usage
+from gateway.providers.registry import PROVIDERS
+from gateway.values import Usage
+
+
+def deployment(**fields: str) -> Deployment:
+    return Deployment.model_validate(fields, context={"providers": PROVIDERS})
 
 
 def test_the_bundled_price_table_has_real_models_a_date_and_a_free_mock() -> None:
@@ -18,7 +23,7 @@ def test_the_bundled_price_table_has_real_models_a_date_and_a_free_mock() -> Non
     assert table.taken == "2025-06-01"
     for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini", "text-embedding-3-small"):
         assert model in table.models
-    mock = Deployment(model="m", provider="mock")
+    mock = deployment(model="m", provider="mock")
     assert table.for_deployment(mock, None) == Price.per_million(Decimal(0))
 
 
@@ -29,20 +34,18 @@ def test_cost_is_exact_in_nano_dollars_with_cached_input_at_its_own_price() -> N
 
 
 def test_an_operator_override_wins_over_the_table() -> None:
-    deployment = Deployment(
+    openai = deployment(
         model="gpt-4o", provider="openai", base_url="https://api.openai.com/v1", credential="env:X"
     )
     override = DeploymentGovernance(prices=Prices(input=Decimal("1"), output=Decimal("2")))
-    price = PriceTable.bundled().for_deployment(deployment, override)
+    price = PriceTable.bundled().for_deployment(openai, override)
     assert price is not None
     assert price.cost(Usage(prompt_tokens=10, completion_tokens=10)) == 10 * 1000 + 10 * 2000
 
 
 def test_a_model_missing_from_the_table_has_no_price() -> None:
-    deployment = Deployment(
-        model="x", provider="openai_compatible", base_url="http://vllm.internal/v1"
-    )
-    assert PriceTable.bundled().for_deployment(deployment, None) is None
+    local = deployment(model="x", provider="openai_compatible", base_url="http://vllm.internal/v1")
+    assert PriceTable.bundled().for_deployment(local, None) is None
 
 
 def test_usd_strings_round_trip_nanos() -> None:

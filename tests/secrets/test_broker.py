@@ -14,9 +14,9 @@ import pytest
 
 from gateway.errors import SecretUnavailable
 from gateway.logs import Redactor
+from gateway.refs import CredentialRef, parse_ref
 from gateway.secrets.broker import UNAVAILABLE_MESSAGE, SecretBroker
 from gateway.secrets.errors import BackendUnavailable, SecretMissing
-from gateway.secrets.refs import CredentialRef, parse_ref
 from gateway.secrets.secret import Secret
 from tests.secrets.vaultlab import VaultLab, run
 

@@ -10,20 +10,26 @@ import pytest
 import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from gateway.config import parse_config
+from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
+from gateway.integrity import policies_dir, project_root
 from gateway.providers.egress import (
     EgressRefused,
     GuardedResolver,
-    default_policies_dir,
     enforce,
     host_matches,
     load_policy,
     parse_policy,
 )
+from gateway.serve import parse_config
 from tests.secrets.vaultlab import run
 
-REPO_POLICY = default_policies_dir() / "egress.yaml"
+REPO_POLICY = project_root() / "policies" / "egress.yaml"
+
+
+def check(cfg: GatewayConfig) -> None:
+    """The start-up egress check, as the composition root runs it."""
+    enforce(cfg.deployments, policies_dir(cfg.verify))
 
 
 def config(base_url: str, provider: str = "openai", **extra: Any) -> Any:
@@ -54,17 +60,17 @@ def test_wildcards_match_subdomains_only() -> None:
 
 def test_a_host_outside_the_allowlist_is_refused_at_start_up() -> None:
     with pytest.raises(ConfigError, match="not on the egress allowlist"):
-        enforce(config("https://api.openai.com.evil.example/v1"))
+        check(config("https://api.openai.com.evil.example/v1"))
 
 
 def test_a_host_listed_for_another_provider_is_refused() -> None:
     with pytest.raises(ConfigError, match="provider openai"):
-        enforce(config("https://api.groq.com/openai/v1"))
+        check(config("https://api.groq.com/openai/v1"))
 
 
 def test_allowed_hosts_pass() -> None:
-    enforce(config("https://api.openai.com/v1"))
-    enforce(config("https://mine.openai.azure.com", provider="azure"))
+    check(config("https://api.openai.com/v1"))
+    check(config("https://mine.openai.azure.com", provider="azure"))
 
 
 @pytest.mark.parametrize(
@@ -82,8 +88,8 @@ def test_private_and_metadata_addresses_are_refused_unless_the_deployment_allows
     url: str,
 ) -> None:
     with pytest.raises(ConfigError, match="allow_private_network"):
-        enforce(config(url, provider="openai_compatible"))
-    enforce(config(url, provider="openai_compatible", allow_private_network=True))
+        check(config(url, provider="openai_compatible"))
+    check(config(url, provider="openai_compatible", allow_private_network=True))
 
 
 def test_a_missing_policy_file_refuses_start_up(tmp_path: Path) -> None:
@@ -92,7 +98,7 @@ def test_a_missing_policy_file_refuses_start_up(tmp_path: Path) -> None:
         update={"verify": cfg.verify.model_copy(update={"policies_dir": str(tmp_path)})}
     )
     with pytest.raises(ConfigError, match="cannot be read"):
-        enforce(cfg)
+        check(cfg)
 
 
 @pytest.mark.parametrize(

@@ -15,13 +15,19 @@ from typing import Any
 
 import pytest
 
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig
 from gateway.errors import SecretUnavailable
+from gateway.refs import parse_ref
 from gateway.secrets.errors import SecretMissing
 from gateway.secrets.local import EnvResolver
-from gateway.secrets.refs import parse_ref
 from gateway.secrets.setup import build_broker
+from gateway.serve import parse_config
 from tests.secrets.vaultlab import VaultLab, run
+
+
+def sections(cfg: GatewayConfig) -> tuple[Any, Any]:
+    """What the composition root hands the broker: the secrets section and the references."""
+    return cfg.secrets, cfg.credentials()
 
 
 def variable() -> str:
@@ -55,7 +61,7 @@ def test_an_env_credential_leaves_the_environment_at_start_up_and_is_still_serve
     monkeypatch.setenv(name, key)
     assert seen_by_a_child(name) == key  # the test's own check can see a variable
 
-    broker = build_broker(config(f"env:{name}"))
+    broker = build_broker(*sections(config(f"env:{name}")))
     assert name not in os.environ
     assert seen_by_a_child(name) == "absent"
 
@@ -73,7 +79,7 @@ def test_an_env_credential_leaves_the_environment_at_start_up_and_is_still_serve
 
 def test_an_env_credential_whose_variable_was_never_set_is_missing_and_named() -> None:
     name = variable()
-    build_broker(config(f"env:{name}"))
+    build_broker(*sections(config(f"env:{name}")))
 
     async def fetch() -> str:
         try:
@@ -90,7 +96,7 @@ def test_a_variable_set_again_after_start_up_replaces_the_one_taken(
 ) -> None:
     name = variable()
     monkeypatch.setenv(name, "sk-first-000000000000")
-    build_broker(config(f"env:{name}"))
+    build_broker(*sections(config(f"env:{name}")))
     monkeypatch.setenv(name, "sk-second-00000000000")
 
     async def fetch() -> str:
@@ -108,7 +114,7 @@ def test_a_vault_token_from_env_leaves_the_environment_and_serves_the_login(
     lab.put(path, api_key="sk-env-vault-0000000000")
     monkeypatch.setenv(name, lab.token(lab.read_policy(f"{lab.kv2}/data/{path}")))
     vault = {"address": lab.server.address, "auth": {"method": "token", "token": f"env:{name}"}}
-    broker = build_broker(config(f"vault:{lab.kv2}/{path}#api_key", vault))
+    broker = build_broker(*sections(config(f"vault:{lab.kv2}/{path}#api_key", vault)))
     assert name not in os.environ
     assert seen_by_a_child(name) == "absent"
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from gateway.refs import parse_ref
 from gateway.secrets.errors import AccessDenied
-from gateway.secrets.refs import parse_ref
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.vaultlab import VaultLab, enable_approle, run
 

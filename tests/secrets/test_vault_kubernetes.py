@@ -36,9 +36,9 @@ import hvac.exceptions
 import pytest
 
 from gateway.errors import SecretUnavailable
+from gateway.refs import parse_ref
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.errors import AccessDenied
-from gateway.secrets.refs import parse_ref
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.throwaway_ca import ThrowawayCA
 from tests.secrets.vaultlab import VaultLab, run

@@ -9,9 +9,9 @@ import uuid
 import pytest
 
 from gateway.errors import SecretUnavailable
+from gateway.refs import parse_ref
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.errors import AccessDenied, SecretMissing
-from gateway.secrets.refs import parse_ref
 from tests.secrets.vaultlab import VaultLab, run
 
 pytestmark = pytest.mark.openbao

@@ -22,8 +22,8 @@ import hvac
 import pytest
 
 from gateway.config.secrets import Vault
+from gateway.refs import parse_ref
 from gateway.secrets.errors import AccessDenied, SecretMissing
-from gateway.secrets.refs import parse_ref
 from gateway.secrets.vault import VaultResolver
 from tests.secrets.openbao_server import OpenBao
 from tests.secrets.vaultlab import run

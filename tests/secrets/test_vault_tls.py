@@ -28,12 +28,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 
-from gateway.config import GatewayConfig, parse_config
+from gateway.config import GatewayConfig
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
-from gateway.secrets.refs import parse_ref
+from gateway.refs import parse_ref
 from gateway.secrets.setup import build_broker
 from gateway.secrets.vault import VaultResolver, VaultTLSError
+from gateway.serve import parse_config
 from tests.secrets.gateway_vault import VaultGateway
 from tests.secrets.openbao_server import OpenBao, free_port_pair
 from tests.secrets.throwaway_ca import Issued, ThrowawayCA, write_key
@@ -258,7 +259,7 @@ def test_a_certificate_that_does_not_verify_stops_start_up_as_a_configuration_er
         tls_vault.https, tls_lab.file_ref(secret.token), {"ca_bundle": str(tls_vault.other_ca)}
     )
     with pytest.raises(ConfigError) as caught:
-        build_broker(config)
+        build_broker(config.secrets, config.credentials())
     assert caught.value.key == "secrets.vault"
     assert "TLS certificate could not be verified" in caught.value.problem
     assert secret.token not in str(caught.value)
@@ -301,7 +302,7 @@ def test_a_client_key_that_does_not_load_stops_start_up_without_its_content(
         tls_vault.mtls, tls_lab.file_ref("unused"), tls | {"client_key": str(key)}
     )
     with caplog.at_level(logging.DEBUG), pytest.raises(ConfigError) as caught:
-        build_broker(config)
+        build_broker(config.secrets, config.credentials())
     assert caught.value.key == "secrets.vault.tls.client_key"
     assert problem in caught.value.problem
     key_text = key.read_text() if key.exists() else ""
@@ -317,7 +318,7 @@ def test_a_ca_bundle_that_is_not_pem_stops_start_up_naming_the_setting(
     bundle.write_text(CANARY)
     config = gateway_config(tls_vault.https, tls_lab.file_ref("unused"), {"ca_bundle": str(bundle)})
     with pytest.raises(ConfigError) as caught:
-        build_broker(config)
+        build_broker(config.secrets, config.credentials())
     assert caught.value.key == "secrets.vault.tls.ca_bundle"
     assert "holds no PEM certificate" in caught.value.problem
     assert CANARY not in str(caught.value)

@@ -1,0 +1,43 @@
+"""Admin API: spend reports and the audit log (with the state of its hash chain)."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import JSONResponse
+
+from gateway.api.admin.context import AdminContext, Caller
+from gateway.governance import reports, roles
+
+
+def router(ctx: AdminContext) -> APIRouter:
+    routes = APIRouter()
+    engine = ctx.engine
+
+    @routes.get("/admin/reports/spend")
+    async def spend_report(
+        who: Caller,
+        group_by: reports.GroupBy = "key",
+        start: date | None = None,
+        end: date | None = None,
+        team_id: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> JSONResponse:
+        if team_id is not None:
+            await ctx.team_or_404(who, team_id, "reports")
+        team = team_id if team_id is not None else roles.visible_team(who)
+        roles.require(who, "reports:read", team)
+        body = await ctx.run(reports.spend_report, engine, group_by, start, end, team)
+        return JSONResponse(body)
+
+    @routes.get("/admin/audit")
+    async def audit_entries(
+        who: Caller, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+    ) -> JSONResponse:
+        roles.require(who, "audit:read", None)
+        entries = await ctx.run(ctx.audit.entries, limit)
+        broken = await ctx.run(ctx.audit.verify)
+        return JSONResponse({"object": "list", "data": entries, "chain_broken_at": broken})
+
+    return routes

@@ -1,0 +1,70 @@
+"""Admin API: teams. Create, list, read, change their request and token limits (gateway admin;
+a team admin and a viewer read their own team).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import JSONResponse
+
+from gateway.api.admin.context import AdminContext, Caller
+from gateway.governance import roles
+
+Limit = Annotated[int, Field(ge=0, le=10**12)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateTeam(_Strict):
+    name: Name
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    metadata: Annotated[dict[str, str | int | float | bool | None], Field(max_length=64)] = {}
+
+
+class TeamLimits(_Strict):
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+
+
+def router(ctx: AdminContext) -> APIRouter:
+    routes = APIRouter()
+    tenancy = ctx.tenancy
+
+    @routes.post("/admin/teams", status_code=201)
+    async def create_team(who: Caller, spec: CreateTeam) -> JSONResponse:
+        roles.require(who, "teams:write", None)
+        team = await ctx.run(
+            tenancy.create_team, spec.name, spec.rpm_limit, spec.tpm_limit, spec.metadata
+        )
+        await ctx.record(who, "team.create", f"team:{team.id}", spec.model_dump())
+        await ctx.refresh()
+        return JSONResponse(team.public(), status_code=201)
+
+    @routes.get("/admin/teams")
+    async def list_teams(who: Caller) -> JSONResponse:
+        scope = roles.visible_team(who)
+        roles.require(who, "teams:read", scope)
+        teams = [t for t in await ctx.run(tenancy.teams) if scope is None or t.id == scope]
+        return JSONResponse({"object": "list", "data": [t.public() for t in teams]})
+
+    @routes.get("/admin/teams/{team_id}")
+    async def get_team(who: Caller, team_id: str) -> JSONResponse:
+        return JSONResponse((await ctx.team_or_404(who, team_id)).public())
+
+    @routes.patch("/admin/teams/{team_id}")
+    async def set_team_limits(who: Caller, team_id: str, spec: TeamLimits) -> JSONResponse:
+        await ctx.team_or_404(who, team_id)
+        roles.require(who, "teams:write", team_id)
+        await ctx.run(tenancy.set_team_limits, team_id, spec.rpm_limit, spec.tpm_limit)
+        await ctx.record(who, "team.limits", f"team:{team_id}", spec.model_dump())
+        await ctx.refresh()
+        return JSONResponse((await ctx.team_or_404(who, team_id)).public())
+
+    return routes

@@ -1,0 +1,42 @@
+"""Values that cross every layer: what an upstream call used, and how its answer comes back.
+
+An adapter (``gateway.providers``) produces them; routing passes them on; governance prices and
+counts them; the HTTP layer sends them. They sit at the ground so none of those layers has to
+import another sideways for a type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete upstream answer: the body to send to the client as is, and its usage."""
+
+    body: bytes
+    usage: Usage | None
+
+
+class Stream(Protocol):
+    """An upstream stream whose status was already checked: iterate to pass chunks on."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
