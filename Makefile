@@ -37,6 +37,7 @@ lint: install-dev
 	.venv-dev/bin/ruff check gateway verify tests bench
 	.venv-dev/bin/ruff format --check gateway verify tests bench
 	.venv-dev/bin/mypy
+	.venv-dev/bin/lint-imports --no-cache
 
 # The supply-chain gate: this environment must be exactly the locked one, with no unexpected
 # start-up hooks and every installed file matching its RECORD.
