@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.api.admin.fields import Strict
 from gateway.errors import InvalidRequest, NotFound
 from gateway.governance import periods, roles
 from gateway.governance.audit import Actor
@@ -30,11 +31,7 @@ Usd = Annotated[Decimal, Field(ge=0, le=10**9, decimal_places=9)]
 SUBJECT_KIND: dict[Scope, roles.Kind] = {"team": "teams", "user": "users", "key": "keys"}
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateBudget(_Strict):
+class CreateBudget(Strict):
     scope: Scope
     scope_id: Annotated[str, Field(min_length=1, max_length=32)]
     period: Period
@@ -42,7 +39,7 @@ class CreateBudget(_Strict):
     soft_usd: Usd | None = None
 
 
-class BudgetAmounts(_Strict):
+class BudgetAmounts(Strict):
     """New amounts for a budget; ``soft_usd: null`` removes its soft threshold. What a budget
     limits (scope, subject, period) is what it is: to change that, delete it and create another.
     Those three are named here only so that trying to change one gets a clear answer."""

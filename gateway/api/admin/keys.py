@@ -10,35 +10,32 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.api.admin.fields import Id, Limit, Strict
 from gateway.errors import InvalidRequest, ModelNotFound, NotFound
 from gateway.governance import roles
 from gateway.governance.audit import Actor
 from gateway.store.keys import KeyRecord
 
 MetadataValue = str | int | float | bool | None | list[str]
-Limit = Annotated[int, Field(ge=0, le=10**12)]
-Id = Annotated[str, Field(min_length=1, max_length=32)]
 
 
-class CreateKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CreateKey(Strict):
     models: Annotated[
         list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=1000)
     ]
     expires_at: datetime | None = None
-    metadata: Annotated[dict[str, MetadataValue], Field(max_length=64)] = {}
+    metadata: Annotated[dict[str, MetadataValue], Field(max_length=64, default_factory=dict)]
     team_id: Id | None = None
     user_id: Id | None = None
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
 
 
-class KeyLimits(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KeyLimits(Strict):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
 

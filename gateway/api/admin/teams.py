@@ -7,28 +7,24 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.api.admin.fields import Limit, Name, Strict
 from gateway.governance import roles
 
-Limit = Annotated[int, Field(ge=0, le=10**12)]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateTeam(_Strict):
+class CreateTeam(Strict):
     name: Name
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
-    metadata: Annotated[dict[str, str | int | float | bool | None], Field(max_length=64)] = {}
+    metadata: Annotated[
+        dict[str, str | int | float | bool | None], Field(max_length=64, default_factory=dict)
+    ]
 
 
-class TeamLimits(_Strict):
+class TeamLimits(Strict):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
 

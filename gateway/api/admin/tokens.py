@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.api.admin.fields import Name, Strict
 from gateway.errors import InvalidRequest, NotFound
 from gateway.governance import roles
 from gateway.governance.tenancy import AdminToken
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateToken(_Strict):
+class CreateToken(Strict):
     role: Literal["team_admin", "viewer"]
     team_id: str | None = None
     name: Name

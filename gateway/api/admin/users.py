@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.api.admin.fields import Name, Strict
 from gateway.governance import roles
 
-Name = Annotated[str, Field(min_length=1, max_length=200)]
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreateUser(_Strict):
+class CreateUser(Strict):
     name: Name
     team_id: str | None = None
 
