@@ -67,6 +67,12 @@ def module_postgres_database() -> Iterator[Callable[[], str]]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage_url(request: pytest.FixtureRequest, postgres_database: Callable[[], str]) -> str | None:
+    """Each store a gateway process runs on: its default SQLite (None) and PostgreSQL."""
+    return postgres_database() if request.param == "postgres" else None
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_database: Callable[[], str]
 ) -> str:

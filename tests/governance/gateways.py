@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +75,16 @@ class As:
 
 def start(workdir: Path, text: str) -> GatewayProcess:
     return GatewayProcess(workdir, text).start()
+
+
+@contextmanager
+def running(workdir: Path, text: str) -> Iterator[GatewayProcess]:
+    """A gateway process on ``text`` for the length of the block."""
+    process = start(workdir, text)
+    try:
+        yield process
+    finally:
+        process.stop()
 
 
 def chat(gateway: GatewayProcess, key: str, **extra: Any) -> httpx.Response:

@@ -21,9 +21,8 @@ from tests.support.gateway_process import GatewayProcess
 def gateway(
     upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    process = gateways.start(tmp_path_factory.mktemp("roles"), gateways.config(upstream_server))
-    yield process
-    process.stop()
+    with gateways.running(tmp_path_factory.mktemp("roles"), gateways.config(upstream_server)) as gw:
+        yield gw
 
 
 @pytest.fixture(scope="module")

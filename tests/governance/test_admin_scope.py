@@ -33,9 +33,8 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     url = module_postgres_database() if request.param == "postgres" else None
     workdir: Path = tmp_path_factory.mktemp("scope")
-    process = gateways.start(workdir, gateways.config(upstream_server, storage_url=url))
-    yield process
-    process.stop()
+    with gateways.running(workdir, gateways.config(upstream_server, storage_url=url)) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,14 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def gateway(
-    request: pytest.FixtureRequest,
-    upstream: FakeUpstream,
-    tmp_path: Path,
-    postgres_database: Callable[[], str],
+    upstream: FakeUpstream, tmp_path: Path, storage_url: str | None
 ) -> Iterator[GatewayProcess]:
-    url = postgres_database() if request.param == "postgres" else None
-    text = gateways.config(upstream, storage_url=url, refresh_seconds=3600)
-    process = gateways.start(tmp_path, text)
-    yield process
-    process.stop()
+    with gateways.running(
+        tmp_path, gateways.config(upstream, storage_url=storage_url, refresh_seconds=3600)
+    ) as process:
+        yield process
 
 
 def create_budget(gateway: GatewayProcess, credential: str | None = None, **spec: Any) -> str:

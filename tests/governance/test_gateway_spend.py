@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,17 +15,12 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture
 def gateway(
-    request: pytest.FixtureRequest,
-    upstream: FakeUpstream,
-    tmp_path: Path,
-    postgres_database: Callable[[], str],
+    upstream: FakeUpstream, tmp_path: Path, storage_url: str | None
 ) -> Iterator[GatewayProcess]:
-    url = postgres_database() if request.param == "postgres" else None
-    process = gateways.start(tmp_path, gateways.config(upstream, storage_url=url))
-    yield process
-    process.stop()
+    with gateways.running(tmp_path, gateways.config(upstream, storage_url=storage_url)) as process:
+        yield process
 
 
 def test_spend_totals_equal_the_usage_the_upstream_reported(gateway: GatewayProcess) -> None:
