@@ -1,10 +1,14 @@
-"""A local upstream that speaks the OpenAI wire format, for tests (no provider is reachable here).
+"""A local upstream that speaks the OpenAI and Anthropic wire formats, for tests (no provider is
+reachable here).
 
-It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings`` and Azure's
-``/openai/deployments/<name>/...`` shapes on a free loopback port, records every request it gets
-(path, query, headers, JSON body), and can be told to answer with a status, an OpenAI-shaped error,
-a delay, a stream that is cut, or a redirect. It runs its own event loop in a thread so that both
-synchronous tests and the gateway under test can talk to it.
+It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, Azure's
+``/openai/deployments/<name>/...`` and Anthropic's ``/v1/messages`` (JSON and SSE) on a free
+loopback port, answering with the replies recorded in tests/assets/providers/ (``recorded.py``),
+so the adapters are tested against the providers' documented shapes rather than against a copy of
+their own understanding. It records every request it gets (path, query, headers, JSON body), and
+can be told to answer with a status, the provider's error shape, a delay, a stream that is cut,
+or a redirect. It runs its own event loop in a thread so that both synchronous tests and the
+gateway under test can talk to it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.support import recorded
 
 
 @dataclass
@@ -41,7 +47,9 @@ class Seen:
 
 
 class FakeUpstream:
-    REPLY_TEXT = "Hello from the fake upstream."
+    REPLY_TEXT: str = recorded.reply("openai", "chat_completion")["choices"][0]["message"][
+        "content"
+    ]
 
     def __init__(self) -> None:
         self.requests: list[Seen] = []
@@ -126,7 +134,9 @@ class FakeUpstream:
         if b.redirect_to:
             return web.Response(status=307, headers={"Location": b.redirect_to})
         if b.status != 200:
-            body = {"error": {"message": b.error_message, "type": "fake", "code": "fake_error"}}
+            provider = "anthropic" if request.path == "/v1/messages" else "openai"
+            body = recorded.reply(provider, "error")
+            body["error"]["message"] = b.error_message
             return web.json_response(body, status=b.status, headers=b.headers)
         return None
 
@@ -137,42 +147,21 @@ class FakeUpstream:
         if early is not None:
             return early
         model = body.get("model", request.match_info.get("name", "")) if body else ""
-        usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
         tools = body.get("tools") if isinstance(body, dict) else None
         last = (body.get("messages") or [{}])[-1] if isinstance(body, dict) else {}
-        tool_call = None
-        if tools and last.get("role") != "tool":
-            name = tools[0]["function"]["name"]
-            tool_call = {
-                "id": "call_fake_1",
-                "type": "function",
-                "function": {"name": name, "arguments": '{"city": "Paris"}'},
-            }
+        tool = tools[0]["function"]["name"] if tools and last.get("role") != "tool" else None
         if isinstance(body, dict) and body.get("stream"):
-            return await self._stream(request, body, b, model, usage, tool_call)
-        content = None if tool_call else self.REPLY_TEXT
-        if last.get("role") == "tool":
-            content = f"The tool said: {last.get('content')}"
-        message: dict[str, Any] = {"role": "assistant", "content": content}
-        if tool_call:
-            message["tool_calls"] = [tool_call]
-        reply: dict[str, Any] = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": 1,
-            "model": model,
-            "choices": [
-                {
-                    "index": i,
-                    "message": message,
-                    "logprobs": None,
-                    "finish_reason": "tool_calls" if tool_call else "stop",
-                }
-                for i in range(int(body.get("n") or 1))
-            ],
-        }
-        if b.include_usage:
-            reply["usage"] = usage
+            return await self._stream(request, body, b, model, tool)
+        reply = recorded.reply("openai", "chat_completion_tool_call" if tool else "chat_completion")
+        reply["model"] = model
+        choice = reply["choices"][0]
+        if tool:
+            choice["message"]["tool_calls"][0]["function"]["name"] = tool
+        elif last.get("role") == "tool":
+            choice["message"]["content"] = f"The tool said: {last.get('content')}"
+        reply["choices"] = [{**choice, "index": i} for i in range(int(body.get("n") or 1))]
+        if not b.include_usage:
+            del reply["usage"]
         return web.json_response(reply, headers=b.headers)
 
     async def _stream(
@@ -181,41 +170,24 @@ class FakeUpstream:
         body: dict[str, Any],
         b: Behaviour,
         model: str,
-        usage: dict[str, int],
-        tool_call: dict[str, Any] | None,
+        tool: str | None,
     ) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-
-        def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            chunk = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
-            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
-
-        events = [event({"role": "assistant", "content": ""})]
-        if tool_call:
-            events.append(event({"tool_calls": [{"index": 0, **tool_call}]}))
-            events.append(event({}, "tool_calls"))
-        else:
-            events += [event({"content": w + " "}) for w in self.REPLY_TEXT.split()]
-            events.append(event({}, "stop"))
+        name = "chat_completion_stream_tool_call" if tool else "chat_completion_stream"
+        script = recorded.reply("openai", name)
         options = body.get("stream_options") or {}
-        if options.get("include_usage") and b.include_usage:
-            final = {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion.chunk",
-                "created": 1,
-                "model": model,
-                "choices": [],
-                "usage": usage,
-            }
-            events.append(b"data: " + json.dumps(final).encode() + b"\n\n")
-        events.append(b"data: [DONE]\n\n")
+        events = []
+        for chunk in script["events"]:
+            chunk["model"] = model
+            if "usage" in chunk and not (options.get("include_usage") and b.include_usage):
+                continue  # the usage chunk comes only when the client asked for it
+            for choice in chunk["choices"]:
+                for call in choice["delta"].get("tool_calls") or []:
+                    if "function" in call and "name" in call["function"]:
+                        call["function"]["name"] = tool
+            events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+        events.append(f"data: {script['last']}\n\n".encode())
         return await self._write_events(request, response, events, b)
 
     async def _write_events(
@@ -249,66 +221,24 @@ class FakeUpstream:
             return early
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
-        if body.get("tools") and not answered:
-            blocks: list[dict[str, Any]] = [
-                {
-                    "type": "tool_use",
-                    "id": "toolu_fake_1",
-                    "name": body["tools"][0]["name"],
-                    "input": {"city": "Paris"},
-                }
-            ]
-            stop = "tool_use"
-        else:
-            blocks = [{"type": "text", "text": self.REPLY_TEXT}]
-            stop = "end_turn"
-        usage = {"input_tokens": 11, "output_tokens": 7, "cache_read_input_tokens": 2}
-        message = {
-            "id": "msg_fake",
-            "type": "message",
-            "role": "assistant",
-            "model": body["model"],
-            "content": blocks,
-            "stop_reason": stop,
-            "usage": usage,
-        }
+        tool = body["tools"][0]["name"] if body.get("tools") and not answered else None
         if not body.get("stream"):
+            message = recorded.reply("anthropic", "message_tool_use" if tool else "message")
+            message["model"] = body["model"]
+            for block in message["content"]:
+                if block["type"] == "tool_use":
+                    block["name"] = tool
             return web.json_response(message, headers=b.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-
-        def event(kind: str, data: dict[str, Any]) -> bytes:
-            return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
-
-        start = {**message, "content": [], "stop_reason": None}
-        start["usage"] = {**usage, "output_tokens": 1}
-        events = [event("message_start", {"message": start}), event("ping", {})]
-        for index, block in enumerate(blocks):
-            if block["type"] == "text":
-                events.append(
-                    event(
-                        "content_block_start",
-                        {"index": index, "content_block": {"type": "text", "text": ""}},
-                    )
-                )
-                for word in self.REPLY_TEXT.split():
-                    delta = {"type": "text_delta", "text": word + " "}
-                    events.append(event("content_block_delta", {"index": index, "delta": delta}))
-            else:
-                events.append(
-                    event(
-                        "content_block_start",
-                        {"index": index, "content_block": {**block, "input": {}}},
-                    )
-                )
-                for part in ('{"city": ', '"Paris"}'):
-                    delta = {"type": "input_json_delta", "partial_json": part}
-                    events.append(event("content_block_delta", {"index": index, "delta": delta}))
-            events.append(event("content_block_stop", {"index": index}))
-        events.append(
-            event("message_delta", {"delta": {"stop_reason": stop}, "usage": {"output_tokens": 7}})
-        )
-        events.append(event("message_stop", {}))
+        events = []
+        for item in recorded.reply("anthropic", "stream_tool_use" if tool else "stream"):
+            data = item["data"]
+            if "message" in data:
+                data["message"]["model"] = body["model"]
+            if data.get("content_block", {}).get("type") == "tool_use":
+                data["content_block"]["name"] = tool
+            events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
         return await self._write_events(request, response, events, b)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -319,13 +249,9 @@ class FakeUpstream:
             return early
         inputs = body.get("input")
         items = inputs if isinstance(inputs, list) else [inputs]
-        reply = {
-            "object": "list",
-            "data": [
-                {"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]}
-                for i, _ in enumerate(items)
-            ],
-            "model": body.get("model", ""),
-            "usage": {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)},
-        }
+        reply = recorded.reply("openai", "embeddings")
+        (vector,) = reply["data"]
+        reply["data"] = [{**vector, "index": i} for i, _ in enumerate(items)]
+        reply["model"] = body.get("model", "")
+        reply["usage"] = {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)}
         return web.json_response(reply)
