@@ -34,6 +34,7 @@ from bench.report import combine, governance_table, governance_verdict, render_t
 from bench.sealgate_target import (
     DEFAULT_TEMPLATE,
     start_sealgate,
+    start_sealgate_baseline,
     start_sealgate_governance,
     start_sealgate_governance_pg,
 )
@@ -59,6 +60,7 @@ TARGETS = (
     Target("floor-aiohttp", "pass-through floor, aiohttp", start_floor_aiohttp),
     Target("floor-httpx", "pass-through floor, httpx", start_floor_httpx),
     Target("sealgate", "Sealgate (virtual-key auth)", start_sealgate),
+    Target("sealgate-baseline", "Sealgate at --baseline (before)", start_sealgate_baseline),
     Target("sealgate-gov", "Sealgate + governance, embedded", start_sealgate_governance),
     Target("sealgate-gov-pg", "Sealgate + governance, PG + Redis", start_sealgate_governance_pg),
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
@@ -70,8 +72,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="short runs for a smoke test")
     parser.add_argument(
         "--targets",
-        default=os.environ.get("BENCH_TARGETS", ",".join(t.key for t in TARGETS)),
-        help="comma-separated subset of: " + ", ".join(t.key for t in TARGETS),
+        default=os.environ.get("BENCH_TARGETS"),
+        help="comma-separated subset of: " + ", ".join(t.key for t in TARGETS) + " (default: "
+        "all; sealgate-baseline only with --baseline)",
     )
     parser.add_argument(
         "--sealgate-config",
@@ -79,6 +82,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=Path(os.environ.get("BENCH_SEALGATE_CONFIG", DEFAULT_TEMPLATE)),
         help="config template of the `sealgate` target ({{UPSTREAM_BASE}}, {{WORK_DIR}} are "
         "filled in; env BENCH_SEALGATE_CONFIG; default bench/sealgate.yaml.tmpl)",
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        default=os.environ.get("BENCH_BASELINE"),
+        help="another Sealgate source tree (e.g. a worktree of an earlier commit) for the "
+        "`sealgate-baseline` target (env BENCH_BASELINE)",
     )
     parser.add_argument(
         "--rounds",
@@ -94,6 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     known = {t.key for t in TARGETS}
+    if args.targets is None:
+        skip = set() if args.baseline else {"sealgate-baseline"}
+        args.targets = ",".join(t.key for t in TARGETS if t.key not in skip)
     chosen = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = sorted(set(chosen) - known)
     if unknown or not chosen:
@@ -194,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
         python=sys.executable,
         upstream_port=free_port(),
         sealgate_config=args.sealgate_config.resolve(),
+        baseline=Path(args.baseline).resolve() if args.baseline else None,
     )
     results: list[TargetResult]
     started_at = time.monotonic()

@@ -4,6 +4,8 @@
 - `sealgate-gov`: governance on embedded defaults (SQLite, in-process counters): the key has a
   team, both have RPM/TPM limits, the team a daily budget, the deployment its own limits and a
   price, so every request reserves, settles and leaves a spend record.
+- `sealgate-baseline`: the spine served by another source tree (`--baseline DIR`, a checkout of
+  an earlier commit) with the same interpreter and packages: before and after in one run.
 - `sealgate-gov-pg`: the same on PostgreSQL (database `sealgate_bench`, dropped and made afresh)
   and Redis counters.
 
@@ -64,8 +66,8 @@ def _source_dir(default: Path) -> Path:
     return Path(url.removeprefix("file://")) if url.startswith("file://") else default
 
 
-def sealgate_version(ctx: RunContext) -> str:
-    source = _source_dir(ctx.repo)
+def sealgate_version(ctx: RunContext, source: Path | None = None) -> str:
+    source = source or _source_dir(ctx.repo)
     try:
         rev = subprocess.run(
             ["git", "-C", str(source), "rev-parse", "--short", "HEAD"],
@@ -82,6 +84,18 @@ def sealgate_version(ctx: RunContext) -> str:
 
 def start_sealgate(ctx: RunContext, children: Children) -> Started:
     return _start(ctx, children, "sealgate", ctx.sealgate_config, governed=False)
+
+
+def start_sealgate_baseline(ctx: RunContext, children: Children) -> Started:
+    if ctx.baseline is None:
+        raise StartFailed("no --baseline source tree given")
+    if not (ctx.baseline / "gateway" / "__main__.py").is_file():
+        raise StartFailed(f"{ctx.baseline} holds no gateway package")
+    # `python -m gateway` run from the baseline tree finds that tree's package first.
+    command = [ctx.python, "-m", "gateway"]
+    return _start(
+        ctx, children, "sealgate-baseline", ctx.sealgate_config, False, command, ctx.baseline
+    )
 
 
 def start_sealgate_governance(ctx: RunContext, children: Children) -> Started:
@@ -108,11 +122,19 @@ def fresh_database() -> None:
 
 
 def _start(
-    ctx: RunContext, children: Children, name: str, template: Path, governed: bool
+    ctx: RunContext,
+    children: Children,
+    name: str,
+    template: Path,
+    governed: bool,
+    command: list[str] | None = None,
+    source: Path | None = None,
 ) -> Started:
-    command = sealgate_command(ctx.python)
     if command is None:
-        raise StartFailed(f"no `sealgate` command beside {ctx.python} or on PATH")
+        found = sealgate_command(ctx.python)
+        if found is None:
+            raise StartFailed(f"no `sealgate` command beside {ctx.python} or on PATH")
+        command = [found]
     config = render_config(template, ctx, name)
     data_dir = ctx.work / f"{name}-data"
     shutil.rmtree(data_dir, ignore_errors=True)
@@ -126,8 +148,8 @@ def _start(
             "BENCH_UPSTREAM_KEY": ctx.upstream_key,
         }
     )
-    argv = [command, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
-    child = children.start(name, argv, env, cwd=ctx.repo)
+    argv = [*command, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    child = children.start(name, argv, env, cwd=source or ctx.repo)
     base = f"http://127.0.0.1:{port}"
     wait_ready(child, base + "/health/ready", READY_TIMEOUT_S)
     spec: dict[str, object] = {"models": ["bench-model"]}
@@ -143,7 +165,7 @@ def _start(
         url=base + CHAT_PATH,
         auth=str(key),
         rss_child=child,
-        version=sealgate_version(ctx),
+        version=sealgate_version(ctx, source),
         notes=notes,
     )
 

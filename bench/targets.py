@@ -31,6 +31,9 @@ class RunContext:
     python: str
     upstream_port: int
     sealgate_config: Path
+    # Another Sealgate source tree (a checkout of an earlier commit) for the `sealgate-baseline`
+    # target: the same spine config, served by that tree's code, in the same run.
+    baseline: Path | None = None
     # The interpreter a new venv is made from (the one beneath the dev venv).
     base_python: str = field(
         default_factory=lambda: getattr(sys, "_base_executable", sys.executable)
