@@ -29,7 +29,7 @@ per wire format).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 
@@ -173,10 +173,22 @@ class LimitsUnavailable(GatewayError):
 
 
 class ConfigError(Exception):
-    """A configuration or policy file that does not validate. Start-up is refused."""
+    """A configuration or policy file that does not validate. Start-up is refused.
 
-    def __init__(self, source: str, key: str, problem: str) -> None:
-        super().__init__(f"{source}: {key}: {problem}")
+    ``problems`` holds every (key, problem) found, each key with its line where the file's
+    parser knows it; ``key`` and ``problem`` are the first of them."""
+
+    def __init__(
+        self, source: str, key: str, problem: str, more: Sequence[tuple[str, str]] = ()
+    ) -> None:
         self.source = source
+        self.problems: tuple[tuple[str, str], ...] = ((key, problem), *more)
         self.key = key
         self.problem = problem
+        super().__init__(self._text())
+
+    def _text(self) -> str:
+        if len(self.problems) == 1:
+            return f"{self.source}: {self.key}: {self.problem}"
+        lines = "".join(f"\n  {key}: {problem}" for key, problem in self.problems)
+        return f"{self.source}: {len(self.problems)} problems:{lines}"

@@ -56,6 +56,18 @@ class ProviderRules(Protocol):
     def problem(self, deployment: Deployment) -> str | None: ...
 
 
+Path_ = tuple[str | int, ...]
+
+
+class Located(ValueError):
+    """Problems a cross-field check found, each at its own key path (relative to the model the
+    check runs on), so the loader can name the key and its line rather than the model."""
+
+    def __init__(self, problems: list[tuple[Path_, str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
 def _providers(info: ValidationInfo) -> Mapping[str, ProviderRules]:
     providers: Mapping[str, ProviderRules] | None = (info.context or {}).get("providers")
     if providers is None:
@@ -182,16 +194,41 @@ class GatewayConfig(Strict):
     governance: Governance = Governance()
 
     @model_validator(mode="after")
-    def _fallbacks_name_models(self) -> GatewayConfig:
+    def _cross_references(self) -> GatewayConfig:
+        """Names that must refer to something elsewhere in the file."""
+        problems: list[tuple[Path_, str]] = []
         names = {d.model for d in self.deployments}
         for source, targets in self.router.fallbacks.items():
             for name in [source, *targets]:
                 if name not in names:
-                    raise ValueError(f"router.fallbacks names unknown model {name!r}")
-        ids = [d.name for d in self.deployments]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"deployment ids must be unique; repeated: {', '.join(duplicates)}")
+                    where: Path_ = ("router", "fallbacks", source)
+                    problems.append((where, f"names unknown model {name!r}"))
+        seen: dict[str, int] = {}
+        for index, deployment in enumerate(self.deployments):
+            if deployment.name in seen:
+                problems.append(
+                    (
+                        ("deployments", index, "id"),
+                        f"deployment id {deployment.name!r} is already used by deployments."
+                        f"{seen[deployment.name]}; ids must be unique",
+                    )
+                )
+            seen.setdefault(deployment.name, index)
+        for name in self.governance.deployments:
+            if name not in seen:
+                known = ", ".join(sorted(seen))
+                problems.append(
+                    (("governance", "deployments", name), f"names no deployment; known: {known}")
+                )
+        if self.secrets.vault is None:
+            for key, ref in self.credentials().items():
+                if ref.scheme == "vault":
+                    path = tuple(int(p) if p.isdigit() else p for p in key.split("."))
+                    problems.append(
+                        (path, "a vault reference needs a secrets.vault section (docs/secrets.md)")
+                    )
+        if problems:
+            raise Located(problems)
         return self
 
     def models(self) -> list[str]:
@@ -240,15 +277,31 @@ def parse_config(text: str, source: str, providers: Mapping[str, ProviderRules])
     try:
         return GatewayConfig.model_validate(data, context={"providers": providers})
     except ValidationError as exc:
-        first = exc.errors(include_url=False, include_input=False)[0]
-        loc = [str(p) for p in first["loc"]]
-        key = ".".join(loc) or "(top level)"
-        line = _line_of(node, list(first["loc"]))
-        where = f"{key} (line {line})" if line else key
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "is not a known key"
-        raise ConfigError(source, where, message) from None
+        found = _problems(exc.errors(include_url=False))
+        located = [(_line_of(node, list(path)), path, message) for path, message in found]
+        located.sort(key=lambda item: item[0] or 0)  # in the order a reader meets them
+        (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
+        raise ConfigError(source, key, problem, more) from None
+
+
+def _problems(errors: Any) -> list[tuple[Path_, str]]:
+    """Every problem pydantic found, with cross-field ones (``Located``) at their own keys."""
+    out: list[tuple[Path_, str]] = []
+    for error in errors:
+        loc: Path_ = tuple(error["loc"])
+        located = (error.get("ctx") or {}).get("error")
+        if isinstance(located, Located):
+            out += [(loc + path, message) for path, message in located.problems]
+        elif error["type"] == "extra_forbidden":
+            out.append((loc, "is not a known key"))
+        else:
+            out.append((loc, str(error["msg"]).removeprefix("Value error, ")))
+    return out
+
+
+def _where(line: int | None, path: Path_, message: str) -> tuple[str, str]:
+    key = ".".join(str(p) for p in path) or "(top level)"
+    return (f"{key} (line {line})" if line else key), message
 
 
 def _line_of(node: Any, path: list[Any]) -> int | None:

@@ -11,7 +11,6 @@ from sqlalchemy import Engine
 
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
-from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
 from gateway.governance.redis_counters import FallbackCounters, RedisCounters
@@ -33,17 +32,8 @@ def build_governance(
     deployments: list[Deployment],
     engine: Engine,
     data_dir: Path,
-    source: str = "config",
     clock: Callable[[], float] = time.time,
 ) -> Governance:
-    names = {d.name for d in deployments}
-    for name in settings.deployments:
-        if name not in names:
-            raise ConfigError(
-                source,
-                f"governance.deployments.{name}",
-                f"names no deployment; known: {', '.join(sorted(names))}",
-            )
     flush, retry = settings.outbox.flush_seconds, settings.outbox.retry_seconds
     outbox = Outbox(engine, data_dir, flush, retry)
     outbox.start()

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.errors import ConfigError
 from gateway.serve import load_config, parse_config
+from tests.conftest import REPO
 
 GOOD = """
 deployments:
@@ -89,3 +90,49 @@ def test_invalid_yaml_names_the_line() -> None:
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_every_problem_in_a_file_is_reported_each_with_its_key_and_line() -> None:
+    text = GOOD + "    colour: red\n    timeouts: {read: 0}\nlogging: {level: loud}\n"
+    error = error_for(text)
+    assert [key for key, _ in error.problems] == [
+        "deployments.0.colour (line 7)",
+        "deployments.0.timeouts.read (line 8)",
+        "logging.level (line 9)",
+    ]
+    assert str(error).startswith("gw.yaml: 3 problems:")
+
+
+def test_cross_references_name_the_key_and_line_that_refers_to_nothing() -> None:
+    text = (
+        GOOD.replace("env:OPENAI_API_KEY", "vault:kv/llm/openai#api_key")
+        + "router:\n  fallbacks: {gpt: [ghost]}\n"
+        + "governance:\n  deployments:\n    nope: {rpm: 1}\n"
+    )
+    assert dict(error_for(text).problems) == {
+        "router.fallbacks.gpt (line 8)": "names unknown model 'ghost'",
+        "governance.deployments.nope (line 11)": "names no deployment; known: gpt/openai",
+        "deployments.0.credential (line 6)": (
+            "a vault reference needs a secrets.vault section (docs/secrets.md)"
+        ),
+    }
+
+
+def test_a_repeated_deployment_id_names_the_second_deployment() -> None:
+    second = GOOD.split("deployments:\n", 1)[1]
+    (key, problem), *_ = error_for(GOOD + second).problems
+    assert key.startswith("deployments.1.id")
+    assert "already used by deployments.0" in problem
+
+
+def test_the_readme_configuration_example_validates_as_written() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Configuration", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, "README.md")
+    assert {d.provider for d in config.deployments} == {
+        "openai",
+        "azure",
+        "anthropic",
+        "openai_compatible",
+    }
