@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
 
 from gateway.refs import CredentialRef
@@ -39,6 +40,13 @@ def take_from_environment(name: str) -> Secret | None:
 
 
 class EnvResolver:
+    """Serves ``env:`` references from what start-up took out of the environment. ``unset``
+    names the variables the config needs that were not set (or empty) then: readiness shows
+    them, and the replica is not ready while any is missing."""
+
+    def __init__(self, unset: Iterable[str] = ()) -> None:
+        self.unset = sorted(set(unset))
+
     async def fetch(self, ref: CredentialRef) -> Secret:
         secret = take_from_environment(ref.target)
         if secret is None:
@@ -46,6 +54,8 @@ class EnvResolver:
         return secret
 
     async def health(self) -> dict[str, object]:
+        if self.unset:
+            return {"ok": False, "unset": self.unset}
         return {"ok": True}
 
     async def close(self) -> None:

@@ -12,7 +12,7 @@ from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
-from gateway.secrets.local import take_from_environment
+from gateway.secrets.local import EnvResolver, take_from_environment
 from gateway.secrets.vault import VaultResolver, VaultTLSError
 
 log = logging.getLogger(__name__)
@@ -26,10 +26,19 @@ def build_broker(settings: Secrets, credentials: Mapping[str, CredentialRef]) ->
     channel that does not come up, is a configuration error that stops start-up; a Vault that
     cannot be reached is not (the gateway starts not ready and logs in when Vault answers).
     First, every variable an ``env:`` reference names is taken out of the process environment
-    and kept in memory (``gateway.secrets.local``)."""
+    and kept in memory (``gateway.secrets.local``); one that is not set is logged by name,
+    with the config key that needs it, and keeps the replica not ready."""
+    unset = []
     for env_ref in environment_refs(settings.vault, credentials.values()):
-        take_from_environment(env_ref.target)
-    resolvers: dict[str, Resolver] = {}
+        if take_from_environment(env_ref.target) is None:
+            unset.append(env_ref.target)
+    for key, ref in credentials.items():
+        if ref.scheme == "env" and ref.target in unset:
+            log.warning(
+                "credential variable is not set: this deployment cannot be served",
+                extra={"sg_variable": ref.target, "sg_key": key},
+            )
+    resolvers: dict[str, Resolver] = {"env": EnvResolver(unset)}
     vault = settings.vault
     if vault is not None:
         check_tls_files(vault.tls)

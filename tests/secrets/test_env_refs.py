@@ -6,7 +6,9 @@ started with; no test can make that go away, and docs/secrets.md says so.)"""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import secrets
 import subprocess
@@ -127,3 +129,22 @@ def test_a_vault_token_from_env_leaves_the_environment_and_serves_the_login(
             await broker.close()
 
     assert run(fetch()) == "sk-env-vault-0000000000"
+
+
+def test_an_unset_env_credential_is_logged_by_name_and_keeps_the_replica_not_ready(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    name = variable()
+    with caplog.at_level(logging.WARNING, logger="gateway.secrets.setup"):
+        broker = build_broker(*sections(config(f"env:{name}")))
+    (warning,) = [r for r in caplog.records if getattr(r, "sg_variable", None) == name]
+    assert warning.sg_key == "deployments.0.credential"  # type: ignore[attr-defined]
+    health = asyncio.run(broker.health())
+    assert health["env"] == {"ok": False, "unset": [name]}
+
+
+def test_a_set_env_credential_keeps_the_env_backend_ready(monkeypatch: pytest.MonkeyPatch) -> None:
+    name = variable()
+    monkeypatch.setenv(name, "sk-env-" + secrets.token_hex(12))
+    broker = build_broker(*sections(config(f"env:{name}")))
+    assert asyncio.run(broker.health())["env"] == {"ok": True}
