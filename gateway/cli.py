@@ -1,6 +1,7 @@
 """The ``sealgate`` command.
 
     sealgate serve [--config FILE] [--host H] [--port P] [--data-dir DIR]
+    sealgate --version
     sealgate verify ...            the supply-chain verifier (same as ``python -m verify``)
     sealgate sbom ...              the SBOM of the runtime lock (same as ``python -m verify.sbom``)
     sealgate policy check [--policies DIR]   validate every policy file (file, line, key)
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 from gateway.errors import ConfigError
@@ -29,12 +31,20 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _version() -> str:
+    try:
+        return metadata.version("sealgate")
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(name, default)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sealgate", description="Sealgate LLM gateway")
+    parser.add_argument("--version", action="version", version=f"sealgate {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument(

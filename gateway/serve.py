@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import uvicorn
 from sqlalchemy import Engine
@@ -37,7 +38,14 @@ from gateway.providers.registry import PROVIDERS
 from gateway.routing.router import Router, routes_for
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
-from gateway.store.db import default_url, ensure_data_dir, make_engine, migrate
+from gateway.store.db import (
+    DataDirInUse,
+    claim_data_dir,
+    default_url,
+    ensure_data_dir,
+    make_engine,
+    migrate,
+)
 from gateway.store.keys import KeyStore
 
 log = logging.getLogger("sealgate")
@@ -90,6 +98,7 @@ class Services:
     router: Router
     governance: Governance
     readiness: Readiness
+    data_dir_lock: IO[str]
     integrity: integrity.Integrity | None = None
 
     def app(self) -> Gateway:
@@ -125,6 +134,10 @@ class Services:
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
     ensure_data_dir(data_dir)
+    try:
+        held = claim_data_dir(data_dir)
+    except DataDirInUse as exc:
+        raise ConfigError("--data-dir", str(data_dir), str(exc)) from None
     url = config.storage.url or default_url(data_dir)
     engine = make_engine(url)
     migrate(engine)
@@ -149,6 +162,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         router=router,
         governance=governance,
         readiness=readiness,
+        data_dir_lock=held,
     )
 
 
@@ -178,19 +192,39 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
             "sg_config": config_path or "<bundled>",
         },
     )
-    print(f"Sealgate serving on http://{host}:{port}/v1", file=sys.stderr, flush=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,
-        # X-Forwarded-* are not trusted: a client could otherwise claim any address.
-        proxy_headers=False,
-        log_config=None,
-        server_header=False,
-        date_header=False,
-        timeout_graceful_shutdown=10,
+    server = AnnouncingServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            # X-Forwarded-* are not trusted: a client could otherwise claim any address.
+            proxy_headers=False,
+            log_config=None,
+            server_header=False,
+            date_header=False,
+            timeout_graceful_shutdown=10,
+        )
     )
+    try:
+        server.run()
+    except SystemExit:
+        if server.started:
+            raise
+        # uvicorn logged why (the address is taken, or not this host's); say it plainly.
+        print(f"sealgate: cannot listen on {host}:{port}", file=sys.stderr, flush=True)
+        return 2
     return 0
+
+
+class AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, saying "serving" only once its socket is bound and listening."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            config = self.config
+            address = f"http://{config.host}:{config.port}/v1"
+            print(f"Sealgate serving on {address}", file=sys.stderr, flush=True)

@@ -1,14 +1,17 @@
-"""Engine creation and schema migration.
+"""The data directory, engine creation and schema migration.
 
 SQLite gets WAL and a busy timeout so the gateway and an admin tool can share the file. Migrations
-are Alembic's, run at start-up (``upgrade head``) from the scripts shipped in the package.
+are Alembic's, run at start-up (``upgrade head``) from the scripts shipped in the package. One
+gateway process holds a data directory at a time (``claim_data_dir``): two would share the
+SQLite file and the spend outbox file with no lock between their writers.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from alembic import command
 from alembic.config import Config
@@ -47,7 +50,36 @@ def migrate(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
+LOCK_FILE = "gateway.lock"
+
+
 def ensure_data_dir(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(path, 0o700)
     return path
+
+
+class DataDirInUse(Exception):
+    """Another process holds this data directory."""
+
+
+def claim_data_dir(path: Path) -> IO[str]:
+    """Hold an exclusive lock on the data directory for as long as the returned file stays
+    open (the process's life: the kernel drops the lock when it ends, kill -9 included). The
+    file names the holder's pid; a second gateway on the same directory is refused."""
+    handle = (path / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise DataDirInUse(
+            f"is in use by another Sealgate process (pid {holder}); give each gateway its own "
+            "--data-dir (replicas share state through storage.url and Redis)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
