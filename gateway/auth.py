@@ -36,7 +36,7 @@ class Authenticator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
-        self._ttl = cache_seconds
+        self.ttl = cache_seconds  # replaced on a config reload
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
 
@@ -73,7 +73,7 @@ class Authenticator:
             # back (revocations made meanwhile through this process still apply: forget()).
             log.warning("key store unreachable; using the cached key record")
             return cached[1]
-        ttl = self._ttl if record is not None else min(self._ttl, NEGATIVE_CACHE_SECONDS)
+        ttl = self.ttl if record is not None else min(self.ttl, NEGATIVE_CACHE_SECONDS)
         if ttl > 0:
             self._cache[key_id] = (now + ttl, record)
             self._cache.move_to_end(key_id)

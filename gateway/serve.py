@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import sys
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
+from gateway.reload import Reloader
 from gateway.routing.router import Router, routes_for
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
@@ -98,38 +100,42 @@ class Services:
     router: Router
     governance: Governance
     readiness: Readiness
+    inference: Inference
     data_dir_lock: IO[str]
     integrity: integrity.Integrity | None = None
+    reloader: Reloader | None = None
 
     def app(self) -> Gateway:
         """The ASGI application over these services, with their start and stop hooks."""
-        watcher: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[Any]] = []
 
         async def start() -> None:
             await self.governance.start()
             if self.integrity is not None:
-                watcher.append(asyncio.create_task(self.integrity.watch()))
+                tasks.append(asyncio.create_task(self.integrity.watch()))
+            if self.reloader is not None:
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGHUP, self.reloader.on_hangup)
 
         async def stop() -> None:
-            for task in watcher:
+            for task in tasks:
                 task.cancel()
             await self.governance.close()
             await self.pool.close()
+            if self.reloader is not None:
+                await self.reloader.close()
             await self.broker.close()
             self.engine.dispose()
 
-        inference = Inference(
-            self.router, self.governance, self.auth, self.config.server.max_body_bytes
-        )
         admin = AdminContext(
             self.admin_credential,
             self.engine,
             self.keys,
             self.auth,
             self.governance,
-            self.router.models,
+            lambda: self.router.models(),
         )
-        return build_app(inference, self.auth, self.router, admin, self.readiness, [start], [stop])
+        return build_app(self.inference, self.auth, admin, self.readiness, [start], [stop])
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -151,17 +157,20 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         return {"secrets": await broker.health()}
 
     readiness = Readiness(engine, admin, [secrets, governance.health])
+    auth = Authenticator(keys, config.server.auth_cache_seconds)
+    inference = Inference(router, governance, auth, config.server.max_body_bytes)
     return Services(
         config=config,
         engine=engine,
         keys=keys,
-        auth=Authenticator(keys, config.server.auth_cache_seconds),
+        auth=auth,
         admin_credential=admin,
         broker=broker,
         pool=pool,
         router=router,
         governance=governance,
         readiness=readiness,
+        inference=inference,
         data_dir_lock=held,
     )
 
@@ -183,6 +192,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     services.readiness.facts["integrity"] = checked.state
     services.readiness.facts["policies"] = signed_policies
     services.integrity = checked
+    services.reloader = Reloader(services, config_path, load_config)
     app = services.app()
     log.info(
         "sealgate starting",

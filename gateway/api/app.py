@@ -20,7 +20,6 @@ from gateway.api.errors import guard, internal_error
 from gateway.api.inference import Inference
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest
-from gateway.routing.router import Router
 
 JSON = "application/json"
 Hook = Callable[[], Awaitable[None]]
@@ -54,7 +53,6 @@ class Gateway:
 def build_app(
     inference: Inference,
     authenticator: Authenticator,
-    router: Router,
     admin_context: AdminContext,
     readiness: health.Readiness,
     startup: list[Hook],
@@ -108,7 +106,7 @@ def build_app(
         record = await authenticator.authenticate(request.headers.get("authorization"))
         data = [
             {"id": m, "object": "model", "created": 0, "owned_by": "sealgate"}
-            for m in router.models()
+            for m in inference.router.models()
             if record.allows(m)
         ]
         return JSONResponse({"object": "list", "data": data})

@@ -47,6 +47,9 @@ async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> 
 
 
 class Inference:
+    """The inference routes. ``router`` and ``limit`` may be replaced while serving (a config
+    reload): each request reads them once, when it starts, and finishes on what it read."""
+
     def __init__(
         self, router: Router, governance: Governance, auth: Authenticator, max_body_bytes: int
     ) -> None:
@@ -66,11 +69,11 @@ class Inference:
             return None
         return self.routes.get(scope["path"])
 
-    async def _caller(self, authorization: bytes | None, model: str) -> KeyRecord:
+    async def _caller(self, router: Router, authorization: bytes | None, model: str) -> KeyRecord:
         record = await self.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
-        if model not in self.router.groups:
+        if model not in router.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         if not record.allows(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
@@ -78,6 +81,7 @@ class Inference:
 
     async def _admit(
         self,
+        router: Router,
         record: KeyRecord,
         model: str,
         body: dict[str, Any],
@@ -86,32 +90,35 @@ class Inference:
     ) -> tuple[Admission, Plan]:
         """Limits and budgets, and the first deployment's limits, reserved before routing
         (settled once the answer is out, governance/); the plan is the order routing follows."""
-        plan = self.router.plan(model)
+        plan = router.plan(model)
         admission = await self.governance.admit(
             record, model, body, headers, kind, plan[0].deployment
         )
         return admission, plan
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router, limit = self.router, self.limit
         headers = dict(scope["headers"])
-        body: dict[str, Any] = await read_json(receive, headers, self.limit)
+        body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
-        record = await self._caller(headers.get(b"authorization"), model)
-        await self._complete(receive, send, headers, body, model, record, anthropic=False)
+        record = await self._caller(router, headers.get(b"authorization"), model)
+        await self._complete(router, receive, send, headers, body, model, record, anthropic=False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router, limit = self.router, self.limit
         headers = dict(scope["headers"])
-        raw: dict[str, Any] = await read_json(receive, headers, self.limit)
+        raw: dict[str, Any] = await read_json(receive, headers, limit)
         validation.check_fields(raw, anthropic_wire.FIELDS)
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
         api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
         authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
-        record = await self._caller(authorization, model)
-        await self._complete(receive, send, headers, body, model, record, anthropic=True)
+        record = await self._caller(router, authorization, model)
+        await self._complete(router, receive, send, headers, body, model, record, anthropic=True)
 
     async def _complete(
         self,
+        router: Router,
         receive: Receive,
         send: Send,
         headers: Mapping[bytes, bytes],
@@ -120,10 +127,10 @@ class Inference:
         record: KeyRecord,
         anthropic: bool,
     ) -> None:
-        admission, plan = await self._admit(record, model, body, headers, "chat")
+        admission, plan = await self._admit(router, record, model, body, headers, "chat")
         if body.get("stream"):
             upstream, deployment = await routed(
-                receive, admission, self.router.chat_stream(model, body, admission.gate, plan)
+                receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
             stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
@@ -135,7 +142,7 @@ class Inference:
             await send_stream(receive, send, stream, finished, render)
             return
         reply, deployment = await routed(
-            receive, admission, self.router.chat(model, body, admission.gate, plan)
+            receive, admission, router.chat(model, body, admission.gate, plan)
         )
         if anthropic:
             message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
@@ -145,13 +152,14 @@ class Inference:
         admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router, limit = self.router, self.limit
         headers = dict(scope["headers"])
-        body: dict[str, Any] = await read_json(receive, headers, self.limit)
+        body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
-        record = await self._caller(headers.get(b"authorization"), model)
-        admission, plan = await self._admit(record, model, body, headers, "embeddings")
+        record = await self._caller(router, headers.get(b"authorization"), model)
+        admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         reply, deployment = await routed(
-            receive, admission, self.router.embeddings(model, body, admission.gate, plan)
+            receive, admission, router.embeddings(model, body, admission.gate, plan)
         )
         await send_body(send, 200, reply.body)
         admission.settle(reply.usage, deployment, "ok", 0)

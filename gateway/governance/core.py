@@ -95,18 +95,28 @@ class Governance:
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.settings = settings
         self.engine = engine
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
         self.counters = counters
         self.clock = clock
         self.snapshot = Snapshot()
-        table = prices or PriceTable.bundled()
-        self._prices: dict[str, Price] = {}
+        self._table = prices or PriceTable.bundled()
+        self.configure(settings, deployments)
+        self._soft_warned: set[tuple[str, str]] = set()
+        self._periods: dict[tuple[str, int], tuple[str, float]] = {}
+        self._refresher: asyncio.Task[None] | None = None
+        self._stale = False
+
+    def configure(self, settings: GovernanceSettings, deployments: list[Deployment]) -> None:
+        """Take the deployments' prices and limits (at start-up, and again on a reload: an
+        admission already made settles at the prices in force when it settles)."""
+        prices: dict[str, Price] = {}
         groups: dict[str, list[Price]] = {}
         for deployment in deployments:
-            price = table.for_deployment(deployment, self.settings.deployments.get(deployment.name))
+            price = self._table.for_deployment(
+                deployment, settings.deployments.get(deployment.name)
+            )
             if price is None:
                 log.warning(
                     "no price known for this deployment: its spend counts as 0 (set "
@@ -114,17 +124,17 @@ class Governance:
                     extra={"sg_deployment": deployment.name},
                 )
                 price = FREE
-            self._prices[deployment.name] = price
+            prices[deployment.name] = price
             groups.setdefault(deployment.model, []).append(price)
-        self._model_price = {m: _max_price(p) for m, p in groups.items()}
-        self._limited: dict[str, tuple[str, int | None, int | None]] = {}
-        for name, limits in self.settings.deployments.items():
+        limited: dict[str, tuple[str, int | None, int | None]] = {}
+        for name, limits in settings.deployments.items():
             if limits.rpm is not None or limits.tpm is not None:
-                self._limited[name] = (name, limits.rpm, limits.tpm)
-        self._soft_warned: set[tuple[str, str]] = set()
-        self._periods: dict[tuple[str, int], tuple[str, float]] = {}
-        self._refresher: asyncio.Task[None] | None = None
-        self._stale = False
+                limited[name] = (name, limits.rpm, limits.tpm)
+        # Each attribute is replaced whole, so a request reads either the old or the new one.
+        self.settings = settings
+        self._prices = prices
+        self._model_price = {m: _max_price(p) for m, p in groups.items()}
+        self._limited = limited
 
     # -- lifecycle --------------------------------------------------------------------------
     def refresh(self) -> None:

@@ -86,6 +86,11 @@ class SecretBroker:
     def supports(self, ref: CredentialRef) -> bool:
         return backend_of(ref) in self._resolvers
 
+    def use(self, backend: str, resolver: Resolver) -> None:
+        """Serve ``backend`` references with ``resolver`` from now on (a reload's environment);
+        keys already held stay cached until their TTL."""
+        self._resolvers[backend] = resolver
+
     def cached(self) -> int:
         """How many keys are held in memory right now (for tests and metrics: no values)."""
         return len(self._cache)

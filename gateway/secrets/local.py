@@ -40,12 +40,16 @@ def take_from_environment(name: str) -> Secret | None:
 
 
 class EnvResolver:
-    """Serves ``env:`` references from what start-up took out of the environment. ``unset``
-    names the variables the config needs that were not set (or empty) then: readiness shows
-    them, and the replica is not ready while any is missing."""
+    """Serves ``env:`` references from what start-up took out of the environment. ``needed``
+    names the variables the config refers to (a reload may change it): readiness shows the ones
+    that are not set, and the replica is not ready while any is missing."""
 
-    def __init__(self, unset: Iterable[str] = ()) -> None:
-        self.unset = sorted(set(unset))
+    def __init__(self, needed: Iterable[str] = ()) -> None:
+        self.needed = sorted(set(needed))
+
+    @property
+    def unset(self) -> list[str]:
+        return [name for name in self.needed if take_from_environment(name) is None]
 
     async def fetch(self, ref: CredentialRef) -> Secret:
         secret = take_from_environment(ref.target)
@@ -54,8 +58,9 @@ class EnvResolver:
         return secret
 
     async def health(self) -> dict[str, object]:
-        if self.unset:
-            return {"ok": False, "unset": self.unset}
+        unset = self.unset
+        if unset:
+            return {"ok": False, "unset": unset}
         return {"ok": True}
 
     async def close(self) -> None:

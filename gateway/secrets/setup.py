@@ -28,17 +28,7 @@ def build_broker(settings: Secrets, credentials: Mapping[str, CredentialRef]) ->
     First, every variable an ``env:`` reference names is taken out of the process environment
     and kept in memory (``gateway.secrets.local``); one that is not set is logged by name,
     with the config key that needs it, and keeps the replica not ready."""
-    unset = []
-    for env_ref in environment_refs(settings.vault, credentials.values()):
-        if take_from_environment(env_ref.target) is None:
-            unset.append(env_ref.target)
-    for key, ref in credentials.items():
-        if ref.scheme == "env" and ref.target in unset:
-            log.warning(
-                "credential variable is not set: this deployment cannot be served",
-                extra={"sg_variable": ref.target, "sg_key": key},
-            )
-    resolvers: dict[str, Resolver] = {"env": EnvResolver(unset)}
+    resolvers: dict[str, Resolver] = {"env": take_environment(settings.vault, credentials)}
     vault = settings.vault
     if vault is not None:
         check_tls_files(vault.tls)
@@ -64,6 +54,24 @@ def build_broker(settings: Secrets, credentials: Mapping[str, CredentialRef]) ->
                 f"a {backend_of(ref)} reference needs a secrets.{backend_of(ref)} section",
             )
     return broker
+
+
+def take_environment(vault: Vault | None, credentials: Mapping[str, CredentialRef]) -> EnvResolver:
+    """Take every variable an ``env:`` reference names out of the process environment, log each
+    deployment credential whose variable is not set (by name, with the config key that needs
+    it), and return the resolver that serves them."""
+    needed = [ref.target for ref in environment_refs(vault, credentials.values())]
+    for name in needed:
+        take_from_environment(name)
+    resolver = EnvResolver(needed)
+    unset = set(resolver.unset)
+    for key, ref in credentials.items():
+        if ref.scheme == "env" and ref.target in unset:
+            log.warning(
+                "credential variable is not set: this deployment cannot be served",
+                extra={"sg_variable": ref.target, "sg_key": key},
+            )
+    return resolver
 
 
 def environment_refs(

@@ -77,7 +77,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[InProcess]:
     app = build_app(
         Inference(router, governance, auth, config.server.max_body_bytes),
         auth,
-        router,
         AdminContext(admin, engine, keys, auth, governance, router.models),
         Readiness(engine, admin),
         [],
