@@ -72,6 +72,16 @@ def storage_url(request: pytest.FixtureRequest, postgres_database: Callable[[], 
     return postgres_database() if request.param == "postgres" else None
 
 
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def module_storage_url(
+    request: pytest.FixtureRequest, module_postgres_database: Callable[[], str]
+) -> str | None:
+    """As ``storage_url``, for one gateway per module and store."""
+    return module_postgres_database() if request.param == "postgres" else None
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def db_url(
     request: pytest.FixtureRequest, tmp_path: Path, postgres_database: Callable[[], str]

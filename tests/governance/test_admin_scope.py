@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +22,13 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 
-@pytest.fixture(
-    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-)
+@pytest.fixture(scope="module")
 def gateway(
-    request: pytest.FixtureRequest,
     upstream_server: FakeUpstream,
     tmp_path_factory: pytest.TempPathFactory,
-    module_postgres_database: Callable[[], str],
+    module_storage_url: str | None,
 ) -> Iterator[GatewayProcess]:
-    url = module_postgres_database() if request.param == "postgres" else None
+    url = module_storage_url
     workdir: Path = tmp_path_factory.mktemp("scope")
     with gateways.running(workdir, gateways.config(upstream_server, storage_url=url)) as process:
         yield process

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.secrets.gateway_vault import HI, VaultGateway
+from tests.secrets.openbao_server import ExternalVault, OpenBao
 from tests.secrets.vaultlab import VaultLab
 from tests.support.fake_upstream import FakeUpstream
 
@@ -33,14 +33,28 @@ def attacker() -> Iterator[FakeUpstream]:
     server.stop()
 
 
-@pytest.fixture
-def gateway(
-    lab: VaultLab, upstream: FakeUpstream, attacker: FakeUpstream, tmp_path: Path
+@pytest.fixture(scope="module")
+def shared_gateway(
+    vault_server: OpenBao | ExternalVault,
+    upstream_server: FakeUpstream,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[VaultGateway]:
-    attacker.reset()
-    gw = VaultGateway(lab, upstream, tmp_path, PROVIDER_KEY).start()
+    """One gateway for the module: every test here only reads what it sent and what the
+    upstream and the attacker's listener saw, and both are reset before each test."""
+    lab = VaultLab(vault_server, tmp_path_factory.mktemp("ssrf-lab"))
+    gw = VaultGateway(lab, upstream_server, tmp_path_factory.mktemp("ssrf"), PROVIDER_KEY)
+    gw.start()
     yield gw
     gw.stop()
+    lab.cleanup()
+
+
+@pytest.fixture
+def gateway(
+    shared_gateway: VaultGateway, upstream: FakeUpstream, attacker: FakeUpstream
+) -> VaultGateway:
+    attacker.reset()
+    return shared_gateway
 
 
 def steering_bodies(target: str) -> list[dict[str, Any]]:
