@@ -13,3 +13,10 @@ Id = Annotated[str, Field(min_length=1, max_length=32)]
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class Limits(Strict):
+    """A PATCH of a key's or a team's limits: both are set, None for no limit."""
+
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None

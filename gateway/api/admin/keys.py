@@ -14,7 +14,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.api.admin.fields import Id, Limit, Strict
+from gateway.api.admin.fields import Id, Limit, Limits, Strict
 from gateway.errors import InvalidRequest, ModelNotFound, NotFound
 from gateway.governance import roles
 from gateway.governance.audit import Actor
@@ -31,11 +31,6 @@ class CreateKey(Strict):
     metadata: Annotated[dict[str, MetadataValue], Field(max_length=64, default_factory=dict)]
     team_id: Id | None = None
     user_id: Id | None = None
-    rpm_limit: Limit | None = None
-    tpm_limit: Limit | None = None
-
-
-class KeyLimits(Strict):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
 
@@ -107,7 +102,7 @@ def router(ctx: AdminContext) -> APIRouter:
         return JSONResponse((await key_or_404(who, key_id)).public())
 
     @routes.patch("/admin/keys/{key_id}")
-    async def set_key_limits(who: Caller, key_id: str, spec: KeyLimits) -> JSONResponse:
+    async def set_key_limits(who: Caller, key_id: str, spec: Limits) -> JSONResponse:
         found = await key_or_404(who, key_id)
         roles.require(who, "keys:write", found.team_id)
         await ctx.run(ctx.keys.set_limits, key_id, spec.rpm_limit, spec.tpm_limit)

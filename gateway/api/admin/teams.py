@@ -11,7 +11,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.api.admin.fields import Limit, Name, Strict
+from gateway.api.admin.fields import Limit, Limits, Name, Strict
 from gateway.governance import roles
 
 
@@ -22,11 +22,6 @@ class CreateTeam(Strict):
     metadata: Annotated[
         dict[str, str | int | float | bool | None], Field(max_length=64, default_factory=dict)
     ]
-
-
-class TeamLimits(Strict):
-    rpm_limit: Limit | None = None
-    tpm_limit: Limit | None = None
 
 
 def router(ctx: AdminContext) -> APIRouter:
@@ -55,7 +50,7 @@ def router(ctx: AdminContext) -> APIRouter:
         return JSONResponse((await ctx.team_or_404(who, team_id)).public())
 
     @routes.patch("/admin/teams/{team_id}")
-    async def set_team_limits(who: Caller, team_id: str, spec: TeamLimits) -> JSONResponse:
+    async def set_team_limits(who: Caller, team_id: str, spec: Limits) -> JSONResponse:
         await ctx.team_or_404(who, team_id)
         roles.require(who, "teams:write", team_id)
         await ctx.run(tenancy.set_team_limits, team_id, spec.rpm_limit, spec.tpm_limit)
