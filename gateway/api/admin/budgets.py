@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter
 from pydantic import Field, ValidationInfo, field_validator
+from sqlalchemy import Engine
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
@@ -66,70 +67,79 @@ class BudgetAmounts(Strict):
         return value
 
 
+async def owner_team(
+    ctx: AdminContext, scope: Scope, scope_id: str, who: Actor | None = None
+) -> str | None:
+    """The team a budget's subject belongs to; 404 when the subject does not exist, or when
+    ``who`` is given and may not see it (roles.hidden)."""
+    team_id: str | None
+    if scope == "team":
+        found = await ctx.run(ctx.tenancy.team, scope_id) is not None
+        team_id = scope_id
+    else:
+        lookup = ctx.tenancy.user if scope == "user" else ctx.keys.get
+        member: User | KeyRecord | None = await ctx.run(lookup, scope_id)
+        found = member is not None
+        team_id = member.team_id if member is not None else None
+    if not found or (who is not None and roles.hidden(who, SUBJECT_KIND[scope], team_id)):
+        raise NotFound(f"no {scope} with id {scope_id!r}", code=f"{scope}_not_found")
+    return team_id
+
+
+async def budget_or_404(ctx: AdminContext, who: Actor, budget_id: str) -> tuple[Budget, str | None]:
+    """The budget and its subject's team; 404 when it does not exist or ``who`` may not see
+    it (roles.hidden)."""
+    budget: Budget | None = await ctx.run(ctx.tenancy.budget, budget_id)
+    team_id = await owner_team(ctx, budget.scope, budget.scope_id) if budget is not None else None
+    if budget is None or roles.hidden(who, "budgets", team_id):
+        raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
+    return budget, team_id
+
+
+def budget_action(scope: str) -> str:
+    # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
+    # budgets of the keys and users inside it.
+    return "budgets:write" if scope == "team" else "member_budgets:write"
+
+
+def amounts(budget: Budget) -> dict[str, str | None]:
+    soft = budget.soft_nanos
+    return {
+        "max_usd": usd(budget.max_nanos),
+        "soft_usd": usd(soft) if soft is not None else None,
+    }
+
+
+def budget_view(engine: Engine, budget: Budget, team_id: str | None) -> dict[str, Any]:
+    """A budget as the API shows it, with its spend in the current period (reads the spend
+    table: call from a worker thread)."""
+    now = datetime.now(UTC)
+    start, end = periods.window(budget.period, now)
+    spent = spent_since(engine, budget.scope, [budget.scope_id], start).get(budget.scope_id, 0)
+    soft = budget.soft_nanos
+    return {
+        "id": budget.id,
+        "scope": budget.scope,
+        "scope_id": budget.scope_id,
+        "team_id": team_id,
+        "period": budget.period,
+        **amounts(budget),
+        "period_start": start.isoformat() if budget.period != "total" else None,
+        "period_end": end.isoformat() if budget.period != "total" else None,
+        "spent_usd": usd(spent),
+        "soft_exceeded": soft is not None and spent >= soft,
+        "hard_exceeded": spent >= budget.max_nanos,
+    }
+
+
 def router(ctx: AdminContext) -> APIRouter:
     routes = APIRouter()
     tenancy = ctx.tenancy
     engine = ctx.engine
 
-    async def owner_team(scope: Scope, scope_id: str, who: Actor | None = None) -> str | None:
-        """The team a budget's subject belongs to; 404 when the subject does not exist, or when
-        ``who`` is given and may not see it (roles.hidden)."""
-        team_id: str | None
-        if scope == "team":
-            found = await ctx.run(tenancy.team, scope_id) is not None
-            team_id = scope_id
-        else:
-            lookup = tenancy.user if scope == "user" else ctx.keys.get
-            member: User | KeyRecord | None = await ctx.run(lookup, scope_id)
-            found = member is not None
-            team_id = member.team_id if member is not None else None
-        if not found or (who is not None and roles.hidden(who, SUBJECT_KIND[scope], team_id)):
-            raise NotFound(f"no {scope} with id {scope_id!r}", code=f"{scope}_not_found")
-        return team_id
-
-    async def budget_or_404(who: Actor, budget_id: str) -> tuple[Budget, str | None]:
-        """The budget and its subject's team; 404 when it does not exist or ``who`` may not see
-        it (roles.hidden)."""
-        budget: Budget | None = await ctx.run(tenancy.budget, budget_id)
-        team_id = await owner_team(budget.scope, budget.scope_id) if budget is not None else None
-        if budget is None or roles.hidden(who, "budgets", team_id):
-            raise NotFound(f"no budget with id {budget_id!r}", code="budget_not_found")
-        return budget, team_id
-
-    def budget_action(scope: str) -> str:
-        # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
-        # budgets of the keys and users inside it.
-        return "budgets:write" if scope == "team" else "member_budgets:write"
-
-    def amounts(budget: Budget) -> dict[str, str | None]:
-        soft = budget.soft_nanos
-        return {
-            "max_usd": usd(budget.max_nanos),
-            "soft_usd": usd(soft) if soft is not None else None,
-        }
-
-    def budget_view(budget: Budget, team_id: str | None) -> dict[str, Any]:
-        now = datetime.now(UTC)
-        start, end = periods.window(budget.period, now)
-        spent = spent_since(engine, budget.scope, [budget.scope_id], start).get(budget.scope_id, 0)
-        soft = budget.soft_nanos
-        return {
-            "id": budget.id,
-            "scope": budget.scope,
-            "scope_id": budget.scope_id,
-            "team_id": team_id,
-            "period": budget.period,
-            **amounts(budget),
-            "period_start": start.isoformat() if budget.period != "total" else None,
-            "period_end": end.isoformat() if budget.period != "total" else None,
-            "spent_usd": usd(spent),
-            "soft_exceeded": soft is not None and spent >= soft,
-            "hard_exceeded": spent >= budget.max_nanos,
-        }
-
     @routes.post("/admin/budgets", status_code=201)
     async def create_budget(who: Caller, spec: CreateBudget) -> JSONResponse:
-        team_id = await owner_team(spec.scope, spec.scope_id, who)
+        team_id = await owner_team(ctx, spec.scope, spec.scope_id, who)
         roles.require(who, budget_action(spec.scope), team_id)
         soft = nanos(spec.soft_usd) if spec.soft_usd is not None else None
         if soft is not None and soft > nanos(spec.max_usd):
@@ -139,7 +149,7 @@ def router(ctx: AdminContext) -> APIRouter:
         )
         await ctx.record(who, "budget.create", f"budget:{budget.id}", spec.model_dump(mode="json"))
         await ctx.refresh()
-        return JSONResponse(await ctx.run(budget_view, budget, team_id), status_code=201)
+        return JSONResponse(await ctx.run(budget_view, engine, budget, team_id), status_code=201)
 
     @routes.get("/admin/budgets")
     async def list_budgets(who: Caller) -> JSONResponse:
@@ -147,14 +157,14 @@ def router(ctx: AdminContext) -> APIRouter:
         roles.require(who, "budgets:read", scope)
         data = []
         for budget in await ctx.run(tenancy.budgets):
-            team_id = await owner_team(budget.scope, budget.scope_id)
+            team_id = await owner_team(ctx, budget.scope, budget.scope_id)
             if scope is None or team_id == scope:
-                data.append(await ctx.run(budget_view, budget, team_id))
+                data.append(await ctx.run(budget_view, engine, budget, team_id))
         return JSONResponse({"object": "list", "data": data})
 
     @routes.patch("/admin/budgets/{budget_id}")
     async def update_budget(who: Caller, budget_id: str, spec: BudgetAmounts) -> JSONResponse:
-        budget, team_id = await budget_or_404(who, budget_id)
+        budget, team_id = await budget_or_404(ctx, who, budget_id)
         roles.require(who, budget_action(budget.scope), team_id)
         given = spec.model_fields_set
         if not given:
@@ -177,11 +187,11 @@ def router(ctx: AdminContext) -> APIRouter:
         detail = {"before": amounts(budget), "after": amounts(changed)}
         await ctx.record(who, "budget.update", f"budget:{budget_id}", detail)
         await ctx.refresh()
-        return JSONResponse(await ctx.run(budget_view, changed, team_id))
+        return JSONResponse(await ctx.run(budget_view, engine, changed, team_id))
 
     @routes.delete("/admin/budgets/{budget_id}")
     async def delete_budget(who: Caller, budget_id: str) -> JSONResponse:
-        budget, team_id = await budget_or_404(who, budget_id)
+        budget, team_id = await budget_or_404(ctx, who, budget_id)
         roles.require(who, budget_action(budget.scope), team_id)
         await ctx.run(tenancy.delete_budget, budget_id)
         await ctx.record(who, "budget.delete", f"budget:{budget_id}", {})
