@@ -334,6 +334,19 @@ def test_slow_upstream_is_504(gateway: GatewayProcess, key: str, upstream: FakeU
     assert error_of(response)["code"] == "upstream_timeout"
 
 
+def test_the_fake_does_not_count_a_late_disconnect_of_a_request_from_before_its_reset(
+    gateway: GatewayProcess, key: str, upstream: FakeUpstream
+) -> None:
+    """The fake's own bookkeeping: the 504 above leaves the fake's handler sleeping past the
+    gateway's timeout; when it wakes into a later test it must not count there (this made
+    test_client_disconnect_mid_stream_cancels_the_upstream_request flaky under load)."""
+    upstream.then(delay=2.5)
+    assert post(gateway, key, {"model": "fake-gpt", "messages": [HI]}).status_code == 504
+    upstream.reset()  # what the next test's fixture does
+    time.sleep(1.0)  # the handler wakes, finds its client gone
+    assert upstream.disconnects == 0
+
+
 def test_upstream_redirect_is_not_followed(
     gateway: GatewayProcess, key: str, upstream: FakeUpstream
 ) -> None:

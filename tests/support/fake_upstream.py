@@ -24,6 +24,8 @@ from aiohttp import web
 
 from tests.support import recorded
 
+EPOCH = web.RequestKey("epoch", int)  # the reset() epoch a request arrived in
+
 
 @dataclass
 class Behaviour:
@@ -57,6 +59,10 @@ class FakeUpstream:
         self._queue: deque[Behaviour] = deque()
         self.disconnects = 0  # streams whose client went away before the end
         self.completed_streams = 0
+        # Bumped by reset(): a request counts only in the epoch it arrived in, so a handler of
+        # an earlier test still sleeping (a delay longer than the gateway's timeout) cannot
+        # count in the next test.
+        self._epoch = 0
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -90,6 +96,7 @@ class FakeUpstream:
         self.default = Behaviour()
         self.disconnects = 0
         self.completed_streams = 0
+        self._epoch += 1
 
     # -- server -----------------------------------------------------------------------------
     async def _start(self) -> None:
@@ -108,7 +115,12 @@ class FakeUpstream:
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    def _count(self, request: web.Request, counter: str) -> None:
+        if request.get(EPOCH) == self._epoch:
+            setattr(self, counter, getattr(self, counter) + 1)
+
     async def _record(self, request: web.Request) -> Any:
+        request[EPOCH] = self._epoch
         raw = await request.read()
         try:
             body = json.loads(raw) if raw else None
@@ -130,7 +142,7 @@ class FakeUpstream:
         if b.delay:
             await asyncio.sleep(b.delay)
             if request.transport is None or request.transport.is_closing():
-                self.disconnects += 1  # the caller gave up while we were "thinking"
+                self._count(request, "disconnects")  # the caller gave up while we "thought"
         if b.redirect_to:
             return web.Response(status=307, headers={"Location": b.redirect_to})
         if b.status != 200:
@@ -205,9 +217,9 @@ class FakeUpstream:
                 if b.chunk_delay:
                     await asyncio.sleep(b.chunk_delay)
             await response.write_eof()
-            self.completed_streams += 1
+            self._count(request, "completed_streams")
         except (ConnectionResetError, asyncio.CancelledError):
-            self.disconnects += 1
+            self._count(request, "disconnects")
             raise
         return response
 
