@@ -52,7 +52,7 @@ def test_a_deployment_without_a_known_price_refuses_start_up_and_is_named(
     process = gateway_for(tmp_path, UNPRICED.format(upstream=upstream.base_url))
     process.start(wait=False)
     try:
-        assert process.wait_exit() == 1
+        assert process.wait_exit() == 2  # a configuration error
     finally:
         process.stop()
     stderr = process.stderr()

@@ -115,7 +115,7 @@ def test_an_answer_larger_than_the_cap_is_a_502_and_is_still_charged(
     response = post(capped, "/v1/chat/completions", body_for(model, False), key)
     assert response.status_code == 502, response.text[:300]
     assert response.json()["error"]["code"] == "upstream_response_too_large"
-    assert eventually(lambda: upstream.disconnects == 1)  # it stopped reading at the cap
+    assert eventually(lambda: upstream.disconnects >= 1)  # it stopped reading at the cap
     row = spend_of(capped, key_id, 1)
     assert row["requests"] == 1
     assert row["completion_tokens"] > 0 and row["cost_nanos"] > 0
@@ -142,7 +142,7 @@ def test_an_error_body_larger_than_the_cap_is_not_read_whole(
     response = post(capped, "/v1/chat/completions", body_for("capped-gpt", False), key)
     assert response.status_code == 400
     assert CANARY_KEY not in response.text
-    assert eventually(lambda: upstream.disconnects == 1)
+    assert eventually(lambda: upstream.disconnects >= 1)
 
 
 def test_an_answer_larger_than_the_default_cap_is_refused_before_it_is_read(
@@ -192,6 +192,7 @@ def test_a_stream_without_blank_lines_ends_at_the_event_size_limit_while_health_
 
     prober = threading.Thread(target=probe, daemon=True)
     prober.start()
+    assert eventually(lambda: len(health) > 0)
     try:
         response = post(capped, path, body_for(model, True), key)
     finally:

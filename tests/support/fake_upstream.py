@@ -167,7 +167,7 @@ class FakeUpstream:
             for piece in pieces:
                 await response.write(piece)
             await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError, RuntimeError):
+        except (ConnectionError, asyncio.CancelledError, RuntimeError):
             self.disconnects += 1
         return response
 
@@ -348,7 +348,7 @@ class FakeUpstream:
         except (ConnectionResetError, asyncio.CancelledError):
             self.disconnects += 1
             raise
-        except RuntimeError:  # aiohttp: the transport closed under a write of a large stream
+        except (ConnectionError, RuntimeError):  # aiohttp: the transport closed under a write
             self.disconnects += 1
         return response
 
