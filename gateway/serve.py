@@ -29,7 +29,7 @@ from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
-from gateway.governance.setup import build_governance
+from gateway.governance.setup import build_governance, check_prices
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -154,6 +154,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
+    check_prices(config.governance, config.deployments)  # cost control fails closed
     logs.configure(config.logging.level)
     admin = read_admin_key()
     try:

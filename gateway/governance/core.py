@@ -26,7 +26,7 @@ from gateway.errors import GatewayError, LimitsUnavailable
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
-from gateway.governance.pricing import FREE, Price, PriceTable, usd
+from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices, usd
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
@@ -103,19 +103,10 @@ class Governance:
         self.clock = clock
         self.snapshot = Snapshot()
         table = prices or PriceTable.bundled()
-        self._prices: dict[str, Price] = {}
+        self._prices = deployment_prices(deployments, settings, table)
         groups: dict[str, list[Price]] = {}
         for deployment in deployments:
-            price = table.for_deployment(deployment, self.settings.deployments.get(deployment.name))
-            if price is None:
-                log.warning(
-                    "no price known for this deployment: its spend counts as 0 (set "
-                    "governance.deployments.<id>.prices)",
-                    extra={"sg_deployment": deployment.name},
-                )
-                price = FREE
-            self._prices[deployment.name] = price
-            groups.setdefault(deployment.model, []).append(price)
+            groups.setdefault(deployment.model, []).append(self._prices[deployment.name])
         self._model_price = {m: _max_price(p) for m, p in groups.items()}
         self._limited: dict[str, tuple[str, int | None, int | None]] = {}
         for name, limits in self.settings.deployments.items():

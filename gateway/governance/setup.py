@@ -14,6 +14,7 @@ from gateway.config.governance import Governance as GovernanceSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
+from gateway.governance.pricing import PriceTable, deployment_prices
 from gateway.governance.redis_counters import FallbackCounters, RedisCounters
 from gateway.governance.spend import Outbox
 
@@ -26,6 +27,14 @@ def build_counters(settings: GovernanceSettings, clock: Callable[[], float]) -> 
     if redis.on_down == "local":
         return FallbackCounters(shared, MemoryCounters(clock))
     return shared
+
+
+def check_prices(
+    settings: GovernanceSettings, deployments: list[Deployment], source: str = "config"
+) -> None:
+    """ConfigError naming every deployment whose price is not known (``deployment_prices``):
+    the composition root asks this before it opens anything."""
+    deployment_prices(deployments, settings, PriceTable.bundled(), source)
 
 
 def build_governance(
@@ -44,6 +53,7 @@ def build_governance(
                 f"governance.deployments.{name}",
                 f"names no deployment; known: {', '.join(sorted(names))}",
             )
+    check_prices(settings, deployments, source)
     flush, retry = settings.outbox.flush_seconds, settings.outbox.retry_seconds
     outbox = Outbox(engine, data_dir, flush, retry)
     outbox.start()
