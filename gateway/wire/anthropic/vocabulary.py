@@ -182,16 +182,20 @@ def text_of_blocks(blocks: Any) -> str:
 def tool_use_block(call: dict[str, Any], strict: bool) -> dict[str, Any]:
     """An OpenAI tool call as a ``tool_use`` block. ``strict``: arguments that are not JSON are
     refused (a client's request); otherwise they become ``{}`` (an upstream's answer)."""
-    function = call.get("function") or {}
+    function = call.get("function") if isinstance(call, dict) else None
+    function = function if isinstance(function, dict) else {}
     try:
         arguments = json.loads(function.get("arguments") or "{}")
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
+        arguments = None
+    if not isinstance(arguments, dict):
         if strict:
-            raise InvalidRequest("tool_calls arguments must be JSON", param="messages") from None
+            message = "tool_calls arguments must be a JSON object"
+            raise InvalidRequest(message, param="messages")
         arguments = {}
     return {
         "type": "tool_use",
-        "id": call.get("id"),
+        "id": call.get("id") if isinstance(call, dict) else None,
         "name": function.get("name"),
         "input": arguments,
     }
