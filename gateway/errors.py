@@ -15,7 +15,8 @@
     │   ├── UpstreamUnavailable     503                                  (retryable)
     │   ├── UpstreamTimeout         504                                  (retryable)
     │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
-    │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
+    │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
+    │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
     └── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
 
@@ -156,6 +157,15 @@ class UpstreamRejected(UpstreamError):
     @property
     def http_status(self) -> int:
         return self.upstream_status
+
+
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's answer (or stream, or one event of it) is larger than the deployment
+    allows. The upstream did the work, so another deployment is not tried (it would be paid
+    twice), and what was used is charged."""
+
+    retryable = False
+    default_code = "upstream_response_too_large"
 
 
 class SecretUnavailable(GatewayError):

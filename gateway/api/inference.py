@@ -134,7 +134,8 @@ class Inference:
             stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
 
             async def finished(_: Stream, outcome: str) -> None:
-                admission.settle(counting.usage, deployment, outcome, counting.counted)
+                used = counting.charged(finished=outcome == "ok")
+                admission.settle(used, deployment, outcome, counting.counted)
 
             render: Renderer = anthropic_body if anthropic else openai_body
             await send_stream(receive, send, stream, finished, render)

@@ -46,6 +46,12 @@ DEFAULT_AUTH_CACHE_SECONDS = 30.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
 MAX_SECRET_TTL_SECONDS = 3600.0
 MAX_SECRET_STALE_SECONDS = 900.0
+# What one upstream answer may be (gateway.providers.http), with these defaults (SECURITY.md,
+# "Limits").
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 64 * 1024 * 1024  # the most max_event_bytes may be set to
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
@@ -88,6 +94,9 @@ class Deployment(Strict):
     timeouts: Timeouts = Timeouts()
     pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=10000)
     allow_private_network: bool = False
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1 << 32)
+    max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
 
     @field_validator("credential")
     @classmethod
