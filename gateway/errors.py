@@ -2,7 +2,9 @@
 
     GatewayError                    500 server_error (never retried)
     ├── InvalidRequest              400 invalid_request_error
-    │   └── PayloadTooLarge         413
+    │   ├── PayloadTooLarge         413
+    │   ├── HeadersTooLarge         431 request headers over the size or count limit
+    │   └── RequestTimeout          408 headers or body not received in time
     ├── AuthenticationFailed        401 authentication_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -18,7 +20,8 @@
     │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
-    └── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    └── TooManyConnections          503 too_many_connections: server.max_connections are open
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
@@ -78,6 +81,16 @@ class InvalidRequest(GatewayError):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+    default_code = "request_header_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    default_code = "request_timeout"
 
 
 class AuthenticationFailed(GatewayError):
@@ -179,6 +192,13 @@ class LimitsUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "limits_unavailable"
+    retryable = True
+
+
+class TooManyConnections(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "too_many_connections"
     retryable = True
 
 

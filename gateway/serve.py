@@ -23,6 +23,7 @@ from gateway import config as config_files
 from gateway import integrity, logs
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
+from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
@@ -185,7 +186,9 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools, with the limits on what one connection may hold (server.max_header_bytes,
+        # max_headers, the header, body and idle timeouts, max_connections)
+        http=protocol_for(ConnectionLimits.of(config.server)),
         access_log=False,
         # X-Forwarded-* are not trusted: a client could otherwise claim any address.
         proxy_headers=False,
