@@ -297,3 +297,95 @@ def raw_bodies(draw: st.DrawFn, model: str = "mock-gpt") -> bytes:
             b'"messages": [{"role": "user", "content": "%s"}]}' % (model.encode(), escape, escape)
         )
     return draw(st.binary(max_size=300))
+
+
+# -- what an upstream answers ---------------------------------------------------------------------
+def _json(value: Any) -> bytes:
+    return json.dumps(value).encode()
+
+
+completion = body(
+    {
+        "id": text,
+        "object": st.just("chat.completion"),
+        "choices": st.lists(
+            maybe(
+                body(
+                    {
+                        "index": integers,
+                        "message": body(
+                            {"role": st.just("assistant"), "content": text | st.none()},
+                            {"tool_calls": st.lists(maybe(tool_call), max_size=2)},
+                        ),
+                        "finish_reason": st.sampled_from(["stop", "length", "tool_calls"]),
+                    },
+                    {},
+                )
+            ),
+            max_size=2,
+        ),
+    },
+    {"usage": body({"prompt_tokens": integers, "completion_tokens": integers}, {})},
+)
+anthropic_answer = body(
+    {
+        "id": text,
+        "type": st.just("message"),
+        "content": st.lists(maybe(block), max_size=3),
+        "stop_reason": st.sampled_from(["end_turn", "tool_use", "max_tokens"]),
+    },
+    {"usage": body({"input_tokens": integers, "output_tokens": integers}, {})},
+)
+chunk = body(
+    {
+        "id": text,
+        "choices": st.lists(
+            maybe(body({"index": integers, "delta": body({}, {"content": text})}, {})),
+            max_size=2,
+        ),
+    },
+    {"usage": body({"prompt_tokens": integers}, {}), "error": body({"message": text}, {})},
+)
+anthropic_event = body(
+    {
+        "type": st.sampled_from(
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "message_delta",
+                "message_stop",
+                "error",
+                "ping",
+            ]
+        )
+    },
+    {
+        "message": body({"id": text}, {"usage": json_values}),
+        "content_block": maybe(block),
+        "delta": body({"type": st.sampled_from(["text_delta", "input_json_delta"])}, {}),
+        "index": integers,
+        "usage": json_values,
+        "error": body({"type": text, "message": text}, {}),
+    },
+)
+
+
+@st.composite
+def upstream_answers(draw: st.DrawFn, anthropic: bool) -> bytes:
+    """A 200 body an upstream of that format might send: an answer, a stream of events, or
+    bytes that are neither."""
+    kind = draw(st.sampled_from(["answer", "stream", "junk"]))
+    if kind == "answer":
+        return _json(draw(anthropic_answer if anthropic else completion))
+    if kind == "stream":
+        shaped = anthropic_event if anthropic else chunk
+        # one event in four any JSON at all: an upstream's events are where translators break
+        one = st.sampled_from([False, False, False, True]).flatmap(
+            lambda wild: json_values if wild else shaped
+        )
+        events = draw(st.lists(one, max_size=6))
+        name = b"event: x\n" if anthropic else b""
+        parts = [name + b"data: " + _json(e) + b"\n\n" for e in events]
+        return b"".join(parts) + (b"" if anthropic else b"data: [DONE]\n\n")
+    return draw(st.binary(max_size=200))

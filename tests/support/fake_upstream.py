@@ -42,6 +42,7 @@ class Behaviour:
     announce_length: bool = True  # send Content-Length with a large answer (or go chunked)
     stream_bytes: int | None = None  # a well-formed stream padded to about this many bytes
     unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
+    answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -143,6 +144,14 @@ class FakeUpstream:
                 self.disconnects += 1  # the caller gave up while we were "thinking"
         if b.redirect_to:
             return web.Response(status=307, headers={"Location": b.redirect_to})
+        if b.answer is not None:
+            kind = (
+                "text/event-stream"
+                if b.answer.startswith((b"data:", b"event:"))
+                else "application/json"
+            )
+            response = web.StreamResponse(headers={"Content-Type": kind})
+            return await self._write_all(request, response, [b.answer], prepare=True)
         if b.body_bytes is not None:
             return await self._large_answer(request, b, anthropic)
         if b.status != 200:
@@ -159,10 +168,16 @@ class FakeUpstream:
         return None
 
     async def _write_all(
-        self, request: web.Request, response: web.StreamResponse, pieces: Iterable[bytes]
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        pieces: Iterable[bytes],
+        prepare: bool = False,
     ) -> web.StreamResponse:
         """Write ``pieces`` (an iterable of bytes) one at a time; a client that goes away ends
         it, counted in ``disconnects``."""
+        if prepare:
+            await response.prepare(request)
         try:
             for piece in pieces:
                 await response.write(piece)
