@@ -8,7 +8,9 @@
 Everything runs on 127.0.0.1 and is bounded in size, count and time: the gateway under test, a
 hostile upstream (a thread in this process) and the attacking clients. One attack runs at a time
 against a fresh gateway, while a probe asks ``/health/live`` every 20 ms on a connection of its
-own and a sampler reads the gateway's resident memory (VmRSS) every 20 ms from /proc.
+own and a sampler reads the gateway's resident memory (VmRSS) every 20 ms from /proc. An attack
+that is over in less than ``--at-least`` seconds (10) is made again until then, so the latency
+under it has samples.
 
 | attack | what the client or the upstream does |
 |---|---|
@@ -36,6 +38,7 @@ import http.client
 import json
 import os
 import secrets
+import shutil
 import socket
 import statistics
 import sys
@@ -222,6 +225,7 @@ def gateway(children: Children, work: Path, upstream: HostileUpstream) -> Iterat
         yield Gateway(url, child.proc.pid, json.loads(answer)["key"])
     finally:
         children.stop(child)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -302,13 +306,24 @@ def _quantile(values: list[float], q: float) -> float:
 
 
 def run(
-    name: str, target: Gateway, attack: Callable[[Gateway], tuple[str, dict[str, Any]]]
+    name: str,
+    target: Gateway,
+    attack: Callable[[Gateway], tuple[str, dict[str, Any]]],
+    at_least_s: float,
 ) -> Result:
+    """One attack while the probe and the sampler watch; an attack that is over sooner than
+    ``at_least_s`` is made again until then, so that the latency under it has samples."""
     before = tree_rss_bytes(target.pid)
     began = time.monotonic()
+    repetitions = 0
     with watching(target) as watch:
-        outcome, detail = attack(target)
+        while True:
+            outcome, detail = attack(target)
+            repetitions += 1
+            if time.monotonic() - began >= at_least_s:
+                break
     seconds = time.monotonic() - began
+    detail["repetitions"] = repetitions
     time.sleep(2)
     after = tree_rss_bytes(target.pid)
     ms = [s * 1000 for s in watch.latencies_s]
@@ -517,8 +532,10 @@ def table(results: list[Result]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for r in results:
+        times = r.detail.get("repetitions", 1)
+        outcome = f"{r.outcome} (x{times})" if times > 1 else r.outcome
         lines.append(
-            f"| {r.attack} | {r.outcome} | {r.seconds} | {r.rss_before_mb} / {r.rss_peak_mb} / "
+            f"| {r.attack} | {outcome} | {r.seconds} | {r.rss_before_mb} / {r.rss_peak_mb} / "
             f"{r.rss_after_mb} | {r.health_p50_ms} / {r.health_p99_ms} / {r.health_max_ms} | "
             f"{r.health_probes} ({r.health_failures}) |"
         )
@@ -532,6 +549,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attacks", default="header,headers,slowloris,idle,body,unframed")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, shorter attacks")
     parser.add_argument("--json", type=Path, help="also write every number to this file")
+    parser.add_argument(
+        "--at-least",
+        type=float,
+        default=10.0,
+        help="repeat an attack that is over sooner, until this many seconds (default 10)",
+    )
     options = parser.parse_args(argv)
     sizes = Sizes.quick() if options.quick else Sizes()
     chosen = [a.strip() for a in options.attacks.split(",") if a.strip()]
@@ -548,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in chosen:
             print(f"attack {name} ...", file=sys.stderr, flush=True)
             with gateway(children, work, upstream) as target:
-                results.append(run(name, target, known[name]))
+                results.append(run(name, target, known[name], options.at_least))
             print(f"  {results[-1].outcome}", file=sys.stderr, flush=True)
     print(table(results))
     if options.json is not None:
