@@ -2,7 +2,9 @@
 
     GatewayError                    500 server_error (never retried)
     ├── InvalidRequest              400 invalid_request_error
-    │   └── PayloadTooLarge         413
+    │   ├── PayloadTooLarge         413
+    │   ├── HeadersTooLarge         431 request headers over the size or count limit
+    │   └── RequestTimeout          408 headers or body not received in time
     ├── AuthenticationFailed        401 authentication_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -15,9 +17,11 @@
     │   ├── UpstreamUnavailable     503                                  (retryable)
     │   ├── UpstreamTimeout         504                                  (retryable)
     │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
-    │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
+    │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
+    │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
-    └── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    └── TooManyConnections          503 too_many_connections: server.max_connections are open
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
@@ -77,6 +81,16 @@ class InvalidRequest(GatewayError):
 class PayloadTooLarge(InvalidRequest):
     status = 413
     default_code = "request_too_large"
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+    default_code = "request_header_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    default_code = "request_timeout"
 
 
 class AuthenticationFailed(GatewayError):
@@ -158,6 +172,15 @@ class UpstreamRejected(UpstreamError):
         return self.upstream_status
 
 
+class UpstreamTooLarge(UpstreamError):
+    """The upstream's answer (or stream, or one event of it) is larger than the deployment
+    allows. The upstream did the work, so another deployment is not tried (it would be paid
+    twice), and what was used is charged."""
+
+    retryable = False
+    default_code = "upstream_response_too_large"
+
+
 class SecretUnavailable(GatewayError):
     status = 503
     type = "server_error"
@@ -169,6 +192,13 @@ class LimitsUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "limits_unavailable"
+    retryable = True
+
+
+class TooManyConnections(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "too_many_connections"
     retryable = True
 
 

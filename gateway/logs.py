@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 REDACTED = "[REDACTED]"
@@ -143,3 +144,46 @@ def configure(level: str = "info", stream: Any = None) -> None:
         lg.handlers.clear()
         lg.propagate = True
     install_redaction()
+
+
+class TracebackThrottle:
+    """At most one traceback per distinct cause per ``period`` seconds, so that a request that
+    fails unexpectedly cannot be repeated into a flood of the log. A cause is the exception's
+    type and the line of code that raised it; the failures of a cause in between are counted,
+    and the count goes with its next traceback. At most ``max_causes`` are remembered (then the
+    memory starts over), so the throttle's own state is bounded too."""
+
+    def __init__(
+        self,
+        period: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_causes: int = 1024,
+    ) -> None:
+        self.period = period
+        self.clock = clock
+        self.max_causes = max_causes
+        self._causes: dict[tuple[str, str, int], tuple[float, int]] = {}
+
+    def admit(self, exc: BaseException) -> int | None:
+        """None: do not log this one's traceback. Otherwise log it, with the number of
+        failures of the same cause that were not logged since the last one."""
+        key = cause_of(exc)
+        now = self.clock()
+        last = self._causes.get(key)
+        if last is not None and now - last[0] < self.period:
+            self._causes[key] = (last[0], last[1] + 1)
+            return None
+        if len(self._causes) >= self.max_causes:
+            self._causes.clear()
+        self._causes[key] = (now, 0)
+        return last[1] if last is not None else 0
+
+
+def cause_of(exc: BaseException) -> tuple[str, str, int]:
+    """The exception's type and the file and line that raised it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return type(exc).__qualname__, "", 0
+    return type(exc).__qualname__, tb.tb_frame.f_code.co_filename, tb.tb_lineno

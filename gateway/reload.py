@@ -11,10 +11,11 @@ configuration and logs why. What a reload applies:
     governance.default_max_tokens       the token reservation for calls that name none
     logging.level                       the root logger's level
 
-Everything else (storage, secrets, verify, the rest of governance) needs a restart: a file that
-changes any of it is refused whole, naming the settings. A request reads the router once when
-it starts and finishes on it; the old connection pool is closed once its longest total timeout
-has passed, so no call still using it can be cut.
+Everything else (storage, secrets, verify, the rest of server and of governance: the connection
+limits are the listening socket's) needs a restart: a file that changes any of it is refused
+whole, naming the settings. So is a file with a deployment that has no price. A request reads
+the router once when it starts and finishes on it; the old connection pool is closed once its
+longest total timeout has passed, so no call still using it can be cut.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any
 from gateway import integrity
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
+from gateway.governance.setup import check_prices
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.routing.router import Router, routes_for
@@ -35,19 +37,22 @@ from gateway.secrets.setup import take_environment
 
 log = logging.getLogger("sealgate.reload")
 
-# Sections a reload may not change, and the parts of governance it may.
+# Sections a reload may not change, and the parts of the others it may.
 RESTART_SECTIONS = ("storage", "secrets", "verify")
-RELOADABLE_GOVERNANCE = {"deployments", "default_max_tokens"}
+RELOADABLE_PARTS = {
+    "server": {"max_body_bytes", "auth_cache_seconds"},
+    "governance": {"deployments", "default_max_tokens"},
+}
 
 
 def restart_only_changes(old: GatewayConfig, new: GatewayConfig) -> list[str]:
     """The settings that differ between ``old`` and ``new`` but take effect only on a restart."""
     changed = [name for name in RESTART_SECTIONS if getattr(old, name) != getattr(new, name)]
-    for name in type(old.governance).model_fields:
-        if name in RELOADABLE_GOVERNANCE:
-            continue
-        if getattr(old.governance, name) != getattr(new.governance, name):
-            changed.append(f"governance.{name}")
+    for section, reloadable in RELOADABLE_PARTS.items():
+        before, after = getattr(old, section), getattr(new, section)
+        for name in type(before).model_fields:
+            if name not in reloadable and getattr(before, name) != getattr(after, name):
+                changed.append(f"{section}.{name}")
     return changed
 
 
@@ -100,6 +105,7 @@ class Reloader:
                 "changed, and takes effect only on a restart; nothing was reloaded",
             )
         egress.enforce(new.deployments, integrity.policies_dir(new.verify))
+        check_prices(new.governance, new.deployments, str(self.path or "<bundled>"))
         return new
 
     def _apply(self, new: GatewayConfig) -> None:

@@ -25,13 +25,14 @@ from gateway import config as config_files
 from gateway import integrity, logs
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
+from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
-from gateway.governance.setup import build_governance
+from gateway.governance.setup import build_governance, check_prices
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -177,6 +178,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
+    check_prices(config.governance, config.deployments)  # cost control fails closed
     logs.configure(config.logging.level)
     admin = read_admin_key()
     try:
@@ -208,7 +210,9 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
             host=host,
             port=port,
             loop="uvloop",
-            http="httptools",
+            # httptools, with the limits on what one connection may hold (server.max_header_bytes,
+            # max_headers, the header, body and idle timeouts, max_connections)
+            http=protocol_for(ConnectionLimits.of(config.server)),
             access_log=False,
             # X-Forwarded-* are not trusted: a client could otherwise claim any address.
             proxy_headers=False,

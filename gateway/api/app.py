@@ -16,6 +16,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, health
 from gateway.api.admin.context import AdminContext
+from gateway.api.admin.gate import AdminGate, is_admin
 from gateway.api.errors import guard, internal_error
 from gateway.api.inference import Inference
 from gateway.auth import Authenticator
@@ -33,11 +34,13 @@ def error_response(exc: GatewayError) -> Response:
 
 class Gateway:
     """The outer ASGI callable: every HTTP request runs inside ``guard``; the inference routes
-    are served directly, everything else by the FastAPI app."""
+    are served directly, the admin routes through their gate (the caller first, then a strict
+    body), everything else by the FastAPI app."""
 
-    def __init__(self, inference: Inference, app: FastAPI) -> None:
+    def __init__(self, inference: Inference, app: FastAPI, admin: AdminGate) -> None:
         self.inference = inference
         self.app = app
+        self.admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -46,6 +49,8 @@ class Gateway:
         handler = self.inference.handler(scope)
         if handler is not None:
             await guard(scope, receive, send, handler, count=True)
+        elif is_admin(scope["path"]):
+            await guard(scope, receive, send, self.admin, count=False)
         else:
             await guard(scope, receive, send, self.app, count=False)
 
@@ -115,4 +120,4 @@ def build_app(
     app.include_router(readiness.router())
     for routes in admin.routers(admin_context):
         app.include_router(routes)
-    return Gateway(inference, app)
+    return Gateway(inference, app, AdminGate(app, admin_context, inference.limit))

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from starlette.types import Message, Receive, Send
 
+from gateway.api import bodies
 from gateway.errors import GatewayError, InvalidRequest, PayloadTooLarge
 from gateway.values import Stream
 
@@ -24,8 +25,17 @@ class ClientGone(Exception):
 
 
 async def read_json(receive: Receive, headers: Headers, limit: int) -> dict[str, object]:
-    """The request body as a JSON object, refusing more than ``limit`` bytes whether or not the
-    client announced a Content-Length."""
+    """The request body as a JSON object (strict JSON: ``gateway.api.bodies``), refusing more
+    than ``limit`` bytes whether or not the client announced a Content-Length."""
+    data = bodies.parse(await read_body(receive, headers, limit))
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return data
+
+
+async def read_body(receive: Receive, headers: Headers, limit: int) -> bytes:
+    """The request body's bytes, refusing more than ``limit`` whether or not the client
+    announced a Content-Length."""
     length = headers.get(b"content-length")
     if length is not None:
         if not length.isdigit():
@@ -51,13 +61,7 @@ async def read_json(receive: Receive, headers: Headers, limit: int) -> dict[str,
         raise ClientGone
     if len(body) > limit:
         raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise InvalidRequest("request body is not valid JSON") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("request body must be a JSON object")
-    return data
+    return bytes(body)
 
 
 async def send_body(

@@ -3,8 +3,10 @@
 Each public wire format has one renderer (``RENDERERS``): the OpenAI shape for ``/v1/*`` and the
 admin API, the Anthropic shape for ``/v1/messages``. ``guard`` wraps every HTTP request the
 gateway serves (``gateway.api.app``): a GatewayError becomes its status and body; anything else
-becomes a 500 ``internal error`` that names nothing of the cause, logged here and nowhere else;
-a client that went away ends quietly.
+becomes a 500 ``internal error`` that names nothing of the cause, logged here and nowhere else,
+its traceback at most once a minute for each cause (``logs.TracebackThrottle``: a caller who
+found one cannot flood the log with it) and counted in ``sealgate_internal_errors_total``; a
+client that went away ends quietly.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from gateway.api.asgi import ClientGone, send_error
 from gateway.errors import GatewayError
-from gateway.metrics import REQUESTS
+from gateway.logs import TracebackThrottle
+from gateway.metrics import METRICS, REQUESTS
 from gateway.wire.anthropic.vocabulary import error_body as anthropic_body
 
 log = logging.getLogger("sealgate")
@@ -34,6 +37,10 @@ def openai_body(exc: GatewayError) -> dict[str, Any]:
 __all__ = ["RENDERERS", "Renderer", "anthropic_body", "guard", "internal_error", "openai_body"]
 
 RENDERERS: dict[str, Renderer] = {"openai": openai_body, "anthropic": anthropic_body}
+TRACEBACKS = TracebackThrottle()
+INTERNAL_ERRORS = METRICS.counter(
+    "sealgate_internal_errors_total", "requests answered 500 because of an unexpected failure"
+)
 
 
 def renderer_for(path: str) -> Renderer:
@@ -74,7 +81,11 @@ async def guard(scope: Scope, receive: Receive, send: Send, app: App, count: boo
         status = "499"
     except Exception as exc:  # the last line of defence: a 500 that leaks nothing
         status = "500"
-        log.error("unexpected error", exc_info=exc, extra={"sg_path": scope["path"]})
+        INTERNAL_ERRORS[()] += 1
+        unlogged = TRACEBACKS.admit(exc)
+        if unlogged is not None:
+            extra = {"sg_path": scope["path"][:200], "sg_unlogged_since": unlogged}
+            log.error("unexpected error", exc_info=exc, extra=extra)
         if not started:
             internal = internal_error()
             await send_error(send, internal, render(internal))

@@ -2,11 +2,12 @@
 ``/v1/messages``.
 
 These routes are what every application call goes through, so they skip the framework's routing,
-dependency resolution and middleware and do only what the request needs: read the body with a cap,
-check it with the pure validation functions, authenticate from the in-memory cache, admit it
-(limits and budgets), route. The Anthropic-compatible ``/v1/messages`` is translated to the same
-internal call (``gateway.wire.anthropic``) and back. Failures are answered by the outer guard
-(``gateway.api.errors``) in the route's own shape.
+dependency resolution and middleware and do only what the request needs: authenticate from the
+in-memory cache (before anything of the body is read: a caller without a key learns nothing of how
+bodies are checked), read the body with a cap as strict JSON, check it with the pure validation
+functions, admit it (limits and budgets), route. The Anthropic-compatible ``/v1/messages`` is
+translated to the same internal call (``gateway.wire.anthropic``) and back. Failures are answered
+by the outer guard (``gateway.api.errors``) in the route's own shape.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from gateway.api import validation
 from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
-from gateway.errors import ModelNotFound, PermissionDenied
+from gateway.errors import ModelNotFound, PermissionDenied, UpstreamError
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
@@ -69,15 +70,16 @@ class Inference:
             return None
         return self.routes.get(scope["path"])
 
-    async def _caller(self, router: Router, authorization: bytes | None, model: str) -> KeyRecord:
-        record = await self.auth.authenticate(
+    async def _caller(self, authorization: bytes | None) -> KeyRecord:
+        return await self.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
+
+    def _allow(self, router: Router, record: KeyRecord, model: str) -> None:
         if model not in router.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         if not record.allows(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
-        return record
 
     async def _admit(
         self,
@@ -99,21 +101,24 @@ class Inference:
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
         headers = dict(scope["headers"])
+        record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
-        record = await self._caller(router, headers.get(b"authorization"), model)
+        self._allow(router, record, model)
         await self._complete(router, receive, send, headers, body, model, record, anthropic=False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
         headers = dict(scope["headers"])
+        api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
+        record = await self._caller(
+            b"Bearer " + api_key if api_key else headers.get(b"authorization")
+        )
         raw: dict[str, Any] = await read_json(receive, headers, limit)
         validation.check_fields(raw, anthropic_wire.FIELDS)
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
-        api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
-        authorization = b"Bearer " + api_key if api_key else headers.get(b"authorization")
-        record = await self._caller(router, authorization, model)
+        self._allow(router, record, model)
         await self._complete(router, receive, send, headers, body, model, record, anthropic=True)
 
     async def _complete(
@@ -136,7 +141,8 @@ class Inference:
             stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
 
             async def finished(_: Stream, outcome: str) -> None:
-                admission.settle(counting.usage, deployment, outcome, counting.counted)
+                used = counting.charged(finished=outcome == "ok")
+                admission.settle(used, deployment, outcome, counting.counted)
 
             render: Renderer = anthropic_body if anthropic else openai_body
             await send_stream(receive, send, stream, finished, render)
@@ -145,7 +151,14 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         if anthropic:
-            message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
+            try:
+                message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
+            except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
+                admission.settle(reply.usage, deployment, "upstream_error", reply_tokens(reply))
+                raise UpstreamError(
+                    f"deployment {deployment.name} answered with something that is not a chat "
+                    "completion"
+                ) from None
             await send_body(send, 200, json.dumps(message).encode())
         else:
             await send_body(send, 200, reply.body)
@@ -154,9 +167,10 @@ class Inference:
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
         headers = dict(scope["headers"])
+        record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
-        record = await self._caller(router, headers.get(b"authorization"), model)
+        self._allow(router, record, model)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)

@@ -46,6 +46,19 @@ DEFAULT_AUTH_CACHE_SECONDS = 30.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
 MAX_SECRET_TTL_SECONDS = 3600.0
 MAX_SECRET_STALE_SECONDS = 900.0
+# What one client connection may hold (gateway.api.connections), and what one upstream answer may
+# be (gateway.providers.http): every resource a caller or an upstream can make the gateway spend
+# is bounded, with these defaults (SECURITY.md, "Limits").
+DEFAULT_MAX_HEADER_BYTES = 64 * 1024
+DEFAULT_MAX_HEADERS = 100
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 60.0
+DEFAULT_IDLE_TIMEOUT = 5.0
+DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
+DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 64 * 1024 * 1024  # the most max_event_bytes may be set to
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
 
@@ -100,6 +113,9 @@ class Deployment(Strict):
     timeouts: Timeouts = Timeouts()
     pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=10000)
     allow_private_network: bool = False
+    max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1 << 32)
+    max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
+    max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
 
     @field_validator("credential")
     @classmethod
@@ -157,6 +173,12 @@ class Router(Strict):
 class Server(Strict):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
     auth_cache_seconds: float = Field(DEFAULT_AUTH_CACHE_SECONDS, ge=0, le=3600)
+    max_header_bytes: int = Field(DEFAULT_MAX_HEADER_BYTES, ge=1024, le=1024 * 1024)
+    max_headers: int = Field(DEFAULT_MAX_HEADERS, ge=8, le=10000)
+    header_timeout_seconds: float = Field(DEFAULT_HEADER_TIMEOUT, gt=0, le=300)
+    body_timeout_seconds: float = Field(DEFAULT_BODY_TIMEOUT, gt=0, le=3600)
+    idle_timeout_seconds: float = Field(DEFAULT_IDLE_TIMEOUT, gt=0, le=3600)
+    max_connections: int = Field(DEFAULT_MAX_CONNECTIONS, ge=1, le=100_000)
 
 
 class Storage(Strict):

@@ -9,6 +9,7 @@ Redis is down, token estimates, the spend outbox, and per-deployment limits and 
         on_down: fail_closed           # fail_closed (default) | local
       default_max_tokens: 4096         # reserved when a request names no max_tokens
       refresh_seconds: 5
+      default_prices: null             # the price of a deployment the bundled table lacks
       deployments:
         gpt-4o/openai:                 # a deployment's id (or model/provider)
           rpm: 500
@@ -80,6 +81,9 @@ class Governance(_Strict):
     refresh_seconds: float = Field(DEFAULT_REFRESH_SECONDS, gt=0, le=3600)
     project_header: bool = True
     outbox: Outbox = Outbox()
+    # A deployment whose price is neither set below nor in the bundled table costs this; without
+    # it, such a deployment refuses start-up (it would count as free and escape every budget).
+    default_prices: Prices | None = None
     deployments: dict[str, DeploymentGovernance] = {}
 
     @model_validator(mode="after")

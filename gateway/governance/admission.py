@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from gateway.config import Deployment
-from gateway.errors import BudgetExceeded, GatewayError, RateLimited
+from gateway.errors import BudgetExceeded, GatewayError, RateLimited, UpstreamTooLarge
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
 from gateway.governance.estimate import Estimate
 from gateway.governance.spend import SpendRecord
@@ -106,6 +106,7 @@ class Admission:
     ahead: tuple[str, list[Slot], GatewayError | None] | None = None
     gated: list[tuple[str, list[Slot]]] = field(default_factory=list)
     tries: int = 0  # deployments the router was allowed to try
+    last_tried: Deployment | None = None
     settled: bool = False
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
@@ -131,12 +132,19 @@ class Admission:
         if slots:
             self.gated.append((deployment.name, slots))
         self.tries += 1
+        self.last_tried = deployment
         return None
 
     def fail(self, exc: BaseException) -> None:
         """Settle a request that got no answer: nothing is charged, and the request counts are
-        given back when no deployment was even tried."""
+        given back when no deployment was even tried. An answer the gateway refused for its
+        size (``UpstreamTooLarge``) was work the upstream did: it is charged as reserved, to
+        the deployment that sent it."""
         code = exc.code if isinstance(exc, GatewayError) else type(exc).__name__
+        if isinstance(exc, UpstreamTooLarge) and self.last_tried is not None:
+            used = Usage(self.estimate.prompt_tokens, self.estimate.completion_tokens)
+            self.settle(used, self.last_tried, code)
+            return
         self.settle(None, None, code, sent=self.tries > 0)
 
     def settle(

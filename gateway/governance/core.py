@@ -26,7 +26,7 @@ from gateway.errors import GatewayError, LimitsUnavailable
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
-from gateway.governance.pricing import FREE, Price, PriceTable, usd
+from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices, usd
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
@@ -110,22 +110,12 @@ class Governance:
 
     def configure(self, settings: GovernanceSettings, deployments: list[Deployment]) -> None:
         """Take the deployments' prices and limits (at start-up, and again on a reload: an
-        admission already made settles at the prices in force when it settles)."""
-        prices: dict[str, Price] = {}
+        admission already made settles at the prices in force when it settles). A deployment
+        without a price is a ConfigError (``pricing.deployment_prices``): never silently free."""
+        prices = deployment_prices(deployments, settings, self._table)
         groups: dict[str, list[Price]] = {}
         for deployment in deployments:
-            price = self._table.for_deployment(
-                deployment, settings.deployments.get(deployment.name)
-            )
-            if price is None:
-                log.warning(
-                    "no price known for this deployment: its spend counts as 0 (set "
-                    "governance.deployments.<id>.prices)",
-                    extra={"sg_deployment": deployment.name},
-                )
-                price = FREE
-            prices[deployment.name] = price
-            groups.setdefault(deployment.model, []).append(price)
+            groups.setdefault(deployment.model, []).append(prices[deployment.name])
         limited: dict[str, tuple[str, int | None, int | None]] = {}
         for name, limits in settings.deployments.items():
             if limits.rpm is not None or limits.tpm is not None:

@@ -4,6 +4,10 @@ Money is held as integer nano-dollars (1e-9 USD) so that sums are exact: a price
 million tokens is P * 1000 nano-dollars per token, an integer for any price given to three
 decimals (every list price is). The table ships in the package (``gateway/data/prices.json``) and
 is never fetched from the network.
+
+Cost control fails closed: a deployment whose price is neither set by the operator nor in the
+table takes ``governance.default_prices``, and without that it refuses start-up
+(``deployment_prices``). Counted as free, it would escape every budget.
 """
 
 from __future__ import annotations
@@ -15,7 +19,9 @@ from importlib import resources
 from typing import Any
 
 from gateway.config import Deployment
-from gateway.config.governance import DeploymentGovernance
+from gateway.config.governance import DeploymentGovernance, Prices
+from gateway.config.governance import Governance as GovernanceSettings
+from gateway.errors import ConfigError
 from gateway.values import Usage
 
 NANOS_PER_USD = 10**9
@@ -103,6 +109,41 @@ class PriceTable:
         if name in self.models:
             return self.models[name]
         return self.providers.get(deployment.provider)
+
+
+def _of(prices: Prices) -> Price:
+    return Price.per_million(prices.input, prices.output, prices.cached_input)
+
+
+def deployment_prices(
+    deployments: list[Deployment],
+    settings: GovernanceSettings,
+    table: PriceTable,
+    source: str = "config",
+) -> dict[str, Price]:
+    """Every deployment's price by its name: the operator's, else the table's, else the
+    operator's default. ConfigError naming each deployment that has none of these."""
+    default = _of(settings.default_prices) if settings.default_prices is not None else None
+    prices: dict[str, Price] = {}
+    unknown: list[Deployment] = []
+    for deployment in deployments:
+        price = table.for_deployment(deployment, settings.deployments.get(deployment.name))
+        if price is None:
+            price = default
+        if price is None:
+            unknown.append(deployment)
+        else:
+            prices[deployment.name] = price
+    if unknown:
+        named = ", ".join(f"{d.name} (model {d.upstream_model or d.model})" for d in unknown)
+        raise ConfigError(
+            source,
+            f"governance.deployments.{unknown[0].name}.prices",
+            f"no price is known for {named}: set governance.deployments.<id>.prices for each "
+            '("0" for a free one), or governance.default_prices; without a price its spend '
+            "would count as 0 and no budget would stop it",
+        )
+    return prices
 
 
 def usd(nanos: int) -> str:

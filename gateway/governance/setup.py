@@ -13,6 +13,7 @@ from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
+from gateway.governance.pricing import PriceTable, deployment_prices
 from gateway.governance.redis_counters import FallbackCounters, RedisCounters
 from gateway.governance.spend import Outbox
 
@@ -27,13 +28,23 @@ def build_counters(settings: GovernanceSettings, clock: Callable[[], float]) -> 
     return shared
 
 
+def check_prices(
+    settings: GovernanceSettings, deployments: list[Deployment], source: str = "config"
+) -> None:
+    """ConfigError naming every deployment whose price is not known (``deployment_prices``):
+    the composition root asks this before it opens anything."""
+    deployment_prices(deployments, settings, PriceTable.bundled(), source)
+
+
 def build_governance(
     settings: GovernanceSettings,
     deployments: list[Deployment],
     engine: Engine,
     data_dir: Path,
+    source: str = "config",
     clock: Callable[[], float] = time.time,
 ) -> Governance:
+    check_prices(settings, deployments, source)
     flush, retry = settings.outbox.flush_seconds, settings.outbox.retry_seconds
     outbox = Outbox(engine, data_dir, flush, retry)
     outbox.start()

@@ -32,6 +32,15 @@ class CountingStream:
         await self._inner.aclose()
         self.usage = self._inner.usage
 
+    def charged(self, finished: bool) -> Usage | None:
+        """The usage to charge: the upstream's; for a stream that did not finish, at least one
+        completion token per delta that went out (an upstream that reports usage as it starts,
+        as Anthropic does, counted its first token, not its last)."""
+        usage = self.usage
+        if finished or usage is None or usage.completion_tokens >= self.counted:
+            return usage
+        return Usage(usage.prompt_tokens, self.counted, usage.cached_tokens)
+
 
 def reply_tokens(reply: Reply) -> int:
     return -(-len(reply.body) // BYTES_PER_TOKEN)

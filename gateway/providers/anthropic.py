@@ -45,7 +45,11 @@ class AnthropicAdapter:
         name = self.deployment.name
         payload = self._payload(body)
         data = await http.post(
-            self._pool.session(self.deployment), name, self._url, payload, self._headers(key)
+            self._pool.session(self.deployment),
+            self.deployment,
+            self._url,
+            payload,
+            self._headers(key),
         )
         try:
             completion, usage = completion_from_anthropic(json.loads(data), body.get("model", ""))
@@ -59,7 +63,7 @@ class AnthropicAdapter:
         payload = self._payload(body)
         response = await http.open_stream(
             self._pool.session(self.deployment),
-            self.deployment.name,
+            self.deployment,
             self._url,
             payload,
             self._headers(key),
@@ -68,7 +72,7 @@ class AnthropicAdapter:
         translator = UpstreamEventTranslator(
             body.get("model", ""), bool(options.get("include_usage"))
         )
-        return AnthropicUpstreamStream(response, self.deployment.name, translator)
+        return AnthropicUpstreamStream(response, self.deployment, translator)
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         raise InvalidRequest(
@@ -84,10 +88,13 @@ class AnthropicUpstreamStream:
     """An Anthropic upstream's event stream, re-emitted as OpenAI chunks."""
 
     def __init__(
-        self, response: aiohttp.ClientResponse, name: str, translator: UpstreamEventTranslator
+        self,
+        response: aiohttp.ClientResponse,
+        deployment: Deployment,
+        translator: UpstreamEventTranslator,
     ) -> None:
         self._response = response
-        self._name = name
+        self._deployment = deployment
         self._translator = translator
 
     @property
@@ -95,11 +102,20 @@ class AnthropicUpstreamStream:
         return self._translator.usage
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        async for event, data in http.sse_events(self._response, self._name):
-            for chunk in self._translator.feed(event, data):
-                yield chunk
+        name = self._deployment.name
+        async for events in http.event_batches(self._response, self._deployment):
+            out: list[bytes] = []
+            for event in events:
+                try:
+                    out += self._translator.feed(event.name, event.data)
+                except UpstreamError as exc:  # the translator's words, with the deployment's name
+                    raise UpstreamError(
+                        f"deployment {name}: {exc.message}", code=exc.code
+                    ) from None
+            if out:
+                yield b"".join(out)
         if not self._translator.done:
-            raise UpstreamError(f"deployment {self._name} ended the stream early")
+            raise UpstreamError(f"deployment {name} ended the stream early")
         self._response.release()
 
     async def aclose(self) -> None:

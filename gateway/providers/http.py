@@ -1,20 +1,33 @@
 """What every HTTP provider adapter shares: sending through the deployment's pooled session,
-and turning transport failures and upstream statuses into GatewayErrors.
+reading what comes back within the deployment's caps, and turning transport failures and
+upstream statuses into GatewayErrors.
 
 The mapping is the same for every wire format: 401/403 means the provider refused the gateway's
 own credential (drop it, refetch once); 429 and 5xx are worth another deployment; the statuses in
 ``PASS_ON_STATUSES`` are about the client's own request, so the provider's message is passed on,
-scrubbed and shortened; anything else gets the gateway's own wording.
+scrubbed and shortened; anything else gets the gateway's own wording. An upstream's error code
+(Anthropic: its error type) is passed on only when it is one of the codes the formats document
+(``known_code``): a code is a string the upstream chose, so any other becomes the gateway's own,
+and it is never a metric label or a spend row's status either.
+
+Nothing an upstream sends is read whole without a bound: a complete answer is read up to the
+deployment's ``max_response_bytes`` (refused at once when its Content-Length says more), an
+error body up to ``MAX_ERROR_BODY``, a stream up to ``max_stream_bytes`` in all, each of its
+events up to ``max_event_bytes`` (``gateway.wire.sse``). Past a cap the call fails with
+``UpstreamTooLarge`` and the connection is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 
+from gateway.config import Deployment
 from gateway.errors import (
     GatewayError,
     UpstreamCredentialRejected,
@@ -22,13 +35,26 @@ from gateway.errors import (
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
+    UpstreamTooLarge,
     UpstreamUnavailable,
 )
 from gateway.logs import REDACTOR
+from gateway.wire import openai
+from gateway.wire.anthropic import vocabulary as anthropic
+from gateway.wire.sse import Event, EventReader, EventTooLarge
+
+log = logging.getLogger("sealgate.upstream")
 
 PASS_ON_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 MAX_PASSED_MESSAGE = 500
+MAX_ERROR_BODY = 64 * 1024  # of an error answer, only the message is read
 TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, ValueError)
+KNOWN_CODES = openai.ERROR_CODES | anthropic.UPSTREAM_ERROR_TYPES
+
+
+def known_code(value: Any) -> str | None:
+    """An upstream's error code, if it is one the wire formats document; None otherwise."""
+    return value if isinstance(value, str) and value in KNOWN_CODES else None
 
 
 def transport_failure(name: str, exc: BaseException) -> BaseException:
@@ -65,75 +91,143 @@ def upstream_failure(
     return UpstreamError(f"deployment {name} answered with unexpected status {status}")
 
 
-def error_message(data: bytes) -> tuple[str, str | None]:
-    """The message and code of an OpenAI- or Anthropic-shaped error body (both use
-    ``{"error": {"message": ..., "code"|"type": ...}}``)."""
+def error_message(data: bytes | Any) -> tuple[str, str | None]:
+    """The message and the known code of an OpenAI- or Anthropic-shaped error (both use
+    ``{"error": {"message": ..., "code"|"type": ...}}``), from its bytes or its parsed JSON."""
     try:
-        error = json.loads(data).get("error")
-    except (ValueError, AttributeError):
+        document = json.loads(data) if isinstance(data, bytes | bytearray) else data
+        error = document.get("error")
+    except (ValueError, AttributeError, RecursionError):
         return "", None
     if not isinstance(error, dict):
         return "", None
     message = error.get("message")
-    code = error.get("code", error.get("type"))
-    return (message if isinstance(message, str) else ""), (
-        code if isinstance(code, str) and len(code) <= 64 else None
+    code = known_code(error.get("code")) or known_code(error.get("type"))
+    return (message if isinstance(message, str) else ""), code
+
+
+def too_large(name: str, what: str, cap: int, code: str | None = None) -> UpstreamTooLarge:
+    return UpstreamTooLarge(
+        f"deployment {name} sent {what} larger than the gateway's limit of {cap} bytes",
+        code=code,
     )
 
 
+async def read_capped(response: aiohttp.ClientResponse, name: str, cap: int) -> bytes:
+    """The whole body, or UpstreamTooLarge as soon as it is known to pass ``cap``."""
+    if response.content_length is not None and response.content_length > cap:
+        raise too_large(name, "an answer", cap)
+    pieces, size = [], 0
+    async for piece in response.content.iter_any():
+        size += len(piece)
+        if size > cap:
+            raise too_large(name, "an answer", cap)
+        pieces.append(piece)
+    return b"".join(pieces)
+
+
+async def read_prefix(response: aiohttp.ClientResponse, cap: int) -> bytes:
+    """At most ``cap`` bytes of the body (an error answer: only its message matters)."""
+    pieces, size = [], 0
+    async for piece in response.content.iter_any():
+        pieces.append(piece[: cap - size])
+        size += len(pieces[-1])
+        if size >= cap:
+            break
+    return b"".join(pieces)
+
+
 async def post(
-    session: aiohttp.ClientSession, name: str, url: str, payload: bytes, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    deployment: Deployment,
+    url: str,
+    payload: bytes,
+    headers: dict[str, str],
 ) -> bytes:
-    """POST and read the whole answer; a non-200 status becomes a GatewayError."""
+    """POST and read the whole answer (within ``max_response_bytes``); a status other than
+    200 becomes a GatewayError."""
+    name = deployment.name
     try:
         async with session.post(url, data=payload, headers=headers, allow_redirects=False) as r:
-            data = await r.read()
-            if r.status != 200:
-                raise upstream_failure(name, r.status, data, r.headers)
-            return data
+            try:
+                if r.status != 200:
+                    raise upstream_failure(
+                        name, r.status, await read_prefix(r, MAX_ERROR_BODY), r.headers
+                    )
+                return await read_capped(r, name, deployment.max_response_bytes)
+            except GatewayError:
+                r.close()  # what is left unread is not worth the connection
+                raise
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(name, exc) from None
 
 
 async def open_stream(
-    session: aiohttp.ClientSession, name: str, url: str, payload: bytes, headers: dict[str, str]
+    session: aiohttp.ClientSession,
+    deployment: Deployment,
+    url: str,
+    payload: bytes,
+    headers: dict[str, str],
 ) -> aiohttp.ClientResponse:
     """POST and return the response once its status is known to be 200 (body unread)."""
+    name = deployment.name
     try:
         response = await session.post(url, data=payload, headers=headers, allow_redirects=False)
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(name, exc) from None
     if response.status != 200:
         try:
-            data = await response.read()
+            data = await read_prefix(response, MAX_ERROR_BODY)
         except TRANSPORT_ERRORS as exc:
             raise transport_failure(name, exc) from None
         finally:
-            response.release()
+            response.close()
         raise upstream_failure(name, response.status, data, response.headers)
     return response
 
 
-async def sse_events(
-    response: aiohttp.ClientResponse, name: str
-) -> AsyncIterator[tuple[bytes, bytes]]:
-    """The (event, data) pairs of an SSE body, as they arrive."""
-    buffer = b""
+async def event_batches(
+    response: aiohttp.ClientResponse, deployment: Deployment
+) -> AsyncIterator[list[Event]]:
+    """The events of an SSE body, a batch for each piece the upstream sent (so that what came
+    together goes on together), within the deployment's stream and event caps. The stream's
+    last event comes even when the upstream ended it without its blank line."""
+    name = deployment.name
+    reader = EventReader(deployment.max_event_bytes)
+    cap, size = deployment.max_stream_bytes, 0
     try:
-        async for chunk in response.content.iter_any():
-            buffer += chunk
-            while True:
-                cut = buffer.find(b"\n\n")
-                if cut < 0:
-                    break
-                raw, buffer = buffer[:cut], buffer[cut + 2 :]
-                event, data = b"", []
-                for line in raw.replace(b"\r\n", b"\n").split(b"\n"):
-                    if line.startswith(b"event:"):
-                        event = line[6:].strip()
-                    elif line.startswith(b"data:"):
-                        data.append(line[5:].strip())
-                if data or event:
-                    yield event, b"\n".join(data)
+        async for piece in response.content.iter_any():
+            size += len(piece)
+            if size > cap:
+                raise too_large(name, "a stream", cap)
+            events = reader.feed(piece)
+            if events:
+                yield events
+        last = reader.finish()
+        if last:
+            yield last
+    except EventTooLarge:
+        limit = deployment.max_event_bytes
+        raise too_large(name, "a stream event", limit, "upstream_event_too_large") from None
     except TRANSPORT_ERRORS as exc:
         raise transport_failure(name, exc) from None
+
+
+async def sse_events(
+    response: aiohttp.ClientResponse, deployment: Deployment
+) -> AsyncIterator[Event]:
+    """The events of an SSE body one by one (``event_batches``, flattened)."""
+    async for batch in event_batches(response, deployment):
+        for event in batch:
+            yield event
+
+
+def mid_stream_failure(name: str, error: Any) -> UpstreamError:
+    """An error event an upstream sent in the middle of a stream, in the gateway's words: the
+    upstream's message goes to the log (scrubbed), only a known code goes on."""
+    message, code = error_message({"error": error})
+    log.warning(
+        "upstream reported an error mid-stream",
+        extra={"sg_deployment": name, "sg_upstream_message": REDACTOR.scrub(message)[:500]},
+    )
+    return UpstreamError(f"deployment {name} reported an error mid-stream", code=code)

@@ -4,7 +4,9 @@ Azure OpenAI is the same adapter with another URL and key header (``azure.py``).
 
 The request body is the client's, with ``model`` replaced by the deployment's upstream model.
 The answer's bytes go back to the client as they came; only ``usage`` is read out of them.
-Streams pass through chunk by chunk.
+Streams pass through event by event: each event is framed (``gateway.wire.sse``, within the
+deployment's caps) and looked at for ``usage`` and for an error, and an upstream's error event
+never reaches the client as it came (it becomes the gateway's own, ``http.mid_stream_failure``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
 from gateway.wire import openai
+from gateway.wire.sse import Event
 
 
 class OpenAIAdapter:
@@ -63,7 +66,9 @@ class OpenAIAdapter:
     async def _post(self, url: str, body: dict[str, Any], key: Secret | None) -> Reply:
         name = self.deployment.name
         session = self._pool.session(self.deployment)
-        data = await http.post(session, name, url, self._payload(body), self._headers(key))
+        data = await http.post(
+            session, self.deployment, url, self._payload(body), self._headers(key)
+        )
         try:
             usage = openai.usage_from(json.loads(data).get("usage"))
         except (ValueError, AttributeError):
@@ -73,36 +78,49 @@ class OpenAIAdapter:
     async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> OpenAIUpstreamStream:
         session = self._pool.session(self.deployment)
         response = await http.open_stream(
-            session, self.deployment.name, self._chat_url, self._payload(body), self._headers(key)
+            session, self.deployment, self._chat_url, self._payload(body), self._headers(key)
         )
-        return OpenAIUpstreamStream(response, self.deployment.name)
+        return OpenAIUpstreamStream(response, self.deployment)
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
 
 
 class OpenAIUpstreamStream:
-    """Passes an upstream SSE body through chunk by chunk, reading ``usage`` out of the
-    ``data:`` events as they go by (without holding the stream back)."""
+    """Passes an upstream SSE body through event by event, reading ``usage`` out of the events
+    as they go by; an error event ends the stream with the gateway's own error."""
 
-    def __init__(self, response: aiohttp.ClientResponse, name: str) -> None:
+    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment) -> None:
         self._response = response
-        self._name = name
-        self._scanner = openai.UsageScanner()
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._scanner.usage
+        self._deployment = deployment
+        self.usage: Usage | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.content.iter_any():
-                self._scanner.scan(chunk)
-                yield chunk
-        except http.TRANSPORT_ERRORS as exc:
-            raise http.transport_failure(self._name, exc) from None
+            async for events in http.event_batches(self._response, self._deployment):
+                for event in events:
+                    self._read(event)
+                yield b"".join(event.raw for event in events)
         finally:
             self._response.release()
+
+    def _read(self, event: Event) -> None:
+        data = event.data
+        if event.name == b"error" or b'"error"' in data:
+            try:
+                payload = json.loads(data)
+            except (ValueError, RecursionError):
+                payload = None
+            error = openai.stream_error(payload)
+            if event.name == b"error" or error is not None:
+                raise http.mid_stream_failure(self._deployment.name, error)
+        if b'"usage"' in data:
+            try:
+                usage = openai.usage_from(json.loads(data).get("usage"))
+            except (ValueError, AttributeError, RecursionError):
+                return
+            if usage is not None:
+                self.usage = usage
 
     async def aclose(self) -> None:
         self._response.close()

@@ -14,11 +14,59 @@ from typing import Any
 from gateway.values import Usage
 
 DONE = b"data: [DONE]\n\n"
-MAX_SSE_LINE = 1 << 20
+
+# The error codes OpenAI's API reference and OpenAI-compatible servers document (``error.code``,
+# and the ``error.type`` values). An upstream's code is passed on only when it is one of these.
+ERROR_CODES = frozenset(
+    {
+        "invalid_request_error",
+        "invalid_api_key",
+        "insufficient_quota",
+        "rate_limit_exceeded",
+        "server_error",
+        "context_length_exceeded",
+        "model_not_found",
+        "content_filter",
+        "content_policy_violation",
+        "invalid_prompt",
+        "invalid_value",
+        "invalid_type",
+        "invalid_image",
+        "invalid_image_format",
+        "invalid_image_url",
+        "image_too_large",
+        "missing_required_parameter",
+        "unknown_parameter",
+        "unsupported_parameter",
+        "unsupported_value",
+        "string_above_max_length",
+        "string_below_min_length",
+        "array_above_max_length",
+        "array_below_min_length",
+        "empty_array",
+        "integer_above_max_value",
+        "integer_below_min_value",
+        "decimal_above_max_value",
+        "decimal_below_min_value",
+        "tool_use_failed",
+        "json_validate_failed",
+        "DeploymentNotFound",
+        "OperationNotSupported",
+    }
+)
 
 
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and value >= 0 else 0
+# The most tokens one answer may report: a count beyond it is not believed (an upstream's number
+# is multiplied by prices and added into counters, which must stay within 64 bits).
+MAX_REPORTED_TOKENS = 2**32
+
+
+def count_of(value: Any) -> int:
+    """A token count an upstream reported: a non-negative integer, at most
+    ``MAX_REPORTED_TOKENS``; anything else counts as 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return 0
+    return min(value, MAX_REPORTED_TOKENS)
 
 
 def usage_from(usage: Any) -> Usage | None:
@@ -28,9 +76,9 @@ def usage_from(usage: Any) -> Usage | None:
     details = usage.get("prompt_tokens_details")
     cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
     return Usage(
-        prompt_tokens=_count(usage.get("prompt_tokens")),
-        completion_tokens=_count(usage.get("completion_tokens")),
-        cached_tokens=_count(cached),
+        prompt_tokens=count_of(usage.get("prompt_tokens")),
+        completion_tokens=count_of(usage.get("completion_tokens")),
+        cached_tokens=count_of(cached),
     )
 
 
@@ -81,30 +129,6 @@ def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> b
     )
 
 
-class UsageScanner:
-    """Reads ``usage`` out of an OpenAI-format SSE body as its bytes go by, without holding the
-    stream back: each chunk is scanned for complete lines, a partial last line is kept (at most
-    ``MAX_SSE_LINE`` bytes of it)."""
-
-    def __init__(self) -> None:
-        self._tail = b""
-        self.usage: Usage | None = None
-
-    def scan(self, data: bytes) -> None:
-        text = self._tail + data if self._tail else data
-        cut = text.rfind(b"\n")
-        if cut < 0:
-            self._tail = text[-MAX_SSE_LINE:]
-            return
-        complete, self._tail = text[:cut], text[cut + 1 :]
-        if b'"usage"' not in complete:
-            return
-        for line in complete.split(b"\n"):
-            if line.startswith(b"data:") and b'"usage"' in line:
-                try:
-                    usage = json.loads(line[5:]).get("usage")
-                except (ValueError, AttributeError):
-                    continue
-                parsed = usage_from(usage)
-                if parsed is not None:
-                    self.usage = parsed
+def stream_error(payload: Any) -> Any:
+    """The ``error`` of an OpenAI-format stream event that reports one (None otherwise)."""
+    return payload.get("error") if isinstance(payload, dict) else None

@@ -40,6 +40,8 @@ server:
   max_body_bytes: 65536
 verify:
   mode: "off"
+governance:
+  default_prices: {{input: "0"}}  # the fake upstreams cost nothing (a price must be said)
 """
 
 

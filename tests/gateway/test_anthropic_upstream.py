@@ -34,6 +34,9 @@ deployments:
     allow_private_network: true
 verify:
   mode: "off"
+governance:
+  deployments:
+    claude/anthropic: {{prices: {{input: "3", cached_input: "0.30", output: "15"}}}}
 """
     workdir: Path = tmp_path_factory.mktemp("anthropic")
     process = GatewayProcess(workdir, config, env={"FAKE_ANTHROPIC_KEY": KEY}).start()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ConfigError
+from gateway.governance.pricing import PriceTable, deployment_prices
 from gateway.serve import load_config, parse_config
 from tests.conftest import REPO
 
@@ -136,3 +137,13 @@ def test_the_readme_configuration_example_validates_as_written() -> None:
         "anthropic",
         "openai_compatible",
     }
+
+
+def test_the_readme_config_example_validates_and_prices_every_deployment() -> None:
+    """The README's configuration example is a config that starts: it validates, and every
+    deployment in it has a price (a deployment without one refuses start-up)."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    example = readme.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(example, "README.md")
+    prices = deployment_prices(config.deployments, config.governance, PriceTable.bundled())
+    assert sorted(prices) == sorted(d.name for d in config.deployments)

@@ -7,6 +7,7 @@ what is about the process (start-up, signals, real sockets) stays in the subproc
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from gateway.api import errors as api_errors
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.health import Readiness
@@ -21,6 +23,7 @@ from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
 from gateway.errors import UpstreamRejected
 from gateway.governance.setup import build_governance
+from gateway.logs import TracebackThrottle
 from gateway.routing.router import Route, Router
 from gateway.secrets.broker import SecretBroker
 from gateway.serve import parse_config
@@ -173,3 +176,34 @@ async def test_admin_routes_answer_in_openai_shape_and_need_the_admin_credential
     assert listed.status_code == 200
     assert [k["models"] for k in listed.json()["data"]] == [["m"]]
     assert "key_hash" not in listed.text
+
+
+async def test_a_repeated_unexpected_exception_logs_one_traceback_a_minute_and_counts_each(
+    gateway: InProcess, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: whoever finds a 500 cannot flood the log with its traceback."""
+    now = [1000.0]
+    monkeypatch.setattr(api_errors, "TRACEBACKS", TracebackThrottle(clock=lambda: now[0]))
+    counted = api_errors.INTERNAL_ERRORS[()]
+
+    async def fail(times: int, exc: Exception) -> None:
+        for _ in range(times):
+            gateway.adapter.script.append(exc)
+            answer = await gateway.client.post(
+                "/v1/chat/completions", json=CHAT, headers=bearer(gateway.key)
+            )
+            assert answer.status_code == 500
+
+    def tracebacks() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.getMessage() == "unexpected error" and r.exc_info]
+
+    with caplog.at_level(logging.ERROR, logger="sealgate"):
+        await fail(50, RuntimeError("boom"))
+        assert len(tracebacks()) == 1
+        await fail(3, KeyError("another cause"))
+        assert len(tracebacks()) == 2
+        now[0] += 61
+        await fail(1, RuntimeError("boom"))
+    assert len(tracebacks()) == 3
+    assert tracebacks()[-1].__dict__["sg_unlogged_since"] == 49
+    assert api_errors.INTERNAL_ERRORS[()] == counted + 54

@@ -36,6 +36,9 @@ deployments:
     allow_private_network: true
 verify:
   mode: "off"
+governance:
+  deployments:
+    fake-gpt/openai_compatible: {{prices: {{input: "1", output: "2"}}}}
 """
 
 

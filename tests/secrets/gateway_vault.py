@@ -50,6 +50,8 @@ secrets:
 {vault_extra}
 verify:
   mode: "off"
+governance:
+  default_prices: {{input: "0"}}  # the fake upstream costs nothing (a price must be said)
 {extra}
 """
 

@@ -176,6 +176,8 @@ deployments:
     allow_private_network: true
 verify:
   mode: "off"
+governance:
+  default_prices: {{input: "0"}}
 """
     process = GatewayProcess(tmp_path, config).start(wait=False)
     assert process.wait_exit() == 2

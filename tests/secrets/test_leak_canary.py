@@ -1,6 +1,9 @@
 """Leak canary: a unique provider key and a unique Vault token are planted, traffic that goes
 wrong in every way we know is run through a real gateway process, and then everything the process
-produced is searched for them."""
+produced is searched for them: answers and their headers, streams, the log, /metrics (label
+values included), and every file it wrote (the SQLite database and its WAL as they are while it
+runs, and after it stopped). Since issue 12 the upstream also puts the key in its error codes and
+in an error event in the middle of a stream."""
 
 from __future__ import annotations
 
@@ -21,6 +24,11 @@ pytestmark = pytest.mark.openbao
 
 def files_under(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
+
+
+def spend_rows_reached(gw: VaultGateway, expected: int) -> bool:
+    report = gw.process.admin("GET", "/admin/reports/spend", params={"group_by": "key"})
+    return report.status_code == 200 and report.json()["totals"]["requests"] >= expected
 
 
 def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced(
@@ -65,11 +73,27 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         assert keep(gw.chat()).status_code == 502
         upstream.then(status=400, error_message=echo)
         assert keep(gw.chat()).status_code == 400
+        # the key as an upstream's error code: passed on only if it were a known code
+        for status in (400, 404, 422, 429, 500):
+            upstream.then(status=status, error_code=provider_key, error_message="no")
+            assert keep(gw.chat()).status_code in (400, 404, 422, 429, 502)
+        upstream.then(status=400, error_code=f"invalid_api_key:{provider_key}")
+        assert keep(gw.chat()).status_code == 400
+        # the key in an error event in the middle of a stream, in its message and its code
+        upstream.then(stream_error=echo).then(stream_error="no", error_code=provider_key)
+        for _ in range(2):
+            streamed = keep(gw.chat(stream=True))
+            assert streamed.status_code == 200 and "event: error" in streamed.text
         for wrong in ("sk-sg-" + secrets.token_hex(20), provider_key, vault_token, "garbage"):
             assert keep(gw.chat(key=wrong)).status_code == 401
         metrics = keep(gw.process.admin("GET", "/metrics"))
         assert metrics.status_code == 200
         assert "sealgate_upstream_failures_total" in metrics.text
+        deadline = time.monotonic() + 20  # every spend row written, its status among them
+        while time.monotonic() < deadline and not spend_rows_reached(gw, 13):
+            time.sleep(0.1)
+        running = [p.read_bytes().decode("latin-1") for p in files_under(gw.process.data_dir)]
+        assert any(p.name.endswith("-wal") for p in files_under(gw.process.data_dir))
         ready = keep(gw.ready())
         process = ready.json()["checks"]["process"]
         assert process["not_dumpable"] is True
@@ -97,7 +121,7 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     stderr = gw.process.stderr()
     assert '"level": "debug"' in stderr  # the log was captured at every level
     assert "credential" in stderr  # and it did record the failures (by reference)
-    searched = [*bodies, stderr]
+    searched = [*bodies, stderr, *running]
     searched += [p.read_bytes().decode("latin-1") for p in files_under(workdir)]
     assert files_under(gw.process.data_dir)  # the database is among them
     for canary in (provider_key, vault_token, provider_key[-20:], vault_token[-16:]):

@@ -9,6 +9,11 @@ their own understanding. It records every request it gets (path, query, headers,
 can be told to answer with a status, the provider's error shape, a delay, a stream that is cut,
 or a redirect. It runs its own event loop in a thread so that both synchronous tests and the
 gateway under test can talk to it.
+
+For the hardening tests it can also misbehave the way a compromised or broken upstream would: an
+error whose ``code`` (Anthropic: ``type``) is any string, an error event in the middle of a
+stream, an answer or a stream of any size (written out piece by piece, never held whole), and a
+stream that never sends the blank line that ends an SSE event.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import asyncio
 import json
 import threading
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, repeat
 from typing import Any
 
 from aiohttp import web
@@ -37,6 +44,16 @@ class Behaviour:
     cut_after: int | None = None  # close the connection after this many stream chunks
     include_usage: bool = True  # send usage in streams (when the client asked) and replies
     redirect_to: str | None = None
+    error_code: str | None = None  # the error body's code (Anthropic: its error.type)
+    stream_error: str | None = None  # an error event with this message after the first event
+    body_bytes: int | None = None  # an answer (or with ``status``, an error) of this many bytes
+    announce_length: bool = True  # send Content-Length with a large answer (or go chunked)
+    stream_bytes: int | None = None  # a well-formed stream padded to about this many bytes
+    unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
+    answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
+
+
+PIECE = 64 * 1024  # how much a large answer writes at a time
 
 
 @dataclass
@@ -138,19 +155,109 @@ class FakeUpstream:
         await self._record(request)
         return web.json_response({"error": {"message": "no such route"}}, status=404)
 
-    async def _prelude(self, request: web.Request, b: Behaviour) -> web.StreamResponse | None:
+    async def _prelude(
+        self, request: web.Request, b: Behaviour, anthropic: bool = False
+    ) -> web.StreamResponse | None:
         if b.delay:
             await asyncio.sleep(b.delay)
             if request.transport is None or request.transport.is_closing():
                 self._count(request, "disconnects")  # the caller gave up while we "thought"
         if b.redirect_to:
             return web.Response(status=307, headers={"Location": b.redirect_to})
+        if b.answer is not None:
+            kind = (
+                "text/event-stream"
+                if b.answer.startswith((b"data:", b"event:"))
+                else "application/json"
+            )
+            response = web.StreamResponse(headers={"Content-Type": kind})
+            return await self._write_all(request, response, [b.answer], prepare=True)
+        if b.body_bytes is not None:
+            return await self._large_answer(request, b, anthropic)
         if b.status != 200:
-            provider = "anthropic" if request.path == "/v1/messages" else "openai"
-            body = recorded.reply(provider, "error")
+            body: dict[str, Any] = recorded.reply("anthropic" if anthropic else "openai", "error")
             body["error"]["message"] = b.error_message
+            if b.error_code is not None:  # any string, as a broken or hostile upstream sends it
+                body["error"]["type" if anthropic else "code"] = b.error_code
             return web.json_response(body, status=b.status, headers=b.headers)
+        if b.unframed_bytes is not None:
+            return await self._unframed(request, b.unframed_bytes)
         return None
+
+    async def _write_all(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        pieces: Iterable[bytes],
+        prepare: bool = False,
+    ) -> web.StreamResponse:
+        """Write ``pieces`` (an iterable of bytes) one at a time; a client that goes away ends
+        it, counted in ``disconnects``."""
+        if prepare:
+            await response.prepare(request)
+        try:
+            for piece in pieces:
+                await response.write(piece)
+            await response.write_eof()
+        except (ConnectionError, asyncio.CancelledError, RuntimeError):
+            self._count(request, "disconnects")
+        return response
+
+    async def _large_answer(
+        self, request: web.Request, b: Behaviour, anthropic: bool
+    ) -> web.StreamResponse:
+        """A valid answer (chat.completion, or an Anthropic message) of ``b.body_bytes``: its
+        text is mostly padding. With a status other than 200 it is an error body that large."""
+        if anthropic:
+            head = (
+                b'{"id":"msg_big","type":"message","role":"assistant","model":"big",'
+                b'"stop_reason":"end_turn","usage":{"input_tokens":11,"output_tokens":7},'
+                b'"content":[{"type":"text","text":"'
+            )
+            tail = b'"}]}'
+        else:
+            head = (
+                b'{"id":"chatcmpl-big","object":"chat.completion","created":1,"model":"big",'
+                b'"usage":{"prompt_tokens":11,"completion_tokens":7,"total_tokens":18},'
+                b'"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant",'
+                b'"content":"'
+            )
+            tail = b'"}}]}'
+        if b.status != 200:
+            head, tail = b'{"error": {"message": "', b'"}}'
+        assert b.body_bytes is not None
+        size = max(b.body_bytes, len(head) + len(tail))
+        response = web.StreamResponse(status=b.status, headers={"Content-Type": "application/json"})
+        if b.announce_length:
+            response.content_length = size
+        await response.prepare(request)
+        padding = size - len(head) - len(tail)
+
+        def pieces() -> Iterator[bytes]:
+            yield head
+            left = padding
+            while left > 0:
+                yield b"x" * min(PIECE, left)
+                left -= PIECE
+            yield tail
+
+        return await self._write_all(request, response, pieces())
+
+    async def _unframed(self, request: web.Request, size: int) -> web.StreamResponse:
+        """An event stream of ``size`` bytes of ``data:`` lines with no blank line between
+        them: one event that never ends."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        line = b"data: " + b"y" * 1000 + b"\n"
+
+        def pieces() -> Iterator[bytes]:
+            block = line * (PIECE // len(line))
+            left = size
+            while left > 0:
+                yield block
+                left -= len(block)
+
+        return await self._write_all(request, response, pieces())
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
@@ -200,10 +307,25 @@ class FakeUpstream:
                         call["function"]["name"] = tool
             events.append(b"data: " + json.dumps(chunk).encode() + b"\n\n")
         events.append(f"data: {script['last']}\n\n".encode())
+        if b.stream_error is not None:  # the first chunk, then an error event
+            error = {"message": b.stream_error, "type": "server_error", "code": b.error_code}
+            failed = b"data: " + json.dumps({"error": error}).encode() + b"\n\n"
+            return await self._write_events(request, response, [events[0], failed], b)
+        if b.stream_bytes is not None:
+            (first, *_) = script["events"]
+            first["choices"][0]["delta"] = {"content": "z" * 1000}
+            pad = b"data: " + json.dumps(first).encode() + b"\n\n"
+            return await self._write_events(
+                request, response, _padded(events, 1, pad, b.stream_bytes), b
+            )
         return await self._write_events(request, response, events, b)
 
     async def _write_events(
-        self, request: web.Request, response: web.StreamResponse, events: list[bytes], b: Behaviour
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        events: Iterable[bytes],
+        b: Behaviour,
     ) -> web.StreamResponse:
         """Send stream events with the behaviour's pacing, cutting the connection if told to;
         count streams that finish and streams whose client went away."""
@@ -221,6 +343,8 @@ class FakeUpstream:
         except (ConnectionResetError, asyncio.CancelledError):
             self._count(request, "disconnects")
             raise
+        except (ConnectionError, RuntimeError):  # aiohttp: the transport closed under a write
+            self._count(request, "disconnects")
         return response
 
     async def _messages(self, request: web.Request) -> web.StreamResponse:
@@ -228,7 +352,7 @@ class FakeUpstream:
         last turn is not a tool result."""
         body = await self._record(request)
         b = self._next()
-        early = await self._prelude(request, b)
+        early = await self._prelude(request, b, anthropic=True)
         if early is not None:
             return early
         last = body["messages"][-1]["content"]
@@ -251,6 +375,20 @@ class FakeUpstream:
             if data.get("content_block", {}).get("type") == "tool_use":
                 data["content_block"]["name"] = tool
             events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
+
+        def event(kind: str, data: dict[str, Any]) -> bytes:
+            return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+        if b.stream_error is not None:  # message_start, then an error event
+            kind = b.error_code or "overloaded_error"
+            failed = event("error", {"error": {"type": kind, "message": b.stream_error}})
+            return await self._write_events(request, response, [events[0], failed], b)
+        if b.stream_bytes is not None:  # text deltas inside the first block
+            delta = {"type": "text_delta", "text": "z" * 1000}
+            pad = event("content_block_delta", {"index": 0, "delta": delta})
+            return await self._write_events(
+                request, response, _padded(events, 3, pad, b.stream_bytes), b
+            )
         return await self._write_events(request, response, events, b)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
@@ -267,3 +405,10 @@ class FakeUpstream:
         reply["model"] = body.get("model", "")
         reply["usage"] = {"prompt_tokens": 3 * len(items), "total_tokens": 3 * len(items)}
         return web.json_response(reply)
+
+
+def _padded(events: list[bytes], at: int, pad: bytes, size: int) -> Iterator[bytes]:
+    """``events`` with copies of ``pad`` put in at index ``at`` until about ``size`` bytes in
+    all, made as they are written: a stream of any size without holding it."""
+    count = max(0, (size - sum(map(len, events))) // len(pad))
+    return chain(events[:at], repeat(pad, count), events[at:])

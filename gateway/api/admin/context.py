@@ -1,8 +1,9 @@
 """What every admin router shares: the caller as a dependency, the stores, and the audit trail.
 
-Every admin route declares ``who: Caller`` (a FastAPI dependency): the caller is resolved
-from ``Authorization: Bearer`` (the gateway admin credential or an admin token) before the body
-is validated, and what each role may do is decided in ``gateway.governance.roles``. Every change
+Every admin route declares ``who: Caller`` (a FastAPI dependency): the caller, resolved from
+``Authorization: Bearer`` (the gateway admin credential or an admin token) by the admin gate
+(``gate.py``) before anything of the body is read; what each role may do is decided in
+``gateway.governance.roles``. Every change
 is written to the audit log with ``record`` (who, what, when; never a key or token).
 """
 
@@ -29,6 +30,7 @@ log = logging.getLogger("sealgate.admin")
 T = TypeVar("T")
 
 LOG_MESSAGES = {"key.create": "virtual key created", "key.revoke": "virtual key revoked"}
+ACTOR = "sealgate.admin.actor"  # where the gate leaves the resolved caller in the request state
 
 
 @dataclass
@@ -44,11 +46,17 @@ class AdminContext:
         self.tenancy: Tenancy = self.governance.tenancy
         self.audit = AuditLog(self.engine)
 
+    async def resolve(self, authorization: str | None) -> Actor:
+        """Who an ``Authorization`` header names; AuthenticationFailed when nobody."""
+        return await principals.resolve(authorization, self.credential, self.tenancy)
+
     async def caller(self, request: Request) -> Actor:
-        """The FastAPI dependency every admin route takes: who is calling."""
-        return await principals.resolve(
-            request.headers.get("authorization"), self.credential, self.tenancy
-        )
+        """The FastAPI dependency every admin route takes: who is calling (as the gate found
+        it, else looked up now)."""
+        found = request.scope.get("state", {}).get(ACTOR)
+        if isinstance(found, Actor):
+            return found
+        return await self.resolve(request.headers.get("authorization"))
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """A blocking store call, in a worker thread."""

@@ -118,6 +118,11 @@ def request_to_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str,
         if name in UNSUPPORTED and not (name == "n" and body[name] == 1):
             raise _unsupported(name)
     system, messages = _turns(body["messages"])
+    if not messages:
+        raise InvalidRequest(
+            "this model's provider (anthropic) needs a user or assistant message",
+            param="messages",
+        )
     out: dict[str, Any] = {
         "model": upstream_model,
         "messages": messages,
@@ -171,6 +176,48 @@ def completion_from_anthropic(message: dict[str, Any], model: str) -> tuple[dict
 
 
 # -- ingress: an Anthropic client served by any deployment ---------------------------------------
+# What each block type must carry, and of which type, for the translation to read it.
+BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
+    "text": (("text", str),),
+    "image": (("source", dict),),
+    "tool_use": (("id", str), ("name", str), ("input", dict)),
+    "tool_result": (("tool_use_id", str),),
+}
+SOURCE_FIELDS = {"base64": (("media_type", str), ("data", str)), "url": (("url", str),)}
+
+
+def _invalid(where: str, what: str) -> InvalidRequest:
+    return InvalidRequest(f"'{where}' must be {what}", param=where)
+
+
+def _fields(item: dict[str, Any], needs: tuple[tuple[str, type], ...], where: str) -> None:
+    for name, kind in needs:
+        if not isinstance(item.get(name), kind):
+            raise _invalid(f"{where}.{name}", "a string" if kind is str else "an object")
+
+
+def check_blocks(blocks: Any, where: str) -> list[dict[str, Any]]:
+    """Anthropic content as a list of blocks, each an object with a string ``type`` and the
+    fields its type needs, of the right types (a string is one text block)."""
+    if isinstance(blocks, str):
+        return [{"type": "text", "text": blocks}]
+    if not isinstance(blocks, list):
+        raise _invalid(where, "a string or an array of content blocks")
+    for index, block in enumerate(blocks):
+        at = f"{where}[{index}]"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            raise _invalid(at, "an object with a string 'type'")
+        _fields(block, BLOCK_FIELDS.get(block["type"], ()), at)
+        if block["type"] == "image":
+            kind = block["source"].get("type")
+            _fields(block["source"], SOURCE_FIELDS.get(kind, ()), f"{at}.source")
+        if block["type"] == "tool_result" and block.get("content") is not None:
+            check_blocks(block["content"], f"{at}.content")
+        if block.get("is_error") is not None and not isinstance(block["is_error"], bool):
+            raise _invalid(f"{at}.is_error", "a boolean")
+    return blocks
+
+
 def _messages_to_openai(turns: Any) -> list[dict[str, Any]]:
     if not isinstance(turns, list) or not turns:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
@@ -180,12 +227,7 @@ def _messages_to_openai(turns: Any) -> list[dict[str, Any]]:
             raise InvalidRequest(
                 f"messages[{index}] needs role 'user' or 'assistant'", param=f"messages[{index}]"
             )
-        content = turn.get("content")
-        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
-        if not isinstance(blocks, list):
-            raise InvalidRequest(
-                f"messages[{index}].content must be a string or an array", param="messages"
-            )
+        blocks = check_blocks(turn.get("content"), f"messages[{index}].content")
         if turn["role"] == "assistant":
             text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
             calls = [v.tool_call(b) for b in blocks if b.get("type") == "tool_use"]
@@ -220,6 +262,8 @@ def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
             "'max_tokens' is required and must be a positive integer", param="max_tokens"
         )
     messages = _messages_to_openai(body.get("messages"))
+    if body.get("system") is not None:
+        check_blocks(body["system"], "system")
     system = v.text_of_blocks(body.get("system"))
     if system:
         messages.insert(0, {"role": "system", "content": system})
@@ -237,7 +281,15 @@ def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
     if tools:
         if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
             raise InvalidRequest("'tools' must be an array of objects", param="tools")
+        for index, tool in enumerate(tools):
+            _fields(tool, (("name", str),), f"tools[{index}]")
+            for name, kind in (("description", str), ("input_schema", dict)):
+                if tool.get(name) is not None and not isinstance(tool[name], kind):
+                    what = "a string" if kind is str else "an object"
+                    raise _invalid(f"tools[{index}].{name}", what)
         out["tools"] = v.tools_to_openai(tools)
+    if body.get("stream") is not None and not isinstance(body["stream"], bool):
+        raise _invalid("stream", "a boolean")
     if body.get("tool_choice") is not None:
         out["tool_choice"], parallel = v.tool_choice_to_openai(body["tool_choice"])
         if parallel is not None:

@@ -14,14 +14,19 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.errors import UpstreamError
+from gateway.config import MAX_EVENT_BYTES
+from gateway.errors import UpstreamError, UpstreamTooLarge
 from gateway.values import Stream, Usage
 from gateway.wire import openai
 from gateway.wire.anthropic import vocabulary as v
+from gateway.wire.sse import EventReader, EventTooLarge
 
 
 class UpstreamEventTranslator:
-    """Anthropic stream events in, OpenAI ``chat.completion.chunk`` SSE lines out."""
+    """Anthropic stream events in, OpenAI ``chat.completion.chunk`` SSE lines out. An event
+    that is not JSON, or whose fields have the wrong types, is an UpstreamError; so is an
+    ``error`` event, in the gateway's words, with the upstream's error type only when it is one
+    the API documents (the upstream's message is not repeated: it may echo anything)."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
         self.model = model
@@ -49,14 +54,17 @@ class UpstreamEventTranslator:
             return []
         try:
             payload = json.loads(data)
-        except ValueError:
+            return self._translate(payload, event.decode("latin-1"))
+        except (ValueError, AttributeError, TypeError, KeyError, RecursionError):
             raise UpstreamError("the upstream sent an invalid stream event") from None
-        kind = payload.get("type", event.decode())
+
+    def _translate(self, payload: Any, event: str) -> list[bytes]:
+        kind = payload.get("type", event)
         if kind == "message_start":
             message = payload.get("message", {})
             self.id = "chatcmpl-" + str(message.get("id", ""))
             self.input = v.usage_of(message.get("usage"))
-            self.output_tokens = int((message.get("usage") or {}).get("output_tokens") or 0)
+            self.output_tokens = openai.count_of((message.get("usage") or {}).get("output_tokens"))
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = payload.get("content_block", {})
@@ -82,7 +90,7 @@ class UpstreamEventTranslator:
             return []
         if kind == "message_delta":
             usage = payload.get("usage") or {}
-            self.output_tokens = int(usage.get("output_tokens") or self.output_tokens)
+            self.output_tokens = openai.count_of(usage.get("output_tokens")) or self.output_tokens
             reason = (payload.get("delta") or {}).get("stop_reason")
             return [self._chunk({}, v.finish_reason(reason))]
         if kind == "message_stop":
@@ -92,7 +100,10 @@ class UpstreamEventTranslator:
                 out.append(openai.usage_chunk(self.id, self.created, self.model, self.usage))
             return [*out, openai.DONE]
         if kind == "error":
-            raise UpstreamError("the upstream reported an error mid-stream")
+            error = payload.get("error")
+            reported = error.get("type") if isinstance(error, dict) else None
+            known = reported if reported in v.UPSTREAM_ERROR_TYPES else None
+            raise UpstreamError("the upstream reported an error mid-stream", code=known)
         return []  # ping, content_block_stop, and events added to the API later
 
 
@@ -101,11 +112,14 @@ def _event(kind: str, data: dict[str, Any]) -> bytes:
 
 
 class ClientEventTranslator:
-    """Internal (OpenAI) SSE bytes in, Anthropic stream events out."""
+    """Internal (OpenAI) SSE bytes in, Anthropic stream events out. The internal stream's
+    events are framed again here in linear time; each one is already within its deployment's
+    ``max_event_bytes``, so the frame's own cap is the most that may be configured. A chunk
+    whose fields have the wrong types ends the stream as the upstream's fault."""
 
     def __init__(self, model: str) -> None:
         self.model = model
-        self.buffer = b""
+        self.reader = EventReader(MAX_EVENT_BYTES)
         self.started = False
         self.block: str | None = None  # "text" or "tool" while a content block is open
         self.index = -1
@@ -116,13 +130,20 @@ class ClientEventTranslator:
         self.finished = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        self.buffer += data
         out: list[bytes] = []
-        while (cut := self.buffer.find(b"\n\n")) >= 0:
-            raw, self.buffer = self.buffer[:cut], self.buffer[cut + 2 :]
-            for line in raw.split(b"\n"):
-                if line.startswith(b"data:"):
-                    out += self._data(line[5:].strip())
+        try:
+            events = self.reader.feed(data)
+        except EventTooLarge:
+            message = "the upstream sent a stream event too large to translate"
+            raise UpstreamTooLarge(message, code="upstream_event_too_large") from None
+        for event in events:
+            if event.data:
+                try:
+                    out += self._data(event.data)
+                except (AttributeError, TypeError, ValueError, KeyError, RecursionError):
+                    raise UpstreamError(
+                        "the upstream sent a stream chunk of the wrong shape"
+                    ) from None
         return out
 
     def _start(self, chunk: dict[str, Any]) -> list[bytes]:
@@ -156,13 +177,15 @@ class ClientEventTranslator:
             return self.finish()
         try:
             chunk = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
+            return []
+        if not isinstance(chunk, dict):
             return []
         out = [] if self.started else self._start(chunk)
         usage = chunk.get("usage")
         if isinstance(usage, dict):
-            self.output_tokens = int(usage.get("completion_tokens") or 0)
-            self.input_tokens = int(usage.get("prompt_tokens") or 0)
+            self.output_tokens = openai.count_of(usage.get("completion_tokens"))
+            self.input_tokens = openai.count_of(usage.get("prompt_tokens"))
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.errors import GatewayError, InvalidRequest
 from gateway.values import Usage
+from gateway.wire.openai import count_of
 
 # (Anthropic stop_reason, OpenAI finish_reason). Anthropic -> OpenAI reads every pair; OpenAI ->
 # Anthropic takes the first pair that names the OpenAI value.
@@ -41,6 +42,14 @@ ERROR_TYPES = frozenset(
         "rate_limit_error",
     }
 )
+# Every error type Anthropic's API documents: the only ones an upstream's are passed on as.
+UPSTREAM_ERROR_TYPES = ERROR_TYPES | {
+    "request_too_large",
+    "api_error",
+    "overloaded_error",
+    "billing_error",
+    "timeout_error",
+}
 
 
 def finish_reason(stop_reason: Any) -> str:
@@ -182,16 +191,20 @@ def text_of_blocks(blocks: Any) -> str:
 def tool_use_block(call: dict[str, Any], strict: bool) -> dict[str, Any]:
     """An OpenAI tool call as a ``tool_use`` block. ``strict``: arguments that are not JSON are
     refused (a client's request); otherwise they become ``{}`` (an upstream's answer)."""
-    function = call.get("function") or {}
+    function = call.get("function") if isinstance(call, dict) else None
+    function = function if isinstance(function, dict) else {}
     try:
         arguments = json.loads(function.get("arguments") or "{}")
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):
+        arguments = None
+    if not isinstance(arguments, dict):
         if strict:
-            raise InvalidRequest("tool_calls arguments must be JSON", param="messages") from None
+            message = "tool_calls arguments must be a JSON object"
+            raise InvalidRequest(message, param="messages")
         arguments = {}
     return {
         "type": "tool_use",
-        "id": call.get("id"),
+        "id": call.get("id") if isinstance(call, dict) else None,
         "name": function.get("name"),
         "input": arguments,
     }
@@ -211,11 +224,11 @@ def usage_of(usage: Any) -> Usage:
     """Anthropic ``usage`` as Usage: cache reads and writes count as prompt tokens."""
     if not isinstance(usage, dict):
         return Usage()
-    cached = int(usage.get("cache_read_input_tokens") or 0)
-    created = int(usage.get("cache_creation_input_tokens") or 0)
+    cached = count_of(usage.get("cache_read_input_tokens"))
+    created = count_of(usage.get("cache_creation_input_tokens"))
     return Usage(
-        prompt_tokens=int(usage.get("input_tokens") or 0) + cached + created,
-        completion_tokens=int(usage.get("output_tokens") or 0),
+        prompt_tokens=count_of(usage.get("input_tokens")) + cached + created,
+        completion_tokens=count_of(usage.get("output_tokens")),
         cached_tokens=cached,
     )
 
