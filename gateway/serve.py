@@ -126,7 +126,7 @@ class Services:
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
     ensure_data_dir(data_dir)
     url = config.storage.url or default_url(data_dir)
-    engine = make_engine(url)
+    engine = make_engine(url, config.storage.timeout_seconds)
     migrate(engine)
     keys = KeyStore(engine)
     broker = build_broker(config.secrets, config.credentials())
