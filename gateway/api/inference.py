@@ -85,7 +85,8 @@ class Inference:
         kind: Kind,
     ) -> tuple[Admission, Plan]:
         """Limits and budgets, and the first deployment's limits, reserved before routing
-        (settled once the answer is out, governance/); the plan is the order routing follows."""
+        (settled, with the spend record durable, before the answer goes out: governance/); the
+        plan is the order routing follows."""
         plan = self.router.plan(model)
         admission = await self.governance.admit(
             record, model, body, headers, kind, plan[0].deployment
@@ -129,7 +130,7 @@ class Inference:
             stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
 
             async def finished(_: Stream, outcome: str) -> None:
-                admission.settle(counting.usage, deployment, outcome, counting.counted)
+                await admission.finish(counting.usage, deployment, outcome, counting.counted)
 
             render: Renderer = anthropic_body if anthropic else openai_body
             await send_stream(receive, send, stream, finished, render)
@@ -137,12 +138,12 @@ class Inference:
         reply, deployment = await routed(
             receive, admission, self.router.chat(model, body, admission.gate, plan)
         )
+        answer = reply.body
         if anthropic:
             message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
-            await send_body(send, 200, json.dumps(message).encode())
-        else:
-            await send_body(send, 200, reply.body)
-        admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
+            answer = json.dumps(message).encode()
+        await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
+        await send_body(send, 200, answer)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -153,5 +154,5 @@ class Inference:
         reply, deployment = await routed(
             receive, admission, self.router.embeddings(model, body, admission.gate, plan)
         )
+        await admission.finish(reply.usage, deployment, "ok", 0)
         await send_body(send, 200, reply.body)
-        admission.settle(reply.usage, deployment, "ok", 0)
