@@ -6,9 +6,10 @@ at most), and those answer a slow or locked database with a clean error. A serve
 connections and then never answers (a stopped process, a stalled proxy or network) sends nothing
 at all, and a driver waiting on its socket would wait forever. So the engine also has a watchdog:
 a connection is armed when it is checked out of the pool and disarmed when it is checked in, and
-one that is still out when its time is up is cut (PostgreSQL: its socket is shut down; SQLite:
-the running statement is interrupted). The blocked call then fails with the driver's own error,
-the pool drops the connection, and no thread waits on the database longer than the limit.
+one that is still out after ``WATCHDOG_FACTOR`` times the limit is cut (PostgreSQL: its socket is
+shut down; SQLite: the running statement is interrupted). The server gets the first chance to
+answer with its own, cleaner error; the blocked call then fails with the driver's error, the
+pool drops the connection, and no thread waits on the database for much longer than the limit.
 
 The pool's own liveness ping runs inside the armed time too (``pool_pre_ping`` is replaced by a
 ping in the checkout hook), so a frozen server cannot hold a thread in the ping either.
@@ -34,6 +35,10 @@ from typing import Any
 from sqlalchemy import Engine, event, exc
 
 log = logging.getLogger("sealgate.store")
+
+# The watchdog cuts a connection checked out for this many times the limit: past the server's
+# own statement and lock timeouts, so it only acts when the server does not answer at all.
+WATCHDOG_FACTOR = 2.0
 
 
 @dataclass(order=True)
@@ -120,10 +125,11 @@ _WATCHDOGS: weakref.WeakKeyDictionary[Engine, Watchdog] = weakref.WeakKeyDiction
 
 
 def watch(engine: Engine, limit: float) -> Watchdog:
-    """Give ``engine`` a watchdog with ``limit`` seconds per checkout; ping PostgreSQL
-    connections at checkout under it (instead of ``pool_pre_ping``)."""
+    """Give ``engine`` a watchdog for the limit of ``limit`` seconds per call (checkouts are cut
+    at ``WATCHDOG_FACTOR`` times that); PostgreSQL connections are pinged at checkout under it,
+    instead of ``pool_pre_ping``."""
     postgres = engine.dialect.name == "postgresql"
-    dog = Watchdog(limit, postgres)
+    dog = Watchdog(limit * WATCHDOG_FACTOR, postgres)
     _WATCHDOGS[engine] = dog
 
     @event.listens_for(engine, "checkout")
