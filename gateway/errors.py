@@ -17,7 +17,8 @@
     │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
     │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
-    └── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    └── StorageUnavailable          503 storage_unavailable: a key not seen before, database down
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
@@ -169,6 +170,15 @@ class LimitsUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "limits_unavailable"
+    retryable = True
+
+
+class StorageUnavailable(GatewayError):
+    """The database did not answer (in time) and nothing cached can stand in for it."""
+
+    status = 503
+    type = "server_error"
+    default_code = "storage_unavailable"
     retryable = True
 
 

@@ -6,6 +6,7 @@ fake upstream reported for the requests that were answered 200."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,7 @@ import redis as redis_client
 
 from tests.governance import gateways
 from tests.governance.conftest import REDIS_URL, RedisServer, via_proxy
+from tests.governance.postgres_cluster import PostgresCluster
 from tests.governance.tcp_proxy import TcpProxy
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
@@ -176,3 +178,42 @@ def test_a_kill_9_right_after_the_answers_loses_no_record_and_the_budget_counter
         assert int(client.get(counters[0]) or 0) == 60 * gateways.COST_NANOS
     finally:
         client.close()
+
+
+@pytest.mark.postgres
+def test_a_frozen_database_holds_up_no_request_nor_readiness_and_loses_no_spend(
+    upstream: FakeUpstream, tmp_path: Path, postgres_cluster: PostgresCluster
+) -> None:
+    # Issue 13.4: a PostgreSQL that keeps connections open and never answers made readiness
+    # hang, and every request hang once the auth cache expired.
+    url = postgres_cluster.create_database("frozen_" + secrets.token_hex(4))
+    text = gateways.config(upstream, storage_url=url, auth_cache_seconds=0.3, storage_timeout=2)
+    gateway = gateways.start(tmp_path, text)
+    try:
+        key = gateway.create_key([gateways.MODEL])["key"]
+        assert gateways.hammer([gateway], key, 5, workers=2) == [200] * 5
+        postgres_cluster.freeze()
+        time.sleep(0.5)  # past the auth cache: the key must be looked up again
+        waits = []
+        for _ in range(10):
+            started = time.monotonic()
+            response = httpx.post(
+                gateway.url + "/v1/chat/completions",
+                json=gateways.BODY,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=10,
+            )
+            waits.append(time.monotonic() - started)
+            assert response.status_code == 200
+        assert max(waits) < 2.0  # one lookup bound (1 s) at most, never the database's pace
+        started = time.monotonic()
+        ready = httpx.get(gateway.url + "/health/ready", timeout=10)
+        assert time.monotonic() - started < 3.0
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["database"] == {"ok": False, "error": "timeout"}
+        assert "key store unreachable; using the cached key record" in gateway.stderr()
+        postgres_cluster.thaw()
+        gateways.assert_exact_spend(gateway, 15)
+    finally:
+        postgres_cluster.thaw()
+        gateway.stop()
