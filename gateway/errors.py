@@ -15,6 +15,7 @@
     │   ├── UpstreamUnavailable     503                                  (retryable)
     │   ├── UpstreamTimeout         504                                  (retryable)
     │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
+    │   ├── UpstreamTruncated       502 upstream_truncated: a stream ended before its end marker
     │   └── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
     ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
@@ -143,6 +144,13 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamCredentialRejected(UpstreamError):
     """The provider said 401/403 to the gateway's own key: drop the cached key, refetch once."""
+
+
+class UpstreamTruncated(UpstreamError):
+    """A stream the upstream ended (cleanly, as far as HTTP goes) before its end marker: the
+    answer is incomplete. Raised while streaming, so it becomes the stream's last event."""
+
+    default_code = "upstream_truncated"
 
 
 class UpstreamRejected(UpstreamError):

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import InvalidRequest, UpstreamError
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
@@ -99,7 +99,7 @@ class AnthropicUpstreamStream:
             for chunk in self._translator.feed(event, data):
                 yield chunk
         if not self._translator.done:
-            raise UpstreamError(f"deployment {self._name} ended the stream early")
+            raise UpstreamTruncated(f"deployment {self._name} ended the stream early")
         self._response.release()
 
     async def aclose(self) -> None:

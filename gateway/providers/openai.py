@@ -4,7 +4,8 @@ Azure OpenAI is the same adapter with another URL and key header (``azure.py``).
 
 The request body is the client's, with ``model`` replaced by the deployment's upstream model.
 The answer's bytes go back to the client as they came; only ``usage`` is read out of them.
-Streams pass through chunk by chunk.
+Streams pass through chunk by chunk; one that ends without ``data: [DONE]`` is incomplete, and
+ends with an ``UpstreamTruncated`` error instead.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
@@ -81,14 +82,20 @@ class OpenAIAdapter:
         """Nothing to do: the sessions belong to the UpstreamPool."""
 
 
+DONE_MARKER = b"[DONE]"
+TAIL_BYTES = 32  # enough of the stream's end to see its last data line
+
+
 class OpenAIUpstreamStream:
     """Passes an upstream SSE body through chunk by chunk, reading ``usage`` out of the
-    ``data:`` events as they go by (without holding the stream back)."""
+    ``data:`` events as they go by (without holding the stream back), and keeping the last few
+    bytes to see whether the stream ended with ``data: [DONE]``."""
 
     def __init__(self, response: aiohttp.ClientResponse, name: str) -> None:
         self._response = response
         self._name = name
         self._scanner = openai.UsageScanner()
+        self._tail = b""
 
     @property
     def usage(self) -> Usage | None:
@@ -98,11 +105,15 @@ class OpenAIUpstreamStream:
         try:
             async for chunk in self._response.content.iter_any():
                 self._scanner.scan(chunk)
+                self._tail = (self._tail + chunk[-TAIL_BYTES:])[-TAIL_BYTES:]
                 yield chunk
         except http.TRANSPORT_ERRORS as exc:
             raise http.transport_failure(self._name, exc) from None
         finally:
             self._response.release()
+        # Any JSON event ends in "}"; only the end marker ends in "[DONE]".
+        if not self._tail.rstrip().endswith(DONE_MARKER):
+            raise UpstreamTruncated(f"deployment {self._name} ended the stream before [DONE]")
 
     async def aclose(self) -> None:
         self._response.close()
