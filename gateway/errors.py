@@ -24,7 +24,9 @@
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
 Every message is written for the caller and never carries a secret, an upstream body, a URL with
-credentials or a traceback. Upstream detail goes to the log, through the redacting filter. How an
+credentials or a traceback. Upstream detail goes to the log, through the redacting filter, once:
+an error whose cause was already logged where it happened says so (``logged``), and the layers
+it passes through log nothing more about it. How an
 error is written on the wire is the HTTP layer's business (``gateway.api.errors``: one renderer
 per wire format).
 """
@@ -48,12 +50,14 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        logged: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code or self.default_code
         self.headers: dict[str, str] = dict(headers or {})
+        self.logged = logged
 
     def body(self) -> dict[str, Any]:
         return {
