@@ -140,11 +140,13 @@ def wait_for_requests(
     return body
 
 
-def assert_exact_spend(gateway: GatewayProcess, answered: int) -> None:
-    """The spend table holds exactly the requests that were answered 200: each priced and
-    counted as the fake upstream reported it."""
-    totals = wait_for_requests(gateway, answered)["totals"]
-    assert totals["requests"] == answered
+def assert_exact_spend(gateway: GatewayProcess, answered: int, recorded: int | None = None) -> None:
+    """The spend table holds exactly the requests that were answered 200, each priced and
+    counted as the fake upstream reported it (and, with ``recorded``, that many records in all:
+    a request that failed is recorded at no cost)."""
+    expected = answered if recorded is None else recorded
+    totals = wait_for_requests(gateway, expected)["totals"]
+    assert totals["requests"] == expected
     assert totals["prompt_tokens"] + totals["completion_tokens"] == answered * USAGE_TOKENS
     assert totals["cost_nanos"] == answered * COST_NANOS
 

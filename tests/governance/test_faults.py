@@ -217,3 +217,44 @@ def test_a_frozen_database_holds_up_no_request_nor_readiness_and_loses_no_spend(
     finally:
         postgres_cluster.thaw()
         gateway.stop()
+
+
+def test_every_attempt_at_a_slow_upstream_shares_one_deadline_and_a_504_costs_nothing(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Issue 13.7: with read 1 s and total 2 s, a request got its 504 after 3.01 s: each retry
+    # had timeouts of its own. Now all attempts share the first deployment's total.
+    deployments = "".join(
+        f"""
+  - model: {gateways.MODEL}
+    id: {name}
+    provider: openai_compatible
+    base_url: {upstream.base_url}/v1
+    allow_private_network: true
+    timeouts: {{connect: 1, read: 1, total: 2}}"""
+        for name in ("east", "west", "north")
+    )
+    prices = "".join(
+        f'\n    {name}: {{prices: {{input: "1000", output: "2000"}}}}'
+        for name in ("east", "west", "north")
+    )
+    text = f"""
+deployments:{deployments}
+router:
+  retries: 2
+verify:
+  mode: "off"
+governance:
+  deployments:{prices}
+"""
+    with gateways.running(tmp_path, text) as gateway:
+        key = gateway.create_key([gateways.MODEL])["key"]
+        upstream.default.delay = 5.0  # every deployment stalls past its read timeout
+        started = time.monotonic()
+        response = gateways.chat(gateway, key)
+        took = time.monotonic() - started
+        upstream.default.delay = 0.0
+        assert response.status_code == 504
+        assert 1.9 < took < 2.7  # the total, not three read timeouts
+        assert gateways.chat(gateway, key).status_code == 200
+        gateways.assert_exact_spend(gateway, answered=1, recorded=2)
