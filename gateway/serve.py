@@ -137,7 +137,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     async def secrets() -> dict[str, Any]:
         return {"secrets": await broker.health()}
 
-    readiness = Readiness(engine, admin, [secrets, governance.health])
+    async def credentials() -> dict[str, Any]:
+        return {"credentials": await router.credentials_health()}
+
+    readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
     return Services(
         config=config,
         engine=engine,
