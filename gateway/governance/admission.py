@@ -149,10 +149,16 @@ class Admission:
     ) -> None:
         """Settle an answered request and wait until its spend record is durable (at most
         ``outbox.flush_seconds``): the answer is sent after this, so a hard kill of the process
-        cannot lose the record of a request whose answer the client got."""
+        cannot lose the record of a request whose answer the client got. With
+        ``outbox.durable_answers: false`` the record is only queued, as ``settle`` does."""
         record = self._settle(usage, deployment, status, counted_completion, True)
-        if record is not None:
-            await self.governance.outbox.write(record)
+        if record is None:
+            return
+        outbox = self.governance.outbox
+        if self.governance.settings.outbox.durable_answers:
+            await outbox.write(record)
+        else:
+            outbox.put(record)
 
     def settle(
         self,

@@ -1,30 +1,31 @@
 """Spend records and the durable outbox that carries them to the database off the hot path.
 
-    request ── write(record) ──> memory queue ──(writer thread, woken at once)──>
-        database answers within its share of flush_seconds:
-                       one transaction per batch, a replayed id skipped (SQLite: INSERT OR
-                       IGNORE; PostgreSQL: COPY to a staging table, INSERT ... ON CONFLICT)
-        database fails, or is still busy when its time is up:
-                       append the batch to <data dir>/spend-outbox.jsonl, fsync; that file is
-                       delivered in the background (sealed as spend-outbox.delivering.jsonl,
-                       then removed) once the database answers again, retried every
-                       retry_seconds
-    ── the request's answer is sent once its record is durable
+    request ── write(record) ──> memory queue ──> database thread, woken at once: everything
+                                                  queued so far in one transaction (group commit)
+                                                  SQLite: INSERT OR IGNORE; PostgreSQL: INSERT
+                                                  ... ON CONFLICT, pipelined (a large batch:
+                                                  COPY to a staging table, then INSERT)
+            keeper thread, every flush_seconds/4: a batch the database has not committed by its
+            deadline, records queued behind it, and every record while the database fails,
+            go to <data dir>/spend-outbox.jsonl, fsync'd
+            database thread, between batches, once the database answers again: the file is
+            sealed (spend-outbox.delivering.jsonl), delivered and removed; retried every
+            retry_seconds
+    ── the request's answer is sent once its record is durable (``write`` returns)
 
 A record is durable once the database committed it or the outbox file holds it, and that happens
 within ``flush_seconds`` of ``write`` whatever the database does: the database gets
-``DATABASE_SHARE`` of that time, and a batch it has not committed by then goes to the file (the
-database call goes on in the background, bounded by ``storage.timeout_seconds``; a record in
-both places is harmless, because its id is the spend row's primary key and replays skip it). The
+``DATABASE_SHARE`` of that time, the keeper takes over after it. The database call goes on in the
+background, bounded by ``storage.timeout_seconds``; a record that ends up both committed and in
+the file is harmless, because its id is the spend row's primary key and replays skip it. The
 answer waits for it, so a hard kill loses no record of an answered request; ``put`` (records of
-requests that got no answer) waits for nothing and is written with the next batch, within
-``flush_seconds``. A restart delivers both files before serving. On SQLite a power loss can
-also lose what its WAL had not synced (``synchronous=NORMAL``). The file holds ids, names,
-token counts and costs: never a key.
+requests that got no answer) waits for nothing and is written the same way. A restart delivers
+both files before serving. On SQLite a power loss can also lose what its WAL had not synced
+(``synchronous=NORMAL``). The file holds ids, names, token counts and costs: never a key.
 
 In the steady state each record is written once, to the database: a second write (file first,
 then database) cost the single-process gateway a measurable share of its throughput, because the
-writer thread shares the interpreter lock with the event loop.
+writer threads share the interpreter lock with the event loop.
 """
 
 from __future__ import annotations
@@ -34,16 +35,14 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import psycopg
 from sqlalchemy import Engine
@@ -61,7 +60,6 @@ DATABASE_SHARE = 0.75
 STOP_DELIVERY_SECONDS = 5.0
 # The longest an answer waits for its record beyond flush_seconds (a disk that hangs).
 WRITE_GRACE_SECONDS = 1.0
-T = TypeVar("T")
 DELIVERED = METRICS.counter("sealgate_spend_records_total", "spend records written to the database")
 PENDING = METRICS.gauge(
     "sealgate_spend_outbox_bytes", "spend records in the local outbox file, not yet in the database"
@@ -133,9 +131,18 @@ INSERT_SQLITE = (
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... ON CONFLICT from it. COPY
-# costs the writer thread about half the CPU per row of a row-by-row INSERT, and the conflict
-# clause keeps replays harmless, which COPY alone cannot.
+# PostgreSQL, a small batch (a group commit of the requests answered meanwhile): one INSERT per
+# row, pipelined by psycopg's executemany, so one round trip. A large one (the file's backlog):
+# COPY the batch into a temporary table, then one INSERT ... ON CONFLICT from it. COPY costs the
+# writer thread about half the CPU per row of a row-by-row INSERT, and the conflict clause keeps
+# replays harmless, which COPY alone cannot.
+INSERT_POSTGRES_ROW = (
+    "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+SMALL_BATCH_ROWS = 32
 STAGING_POSTGRES = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS spend_incoming (LIKE spend) ON COMMIT DELETE ROWS"
 )
@@ -153,53 +160,15 @@ class _Waiting(NamedTuple):
     done: asyncio.Future[None] | None  # the answer waiting for it to be durable
 
 
-class _DatabaseWorker:
-    """One database call at a time, on a daemon thread of its own: the writer thread hands a
-    batch over and waits only as long as the batch may wait. (Not a thread pool: its workers
-    are joined at interpreter exit, and one stuck on a dead database would hold the process.)"""
+@dataclass(eq=False)
+class _Batch:
+    """Records handed to the database. Exactly one of the database thread (committed, or
+    failed) and the keeper (not committed in time) makes them durable and lets their answers go:
+    ``settled`` says it happened, under the outbox's lock."""
 
-    def __init__(self, done: threading.Event) -> None:
-        self._done = done
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None]
-        self._jobs = queue.SimpleQueue()
-        self._current: Future[Any] | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def idle(self) -> bool:
-        return self._current is None or self._current.done()
-
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        self._current = future
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="spend-database", daemon=True)
-            self._thread.start()
-        self._jobs.put((job, future))
-        return future
-
-    def wait_idle(self, timeout: float) -> bool:
-        current = self._current
-        if current is None:
-            return True
-        try:
-            current.exception(timeout)
-        except FutureTimeout:
-            return False
-        return True
-
-    def close(self) -> None:
-        self._jobs.put(None)
-
-    def _run(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            job, future = item
-            future.set_running_or_notify_cancel()
-            try:
-                future.set_result(job())
-            except BaseException as exc:  # noqa: BLE001 - handed to the writer thread
-                future.set_exception(exc)
-            self._done.set()
+    waiting: list[_Waiting]
+    deadline: float
+    settled: bool = False
 
 
 class Outbox:
@@ -211,16 +180,16 @@ class Outbox:
         self._path = directory / OUTBOX_FILE
         self._sealed_path = directory / DELIVERING_FILE
         self._flush = flush_seconds
+        self._share = flush_seconds * DATABASE_SHARE
+        self._tick = flush_seconds * (1 - DATABASE_SHARE)
         self._retry = retry_seconds
         self._queue: deque[_Waiting] = deque()
         self._wake = threading.Event()
-        self._stopping = False
-        self._idle = threading.Condition()
-        self._busy = False
-        self._thread: threading.Thread | None = None
-        self._database = _DatabaseWorker(self._wake)
-        self._backlog: Future[int] | None = None  # the file's delivery, in the background
-        self._late: Future[int] | None = None  # a batch the database did not commit in time
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the batch in flight, the files and the state below
+        self._inflight: _Batch | None = None
+        self._delivering = False  # the files are being delivered (on some thread)
+        self._threads: list[threading.Thread] = []
         self._next_try = 0.0
         self._failing = False
         self._slow = False
@@ -234,6 +203,7 @@ class Outbox:
     def put(self, record: SpendRecord) -> None:
         """Queue a record without waiting: it is durable within flush_seconds."""
         self._queue.append(_Waiting(record, time.monotonic(), None))
+        self._wake.set()
 
     async def write(self, record: SpendRecord) -> None:
         """Queue a record and wait until it is durable (in the database or the file): at most
@@ -249,29 +219,28 @@ class Outbox:
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
         """Deliver whatever an earlier run left behind, before serving; then start writing."""
-        self._deliver_now()
-        self._thread = threading.Thread(target=self._run, name="spend-outbox", daemon=True)
-        self._thread.start()
+        self._deliver_backlog(until_empty=True)
+        for target, name in ((self._run_database, "spend-database"), (self._keep, "spend-keeper")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
-        """Make the last records durable (database or file), give the database a last bounded
-        chance to take the file, and close."""
-        self._stopping = True
+        """Make the last records durable, give the database one last bounded chance to take
+        the file (unless it is failing or stuck), and close."""
+        self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        self._collect()
-        batch = self._drain()
-        if batch:
-            self._store(batch)
-        if self._database.wait_idle(STOP_DELIVERY_SECONDS):
-            self._collect()
-            self._next_try = 0.0
-            self._start_backlog()
-            if self._database.wait_idle(STOP_DELIVERY_SECONDS):
-                self._collect()
-        self._database.close()
-        self._file.close()
+        for thread in self._threads:
+            thread.join(STOP_DELIVERY_SECONDS)
+        with self._lock:
+            stuck = self._inflight is not None or self._delivering
+            if self._inflight is not None:
+                self._spill(self._inflight)
+            self._spill_queue()
+        if not stuck and time.monotonic() >= self._next_try:
+            self._deliver_backlog(until_empty=True)
+        with self._lock:
+            self._file.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything put so far is in the database (True) or the time is up."""
@@ -279,14 +248,9 @@ class Outbox:
         self._next_try = 0.0
         while time.monotonic() < deadline:
             self._wake.set()
-            with self._idle:
-                self._idle.wait(0.02)
-                if (
-                    not self._busy
-                    and not self._queue
-                    and self.undelivered_bytes == 0
-                    and self._database.idle
-                ):
+            time.sleep(0.02)
+            with self._lock:
+                if not self._queue and self._inflight is None and not self.undelivered_bytes:
                     return True
         return False
 
@@ -303,130 +267,139 @@ class Outbox:
         (records waiting in memory, bytes waiting in the files) shows how far behind it is."""
         return {"ok": True, "queued": self.queued, "undelivered_bytes": self.undelivered_bytes}
 
-    # -- the writer thread ------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stopping:
+    # -- the database thread ----------------------------------------------------------------
+    def _run_database(self) -> None:
+        """Woken by every write: the records queued so far go to the database in one
+        transaction (group commit); when it is idle, the file's backlog."""
+        while not self._stop.is_set():
             self._wake.wait(self._flush)
             self._wake.clear()
-            with self._idle:
-                self._busy = True
             try:
-                self._cycle()
+                if time.monotonic() < self._next_try:
+                    continue  # failing: the keeper writes to the file meanwhile
+                self._insert_queued()
+                if self.undelivered_bytes and time.monotonic() >= self._next_try:
+                    self._deliver_backlog()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 log.error("spend outbox writer failed", extra={"sg_error": type(exc).__name__})
-            finally:
-                with self._idle:
-                    self._busy = False
-                    self._idle.notify_all()
 
-    def _cycle(self) -> None:
-        self._collect()
-        batch = self._drain()
-        if batch:
-            self._store(batch)
-        self._start_backlog()
+    def _insert_queued(self) -> None:
+        with self._lock:
+            waiting = self._drain()
+            if not waiting:
+                return
+            batch = _Batch(waiting, waiting[0].since + self._share)
+            self._inflight = batch
+        try:
+            inserted = self._insert([w.record for w in waiting])
+        except Exception as exc:  # noqa: BLE001 - any database failure: keep it in the file
+            with self._lock:
+                self._inflight = None
+                self._failed(exc)
+                self._spill(batch)
+            return
+        self._count(inserted)
+        with self._lock:
+            self._inflight = None
+            if not batch.settled:
+                batch.settled = True
+                _release(batch.waiting)
 
+    # -- the keeper thread ------------------------------------------------------------------
+    def _keep(self) -> None:
+        """Every ``flush_seconds / 4``: the batch the database has not committed by its
+        deadline, and records queued too long behind it (or while it fails), go to the file."""
+        while not self._stop.wait(self._tick):
+            try:
+                now = time.monotonic()
+                with self._lock:
+                    batch = self._inflight
+                    if batch is not None and not batch.settled and now >= batch.deadline:
+                        if not self._slow and not self._failing:
+                            # Not an outage: the file takes what the database did not in
+                            # time, and sealgate_spend_outbox_bytes shows how much that is.
+                            log.info("spend records kept in the outbox: database slow")
+                        self._slow = True
+                        self._spill(batch)
+                    queued = self._queue[0].since if self._queue else None
+                    behind = queued is not None and now >= queued + self._share
+                    if behind or (queued is not None and now < self._next_try):
+                        self._spill_queue()
+            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one failure
+                log.error("spend outbox keeper failed", extra={"sg_error": type(exc).__name__})
+
+    # -- durable in the file (all under the lock) ------------------------------------------
     def _drain(self) -> list[_Waiting]:
         batch: list[_Waiting] = []
         while self._queue:
             batch.append(self._queue.popleft())
         return batch
 
-    def _store(self, batch: list[_Waiting]) -> None:
-        """Make a batch durable within its time: the database if it commits in its share of
-        flush_seconds, else the file."""
-        records = [w.record for w in batch]
-        if self._database.idle and time.monotonic() >= self._next_try:
-            job = self._database.submit(lambda: self._insert(records))
-            budget = batch[0].since + self._flush * DATABASE_SHARE - time.monotonic()
-            try:
-                inserted = job.result(timeout=max(budget, 0.0))
-            except FutureTimeout:
-                self._late = job
-                if not self._slow and not self._failing:
-                    # Not an outage: the file takes what the database did not in time, and
-                    # sealgate_spend_outbox_bytes shows how much that is.
-                    log.info("spend records kept in the outbox: database slow")
-                self._slow = True
-            except Exception as exc:  # noqa: BLE001 - any database failure: keep it in the file
-                self._failed(exc)
-            else:
-                self._count(inserted)
-                self._release(batch)
-                return
-        try:
-            self._append(records)
-        except OSError as exc:
-            # Neither the database nor the disk took it: keep it in memory for the next cycle.
-            log.error("spend outbox file cannot be written", extra={"sg_error": exc.strerror})
-            self._queue.extendleft(reversed(batch))
-        self._release(batch)
-
-    def _release(self, batch: list[_Waiting]) -> None:
-        """Let the answers waiting for these records go (on their event loop)."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for waiting in batch:
-            if waiting.done is not None:
-                by_loop.setdefault(waiting.done.get_loop(), []).append(waiting.done)
-        for loop, futures in by_loop.items():
-            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                loop.call_soon_threadsafe(_resolve, futures)
-
-    def _collect(self) -> None:
-        """Take in what the database worker finished since the last cycle."""
-        late, backlog = self._late, self._backlog
-        if late is not None and late.done():
-            self._late = None
-            error = late.exception()
-            if error is not None:
-                self._failed(error)
-            else:
-                self._count(late.result())
-        if backlog is not None and backlog.done():
-            self._backlog = None
-            error = backlog.exception()
-            if error is not None:
-                self._failed(error)
-            else:
-                self._sealed_delivered(backlog.result())
-
-    def _start_backlog(self) -> None:
-        """Hand the file to the database worker when it is free and a try is due: the current
-        file is sealed (renamed) first, so batches written meanwhile go to a new one."""
-        if not self._database.idle or time.monotonic() < self._next_try:
+    def _spill(self, batch: _Batch) -> None:
+        if batch.settled:
             return
-        if not self._sealed_bytes:
-            if not self._file_bytes:
-                return
-            self._seal()
-        self._backlog = self._database.submit(self._deliver_sealed)
+        batch.settled = True
+        self._append(batch.waiting)
 
-    def _deliver_now(self) -> None:
-        """Deliver both files on this thread (start-up)."""
+    def _spill_queue(self) -> None:
+        waiting = self._drain()
+        if waiting:
+            self._append(waiting)
+
+    def _append(self, waiting: list[_Waiting]) -> None:
+        data = b"".join(w.record.line() for w in waiting)
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            # Neither the database nor the disk took them: back to memory for the next try.
+            log.error("spend outbox file cannot be written", extra={"sg_error": exc.strerror})
+            self._queue.extendleft(reversed([w._replace(done=None) for w in waiting]))
+        else:
+            self._file_bytes += len(data)
+            PENDING[()] = self.undelivered_bytes
+        _release(waiting)
+
+    # -- the file's delivery ---------------------------------------------------------------
+    def _deliver_backlog(self, until_empty: bool = False) -> None:
+        """Deliver the file to the database: the current file is sealed (renamed) first, so
+        records that go to the file meanwhile go to a new one. On the database thread, one
+        sealed file at a time, between batches; at start-up and shutdown, until both are
+        empty."""
         while True:
-            if not self._sealed_bytes and self._file_bytes:
-                self._seal()
-            if not self._sealed_bytes:
-                return
+            with self._lock:
+                if not self._sealed_bytes and self._file_bytes:
+                    self._seal()
+                if not self._sealed_bytes:
+                    return
+                self._delivering = True
             try:
-                count = self._deliver_sealed()
+                count = sum(self._insert(batch) for batch in self._records(self._sealed_path))
             except Exception as exc:  # noqa: BLE001 - any database failure: keep the files
-                self._failed(exc)
+                with self._lock:
+                    self._delivering = False
+                    self._failed(exc)
                 return
-            self._sealed_delivered(count)
+            with self._lock:
+                self._delivering = False
+                self._sealed_path.unlink(missing_ok=True)
+                self._sealed_bytes = 0
+                PENDING[()] = self.undelivered_bytes
+                self._count(count)
+                if not self._file_bytes:
+                    if self._failing:
+                        log.warning(
+                            "spend outbox delivered after an outage", extra={"sg_rows": count}
+                        )
+                    self._failing = self._slow = False
+                    return
+            if not until_empty:
+                return
 
-    # -- the files --------------------------------------------------------------------------
     def _open(self) -> Any:
         fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         return os.fdopen(fd, "a+b")
-
-    def _append(self, records: list[SpendRecord]) -> None:
-        data = b"".join(r.line() for r in records)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file_bytes += len(data)
-        PENDING[()] = self.undelivered_bytes
 
     def _seal(self) -> None:
         """The current file becomes the one being delivered; a new, empty one takes appends."""
@@ -455,22 +428,6 @@ class Outbox:
         if batch:
             yield batch
 
-    def _deliver_sealed(self) -> int:
-        """Insert everything in the sealed file (on the database worker, or at start-up)."""
-        return sum(self._insert(batch) for batch in self._records(self._sealed_path))
-
-    def _sealed_delivered(self, count: int) -> None:
-        """The sealed file reached the database: remove it."""
-        self._sealed_path.unlink(missing_ok=True)
-        self._sealed_bytes = 0
-        PENDING[()] = self.undelivered_bytes
-        self._count(count)
-        if self._file_bytes:
-            return
-        if self._failing:
-            log.warning("spend outbox delivered after an outage", extra={"sg_rows": count})
-        self._failing = self._slow = False
-
     def _count(self, inserted: int) -> None:
         DELIVERED[()] += inserted
         self.delivered += inserted
@@ -495,6 +452,9 @@ class Outbox:
             driver = connection.connection.dbapi_connection
             assert isinstance(driver, psycopg.Connection)  # the only PostgreSQL driver we ship
             with driver.cursor() as cursor:
+                if len(batch) <= SMALL_BATCH_ROWS:
+                    cursor.executemany(INSERT_POSTGRES_ROW, [r.row(False) for r in batch])
+                    return max(cursor.rowcount, 0)
                 cursor.execute(STAGING_POSTGRES)
                 with cursor.copy(COPY_POSTGRES) as copy:
                     for record in batch:
@@ -517,6 +477,17 @@ class Outbox:
         log.warning("half-written spend outbox line dropped", extra={"sg_bytes": size - keep})
         self._file.truncate(keep)
         self._file_bytes = keep
+
+
+def _release(waiting: list[_Waiting]) -> None:
+    """Let the answers waiting for these records go, on their event loops."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for entry in waiting:
+        if entry.done is not None:
+            by_loop.setdefault(entry.done.get_loop(), []).append(entry.done)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, futures)
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:

@@ -12,7 +12,10 @@ answer with its own, cleaner error; the blocked call then fails with the driver'
 pool drops the connection, and no thread waits on the database for much longer than the limit.
 
 The pool's own liveness ping runs inside the armed time too (``pool_pre_ping`` is replaced by a
-ping in the checkout hook), so a frozen server cannot hold a thread in the ping either.
+ping in the checkout hook), so a frozen server cannot hold a thread in the ping either. A
+connection that was in use less than ``PING_AFTER_IDLE_SECONDS`` ago is not pinged: on the
+spend outbox's path (a transaction per batch, batches back to back) the ping was a round trip
+per batch; a server that went away within that second fails one call, and the pool drops it.
 
 ``Watchdog.allowing`` lends a longer limit to the calls of one thread (migrations at start-up).
 """
@@ -39,6 +42,7 @@ log = logging.getLogger("sealgate.store")
 # The watchdog cuts a connection checked out for this many times the limit: past the server's
 # own statement and lock timeouts, so it only acts when the server does not answer at all.
 WATCHDOG_FACTOR = 2.0
+PING_AFTER_IDLE_SECONDS = 1.0
 
 
 @dataclass(order=True)
@@ -132,10 +136,15 @@ def watch(engine: Engine, limit: float) -> Watchdog:
     dog = Watchdog(limit * WATCHDOG_FACTOR, postgres)
     _WATCHDOGS[engine] = dog
 
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, record: Any) -> None:
+        record.info["sg_used"] = time.monotonic()
+
     @event.listens_for(engine, "checkout")
     def _checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         record.info["sg_armed"] = dog.arm(dbapi_connection)
-        if postgres:
+        idle = time.monotonic() - record.info.get("sg_used", 0.0)
+        if postgres and idle >= PING_AFTER_IDLE_SECONDS:
             try:
                 engine.dialect.do_ping(dbapi_connection)
             except Exception as error:
@@ -146,6 +155,7 @@ def watch(engine: Engine, limit: float) -> Watchdog:
     def _done(_dbapi_connection: Any, record: Any, *_: Any) -> None:
         if record is not None:
             dog.disarm(record.info.pop("sg_armed", None))
+            record.info["sg_used"] = time.monotonic()
 
     for name in ("checkin", "invalidate", "soft_invalidate", "close", "detach"):
         event.listen(engine, name, _done)
