@@ -3,20 +3,29 @@
 The lookup of a key's row is cached in memory for ``cache_seconds`` (revocation through this
 process's admin API takes effect at once; another replica's revocation within that time). Unknown
 ids are cached briefly too, so a flood of made-up keys cannot turn into a flood of queries.
+
+A request waits for the key store at most ``LOOKUP_SECONDS``. When the database fails or does not
+answer in that time, a key seen before keeps the state it had (as when the database is down), a
+key never seen is refused with a 503, and the store is not asked again for
+``STORE_RETRY_SECONDS``, so a database that hangs costs one request that wait, not every one.
+Lookups run in a few threads of their own (one per key at a time): a hanging database cannot
+take the threads the rest of the gateway needs.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+import anyio
 import anyio.to_thread
 
 from gateway import tokens
-from gateway.errors import AuthenticationFailed
+from gateway.errors import AuthenticationFailed, StorageUnavailable
 from gateway.store.keys import KeyRecord, KeyStore
 from gateway.tokens import VIRTUAL_KEY
 
@@ -24,6 +33,9 @@ log = logging.getLogger("sealgate.auth")
 
 NEGATIVE_CACHE_SECONDS = 5.0
 MAX_CACHED = 100_000
+LOOKUP_SECONDS = 1.0  # the longest a request waits for the key store
+STORE_RETRY_SECONDS = 1.0  # after the store failed or hung, how long before it is asked again
+LOOKUP_THREADS = 4
 
 INVALID = "invalid API key: pass a Sealgate virtual key as 'Authorization: Bearer sk-sg-...'"
 
@@ -34,11 +46,17 @@ class Authenticator:
         store: KeyStore,
         cache_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        lookup_seconds: float = LOOKUP_SECONDS,
     ) -> None:
         self._store = store
         self.ttl = cache_seconds  # replaced on a config reload
         self._clock = clock
+        self._wait = lookup_seconds
         self._cache: OrderedDict[str, tuple[float, KeyRecord | None]] = OrderedDict()
+        self._pending: dict[str, asyncio.Task[KeyRecord | None]] = {}
+        self._limiter = anyio.CapacityLimiter(LOOKUP_THREADS)
+        self._retry_at = 0.0
+        self._degraded = False
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         if not authorization:
@@ -64,22 +82,53 @@ class Authenticator:
         cached = self._cache.get(key_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        try:
-            record = await anyio.to_thread.run_sync(self._store.get, key_id)
-        except Exception:
-            if cached is None:
-                raise
-            # The database is down: a key seen before keeps its last known state until it is
-            # back (revocations made meanwhile through this process still apply: forget()).
-            log.warning("key store unreachable; using the cached key record")
-            return cached[1]
+        if now >= self._retry_at:
+            pending = self._pending.get(key_id)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_task(self._query(key_id))
+                self._pending[key_id] = pending
+                pending.add_done_callback(lambda done: self._settled(key_id, done))
+            try:
+                return await asyncio.wait_for(asyncio.shield(pending), self._wait)
+            except Exception as exc:  # noqa: BLE001 - failed or hung: the cache stands in
+                self._retry_at = self._clock() + STORE_RETRY_SECONDS
+                failure = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        else:
+            failure = "retry_later"
+        if cached is None:
+            raise StorageUnavailable(
+                "this API key cannot be checked right now; try again shortly"
+            ) from None
+        # The database is down or hangs: a key seen before keeps its last known state until it
+        # answers again (revocations made meanwhile through this process still apply: forget()).
+        if not self._degraded:
+            log.warning(
+                "key store unreachable; using the cached key record",
+                extra={"sg_error": failure},
+            )
+            self._degraded = True
+        return cached[1]
+
+    async def _query(self, key_id: str) -> KeyRecord | None:
+        """One lookup in the store, in a lookup thread; what it finds is cached (also when the
+        request that asked has stopped waiting)."""
+        record = await anyio.to_thread.run_sync(self._store.get, key_id, limiter=self._limiter)
+        if self._degraded:
+            log.info("key store answering again")
+            self._degraded = False
         ttl = self.ttl if record is not None else min(self.ttl, NEGATIVE_CACHE_SECONDS)
         if ttl > 0:
-            self._cache[key_id] = (now + ttl, record)
+            self._cache[key_id] = (self._clock() + ttl, record)
             self._cache.move_to_end(key_id)
             while len(self._cache) > MAX_CACHED:
                 self._cache.popitem(last=False)
         return record
+
+    def _settled(self, key_id: str, task: asyncio.Task[KeyRecord | None]) -> None:
+        if self._pending.get(key_id) is task:
+            del self._pending[key_id]
+        if not task.cancelled():
+            task.exception()  # retrieved: each waiter handled it, or stopped waiting
 
     def forget(self, key_id: str) -> None:
         self._cache.pop(key_id, None)

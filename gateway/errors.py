@@ -17,16 +17,20 @@
     │   ├── UpstreamUnavailable     503                                  (retryable)
     │   ├── UpstreamTimeout         504                                  (retryable)
     │   ├── UpstreamCredentialRejected  502: the provider refused the gateway's key (refetch once)
+    │   ├── UpstreamTruncated       502 upstream_truncated: a stream ended before its end marker
     │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
     ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
+    ├── StorageUnavailable          503 storage_unavailable: a key not seen before, database down
     └── TooManyConnections          503 too_many_connections: server.max_connections are open
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
 
 Every message is written for the caller and never carries a secret, an upstream body, a URL with
-credentials or a traceback. Upstream detail goes to the log, through the redacting filter. How an
+credentials or a traceback. Upstream detail goes to the log, through the redacting filter, once:
+an error whose cause was already logged where it happened says so (``logged``), and the layers
+it passes through log nothing more about it. How an
 error is written on the wire is the HTTP layer's business (``gateway.api.errors``: one renderer
 per wire format).
 """
@@ -50,12 +54,14 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        logged: bool = False,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.code = code or self.default_code
         self.headers: dict[str, str] = dict(headers or {})
+        self.logged = logged
 
     def body(self) -> dict[str, Any]:
         return {
@@ -158,6 +164,13 @@ class UpstreamCredentialRejected(UpstreamError):
     """The provider said 401/403 to the gateway's own key: drop the cached key, refetch once."""
 
 
+class UpstreamTruncated(UpstreamError):
+    """A stream the upstream ended (cleanly, as far as HTTP goes) before its end marker: the
+    answer is incomplete. Raised while streaming, so it becomes the stream's last event."""
+
+    default_code = "upstream_truncated"
+
+
 class UpstreamRejected(UpstreamError):
     """The provider refused the request itself (4xx other than 401/408/429): not worth a retry."""
 
@@ -199,6 +212,15 @@ class TooManyConnections(GatewayError):
     status = 503
     type = "server_error"
     default_code = "too_many_connections"
+    retryable = True
+
+
+class StorageUnavailable(GatewayError):
+    """The database did not answer (in time) and nothing cached can stand in for it."""
+
+    status = 503
+    type = "server_error"
+    default_code = "storage_unavailable"
     retryable = True
 
 

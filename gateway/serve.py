@@ -146,7 +146,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     except DataDirInUse as exc:
         raise ConfigError("--data-dir", str(data_dir), str(exc)) from None
     url = config.storage.url or default_url(data_dir)
-    engine = make_engine(url)
+    engine = make_engine(url, config.storage.timeout_seconds)
     migrate(engine)
     keys = KeyStore(engine)
     broker = build_broker(config.secrets, config.credentials())
@@ -157,9 +157,14 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     async def secrets() -> dict[str, Any]:
         return {"secrets": await broker.health()}
 
-    readiness = Readiness(engine, admin, [secrets, governance.health])
     auth = Authenticator(keys, config.server.auth_cache_seconds)
     inference = Inference(router, governance, auth, config.server.max_body_bytes)
+
+    async def credentials() -> dict[str, Any]:
+        # The router a reload swapped in, not the one this closure was made with.
+        return {"credentials": await inference.router.credentials_health()}
+
+    readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
     return Services(
         config=config,
         engine=engine,

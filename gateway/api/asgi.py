@@ -124,8 +124,21 @@ async def send_stream(
 ) -> None:
     """Send an upstream stream chunk by chunk. A client disconnect cancels the pump and closes
     the upstream connection at once; an upstream failure after the first byte becomes a final
-    SSE ``error`` event (the status line is already sent). ``on_close`` runs exactly once."""
+    SSE ``error`` event (the status line is already sent). ``on_close`` runs exactly once: before
+    the response ends when the stream ran to its end (so what it records is in place before the
+    client sees the answer complete), or after a disconnect."""
     outcome = "ok"
+    closed = False
+
+    async def close(result: str) -> None:
+        nonlocal closed
+        if closed:
+            return
+        closed = True
+        try:
+            await stream.aclose()
+        finally:
+            await on_close(stream, result)
 
     async def pump() -> None:
         nonlocal outcome
@@ -138,6 +151,7 @@ async def send_stream(
             body = exc.body() if error_body is None else error_body(exc)
             event = b"event: error\ndata: " + json.dumps(body).encode() + b"\n\n"
             await send({"type": "http.response.body", "body": event, "more_body": True})
+        await close(outcome)
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     try:
@@ -145,5 +159,4 @@ async def send_stream(
     except (ClientGone, OSError):
         outcome = "client_disconnected"
     finally:
-        await stream.aclose()
-        await on_close(stream, outcome)
+        await close(outcome)

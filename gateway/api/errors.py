@@ -73,7 +73,7 @@ async def guard(scope: Scope, receive: Receive, send: Send, app: App, count: boo
         await app(scope, receive, tracked)
     except GatewayError as exc:
         status = str(exc.http_status)
-        if exc.http_status >= 500:
+        if exc.http_status >= 500 and not exc.logged:  # logged: its cause is in the log already
             log.warning("request failed", extra={"sg_code": exc.code, "sg_path": scope["path"]})
         if not started:
             await send_error(send, exc, render(exc))

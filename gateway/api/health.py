@@ -1,13 +1,16 @@
 """Liveness, readiness and metrics.
 
 ``/health/live`` answers while the process serves. ``/health/ready`` asks every dependency the
-replica needs (database, secret backends, governance counters and outbox) plus the start-up
-facts (process hardening, integrity, signed policies) and answers 503 when any is not ok.
-``/metrics`` is the Prometheus text, for the admin credential only.
+replica needs (database, secret backends and credentials, governance counters and outbox) plus
+the start-up facts (process hardening, integrity, signed policies) and answers 503 when any is
+not ok. The dependencies are asked at the same time, and none is waited for longer than
+``PING_SECONDS`` (a database that does not answer is ``{"ok": false, "error": "timeout"}``), so
+readiness always answers. ``/metrics`` is the Prometheus text, for the admin credential only.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,9 @@ from gateway.auth import AdminCredential
 from gateway.metrics import METRICS
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
+# The longest readiness waits for the database; other checks bound their own waits (Vault 2 s,
+# Redis 0.5 s, credentials 2 s).
+PING_SECONDS = 2.0
 
 
 @dataclass
@@ -41,6 +47,7 @@ def router(
     engine: Engine, checks: list[Check], facts: dict[str, Any], admin: AdminCredential
 ) -> APIRouter:
     routes = APIRouter()
+    database = DatabaseProbe(engine)
 
     @routes.get("/metrics")
     async def metrics(request: Request) -> Response:
@@ -53,14 +60,9 @@ def router(
 
     @routes.get("/health/ready")
     async def ready() -> Response:
-        found: dict[str, Any] = {}
-        try:
-            await anyio.to_thread.run_sync(_ping, engine)
-            found["database"] = {"ok": True}
-        except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            found["database"] = {"ok": False, "error": type(exc).__name__}
-        for check in checks:
-            found.update(await check())
+        found: dict[str, Any] = {"database": {}}
+        for result in await asyncio.gather(database.check(), *(check() for check in checks)):
+            found.update(result)
         found.update(facts)
         ok = all(_ok(v) for v in found.values())
         status = 200 if ok else 503
@@ -75,6 +77,35 @@ def _ok(value: Any) -> bool:
             return bool(value["ok"])
         return all(_ok(v) for v in value.values())
     return True
+
+
+class DatabaseProbe:
+    """``SELECT 1``, one at a time: a probe that outlives its wait is joined by the next, so a
+    database that hangs holds one thread, not one per readiness call."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._probe: asyncio.Task[None] | None = None
+
+    async def check(self) -> dict[str, Any]:
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._ping())
+            self._probe.add_done_callback(_retrieve)
+        try:
+            await asyncio.wait_for(asyncio.shield(self._probe), PING_SECONDS)
+        except TimeoutError:
+            return {"database": {"ok": False, "error": "timeout"}}
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            return {"database": {"ok": False, "error": type(exc).__name__}}
+        return {"database": {"ok": True}}
+
+    async def _ping(self) -> None:
+        await anyio.to_thread.run_sync(_ping, self._engine)
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _ping(engine: Engine) -> None:

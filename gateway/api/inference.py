@@ -91,7 +91,8 @@ class Inference:
         kind: Kind,
     ) -> tuple[Admission, Plan]:
         """Limits and budgets, and the first deployment's limits, reserved before routing
-        (settled once the answer is out, governance/); the plan is the order routing follows."""
+        (settled, with the spend record durable, before the answer goes out: governance/); the
+        plan is the order routing follows."""
         plan = router.plan(model)
         admission = await self.governance.admit(
             record, model, body, headers, kind, plan[0].deployment
@@ -142,7 +143,7 @@ class Inference:
 
             async def finished(_: Stream, outcome: str) -> None:
                 used = counting.charged(finished=outcome == "ok")
-                admission.settle(used, deployment, outcome, counting.counted)
+                await admission.finish(used, deployment, outcome, counting.counted)
 
             render: Renderer = anthropic_body if anthropic else openai_body
             await send_stream(receive, send, stream, finished, render)
@@ -150,19 +151,21 @@ class Inference:
         reply, deployment = await routed(
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
+        answer = reply.body
         if anthropic:
             try:
                 message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
             except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
-                admission.settle(reply.usage, deployment, "upstream_error", reply_tokens(reply))
+                await admission.finish(
+                    reply.usage, deployment, "upstream_error", reply_tokens(reply)
+                )
                 raise UpstreamError(
                     f"deployment {deployment.name} answered with something that is not a chat "
                     "completion"
                 ) from None
-            await send_body(send, 200, json.dumps(message).encode())
-        else:
-            await send_body(send, 200, reply.body)
-        admission.settle(reply.usage, deployment, "ok", reply_tokens(reply))
+            answer = json.dumps(message).encode()
+        await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
+        await send_body(send, 200, answer)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
@@ -175,5 +178,5 @@ class Inference:
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)
         )
+        await admission.finish(reply.usage, deployment, "ok", 0)
         await send_body(send, 200, reply.body)
-        admission.settle(reply.usage, deployment, "ok", 0)

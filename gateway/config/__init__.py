@@ -43,6 +43,7 @@ DEFAULT_POOL_SIZE = 256
 DEFAULT_RETRIES = 1
 DEFAULT_COOLDOWN_SECONDS = 30.0
 DEFAULT_AUTH_CACHE_SECONDS = 30.0
+DEFAULT_STORAGE_TIMEOUT_SECONDS = 5.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
 MAX_SECRET_TTL_SECONDS = 3600.0
 MAX_SECRET_STALE_SECONDS = 900.0
@@ -183,6 +184,8 @@ class Server(Strict):
 
 class Storage(Strict):
     url: str | None = None  # default: sqlite under the data directory
+    # The longest any one database call may take (connect, statement, lock wait, pool wait).
+    timeout_seconds: float = Field(DEFAULT_STORAGE_TIMEOUT_SECONDS, ge=0.5, le=300)
 
 
 class Secrets(Strict):

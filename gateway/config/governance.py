@@ -10,6 +10,10 @@ Redis is down, token estimates, the spend outbox, and per-deployment limits and 
       default_max_tokens: 4096         # reserved when a request names no max_tokens
       refresh_seconds: 5
       default_prices: null             # the price of a deployment the bundled table lacks
+      outbox:
+        flush_seconds: 0.05            # a spend record is durable within this, whatever the
+                                       # database does (database first, else the fsync'd file)
+        durable_answers: true          # an answer waits until its record is durable
       deployments:
         gpt-4o/openai:                 # a deployment's id (or model/provider)
           rpm: 500
@@ -72,6 +76,9 @@ class Redis(_Strict):
 class Outbox(_Strict):
     flush_seconds: float = Field(DEFAULT_OUTBOX_FLUSH_SECONDS, gt=0, le=10)
     retry_seconds: float = Field(1.0, gt=0, le=300)
+    # False: answers go out at once and a hard kill can lose the last flush_seconds of records
+    # (docs/governance.md has the measured cost of true).
+    durable_answers: bool = True
 
 
 class Governance(_Strict):

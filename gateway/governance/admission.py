@@ -1,9 +1,10 @@
 """One request's reservations and their settlement.
 
 ``Governance.admit`` (core.py) reserves the request's counters and hands back an Admission. The
-router asks ``gate`` before each deployment it tries (deployment limits); ``settle`` runs exactly
-once, after the answer or when a stream closes, and turns the reservations into the actual usage
-and cost, then puts the spend record in the outbox.
+router asks ``gate`` before each deployment it tries (deployment limits); ``settle`` (or
+``finish``) runs exactly once, when the answer is ready or a stream ends, and turns the
+reservations into the actual usage and cost, then puts the spend record in the outbox.
+``finish`` also waits until the record is durable, so that the answer goes out only then.
 """
 
 from __future__ import annotations
@@ -147,6 +148,26 @@ class Admission:
             return
         self.settle(None, None, code, sent=self.tries > 0)
 
+    async def finish(
+        self,
+        usage: Usage | None,
+        deployment: Deployment | None,
+        status: str,
+        counted_completion: int | None = None,
+    ) -> None:
+        """Settle an answered request and wait until its spend record is durable (at most
+        ``outbox.flush_seconds``): the answer is sent after this, so a hard kill of the process
+        cannot lose the record of a request whose answer the client got. With
+        ``outbox.durable_answers: false`` the record is only queued, as ``settle`` does."""
+        record = self._settle(usage, deployment, status, counted_completion, True)
+        if record is None:
+            return
+        outbox = self.governance.outbox
+        if self.governance.settings.outbox.durable_answers:
+            await outbox.write(record)
+        else:
+            outbox.put(record)
+
     def settle(
         self,
         usage: Usage | None,
@@ -155,7 +176,21 @@ class Admission:
         counted_completion: int | None = None,
         sent: bool = True,
     ) -> SpendRecord | None:
-        """Turn reservations into usage, give back what was not used, queue the spend record.
+        """Settle without waiting for the record (a request that got no answer)."""
+        record = self._settle(usage, deployment, status, counted_completion, sent)
+        if record is not None:
+            self.governance.outbox.put(record)
+        return record
+
+    def _settle(
+        self,
+        usage: Usage | None,
+        deployment: Deployment | None,
+        status: str,
+        counted_completion: int | None,
+        sent: bool,
+    ) -> SpendRecord | None:
+        """Turn reservations into usage, give back what was not used, make the spend record.
         ``usage`` None means the upstream reported none: a stream is charged its counted
         tokens, a call that failed before an answer is charged nothing. ``sent`` False (no
         deployment had room) gives the request counts back too."""
@@ -184,7 +219,7 @@ class Admission:
             for slot in self.ahead[1]:  # reserved for a deployment that was never tried
                 deltas.append((slot.charge.key, -slot.charge.amount))
         g.counters.adjust([d for d in deltas if d[1]], local=self.local)
-        record = SpendRecord(
+        return SpendRecord(
             id=self.request_id,
             at=g.clock(),
             key_id=self.key_id,
@@ -201,8 +236,6 @@ class Admission:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             status=status,
         )
-        g.outbox.put(record)
-        return record
 
 
 _NODE = os.urandom(5).hex()

@@ -1,26 +1,37 @@
 """Spend records and the durable outbox that carries them to the database off the hot path.
 
-    request ── put(record) ──> memory queue ──(writer thread, every flush_seconds)──>
-        database up:   one transaction per batch, a replayed id skipped (SQLite: INSERT OR
-                       IGNORE; PostgreSQL: COPY to a staging table, INSERT ... ON CONFLICT)
-        database down: append to <data dir>/spend-outbox.jsonl, fsync; retried every
-                       retry_seconds; later batches join the file until it is all delivered,
-                       then the file is emptied
+    request ── write(record) ──> memory queue ──> database thread, woken at once: everything
+                                                  queued so far in one transaction (group commit)
+                                                  SQLite: INSERT OR IGNORE; PostgreSQL: INSERT
+                                                  ... ON CONFLICT, pipelined (a large batch:
+                                                  COPY to a staging table, then INSERT)
+            keeper thread, every flush_seconds/4: a batch the database has not committed by its
+            deadline, records queued behind it, and every record while the database fails,
+            go to <data dir>/spend-outbox.jsonl, fsync'd
+            database thread, between batches, once the database answers again: the file is
+            sealed (spend-outbox.delivering.jsonl), delivered and removed; retried every
+            retry_seconds
+    ── the request's answer is sent once its record is durable (``write`` returns)
 
-``put`` only appends to a queue. A record is durable once the database committed it or the
-outbox file holds it, at most ``flush_seconds`` after it was put: a database outage or a restart
-loses nothing (the next start delivers the file before serving), and a clean shutdown writes the
-last batch too. Only a hard kill (or, on SQLite, a power loss within its WAL sync) can lose the
-last ``flush_seconds``. Replays are harmless: a record's id is the spend row's primary key. The
-file holds ids, names, token counts and costs: never a key.
+A record is durable once the database committed it or the outbox file holds it, and that happens
+within ``flush_seconds`` of ``write`` whatever the database does: the database gets
+``DATABASE_SHARE`` of that time, the keeper takes over after it. The database call goes on in the
+background, bounded by ``storage.timeout_seconds``; a record that ends up both committed and in
+the file is harmless, because its id is the spend row's primary key and replays skip it. The
+answer waits for it, so a hard kill loses no record of an answered request; ``put`` (records of
+requests that got no answer) waits for nothing and is written the same way. A restart delivers
+both files before serving. On SQLite a power loss can also lose what its WAL had not synced
+(``synchronous=NORMAL``). The file holds ids, names, token counts and costs: never a key.
 
-The steady state writes each record once, to the database, because a second write (file first,
-then database) cost the single-process gateway a measurable share of its throughput: the writer
-thread shares the interpreter lock with the event loop.
+In the steady state each record is written once, to the database: a second write (file first,
+then database) cost the single-process gateway a measurable share of its throughput, because the
+writer threads share the interpreter lock with the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +39,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +52,14 @@ from gateway.metrics import METRICS
 log = logging.getLogger("sealgate.spend")
 
 OUTBOX_FILE = "spend-outbox.jsonl"
+DELIVERING_FILE = "spend-outbox.delivering.jsonl"
+# The share of flush_seconds a batch waits for the database before it goes to the file; the rest
+# is for the file's write and fsync (about 3 ms on the development machine's disk).
+DATABASE_SHARE = 0.75
+# How long shutdown waits for the database to take the file, after the last batch is durable.
+STOP_DELIVERY_SECONDS = 5.0
+# The longest an answer waits for its record beyond flush_seconds (a disk that hangs).
+WRITE_GRACE_SECONDS = 1.0
 DELIVERED = METRICS.counter("sealgate_spend_records_total", "spend records written to the database")
 PENDING = METRICS.gauge(
     "sealgate_spend_outbox_bytes", "spend records in the local outbox file, not yet in the database"
@@ -111,9 +131,18 @@ INSERT_SQLITE = (
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
-# PostgreSQL: COPY the batch into a temporary table, then one INSERT ... ON CONFLICT from it. COPY
-# costs the writer thread about half the CPU per row of a row-by-row INSERT, and the conflict
-# clause keeps replays harmless, which COPY alone cannot.
+# PostgreSQL, a small batch (a group commit of the requests answered meanwhile): one INSERT per
+# row, pipelined by psycopg's executemany, so one round trip. A large one (the file's backlog):
+# COPY the batch into a temporary table, then one INSERT ... ON CONFLICT from it. COPY costs the
+# writer thread about half the CPU per row of a row-by-row INSERT, and the conflict clause keeps
+# replays harmless, which COPY alone cannot.
+INSERT_POSTGRES_ROW = (
+    "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+SMALL_BATCH_ROWS = 32
 STAGING_POSTGRES = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS spend_incoming (LIKE spend) ON COMMIT DELETE ROWS"
 )
@@ -125,46 +154,93 @@ COPY_POSTGRES = (
 INSERT_POSTGRES = "INSERT INTO spend SELECT * FROM spend_incoming ON CONFLICT (id) DO NOTHING"
 
 
+class _Waiting(NamedTuple):
+    record: SpendRecord
+    since: float  # time.monotonic() when it was put
+    done: asyncio.Future[None] | None  # the answer waiting for it to be durable
+
+
+@dataclass(eq=False)
+class _Batch:
+    """Records handed to the database. Exactly one of the database thread (committed, or
+    failed) and the keeper (not committed in time) makes them durable and lets their answers go:
+    ``settled`` says it happened, under the outbox's lock."""
+
+    waiting: list[_Waiting]
+    deadline: float
+    settled: bool = False
+
+
 class Outbox:
     def __init__(
         self, engine: Engine, directory: Path, flush_seconds: float, retry_seconds: float
     ) -> None:
         self._engine = engine
+        self._directory = directory
         self._path = directory / OUTBOX_FILE
+        self._sealed_path = directory / DELIVERING_FILE
         self._flush = flush_seconds
+        self._share = flush_seconds * DATABASE_SHARE
+        self._tick = flush_seconds * (1 - DATABASE_SHARE)
         self._retry = retry_seconds
-        self._queue: deque[SpendRecord] = deque()
+        self._queue: deque[_Waiting] = deque()
         self._wake = threading.Event()
-        self._stopping = False
-        self._idle = threading.Condition()
-        self._busy = False
-        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # the batch in flight, the files and the state below
+        self._inflight: _Batch | None = None
+        self._delivering = False  # the files are being delivered (on some thread)
+        self._threads: list[threading.Thread] = []
         self._next_try = 0.0
         self._failing = False
+        self._slow = False
         self._file_bytes = 0
+        self._sealed_bytes = self._sealed_path.stat().st_size if self._sealed_path.exists() else 0
         self.delivered = 0
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        self._file = os.fdopen(fd, "a+b")
+        self._file = self._open()
         self._repair_tail()
 
     # -- the hot path -----------------------------------------------------------------------
     def put(self, record: SpendRecord) -> None:
-        self._queue.append(record)
+        """Queue a record without waiting: it is durable within flush_seconds."""
+        self._queue.append(_Waiting(record, time.monotonic(), None))
+        self._wake.set()
+
+    async def write(self, record: SpendRecord) -> None:
+        """Queue a record and wait until it is durable (in the database or the file): at most
+        ``flush_seconds``, whatever the database does."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Waiting(record, time.monotonic(), done))
+        self._wake.set()
+        try:
+            await asyncio.wait_for(done, self._flush + WRITE_GRACE_SECONDS)
+        except TimeoutError:
+            log.error("spend record not yet durable; answering anyway")
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
-        self._deliver()  # whatever an earlier run left behind, before serving
-        self._thread = threading.Thread(target=self._run, name="spend-outbox", daemon=True)
-        self._thread.start()
+        """Deliver whatever an earlier run left behind, before serving; then start writing."""
+        self._deliver_backlog(until_empty=True)
+        for target, name in ((self._run_database, "spend-database"), (self._keep, "spend-keeper")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
 
     def stop(self) -> None:
-        self._stopping = True
+        """Make the last records durable, give the database one last bounded chance to take
+        the file (unless it is failing or stuck), and close."""
+        self._stop.set()
         self._wake.set()
-        if self._thread is not None:
-            self._thread.join(30)
-        self._next_try = 0.0
-        self._cycle()  # the last records: to the database, or to the file if it is down
-        self._file.close()
+        for thread in self._threads:
+            thread.join(STOP_DELIVERY_SECONDS)
+        with self._lock:
+            stuck = self._inflight is not None or self._delivering
+            if self._inflight is not None:
+                self._spill(self._inflight)
+            self._spill_queue()
+        if not stuck and time.monotonic() >= self._next_try:
+            self._deliver_backlog(until_empty=True)
+        with self._lock:
+            self._file.close()
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything put so far is in the database (True) or the time is up."""
@@ -172,9 +248,9 @@ class Outbox:
         self._next_try = 0.0
         while time.monotonic() < deadline:
             self._wake.set()
-            with self._idle:
-                self._idle.wait(0.02)
-                if not self._busy and not self._queue and self._file_bytes == 0:
+            time.sleep(0.02)
+            with self._lock:
+                if not self._queue and self._inflight is None and not self.undelivered_bytes:
                     return True
         return False
 
@@ -184,98 +260,177 @@ class Outbox:
 
     @property
     def undelivered_bytes(self) -> int:
-        return self._file_bytes
+        return self._file_bytes + self._sealed_bytes
 
     def health(self) -> dict[str, object]:
         """Always ``ok``: while the database is down the outbox is doing its job. The backlog
-        (records waiting in memory, bytes waiting in the file) shows how far behind it is."""
+        (records waiting in memory, bytes waiting in the files) shows how far behind it is."""
         return {"ok": True, "queued": self.queued, "undelivered_bytes": self.undelivered_bytes}
 
-    # -- the writer thread ------------------------------------------------------------------
-    def _run(self) -> None:
-        while not self._stopping:
+    # -- the database thread ----------------------------------------------------------------
+    def _run_database(self) -> None:
+        """Woken by every write: the records queued so far go to the database in one
+        transaction (group commit); when it is idle, the file's backlog."""
+        while not self._stop.is_set():
             self._wake.wait(self._flush)
             self._wake.clear()
-            with self._idle:
-                self._busy = True
             try:
-                self._cycle()
+                if time.monotonic() < self._next_try:
+                    continue  # failing: the keeper writes to the file meanwhile
+                self._insert_queued()
+                if self.undelivered_bytes and time.monotonic() >= self._next_try:
+                    self._deliver_backlog()
             except Exception as exc:  # noqa: BLE001 - the writer must outlive any one failure
                 log.error("spend outbox writer failed", extra={"sg_error": type(exc).__name__})
-            finally:
-                with self._idle:
-                    self._busy = False
-                    self._idle.notify_all()
 
-    def _cycle(self) -> None:
-        """Deliver the queued records. While the database answers they go straight to it (its
-        commit is what makes them durable); when it does not, the batch is appended to the
-        outbox file and fsync'd, and from then on every batch joins the file until the whole
-        file has been delivered, so records reach the database in order and none is lost."""
-        batch = self._drain()
-        if self._file_bytes:
-            self._append(batch)
-            if time.monotonic() >= self._next_try:
-                self._deliver()
-            return
-        if not batch:
-            return
+    def _insert_queued(self) -> None:
+        with self._lock:
+            waiting = self._drain()
+            if not waiting:
+                return
+            batch = _Batch(waiting, waiting[0].since + self._share)
+            self._inflight = batch
         try:
-            self._insert(batch)
+            inserted = self._insert([w.record for w in waiting])
         except Exception as exc:  # noqa: BLE001 - any database failure: keep it in the file
-            self._append(batch)
-            self._failed(exc)
-        else:
-            DELIVERED[()] += len(batch)
-            self.delivered += len(batch)
+            with self._lock:
+                self._inflight = None
+                self._failed(exc)
+                self._spill(batch)
+            return
+        self._count(inserted)
+        with self._lock:
+            self._inflight = None
+            if not batch.settled:
+                batch.settled = True
+                _release(batch.waiting)
 
-    def _drain(self) -> list[SpendRecord]:
-        batch: list[SpendRecord] = []
+    # -- the keeper thread ------------------------------------------------------------------
+    def _keep(self) -> None:
+        """Every ``flush_seconds / 4``: the batch the database has not committed by its
+        deadline, and records queued too long behind it (or while it fails), go to the file."""
+        while not self._stop.wait(self._tick):
+            try:
+                now = time.monotonic()
+                with self._lock:
+                    batch = self._inflight
+                    if batch is not None and not batch.settled and now >= batch.deadline:
+                        if not self._slow and not self._failing:
+                            # Not an outage: the file takes what the database did not in
+                            # time, and sealgate_spend_outbox_bytes shows how much that is.
+                            log.info("spend records kept in the outbox: database slow")
+                        self._slow = True
+                        self._spill(batch)
+                    queued = self._queue[0].since if self._queue else None
+                    behind = queued is not None and now >= queued + self._share
+                    if behind or (queued is not None and now < self._next_try):
+                        self._spill_queue()
+            except Exception as exc:  # noqa: BLE001 - the keeper must outlive any one failure
+                log.error("spend outbox keeper failed", extra={"sg_error": type(exc).__name__})
+
+    # -- durable in the file (all under the lock) ------------------------------------------
+    def _drain(self) -> list[_Waiting]:
+        batch: list[_Waiting] = []
         while self._queue:
             batch.append(self._queue.popleft())
         return batch
 
-    def _append(self, batch: list[SpendRecord]) -> None:
-        if not batch:
+    def _spill(self, batch: _Batch) -> None:
+        if batch.settled:
             return
-        data = b"".join(r.line() for r in batch)
-        self._file.write(data)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file_bytes += len(data)
-        PENDING[()] = self._file_bytes
+        batch.settled = True
+        self._append(batch.waiting)
 
-    def _records(self) -> Iterator[list[SpendRecord]]:
-        self._file.seek(0)
-        batch: list[SpendRecord] = []
-        for line in self._file:
+    def _spill_queue(self) -> None:
+        waiting = self._drain()
+        if waiting:
+            self._append(waiting)
+
+    def _append(self, waiting: list[_Waiting]) -> None:
+        data = b"".join(w.record.line() for w in waiting)
+        try:
+            self._file.write(data)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as exc:
+            # Neither the database nor the disk took them: back to memory for the next try.
+            log.error("spend outbox file cannot be written", extra={"sg_error": exc.strerror})
+            self._queue.extendleft(reversed([w._replace(done=None) for w in waiting]))
+        else:
+            self._file_bytes += len(data)
+            PENDING[()] = self.undelivered_bytes
+        _release(waiting)
+
+    # -- the file's delivery ---------------------------------------------------------------
+    def _deliver_backlog(self, until_empty: bool = False) -> None:
+        """Deliver the file to the database: the current file is sealed (renamed) first, so
+        records that go to the file meanwhile go to a new one. On the database thread, one
+        sealed file at a time, between batches; at start-up and shutdown, until both are
+        empty."""
+        while True:
+            with self._lock:
+                if not self._sealed_bytes and self._file_bytes:
+                    self._seal()
+                if not self._sealed_bytes:
+                    return
+                self._delivering = True
             try:
-                batch.append(SpendRecord.from_line(line))
-            except (ValueError, TypeError, KeyError):
-                log.warning("unreadable spend outbox line skipped")
-                continue
-            if len(batch) >= BATCH_ROWS:
-                yield batch
-                batch = []
+                count = sum(self._insert(batch) for batch in self._records(self._sealed_path))
+            except Exception as exc:  # noqa: BLE001 - any database failure: keep the files
+                with self._lock:
+                    self._delivering = False
+                    self._failed(exc)
+                return
+            with self._lock:
+                self._delivering = False
+                self._sealed_path.unlink(missing_ok=True)
+                self._sealed_bytes = 0
+                PENDING[()] = self.undelivered_bytes
+                self._count(count)
+                if not self._file_bytes:
+                    if self._failing:
+                        log.warning(
+                            "spend outbox delivered after an outage", extra={"sg_rows": count}
+                        )
+                    self._failing = self._slow = False
+                    return
+            if not until_empty:
+                return
+
+    def _open(self) -> Any:
+        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "a+b")
+
+    def _seal(self) -> None:
+        """The current file becomes the one being delivered; a new, empty one takes appends."""
+        self._file.close()
+        os.replace(self._path, self._sealed_path)
+        self._sealed_bytes, self._file_bytes = self._file_bytes, 0
+        self._file = self._open()
+        directory = os.open(self._directory, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the new file's name survives a power loss too
+        finally:
+            os.close(directory)
+
+    def _records(self, path: Path) -> Iterator[list[SpendRecord]]:
+        batch: list[SpendRecord] = []
+        with path.open("rb") as lines:
+            for line in lines:
+                try:
+                    batch.append(SpendRecord.from_line(line))
+                except (ValueError, TypeError, KeyError):
+                    log.warning("unreadable spend outbox line skipped")
+                    continue
+                if len(batch) >= BATCH_ROWS:
+                    yield batch
+                    batch = []
         if batch:
             yield batch
 
-    def _deliver(self) -> None:
-        """Deliver everything in the file (at start-up, at shutdown, after an outage)."""
-        self._file_bytes = self._file.seek(0, os.SEEK_END)
-        if not self._file_bytes:
-            return
-        try:
-            count = 0
-            for batch in self._records():
-                self._insert(batch)
-                count += len(batch)
-        except Exception as exc:  # noqa: BLE001 - any database failure: keep the file, retry
-            self._failed(exc)
-            return
-        if self._failing:
-            log.warning("spend outbox delivered after an outage", extra={"sg_rows": count})
-        self._delivered(count)
+    def _count(self, inserted: int) -> None:
+        DELIVERED[()] += inserted
+        self.delivered += inserted
 
     def _failed(self, exc: BaseException) -> None:
         self._next_try = time.monotonic() + self._retry
@@ -286,31 +441,26 @@ class Outbox:
             )
         self._failing = True
 
-    def _delivered(self, count: int) -> None:
-        """The whole file reached the database: empty it."""
-        self._file.truncate(0)
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file_bytes = 0
-        PENDING[()] = 0
-        DELIVERED[()] += count
-        self.delivered += count
-        self._failing = False
-
-    def _insert(self, batch: list[SpendRecord]) -> None:
-        """One transaction per batch; a replayed record (same id) is skipped."""
+    # -- the database -----------------------------------------------------------------------
+    def _insert(self, batch: list[SpendRecord]) -> int:
+        """One transaction per batch; a replayed record (same id) is skipped. Returns how many
+        rows were new."""
         with self._engine.begin() as connection:
             if connection.dialect.name == "sqlite":
-                connection.exec_driver_sql(INSERT_SQLITE, [r.row(True) for r in batch])
-                return
+                result = connection.exec_driver_sql(INSERT_SQLITE, [r.row(True) for r in batch])
+                return max(result.rowcount, 0)
             driver = connection.connection.dbapi_connection
             assert isinstance(driver, psycopg.Connection)  # the only PostgreSQL driver we ship
             with driver.cursor() as cursor:
+                if len(batch) <= SMALL_BATCH_ROWS:
+                    cursor.executemany(INSERT_POSTGRES_ROW, [r.row(False) for r in batch])
+                    return max(cursor.rowcount, 0)
                 cursor.execute(STAGING_POSTGRES)
                 with cursor.copy(COPY_POSTGRES) as copy:
                     for record in batch:
                         copy.write_row(record.row(False))
                 cursor.execute(INSERT_POSTGRES)
+                return max(cursor.rowcount, 0)
 
     def _repair_tail(self) -> None:
         """Cut a half-written last line (the process died mid-append) so new lines start clean."""
@@ -327,3 +477,20 @@ class Outbox:
         log.warning("half-written spend outbox line dropped", extra={"sg_bytes": size - keep})
         self._file.truncate(keep)
         self._file_bytes = keep
+
+
+def _release(waiting: list[_Waiting]) -> None:
+    """Let the answers waiting for these records go, on their event loops."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for entry in waiting:
+        if entry.done is not None:
+            by_loop.setdefault(entry.done.get_loop(), []).append(entry.done)
+    for loop, futures in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, futures)
+
+
+def _resolve(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

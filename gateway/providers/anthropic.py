@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import InvalidRequest, UpstreamError
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
@@ -115,7 +115,7 @@ class AnthropicUpstreamStream:
             if out:
                 yield b"".join(out)
         if not self._translator.done:
-            raise UpstreamError(f"deployment {name} ended the stream early")
+            raise UpstreamTruncated(f"deployment {name} ended the stream early")
         self._response.release()
 
     async def aclose(self) -> None:

@@ -7,6 +7,8 @@ The answer's bytes go back to the client as they came; only ``usage`` is read ou
 Streams pass through event by event: each event is framed (``gateway.wire.sse``, within the
 deployment's caps) and looked at for ``usage`` and for an error, and an upstream's error event
 never reaches the client as it came (it becomes the gateway's own, ``http.mid_stream_failure``).
+A stream that ends without ``data: [DONE]`` is incomplete, and ends with an ``UpstreamTruncated``
+error instead.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import UpstreamError
+from gateway.errors import UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
@@ -86,14 +88,19 @@ class OpenAIAdapter:
         """Nothing to do: the sessions belong to the UpstreamPool."""
 
 
+DONE_MARKER = b"[DONE]"
+
+
 class OpenAIUpstreamStream:
     """Passes an upstream SSE body through event by event, reading ``usage`` out of the events
-    as they go by; an error event ends the stream with the gateway's own error."""
+    as they go by; an error event ends the stream with the gateway's own error, and a stream
+    that ends without ``data: [DONE]`` with ``UpstreamTruncated``."""
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment) -> None:
         self._response = response
         self._deployment = deployment
         self.usage: Usage | None = None
+        self._done = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
@@ -103,9 +110,15 @@ class OpenAIUpstreamStream:
                 yield b"".join(event.raw for event in events)
         finally:
             self._response.release()
+        if not self._done:
+            name = self._deployment.name
+            raise UpstreamTruncated(f"deployment {name} ended the stream before [DONE]")
 
     def _read(self, event: Event) -> None:
         data = event.data
+        if data == DONE_MARKER:
+            self._done = True
+            return
         if event.name == b"error" or b'"error"' in data:
             try:
                 payload = json.loads(data)

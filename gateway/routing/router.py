@@ -2,13 +2,20 @@
 
 Each model group is tried in turn, starting from the next deployment in round-robin order and
 leaving deployments in cooldown (after a retryable failure) for last. A retryable failure moves on
-to the next attempt; any other failure is final. After the group, the configured fallback groups
-are tried the same way. A 401/403 from the provider drops the cached credential and refetches it
-once (the key may have been rotated) before counting as a failure.
+to the next attempt, on another deployment (``retries`` of them at most in a group); any other
+failure is final. After the group, the configured fallback groups are tried the same way. A
+401/403 from the provider drops the cached credential and refetches it once (the key may have
+been rotated) before counting as a failure.
+
+Within one request nothing is waited for twice: a deployment that failed is not tried again
+(it is in cooldown), a credential that could not be obtained is not asked for again for another
+deployment that shares it, and all attempts share one deadline, the first deployment's
+``timeouts.total`` from when routing began: a later attempt gets what is left of it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -18,7 +25,13 @@ from typing import Any, TypeVar
 
 from gateway.config import Deployment
 from gateway.config import Router as RouterSettings
-from gateway.errors import GatewayError, ModelNotFound, UpstreamCredentialRejected
+from gateway.errors import (
+    GatewayError,
+    ModelNotFound,
+    SecretUnavailable,
+    UpstreamCredentialRejected,
+    UpstreamTimeout,
+)
 from gateway.metrics import UPSTREAM_FAILURES
 from gateway.providers.base import Adapter
 from gateway.providers.pool import UpstreamPool
@@ -30,6 +43,9 @@ from gateway.values import Reply, Stream
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Readiness waits this long at most for the credentials it has not got in memory.
+CREDENTIALS_WAIT_SECONDS = 2.0
 
 # Asked before each deployment is tried: None to go ahead, or the error that says why this
 # deployment is skipped (its own limits are full). Skipping is not a failure: no cooldown.
@@ -115,33 +131,90 @@ class Router:
     ) -> tuple[T, Deployment]:
         if model not in self.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
         last: GatewayError | None = None
+        unobtainable: set[CredentialRef] = set()
         for name in [model, *self._fallbacks.get(model, [])]:
             routes = plan if plan is not None and name == model else self._ordered(name)
-            attempts = max(len(routes), 1 + self._retries)
-            for attempt in range(attempts):
-                route = routes[attempt % len(routes)]
+            if deadline is None:
+                deadline = loop.time() + routes[0].deployment.timeouts.total
+            tries = 0
+            for route in routes:
+                if tries > self._retries:
+                    break
+                if route.credential is not None and route.credential in unobtainable:
+                    continue  # asking again would fail, or wait, the same way
                 if gate is not None:
                     skipped = await gate(route.deployment)
                     if skipped is not None:
                         last = skipped
                         continue
+                tries += 1
+                limit = asyncio.timeout_at(deadline)
                 try:
-                    return await self._call(route, call), route.deployment
+                    async with limit:
+                        return await self._call(route, call), route.deployment
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    exc = UpstreamTimeout(
+                        f"deployment {route.deployment.name} did not answer in time"
+                    )
+                    self._failed(route, exc)
+                    raise exc from None  # the request's time is up: no attempt after this
                 except GatewayError as exc:
-                    UPSTREAM_FAILURES[
-                        (("deployment", route.deployment.name), ("code", exc.code))
-                    ] += 1
+                    self._failed(route, exc)
                     if not exc.retryable:
                         raise
                     last = exc
-                    route.cooldown_until = self._clock() + self._cooldown
-                    log.warning(
-                        "deployment failed; trying the next",
-                        extra={"sg_deployment": route.deployment.name, "sg_error": exc.code},
-                    )
+                    if isinstance(exc, SecretUnavailable) and route.credential is not None:
+                        unobtainable.add(route.credential)
         assert last is not None
         raise last
+
+    def _failed(self, route: Route, exc: GatewayError) -> None:
+        UPSTREAM_FAILURES[(("deployment", route.deployment.name), ("code", exc.code))] += 1
+        if not exc.retryable:
+            return
+        route.cooldown_until = self._clock() + self._cooldown
+        if not exc.logged:
+            log.warning(
+                "deployment failed",
+                extra={"sg_deployment": route.deployment.name, "sg_error": exc.code},
+            )
+
+    async def credentials_health(self) -> dict[str, object]:
+        """The readiness check of the credentials: ``ok`` when every model has a deployment
+        whose credential this replica can obtain now (held in memory, or fetched within
+        ``CREDENTIALS_WAIT_SECONDS``). A model without one fails every request with a 503, so
+        the replica is not ready; ``unavailable`` names those models (never a reference)."""
+        refs = sorted(
+            {r.credential for g in self.groups.values() for r in g if r.credential}, key=str
+        )
+        if not refs:
+            return {"ok": True}
+
+        async def obtainable(ref: CredentialRef) -> bool:
+            try:
+                await self._broker.get(ref)
+            except SecretUnavailable:
+                return False
+            return True
+
+        try:
+            async with asyncio.timeout(CREDENTIALS_WAIT_SECONDS):
+                found = dict(zip(refs, await asyncio.gather(*map(obtainable, refs)), strict=True))
+        except TimeoutError:
+            return {"ok": False, "error": "timeout"}
+        unavailable = sorted(
+            model
+            for model, routes in self.groups.items()
+            if not any(r.credential is None or found[r.credential] for r in routes)
+        )
+        if unavailable:
+            return {"ok": False, "unavailable": unavailable}
+        return {"ok": True}
 
     async def _call(self, route: Route, call: Callable[[Route, Secret | None], Awaitable[T]]) -> T:
         ref = route.credential

@@ -13,7 +13,9 @@ in process memory only:
 - a key the provider refused (401) is dropped and fetched again (``invalidate``); a key the
   backend says is gone or forbidden is dropped, never served stale;
 - expired keys are dropped by a sweeper even when no request comes, and every key held is
-  registered with the log redactor while it is held.
+  registered with the log redactor while it is held;
+- a failed fetch is logged once, with its reason, however many requests waited for it; the
+  503 they get says it was logged (``logged``), so nothing above logs it again.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -81,6 +84,7 @@ class SecretBroker:
         self._redactor = redactor
         self._cache: dict[CredentialRef, _Entry] = {}
         self._inflight: dict[CredentialRef, asyncio.Task[Secret]] = {}
+        self._reported: weakref.WeakSet[asyncio.Task[Secret]] = weakref.WeakSet()
         self._sweeper: asyncio.Task[None] | None = None
 
     def supports(self, ref: CredentialRef) -> bool:
@@ -108,19 +112,15 @@ class SecretBroker:
                 return entry.secret
             self._drop(ref)
         self._ensure_sweeper()
+        task = self._fetch(ref)
         try:
-            return await asyncio.shield(self._fetch(ref))
+            return await asyncio.shield(task)
         except BackendUnavailable as exc:
-            log.warning(
-                "secret backend unavailable",
-                extra={"sg_credential": str(ref), "sg_reason": str(exc)},
-            )
+            self._report(task, logging.WARNING, "secret backend unavailable", ref, exc)
         except BackendError as exc:
-            log.error(
-                "credential cannot be obtained: check the configuration",
-                extra={"sg_credential": str(ref), "sg_reason": str(exc)},
-            )
-        raise SecretUnavailable(UNAVAILABLE_MESSAGE)
+            message = "credential cannot be obtained: check the configuration"
+            self._report(task, logging.ERROR, message, ref, exc)
+        raise SecretUnavailable(UNAVAILABLE_MESSAGE, logged=True)
 
     def invalidate(self, ref: CredentialRef, rejected: Secret | None = None) -> None:
         """Forget a cached key (the provider said 401: it may have been rotated). With
@@ -179,6 +179,20 @@ class SecretBroker:
             self._redactor.discard(old.secret.reveal())
         return secret
 
+    def _report(
+        self,
+        task: asyncio.Task[Secret],
+        level: int,
+        message: str,
+        ref: CredentialRef,
+        error: BaseException,
+    ) -> None:
+        """Log a failed fetch once, whoever waited for it (requests, or a background refresh)."""
+        if task in self._reported:
+            return
+        self._reported.add(task)
+        log.log(level, message, extra={"sg_credential": str(ref), "sg_reason": str(error)})
+
     def _refresh_behind(self, ref: CredentialRef, entry: _Entry, now: float) -> None:
         if ref in self._inflight or now < entry.retry_at:
             return
@@ -192,16 +206,12 @@ class SecretBroker:
                 # Vault answered, and said the secret is gone or no longer ours: stop using it.
                 if self._cache.get(ref) is entry:
                     self._drop(ref)
-                log.error(
-                    "credential refresh refused; the cached key is dropped",
-                    extra={"sg_credential": str(ref), "sg_reason": str(error)},
-                )
+                message = "credential refresh refused; the cached key is dropped"
+                self._report(done, logging.ERROR, message, ref, error)
                 return
             entry.retry_at = self._clock() + min(REFRESH_BACKOFF_SECONDS, self._ttl / 10)
-            log.warning(
-                "background refresh of a credential failed; serving the cached key",
-                extra={"sg_credential": str(ref), "sg_reason": str(error)},
-            )
+            message = "background refresh of a credential failed; serving the cached key"
+            self._report(done, logging.WARNING, message, ref, error)
 
         task.add_done_callback(note_failure)
 

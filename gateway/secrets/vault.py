@@ -8,11 +8,13 @@ so the token is never carried to another host); the token is set for one call an
 
 The token is renewed in the background at ``RENEW_AT_FRACTION`` of its lifetime; when it cannot be
 renewed any more, or Vault says it is no longer valid (expired, revoked), the resolver logs in
-again once and retries once. A 403 with a valid token is a policy problem: reported as such, never
-retried. Errors are re-raised as ``gateway.secrets.errors`` types whose messages carry no response
-text from Vault. A TLS failure (Vault's certificate does not verify, Vault refuses the client
-certificate, the address's scheme does not match the listener) is a ``VaultTLSError`` that names
-the problem: at start-up it is a configuration error, later it counts as Vault being unavailable.
+again once and retries once. The readiness check and the renewal log in again as soon as they
+find the token gone, without waiting for the next secret fetch to stumble on it. A 403 with a
+valid token is a policy problem: reported as such, never retried. Errors are re-raised as
+``gateway.secrets.errors`` types whose messages carry no response text from Vault. A TLS failure
+(Vault's certificate does not verify, Vault refuses the client certificate, the address's scheme
+does not match the listener) is a ``VaultTLSError`` that names the problem: at start-up it is a
+configuration error, later it counts as Vault being unavailable.
 """
 
 from __future__ import annotations
@@ -301,8 +303,18 @@ class VaultResolver:
                 await asyncio.sleep(RETRY_RENEW_SECONDS)
 
     async def _renew_or_login(self, grant: Grant) -> None:
-        if grant.renewable and await self._renewed(grant):
-            return
+        if grant.renewable:
+            try:
+                if await self._renewed(grant):
+                    return
+            except AccessDenied:
+                # Vault refused to renew the operator's token: if it is gone (revoked), read the
+                # reference again now (an agent may have replaced it), not at the next fetch.
+                if await self._token_valid(grant.token):
+                    raise
+                log.info("the Vault token is no longer valid; logging in again")
+                await self.login(stale=grant)
+                return
         if self._settings.auth.method != "token":
             await self.login(stale=grant)
         elif grant.expires_at is not None and _now() >= grant.expires_at:
@@ -331,9 +343,9 @@ class VaultResolver:
         self._grant = Grant(grant.token, ttl, True, _now())
         return True
 
-    async def _token_valid(self, token: Secret) -> bool:
+    async def _token_valid(self, token: Secret, what: str = "token lookup") -> bool:
         try:
-            await self._call(lambda c: c.auth.token.lookup_self(), token, "token lookup")
+            await self._call(lambda c: c.auth.token.lookup_self(), token, what)
         except AccessDenied:
             return False
         return True
@@ -341,7 +353,12 @@ class VaultResolver:
     async def _check(self) -> dict[str, object]:
         try:
             grant = await self._current()
-            await self._call(lambda c: c.auth.token.lookup_self(), grant.token, "health")
+            if not await self._token_valid(grant.token, "health"):
+                # Revoked or expired early: log in again now, so the replica does not stay
+                # unauthenticated until a secret fetch happens to find out.
+                log.info("the Vault token is no longer valid; logging in again")
+                grant = await self.login(stale=grant)
+                await self._call(lambda c: c.auth.token.lookup_self(), grant.token, "health")
         except VaultSealed:
             return {"ok": False, "reachable": True, "sealed": True}
         except BackendUnavailable:

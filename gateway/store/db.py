@@ -4,11 +4,17 @@ SQLite gets WAL and a busy timeout so the gateway and an admin tool can share th
 are Alembic's, run at start-up (``upgrade head``) from the scripts shipped in the package. One
 gateway process holds a data directory at a time (``claim_data_dir``): two would share the
 SQLite file and the spend outbox file with no lock between their writers.
+
+Every database call has a time limit, ``timeout`` seconds (``storage.timeout_seconds``): the
+server's own (PostgreSQL ``statement_timeout``, ``lock_timeout``, ``connect_timeout``; SQLite's
+busy timeout), the pool's wait for a free connection, TCP keepalives that notice a peer gone from
+the network, and the client's watchdog for a server that never answers (``deadlines.py``).
 """
 
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 from pathlib import Path
 from typing import IO, Any
@@ -17,16 +23,23 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
+from gateway.config import DEFAULT_STORAGE_TIMEOUT_SECONDS
+from gateway.store import deadlines
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Migrations may rewrite a large table: they get this long instead (start-up, before serving).
+MIGRATION_SECONDS = 600.0
 
 
 def default_url(data_dir: Path) -> str:
     return f"sqlite:///{data_dir / 'sealgate.db'}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, timeout: float = DEFAULT_STORAGE_TIMEOUT_SECONDS) -> Engine:
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": timeout}, pool_timeout=timeout
+        )
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -36,16 +49,50 @@ def make_engine(url: str) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        deadlines.watch(engine, timeout)
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(
+        url,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=timeout,
+        connect_args=postgres_limits(timeout),
+    )
+    deadlines.watch(engine, timeout)  # pings each connection at checkout, under the limit
+    return engine
+
+
+def postgres_limits(timeout: float) -> dict[str, Any]:
+    """libpq connection parameters that bound every call on the server's side and the network's.
+    The server cancels a statement or a lock wait past the limit and ends a transaction left idle;
+    the keepalives (and the user timeout, for data sent and never acknowledged) drop a connection
+    whose peer is gone from the network."""
+    ms = max(1, int(timeout * 1000))
+    options = (
+        f"-c statement_timeout={ms} -c lock_timeout={ms} "
+        f"-c idle_in_transaction_session_timeout={ms * 2}"
+    )
+    return {
+        "connect_timeout": max(2, math.ceil(timeout)),  # libpq's least useful value is 2
+        "options": options,
+        "keepalives": 1,
+        "keepalives_idle": max(1, math.ceil(timeout)),
+        "keepalives_interval": max(1, math.ceil(timeout / 3)),
+        "keepalives_count": 3,
+        "tcp_user_timeout": ms * 2,
+    }
 
 
 def migrate(engine: Engine) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as connection:
+    with deadlines.allowing(engine, MIGRATION_SECONDS), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            ms = int(MIGRATION_SECONDS * 1000)
+            connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
+            connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

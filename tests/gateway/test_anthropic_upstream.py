@@ -113,11 +113,18 @@ def test_a_parameter_anthropic_lacks_is_a_400_naming_it(
     assert upstream.requests == []
 
 
-def test_one_overloaded_answer_is_retried(sdk: openai.OpenAI, upstream: FakeUpstream) -> None:
+def test_an_overloaded_lone_deployment_is_not_asked_again_in_the_same_request(
+    sdk: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    # Issue 13.7: a deployment that just failed is in cooldown and not retried within the
+    # request (the client's own retry, or the next request, asks it again).
     upstream.then(status=529)
+    with pytest.raises(openai.InternalServerError) as caught:
+        sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}])
+    assert caught.value.status_code == 503
+    assert len(upstream.requests) == 1
     reply = sdk.chat.completions.create(model="claude", messages=[{"role": "user", "content": "x"}])
     assert reply.choices[0].message.content == FakeUpstream.REPLY_TEXT
-    assert len(upstream.requests) == 2
 
 
 def test_anthropic_overloaded_throughout_is_503(sdk: openai.OpenAI, upstream: FakeUpstream) -> None:

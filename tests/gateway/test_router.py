@@ -1,10 +1,13 @@
 """The router in process, with scripted adapters: the order deployments are tried in, retries,
-cooldowns, fallbacks, the deployment gate, and the refetch of a credential the provider refused.
-No gateway process and no upstream: each adapter answers from a script of outcomes.
+cooldowns, fallbacks, the deployment gate, the refetch of a credential the provider refused, and
+what one request may wait for (each deployment and each credential once, one deadline). No
+gateway process and no upstream: each adapter answers from a script of outcomes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -15,16 +18,20 @@ from gateway.errors import (
     GatewayError,
     ModelNotFound,
     RateLimited,
+    SecretUnavailable,
     UpstreamCredentialRejected,
     UpstreamError,
     UpstreamRejected,
+    UpstreamTimeout,
     UpstreamUnavailable,
 )
 from gateway.providers.registry import PROVIDERS
-from gateway.refs import parse_ref
+from gateway.refs import CredentialRef, parse_ref
 from gateway.routing.router import Route, Router
-from gateway.secrets.broker import SecretBroker
-from tests.support.adapters import ScriptedAdapter
+from gateway.secrets.broker import Resolver, SecretBroker
+from gateway.secrets.errors import BackendUnavailable
+from gateway.secrets.secret import Secret
+from tests.support.adapters import ScriptedAdapter, Stall
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +44,15 @@ class Clock:
         return self.now
 
 
-def deployment(model: str, name: str, credential: str | None = None) -> Deployment:
-    fields = {"model": model, "provider": "mock", "id": name}
+def deployment(
+    model: str, name: str, credential: str | None = None, total: float = 600
+) -> Deployment:
+    fields: dict[str, object] = {
+        "model": model,
+        "provider": "mock",
+        "id": name,
+        "timeouts": {"total": total},
+    }
     if credential is not None:
         fields.update(
             provider="openai", base_url="https://api.openai.com/v1", credential=credential
@@ -53,13 +67,36 @@ def router(
     fallbacks: dict[str, list[str]] | None = None,
     clock: Clock | None = None,
     credential: str | None = None,
+    total: float = 600,
+    resolvers: dict[str, Resolver] | None = None,
 ) -> Router:
     routes = []
     for model, adapter in adapters:
-        d = deployment(model, adapter.name, credential)
+        d = deployment(model, adapter.name, credential, total)
         routes.append(Route(d, adapter, d.credential_ref))
     settings = RouterSettings(retries=retries, cooldown_seconds=cooldown, fallbacks=fallbacks or {})
-    return Router(settings, routes, SecretBroker({}, ttl=300, stale=0), clock or Clock())
+    broker = SecretBroker(resolvers or {}, ttl=300, stale=0)
+    return Router(settings, routes, broker, clock or Clock())
+
+
+class UnreachableVault:
+    """A secret backend that is down: every fetch fails after ``delay`` seconds (a Vault call
+    that times out), and is counted."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.fetches = 0
+
+    async def fetch(self, ref: CredentialRef) -> Secret:
+        self.fetches += 1
+        await asyncio.sleep(self.delay)
+        raise BackendUnavailable(f"{ref}: Vault did not answer in time")
+
+    async def health(self) -> dict[str, object]:
+        return {"ok": False, "reachable": False}
+
+    async def close(self) -> None:
+        return None
 
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -97,12 +134,56 @@ async def test_a_failure_that_is_not_retryable_is_final() -> None:
     assert b.keys == []  # b was never tried
 
 
-async def test_retries_within_a_lone_deployment_are_bounded_by_the_retry_setting() -> None:
-    a = ScriptedAdapter("a", UpstreamError("1"), UpstreamError("2"), UpstreamError("3"))
+async def test_a_lone_deployment_that_failed_is_not_tried_again_in_the_same_request() -> None:
+    # Issue 13.7: a lone deployment that had just failed (and so was in cooldown) was tried
+    # again at once, doubling what a request waited on a failing upstream.
+    a = ScriptedAdapter("a", UpstreamError("1"), UpstreamError("2"))
     r = router(("m", a), retries=1)
-    with pytest.raises(UpstreamError, match="2"):
+    with pytest.raises(UpstreamError, match="1"):
         await r.chat("m", BODY)
-    assert len(a.keys) == 2  # the first attempt and one retry
+    assert len(a.keys) == 1
+    with pytest.raises(UpstreamError, match="2"):  # the next request still tries it: it is all
+        await r.chat("m", BODY)  # there is, cooldown or not
+
+
+async def test_retries_bound_the_attempts_in_a_group_each_on_another_deployment() -> None:
+    a, b, c = (ScriptedAdapter(n, UpstreamError(n)) for n in "abc")
+    r = router(("m", a), ("m", b), ("m", c), retries=1)
+    with pytest.raises(UpstreamError):
+        await r.chat("m", BODY, plan=r.plan("m"))
+    assert [len(x.keys) for x in (a, b, c)] == [1, 1, 0]  # the first attempt and one retry
+
+
+async def test_a_credential_that_cannot_be_obtained_is_asked_for_once_per_request() -> None:
+    # Issue 13.7: every deployment sharing the reference asked for it again, so a slow Vault
+    # cost one timeout per deployment before the 503.
+    vault = UnreachableVault(delay=0.05)
+    adapters = [ScriptedAdapter(n) for n in "abcd"]
+    r = router(
+        *(("m", x) for x in adapters),
+        retries=3,
+        credential="vault:kv/llm/openai#api_key",
+        resolvers={"vault": vault},
+    )
+    with pytest.raises(SecretUnavailable):
+        await r.chat("m", BODY)
+    assert vault.fetches == 1
+    assert all(x.keys == [] for x in adapters)
+
+
+async def test_every_attempt_shares_one_deadline_the_first_deployments_total_timeout() -> None:
+    # Issue 13.7: with read 1 s and total 2 s, a request answered 504 after 3.01 s: each
+    # attempt had its own timeouts. Now the second attempt gets what is left of the first's
+    # total, and no third is made.
+    a = ScriptedAdapter("a", Stall(0.2, UpstreamTimeout("a read timeout")))
+    b = ScriptedAdapter("b", Stall(5.0))
+    c = ScriptedAdapter("c")
+    r = router(("m", a), ("m", b), ("m", c), retries=2, total=0.3)
+    started = time.monotonic()
+    with pytest.raises(UpstreamTimeout, match="deployment b did not answer in time"):
+        await r.chat("m", BODY, plan=r.plan("m"))
+    assert 0.28 < time.monotonic() - started < 0.45
+    assert c.keys == []
 
 
 async def test_the_fallback_group_serves_when_the_whole_group_fails() -> None:

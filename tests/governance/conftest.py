@@ -1,6 +1,7 @@
 """Fixtures for governance tests: a fresh database per test on either backend (SQLite file, or
 a throw-away database on the shared PostgreSQL server), a unique Redis key prefix, a throw-away
-redis-server the test may kill, and a cuttable proxy in front of PostgreSQL."""
+redis-server the test may kill, a proxy in front of PostgreSQL the test may cut, slow down or
+freeze, and a PostgreSQL cluster of the tests' own that a test may freeze or stop."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from gateway.store.db import make_engine, migrate
+from tests.governance.postgres_cluster import PostgresCluster
 from tests.governance.tcp_proxy import TcpProxy
 from tests.support.gateway_process import free_port
 
@@ -176,3 +178,23 @@ def via_proxy(database_url: str, proxy: TcpProxy) -> str:
     return str(
         make_url(database_url).set(host="127.0.0.1", port=proxy.port).render_as_string(False)
     )
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[PostgresCluster]:
+    cluster = PostgresCluster().init().start()
+    yield cluster
+    cluster.destroy()
+
+
+@pytest.fixture
+def postgres_cluster(own_postgres: PostgresCluster) -> Iterator[PostgresCluster]:
+    """The tests' own PostgreSQL server, running and answering at the start of the test; the
+    test may freeze or stop it (it is thawed and started again afterwards)."""
+    own_postgres.thaw()
+    if not (own_postgres.data / "postmaster.pid").exists():
+        own_postgres.start()
+    yield own_postgres
+    own_postgres.thaw()
+    if not (own_postgres.data / "postmaster.pid").exists():
+        own_postgres.start()

@@ -34,6 +34,8 @@ def config(
     auth_cache_seconds: float = 30,
     extra: str = "",
     refresh_seconds: float = 0.5,
+    outbox: dict[str, float] | None = None,
+    storage_timeout: float | None = None,
 ) -> str:
     text = f"""
 deployments:
@@ -56,8 +58,12 @@ governance:
     if redis is not None:
         text += "  counters: redis\n  redis:\n"
         text += "".join(f"    {k}: {v}\n" for k, v in redis.items())
-    if storage_url is not None:
-        text += f"storage:\n  url: {storage_url}\n"
+    if outbox is not None:
+        text += "  outbox:\n" + "".join(f"    {k}: {v}\n" for k, v in outbox.items())
+    if storage_url is not None or storage_timeout is not None:
+        text += "storage:\n"
+        text += f"  url: {storage_url}\n" if storage_url is not None else ""
+        text += f"  timeout_seconds: {storage_timeout}\n" if storage_timeout is not None else ""
     return text + extra
 
 
@@ -132,6 +138,25 @@ def wait_for_requests(
         time.sleep(0.1)
         body = report(gateway)
     return body
+
+
+def assert_exact_spend(gateway: GatewayProcess, answered: int, recorded: int | None = None) -> None:
+    """The spend table holds exactly the requests that were answered 200, each priced and
+    counted as the fake upstream reported it (and, with ``recorded``, that many records in all:
+    a request that failed is recorded at no cost)."""
+    expected = answered if recorded is None else recorded
+    totals = wait_for_requests(gateway, expected)["totals"]
+    assert totals["requests"] == expected
+    assert totals["prompt_tokens"] + totals["completion_tokens"] == answered * USAGE_TOKENS
+    assert totals["cost_nanos"] == answered * COST_NANOS
+
+
+def restarted(gateway: GatewayProcess, workdir: Path) -> GatewayProcess:
+    """The same replica started again: same config, data directory and admin key."""
+    config = gateway.config_path.read_text() if gateway.config_path is not None else None
+    again = GatewayProcess(workdir, config, admin_key=gateway.admin_key)
+    again.data_dir = gateway.data_dir
+    return again.start()
 
 
 def wait_for_window(min_seconds_left: float = 25) -> None:

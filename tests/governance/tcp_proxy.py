@@ -1,12 +1,18 @@
-"""A loopback TCP proxy the test can cut: every open connection is closed and new ones are
-refused until it is restored. It stands in front of the shared PostgreSQL server so a test can
-make the database "go down" without stopping a server other engineers use."""
+"""A loopback TCP proxy the test can cut, slow down or freeze. Cut: every open connection is
+closed and new ones are refused until it is restored. Slow (``delay``): every chunk the server
+sends waits that long first. Frozen: connections stay open and new ones are accepted, but
+nothing is passed on either way until it thaws (a server that hangs). It stands in front of the
+shared PostgreSQL server so a test can make the database go down, slow or silent without
+stopping a server other engineers use. Every wait is bounded by the test: ``stop`` ends it."""
 
 from __future__ import annotations
 
 import contextlib
 import socket
 import threading
+import time
+
+POLL_SECONDS = 0.01
 
 
 class TcpProxy:
@@ -21,6 +27,9 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._cut = False
         self._stopped = False
+        self.delay = 0.0  # seconds each chunk from the server waits
+        self._thawed = threading.Event()
+        self._thawed.set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -40,12 +49,19 @@ class TcpProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._open.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, answers in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, answers), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
         try:
-            while data := source.recv(65536):
+            while True:
+                self._hold()
+                data = source.recv(65536)
+                if not data:
+                    break
+                if answers and self.delay:
+                    time.sleep(self.delay)
+                self._hold()
                 sink.sendall(data)
         except OSError:
             pass
@@ -68,7 +84,19 @@ class TcpProxy:
     def restore(self) -> None:
         self._cut = False
 
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    def _hold(self) -> None:
+        while not self._thawed.wait(POLL_SECONDS):
+            if self._stopped or self._cut:
+                raise OSError("proxy stopped while frozen")
+
     def stop(self) -> None:
         self._stopped = True
+        self._thawed.set()
         self.cut()
         self._listener.close()

@@ -9,7 +9,10 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from sqlalchemy import select
 
+from gateway.store.db import default_url, make_engine
+from gateway.store.tables import spend
 from tests.governance import gateways
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
@@ -101,6 +104,43 @@ def test_a_stream_without_usage_is_recorded_from_counted_tokens(
     row = body["data"][0]
     assert row["prompt_tokens"] == 13  # the estimate
     assert row["completion_tokens"] == 7  # one per delta event: role, 5 words, stop
+
+
+def test_a_stream_that_ends_before_done_is_an_error_event_and_recorded_truncated(
+    gateway: GatewayProcess, upstream: FakeUpstream, storage_url: str | None
+) -> None:
+    # Issue 13.3: a stream that ended cleanly before [DONE], without usage, was passed on as
+    # complete and recorded ok.
+    upstream.default.include_usage = False
+    upstream.then(end_after=3)  # the role event and two words, then a clean end
+    key = gateway.create_key([gateways.MODEL])
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/chat/completions",
+        json={**gateways.BODY, "stream": True},
+        headers={"Authorization": f"Bearer {key['key']}"},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        text = "".join(response.iter_text())
+    assert "data: [DONE]" not in text
+    error = text.rstrip().rsplit("\n", 1)[-1]
+    assert text.rstrip().splitlines()[-2] == "event: error"
+    assert json.loads(error.removeprefix("data: "))["error"]["code"] == "upstream_truncated"
+    totals = gateways.wait_for_requests(gateway, 1)["totals"]
+    # Charged what was counted: the prompt estimate, one completion token per delta event.
+    assert (totals["prompt_tokens"], totals["completion_tokens"]) == (13, 3)
+    assert totals["cost_nanos"] == 13 * 1_000_000 + 3 * 2_000_000
+    assert spend_statuses(gateway, storage_url) == ["upstream_truncated"]
+
+
+def spend_statuses(gateway: GatewayProcess, storage_url: str | None) -> list[str]:
+    engine = make_engine(storage_url or default_url(gateway.data_dir))
+    try:
+        with engine.connect() as connection:
+            return [row[0] for row in connection.execute(select(spend.c.status))]
+    finally:
+        engine.dispose()
 
 
 def test_a_request_header_attributes_spend_to_a_project_and_tags(

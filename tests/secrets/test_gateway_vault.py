@@ -1,5 +1,6 @@
 """The real gateway process with its provider key in a real OpenBao: rotation, a Vault that is
-killed, sealed or slow, start-up refusal, and the token revoked at shutdown."""
+killed, sealed or slow, a token revoked under it, a policy that denies the key, start-up
+refusal, and the token revoked at shutdown."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.governance.gateways import assert_exact_spend
 from tests.secrets.delay_proxy import DelayProxy
 from tests.secrets.gateway_vault import VaultGateway
 from tests.secrets.openbao_server import OpenBao
@@ -19,6 +21,23 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.openbao
+
+
+# Priced, so the spend table can be checked exactly: 11 + 7 tokens cost $0.025 a call.
+PRICED = """
+governance:
+  deployments:
+    vault-gpt/openai_compatible: {prices: {input: "1000", output: "2000"}}
+"""
+
+
+def deny_all(lab: VaultLab) -> tuple[str, str]:
+    """A token whose own policy lets it read nothing (lookup-self and renew-self come with the
+    default policy); returns (token, policy name), so the test can widen the policy later."""
+    name = "sg-" + secrets.token_hex(4)
+    lab.root.sys.create_or_update_policy(name=name, policy=lab.read_policy("nothing/*"))
+    created = lab.root.auth.token.create(policies=[name])
+    return str(created["auth"]["client_token"]), name
 
 
 def provider_key() -> str:
@@ -96,7 +115,7 @@ def test_a_sealed_vault_fails_closed_and_readiness_says_sealed(
 ) -> None:
     gw = VaultGateway(bao_lab, upstream, tmp_path, provider_key()).start()
     try:
-        assert gw.ready().status_code == 200
+        # No readiness call before: it would fetch the key (to see that it can be had).
         bao_lab.root.sys.seal()
         response = gw.chat()  # a cold cache: the first request needs Vault
         assert response.status_code == 503
@@ -182,3 +201,76 @@ governance:
     process = GatewayProcess(tmp_path, config).start(wait=False)
     assert process.wait_exit() == 2
     assert "needs a secrets.vault section" in process.stderr()
+
+
+def test_a_token_revoked_under_the_gateway_is_replaced_at_the_next_readiness_check(
+    lab: VaultLab, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Issue 13.5: readiness said authenticated: false for up to the secret TTL while requests
+    # were served from the cache; only the next secret fetch logged in again.
+    policy = lab.read_policy(f"{lab.kv2}/data/*")
+    gw = VaultGateway(lab, upstream, tmp_path, provider_key(), token=lab.token(policy))
+    gw.process.config_path.write_text(gw.process.config_path.read_text() + PRICED)  # type: ignore[union-attr]
+    gw.start()
+    try:
+        assert gw.chat().status_code == 200
+        lab.root.auth.token.revoke(Path(gw.token_ref.removeprefix("file:")).read_text())
+        Path(gw.token_ref.removeprefix("file:")).write_text(lab.token(policy))  # the agent's
+        ready = gw.ready()
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["secrets"]["vault"]["authenticated"] is True
+        assert "the Vault token is no longer valid; logging in again" in gw.process.stderr()
+        assert gw.chat().status_code == 200
+        assert_exact_spend(gw.process, answered=2)
+    finally:
+        gw.stop()
+
+
+def test_a_key_the_vault_policy_denies_makes_the_replica_not_ready_until_it_is_allowed(
+    lab: VaultLab, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Issue 13.6: every request failed with 503 credential_unavailable while readiness said
+    # 200: Vault itself answered and the token was valid.
+    token, policy = deny_all(lab)
+    gw = VaultGateway(lab, upstream, tmp_path, provider_key(), token=token, extra=PRICED).start()
+    try:
+        denied = gw.chat()
+        assert denied.status_code == 503
+        assert denied.json()["error"]["code"] == "credential_unavailable"
+        ready = gw.ready()
+        assert ready.status_code == 503
+        checks = ready.json()["checks"]
+        assert checks["secrets"]["vault"]["ok"] is True  # Vault is fine; the key is not ours
+        assert checks["credentials"] == {"ok": False, "unavailable": ["vault-gpt"]}
+        assert gw.path not in ready.text and lab.kv2 not in ready.text
+        lab.root.sys.create_or_update_policy(name=policy, policy=lab.read_policy(f"{lab.kv2}/*"))
+        ready = gw.ready()
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"]["credentials"] == {"ok": True}
+        assert gw.chat().status_code == 200
+        assert_exact_spend(gw.process, answered=1, recorded=2)
+    finally:
+        gw.stop()
+
+
+def test_a_credential_failure_writes_one_log_line_with_its_reason(
+    lab: VaultLab, upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    # Issue 13.8: each credential failure wrote about nine log lines.
+    token, _ = deny_all(lab)
+    gw = VaultGateway(lab, upstream, tmp_path, provider_key(), token=token, extra=PRICED).start()
+    try:
+        before = len(gw.process.stderr().splitlines())
+        assert gw.chat().status_code == 503
+        time.sleep(0.2)  # anything logged after the answer
+        lines = [  # the outbox's own notes on the database's pace are not about this request
+            line
+            for line in gw.process.stderr().splitlines()[before:]
+            if '"logger": "sealgate.spend"' not in line
+        ]
+        assert len(lines) == 1, lines
+        assert "policy denies reading it" in lines[0] and gw.ref in lines[0]
+        assert token not in lines[0]
+        assert_exact_spend(gw.process, answered=0, recorded=1)
+    finally:
+        gw.stop()

@@ -87,20 +87,10 @@ def test_a_wrong_secret_id_refuses_login_as_access_denied(lab: VaultLab) -> None
 
 def test_a_revoked_token_leads_to_one_re_login_not_an_outage(bao_lab: VaultLab) -> None:
     ref, resolver, mount = approle_setup(bao_lab)
-    root = bao_lab.root
 
     async def scenario() -> list[str]:
         first = (await resolver.fetch(parse_ref(ref))).reveal()
-        revoked = 0
-        for accessor in root.auth.token.list_accessors()["data"]["keys"]:
-            try:
-                info = root.auth.token.lookup_accessor(accessor)["data"]
-            except hvac.exceptions.VaultError:
-                continue  # a token that expired or went away while we listed
-            if info["path"] == f"auth/{mount}/login":
-                root.auth.token.revoke_accessor(accessor)
-                revoked += 1
-        assert revoked == 1
+        assert revoke_logins(bao_lab, mount) == 1
         second = (await resolver.fetch(parse_ref(ref))).reveal()
         await resolver.close()
         return [first, second]
@@ -193,3 +183,67 @@ def test_jwt_login_with_a_workload_identity_token_reads_the_secret(lab: VaultLab
             await resolver.close()
 
     assert run(fetch()) == "sk-jwt-00000000000000000000"
+
+
+def revoke_logins(lab: VaultLab, mount: str) -> int:
+    """Revoke every token the gateway got by logging in through ``mount``; how many."""
+    root = lab.root
+    revoked = 0
+    for accessor in root.auth.token.list_accessors()["data"]["keys"]:
+        try:
+            info = root.auth.token.lookup_accessor(accessor)["data"]
+        except hvac.exceptions.VaultError:
+            continue  # a token that expired or went away while we listed
+        if info["path"] == f"auth/{mount}/login":
+            root.auth.token.revoke_accessor(accessor)
+            revoked += 1
+    return revoked
+
+
+def test_the_readiness_check_logs_in_again_when_it_finds_the_token_revoked(
+    bao_lab: VaultLab,
+) -> None:
+    # Issue 13.5: readiness said "authenticated: false" until the next secret fetch logged in
+    # again (up to the secret TTL), while requests were served from the cache.
+    ref, resolver, mount = approle_setup(bao_lab)
+
+    async def scenario() -> list[dict[str, object]]:
+        await resolver.fetch(parse_ref(ref))
+        assert revoke_logins(bao_lab, mount) == 1
+        found = [await resolver.health(), await resolver.health()]
+        await resolver.close()
+        return found
+
+    healthy = {"ok": True, "reachable": True, "authenticated": True}
+    assert run(scenario()) == [healthy, healthy]
+    assert logins(bao_lab, mount) == 2  # one at the first fetch, one by the readiness check
+
+
+def test_renewal_that_finds_the_operator_token_revoked_reads_the_reference_again(
+    bao_lab: VaultLab,
+) -> None:
+    # Issue 13.5, the renewal's half: a refused renewal of a `token`-method token was only
+    # logged; now, when the token is gone, the reference is read again at once (an agent may
+    # have put a new token there), so the next fetch needs no 403 and no re-login.
+    p = "llm/" + uuid.uuid4().hex
+    bao_lab.put(p, api_key="sk-renewed-0000000000000000")
+    policy = bao_lab.read_policy(f"{bao_lab.kv2}/data/{p}")
+    first = bao_lab.token(policy, ttl="6s", explicit_max_ttl="120s", renewable=True)
+    token_file = bao_lab.file_ref(first)
+    resolver = VaultResolver(bao_lab.settings({"method": "token", "token": token_file}))
+    ref = parse_ref(f"vault:{bao_lab.kv2}/{p}#api_key")
+
+    async def scenario() -> str:
+        await resolver.fetch(ref)  # starts the renewal: due at 4 s, two thirds of the TTL
+        bao_lab.root.auth.token.revoke(first)
+        with open(token_file.removeprefix("file:"), "w") as replaced:
+            replaced.write(bao_lab.token(policy, ttl="60s", renewable=True))
+        await asyncio.sleep(4.5)  # past the renewal, before the old token would have expired
+        reads_before = bao_lab.server.reads(f"{bao_lab.kv2}/data/{p}")  # type: ignore[attr-defined]
+        value = (await resolver.fetch(ref)).reveal()
+        reads = bao_lab.server.reads(f"{bao_lab.kv2}/data/{p}")  # type: ignore[attr-defined]
+        await resolver.close()
+        assert reads - reads_before == 1  # read once, with the new token
+        return value
+
+    assert run(scenario()) == "sk-renewed-0000000000000000"

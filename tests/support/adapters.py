@@ -3,21 +3,32 @@ inference routes (no upstream, no gateway process)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.errors import GatewayError
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
 
-Outcome = GatewayError | Exception | str
+
+@dataclass(frozen=True)
+class Stall:
+    """Wait ``seconds`` (an upstream thinking, or hanging), then go on as ``then`` says."""
+
+    seconds: float
+    then: GatewayError | Exception | str | None = None
+
+
+Outcome = GatewayError | Exception | str | Stall
 
 
 class ScriptedAdapter:
     """Answers each call with the next outcome of its script (an error is raised; a string is
-    the reply's body), and records the key it was handed."""
+    the reply's body; a Stall waits first), and records the key it was handed."""
 
     def __init__(self, name: str, *script: Outcome) -> None:
         self.name = name
@@ -25,23 +36,26 @@ class ScriptedAdapter:
         self.keys: list[str | None] = []
         self.streams: list[ScriptedStream] = []
 
-    def _next(self, key: Secret | None) -> Reply:
+    async def _next(self, key: Secret | None) -> Reply:
         self.keys.append(key.reveal() if key is not None else None)
         outcome = self.script.popleft() if self.script else f"{self.name} ok"
+        if isinstance(outcome, Stall):
+            await asyncio.sleep(outcome.seconds)
+            outcome = outcome.then if outcome.then is not None else f"{self.name} ok"
         if isinstance(outcome, Exception):
             raise outcome
         return Reply(outcome.encode(), Usage(1, 1))
 
     async def chat(self, body: dict[str, Any], key: Secret | None) -> Reply:
-        return self._next(key)
+        return await self._next(key)
 
     async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> ScriptedStream:
-        self._next(key)
+        await self._next(key)
         self.streams.append(ScriptedStream(["Hello", " there"]))
         return self.streams[-1]
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
-        return self._next(key)
+        return await self._next(key)
 
     async def close(self) -> None:
         return None

@@ -6,9 +6,9 @@ It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, Azure's
 loopback port, answering with the replies recorded in tests/assets/providers/ (``recorded.py``),
 so the adapters are tested against the providers' documented shapes rather than against a copy of
 their own understanding. It records every request it gets (path, query, headers, JSON body), and
-can be told to answer with a status, the provider's error shape, a delay, a stream that is cut,
-or a redirect. It runs its own event loop in a thread so that both synchronous tests and the
-gateway under test can talk to it.
+can be told to answer with a status, the provider's error shape, a delay, a stream that is cut
+or that ends early (cleanly, without its last events), or a redirect. It runs its own event loop
+in a thread so that both synchronous tests and the gateway under test can talk to it.
 
 For the hardening tests it can also misbehave the way a compromised or broken upstream would: an
 error whose ``code`` (Anthropic: ``type``) is any string, an error event in the middle of a
@@ -42,6 +42,7 @@ class Behaviour:
     headers: dict[str, str] = field(default_factory=dict)
     chunk_delay: float = 0.0  # seconds between stream chunks
     cut_after: int | None = None  # close the connection after this many stream chunks
+    end_after: int | None = None  # end the stream cleanly after this many chunks ([DONE] unsent)
     include_usage: bool = True  # send usage in streams (when the client asked) and replies
     redirect_to: str | None = None
     error_code: str | None = None  # the error body's code (Anthropic: its error.type)
@@ -335,6 +336,8 @@ class FakeUpstream:
                     assert request.transport is not None
                     request.transport.close()
                     return response
+                if b.end_after is not None and index >= b.end_after:
+                    break
                 await response.write(data)
                 if b.chunk_delay:
                     await asyncio.sleep(b.chunk_delay)

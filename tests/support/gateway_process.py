@@ -104,6 +104,12 @@ class GatewayProcess:
                 self.process.kill()
                 self.process.wait(5)
 
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hook runs (what a hard kill or an OOM kill does)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
 
