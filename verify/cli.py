@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
-        ("env", "all environment checks: pth + record + lock (+ wheelhouse with --wheelhouse)"),
+        (
+            "env",
+            "all environment checks: pth + lock, and manifest (Sealgate's install layout) or "
+            "record (any other); + wheelhouse with --wheelhouse",
+        ),
         ("pth", ".pth files and sitecustomize/usercustomize against the allowlist"),
         ("record", "every installed file against its distribution's RECORD; unowned files"),
         ("lock", "installed distributions and versions equal the lock"),
@@ -116,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _environment(args: argparse.Namespace) -> Report:
-    checks = selfcheck.ENV_CHECKS if args.command == "env" else (args.command,)
+    checks = None if args.command == "env" else (args.command,)
     locks = [Path(p) for p in (args.lock or _env_list("LOCKS", DEFAULT_LOCKS))]
     project = (args.project,) if args.project else ()
     wheels = Path(args.wheelhouse) if args.wheelhouse else None
