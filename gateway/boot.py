@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -99,9 +100,17 @@ def launch(argv: list[str]) -> int:
     finally:
         sys.pycache_prefix = None
     startup.adopt(verdict)
+    if argv[:1] == ["serve"]:
+        # SIGTERM is the orderly stop: uvicorn shuts down gracefully, then raises the signal
+        # again for whatever handler it found, which is this one: exit 0, not "killed".
+        signal.signal(signal.SIGTERM, _stop)
     from gateway.cli import main as gateway_main
 
     return gateway_main(argv)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def check(argv: list[str], stdlib_path: list[str]) -> Verdict:
