@@ -1,7 +1,7 @@
 """The signed install manifest: made with the wheelhouse at install time, checked without it.
 
 The venvs here are plain pip installs of hand-built wheels (the install layout itself is tested
-with docker/install.sh in tests/verify/test_startup_attacks.py); the manifest binds every file
+with docker/install.sh in tests/gateway/test_startup_attacks.py); the manifest binds every file
 of the site directory to a locked wheel, so RECORD files do not matter to it.
 """
 
