@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -145,6 +144,8 @@ def gather(
         if kept is not None and not stat_only:
             return kept
         return from_json(probe.collect(stat_only, base_path or _stdlib_path, hash_all))
+    import subprocess  # only for another interpreter: the launcher's own check never needs it
+
     flags = (["--stat"] if stat_only else []) + (["--all"] if hash_all else [])
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"}
     source = os.environ if environ is None else environ

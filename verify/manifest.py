@@ -31,7 +31,6 @@ import hashlib
 import importlib.util
 import json
 import os
-import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +59,9 @@ class Entry:
 
 
 def _rel(facts: EnvFacts, path: str) -> str:
+    head = facts.prefix + os.sep
+    if path.startswith(head):
+        return path[len(head) :].replace(os.sep, "/")
     return os.path.relpath(path, facts.prefix).replace(os.sep, "/")
 
 
@@ -84,6 +86,8 @@ def find_wheel(wheelhouse: Path, name: str, version: str) -> Path | None:
 def _members(wheel: Path, dist_info: str) -> dict[str, str]:
     """Wheel members as {path relative to the install root: sha256}; .data/purelib|platlib
     map to the root, other .data schemes (scripts, headers, data) install elsewhere."""
+    import zipfile  # install time only: the start-up check never opens a wheel
+
     members: dict[str, str] = {}
     with zipfile.ZipFile(wheel) as zf:
         for info in zf.infolist():
@@ -235,10 +239,6 @@ def open_signed(manifest: bytes, public_key_pem: bytes) -> dict[str, Any]:
     return doc
 
 
-def _entries(doc: Mapping[str, Any]) -> dict[str, Entry]:
-    return {rel: Entry(str(v[0]), str(v[1]), str(v[2])) for rel, v in doc["files"].items()}
-
-
 def _changed(path: str, entry: Entry, versions: Mapping[str, str]) -> Finding:
     what = {
         "wheel": "file of the locked wheel",
@@ -268,7 +268,7 @@ def check(
     subject = str(facts.manifest_path)
     try:
         doc = open_signed(manifest, public_key_pem)
-        entries = _entries(doc)
+        entries: dict[str, list[str]] = doc["files"]
         versions = {str(d["name"]): str(d["version"]) for d in doc["dists"]}
         roots = list(doc["roots"])
     except p256.InvalidKey as exc:
@@ -284,18 +284,25 @@ def check(
         )
         results.append(finding(CHECK, subject, Severity.CRITICAL, why, REMEDY))
     bad: set[str] = set()
-    present = {_rel(facts, p): p for p in facts.files if _in_roots(facts, p)}
-    for rel, entry in entries.items():
+    head = facts.prefix + os.sep
+    inside = tuple(root + os.sep for root in facts.roots)
+    present = {
+        (p[len(head) :].replace(os.sep, "/") if p.startswith(head) else _rel(facts, p)): p
+        for p in facts.files
+        if p.startswith(inside)
+    }
+    files = facts.files
+    for rel, (sha256, dist, origin) in entries.items():
         path = present.get(rel) or os.path.join(facts.prefix, rel)
-        actual = facts.files.get(path)
-        if actual is None:
-            why = f"listed in the signed install manifest ({entry.dist}) but missing"
-            results.append(finding(CHECK, path, Severity.HIGH, why, REMEDY))
-        elif actual != entry.sha256:
-            results.append(_changed(path, entry, versions))
-        else:
+        actual = files.get(path)
+        if actual == sha256:
             continue
-        bad.add(entry.dist)
+        if actual is None:
+            why = f"listed in the signed install manifest ({dist}) but missing"
+            results.append(finding(CHECK, path, Severity.HIGH, why, REMEDY))
+        else:
+            results.append(_changed(path, Entry(sha256, dist, origin), versions))
+        bad.add(dist)
     for rel in sorted(set(present) - set(entries)):
         results.append(_unlisted(present[rel]))
     for dist in doc["dists"]:

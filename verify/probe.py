@@ -32,12 +32,24 @@ MANIFEST_FILE = "lib/sealgate-manifest.json"
 MANIFEST_KEY_FILE = "lib/sealgate-manifest.pub"
 
 
+WHOLE_FILE_BYTES = 1 << 20  # smaller files are read in one call: most of an environment
+
+
 def _sha256(path: str) -> str | None:
+    return _stamped_sha256(path)[1]
+
+
+def _stamped_sha256(path: str) -> tuple[str | None, str | None]:
+    """(stat stamp, sha256) of one file, the stamp taken from the open file before reading."""
     try:
         with open(path, "rb") as handle:
-            return hashlib.file_digest(handle, "sha256").hexdigest()
+            st = os.fstat(handle.fileno())
+            stamp = f"stat:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+            if st.st_size <= WHOLE_FILE_BYTES:
+                return stamp, hashlib.sha256(handle.read()).hexdigest()
+            return stamp, hashlib.file_digest(handle, "sha256").hexdigest()
     except OSError:
-        return None
+        return _stat(path), None
 
 
 def _venv() -> tuple[str, dict[str, str]] | None:
@@ -143,11 +155,33 @@ def _stat(path: str) -> str | None:
 def _stamp_and_hash(paths: list[str]) -> list[tuple[str | None, str | None]]:
     # The stamp is taken before the content is read: a write during or after hashing changes
     # the stamp, so a watch that starts from these stamps cannot miss it.
-    return [(_stat(p), _sha256(p)) for p in paths]
+    return [_stamped_sha256(p) for p in paths]
 
 
 def _stamp_only(paths: list[str]) -> list[tuple[str | None, str | None]]:
     return [(s, s) for s in map(_stat, paths)]
+
+
+def _tree(roots: list[str]) -> list[tuple[str, bool]]:
+    """Every file under ``roots``, sorted, and whether it is a regular file (not a symlink):
+    one scandir per directory, the kind from the directory entry, no stat per file."""
+    found: list[tuple[str, bool]] = []
+    stack = list(reversed(roots))
+    while stack:
+        directory = stack.pop()
+        try:
+            with os.scandir(directory) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+        except OSError:
+            continue
+        subdirs = []
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                subdirs.append(entry.path)
+            else:
+                found.append((entry.path, entry.is_file(follow_symlinks=False)))
+        stack += reversed(subdirs)
+    return found
 
 
 def _pth_path_lines(sitedir: str, content: str) -> list[str]:
@@ -223,26 +257,22 @@ def collect(
     files: dict[str, str | None] = {}
     stamps: dict[str, str | None] = {}
     to_hash: list[str] = []
-    for base in roots:
-        for root, subdirs, names in os.walk(base):
-            subdirs.sort()
-            for name in sorted(names):
-                full = os.path.join(root, name)
-                if not os.path.isfile(full) or os.path.islink(full):
-                    files[full] = stamps[full] = None
-                elif (
-                    not stat_only
-                    and not hash_all
-                    and private_dir is None
-                    and name.endswith(".pyc")
-                    and not recorded.get(full)
-                ):
-                    # Outside Sealgate's layout bytecode is not bound to anything (pip writes
-                    # RECORD rows for it without a hash): present, not hashed (see verify.record).
-                    files[full] = ""
-                    stamps[full] = _stat(full)
-                else:
-                    to_hash.append(full)
+    for full, regular in _tree(roots):
+        if not regular:
+            files[full] = stamps[full] = None
+        elif (
+            not stat_only
+            and not hash_all
+            and private_dir is None
+            and full.endswith(".pyc")
+            and not recorded.get(full)
+        ):
+            # Outside Sealgate's layout bytecode is not bound to anything (pip writes RECORD
+            # rows for it without a hash): present, not hashed (see verify.record).
+            files[full] = ""
+            stamps[full] = _stat(full)
+        else:
+            to_hash.append(full)
     queued = set(to_hash)
     to_hash += [full for full in recorded if full not in files and full not in queued]
     # hashlib releases the GIL on large buffers, so a few threads, each with its own share of
