@@ -32,7 +32,9 @@ import argparse
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import CodeType
 from typing import TYPE_CHECKING, NoReturn
 
 if TYPE_CHECKING:
@@ -68,6 +70,33 @@ def main() -> NoReturn:
     os.execv(sys.executable, command_line(sys.argv[1:]))  # noqa: S606 - this interpreter, isolated
 
 
+def source_only(root: str) -> Callable[[], None]:
+    """Until the returned function is called, modules under ``root`` (gateway, verify) load
+    from their source files, never from a ``__pycache__`` the check has not yet compared; the
+    standard library keeps its bytecode. (verify/__main__.py has the same function: this file
+    may not import it, nor its bytecode.)"""
+    from importlib.machinery import SOURCE_SUFFIXES, FileFinder, SourceFileLoader
+
+    class SourceOnly(SourceFileLoader):
+        def get_code(self, fullname: str) -> CodeType:
+            return compile(self.get_data(self.path), self.path, "exec", dont_inherit=True)
+
+    def hook(path: str) -> FileFinder:
+        if path == root or path.startswith(root + os.sep):
+            return FileFinder(path, (SourceOnly, SOURCE_SUFFIXES))
+        raise ImportError(path)
+
+    sys.path_hooks.insert(0, hook)
+    sys.path_importer_cache.clear()
+
+    def trust_bytecode() -> None:
+        if hook in sys.path_hooks:
+            sys.path_hooks.remove(hook)
+            sys.path_importer_cache.clear()
+
+    return trust_bytecode
+
+
 class Refused(Exception):
     """The start is refused: ``code`` is the exit status, the message is for stderr."""
 
@@ -81,24 +110,23 @@ def launch(argv: list[str]) -> int:
     sys.dont_write_bytecode = True
     stdlib_path = [p for p in sys.path if p]
     sys.path[:] = [*stdlib_path, PROJECT_ROOT]
-    # verify's own bytecode is not trusted before the check has compared it: from source only.
-    sys.pycache_prefix = os.path.join(os.devnull, "sealgate-no-bytecode")
+    trust_bytecode = source_only(PROJECT_ROOT)
     from verify import facts, startup
 
     facts.set_stdlib_path(stdlib_path)
     if argv[:1] == ["verify"]:
         try:
-            return startup.run_verifier(argv[1:], stdlib_path)
+            return startup.run_verifier(argv[1:], stdlib_path, trust_bytecode)
         finally:
-            sys.pycache_prefix = None
+            trust_bytecode()
     try:
-        verdict = check(argv, stdlib_path)
+        verdict = check(argv, stdlib_path, trust_bytecode)
     except Refused as exc:
         sys.stderr.write(f"sealgate: {exc}\n".replace("\n\n", "\n"))
         sys.stderr.flush()
         return exc.code
     finally:
-        sys.pycache_prefix = None
+        trust_bytecode()
     startup.adopt(verdict)
     if argv[:1] == ["serve"]:
         # SIGTERM is the orderly stop: uvicorn shuts down gracefully, then raises the signal
@@ -113,7 +141,7 @@ def _stop(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def check(argv: list[str], stdlib_path: list[str]) -> Verdict:
+def check(argv: list[str], stdlib_path: list[str], trust_bytecode: Callable[[], None]) -> Verdict:
     """The verdict for this start (``serve``: the whole check; any other command: stage one),
     or ``Refused``. Leaves the dependencies on ``sys.path`` when it returns."""
     from verify import startup
@@ -132,6 +160,7 @@ def check(argv: list[str], stdlib_path: list[str]) -> Verdict:
         binding = startup.bind(facts, *startup.manifest_override())
         if startup.problems(binding) and (env_mode or "enforce") == "enforce":
             raise Refused(EXIT_REFUSED, startup.refusal(binding, "the install manifest"))
+    trust_bytecode()  # bound (or, outside the layout, nothing to bind it to): as usual
     sys.path += own.dependency_dirs
     if argv[:1] != ["serve"]:
         return startup.Verdict("off")

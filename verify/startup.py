@@ -4,8 +4,10 @@ A launcher is an interpreter started ``-I -S -B``: no site directory processed, 
 customize hook run, no path from the environment, no bytecode written. In it the check runs in
 two stages, so that the verifier never imports code it has not yet verified:
 
-1. ``bind`` imports only the modules of ``TRUSTED_BASE`` (loaded from source, see
-   ``trusted_imports``): it gathers the facts in process, verifies the install manifest's
+1. ``bind`` imports only the modules of ``TRUSTED_BASE`` (loaded from their source files: the
+   launchers keep the project's bytecode out until this stage has compared it, see
+   ``source_only`` in ``gateway/boot.py`` and ``verify/__main__.py``): it gathers the facts in
+   process, verifies the install manifest's
    signature with ``verify.p256`` and compares every file in the site directories and the
    private library with it. Nothing from the environment has run yet.
 2. ``audit`` imports the rest of ``verify`` (which stage one has just proved unchanged, in
@@ -24,8 +26,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,6 @@ TRUSTED_BASE = (
     "verify.probe",
     "verify.startup",
 )
-NO_BYTECODE = os.path.join(os.devnull, "sealgate-no-bytecode")  # a directory that cannot exist
 
 
 @dataclass(frozen=True)
@@ -83,19 +83,6 @@ def manifest_override() -> tuple[Path | None, Path | None]:
     """``SEALGATE_VERIFY_MANIFEST`` / ``_KEY``: another manifest or a key pinned elsewhere."""
     doc, key = os.environ.get(MANIFEST_ENV), os.environ.get(MANIFEST_KEY_ENV)
     return (Path(doc) if doc else None), (Path(key) if key else None)
-
-
-@contextmanager
-def trusted_imports() -> Iterator[None]:
-    """Inside: modules load from their source files only, never from a ``__pycache__`` that
-    could hold bytecode the check has not yet compared (``sys.pycache_prefix`` points at a
-    directory that cannot exist). After: bytecode as usual (the check has bound it)."""
-    before = sys.pycache_prefix
-    sys.pycache_prefix = NO_BYTECODE
-    try:
-        yield
-    finally:
-        sys.pycache_prefix = before
 
 
 @dataclass(frozen=True)
@@ -247,7 +234,9 @@ def clock() -> float:
     return time.perf_counter()
 
 
-def run_verifier(argv: Sequence[str], stdlib_path: list[str]) -> int:
+def run_verifier(
+    argv: Sequence[str], stdlib_path: list[str], trust_bytecode: Callable[[], None]
+) -> int:
     """``sealgate verify`` / ``python -m verify`` in a launcher: in Sealgate's layout, stage one
     binds the environment the verifier itself runs from before the rest of ``verify`` is
     imported; a failure is reported (stdout, exit 1) without importing anything else."""
@@ -263,7 +252,7 @@ def run_verifier(argv: Sequence[str], stdlib_path: list[str]) -> int:
             )
             return 1
         remember(facts)
-    sys.pycache_prefix = None  # bound (or, outside the layout, not bindable): bytecode as usual
+    trust_bytecode()  # bound (or, outside the layout, not bindable): bytecode as usual
     from verify import cli
 
     return cli.main(list(argv))
