@@ -388,6 +388,25 @@ def test_a_poisoned_pyc_that_python_would_load_is_refused_before_it_can_be(
     assert marker.read_text() == "pwned"  # source untouched, header matching: Python loads it
 
 
+def test_poisoned_bytecode_of_the_check_s_own_modules_is_never_loaded_and_is_refused(
+    target: Installed, tmp_path: Path
+) -> None:
+    marker = tmp_path / "marker"
+    # verify.facts is part of what the first stage runs on: it is imported before anything is
+    # compared, so the launcher loads the project's modules from their sources then.
+    source = target.site / "verify" / "facts.py"
+    pyc = Path(importlib.util.cache_from_source(str(source)))
+    st = source.stat()
+    header = importlib.util.MAGIC_NUMBER + (0).to_bytes(4, "little")
+    header += (int(st.st_mtime) & 0xFFFFFFFF).to_bytes(4, "little")
+    header += st.st_size.to_bytes(4, "little")
+    code = compile(source.read_text() + "\n" + payload(marker) + "\n", str(source), "exec")
+    pyc.write_bytes(header + marshal.dumps(code))
+    assert_every_start_refuses(target, tmp_path, [pyc], marker)
+    runs(target, "import verify.facts")
+    assert marker.read_text() == "pwned"  # a normal import would have run it
+
+
 # -- and the clean environment ----------------------------------------------------------------
 
 
