@@ -76,14 +76,14 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifest",
         default=_env("MANIFEST"),
-        help="signed install manifest from 'verify manifest create': also check it "
-        "(needs --manifest-key; env SEALGATE_VERIFY_MANIFEST)",
+        help="signed install manifest from 'verify manifest create' (default in Sealgate's "
+        "layout: lib/sealgate-manifest.json of the venv; env SEALGATE_VERIFY_MANIFEST)",
     )
     parser.add_argument(
         "--manifest-key",
         default=_env("MANIFEST_KEY"),
-        help="pinned ECDSA P-256 public key (PEM) of the manifest "
-        "(env SEALGATE_VERIFY_MANIFEST_KEY)",
+        help="pinned ECDSA P-256 public key (PEM) of the manifest (default in Sealgate's "
+        "layout: lib/sealgate-manifest.pub of the venv; env SEALGATE_VERIFY_MANIFEST_KEY)",
     )
     parser.add_argument(
         "--project",
@@ -127,10 +127,11 @@ def _environment(args: argparse.Namespace) -> Report:
     if wheels is not None and not wheels.is_dir():
         raise VerifyError(f"wheelhouse {wheels} is not a directory")
     signed = None
-    if args.manifest or args.manifest_key:
-        if not (args.manifest and args.manifest_key):
-            raise VerifyError("--manifest and --manifest-key go together")
-        signed = (Path(args.manifest), Path(args.manifest_key))
+    if args.manifest or args.manifest_key:  # either alone: the other is the layout's own
+        signed = (
+            Path(args.manifest) if args.manifest else None,
+            Path(args.manifest_key) if args.manifest_key else None,
+        )
     return selfcheck.run(
         args.target_python, locks, Path(args.policies), checks, project, wheels, signed
     )

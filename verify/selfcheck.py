@@ -35,10 +35,15 @@ def env_checks(facts: EnvFacts) -> tuple[str, ...]:
     return BOUND_CHECKS if facts.bound_layout else ENV_CHECKS
 
 
-def check_manifest(facts: EnvFacts, signed: tuple[Path, Path] | None = None) -> list[Finding]:
-    """The install manifest check; ``signed`` = (manifest, pinned public key), default the
-    layout's own files beside the private library."""
-    doc, key = signed or (facts.manifest_path, facts.manifest_key_path)
+Signed = tuple[Path | None, Path | None]
+"""(install manifest, pinned public key); None for either: the layout's own, beside the
+private library."""
+
+
+def check_manifest(facts: EnvFacts, signed: Signed | None = None) -> list[Finding]:
+    """The install manifest check, against ``signed`` or the layout's own files."""
+    doc = (signed and signed[0]) or facts.manifest_path
+    key = (signed and signed[1]) or facts.manifest_key_path
     try:
         data = doc.read_bytes()
     except OSError as exc:
@@ -54,7 +59,7 @@ def analyse(
     checks: Sequence[str] | None = None,
     project: Sequence[str] = (lock.PROJECT,),
     wheels: Path | None = None,
-    signed_manifest: tuple[Path, Path] | None = None,
+    signed_manifest: Signed | None = None,
 ) -> list[Finding]:
     """The checks over gathered facts (reads only the policy, lock, manifest and wheel files).
 
@@ -85,7 +90,7 @@ def run(
     checks: Sequence[str] | None = None,
     project: Sequence[str] = (lock.PROJECT,),
     wheels: Path | None = None,
-    signed_manifest: tuple[Path, Path] | None = None,
+    signed_manifest: Signed | None = None,
 ) -> Report:
     """Audit ``target_python``'s environment. Raises ``VerifyError`` if it cannot run at all.
 

@@ -192,7 +192,7 @@ def audit(
     checks: Sequence[str] = ("pth", "lock") if bound else selfcheck.env_checks(facts)
     signed = None
     if not bound and settings.manifest is not None:
-        signed = (settings.manifest, settings.manifest_key or facts.manifest_key_path)
+        signed = (settings.manifest, settings.manifest_key)
     return results + selfcheck.analyse(
         facts,
         settings.locks,
