@@ -35,9 +35,12 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.support.installs import Installed, copy, image_config, start_commands
 from tests.verify.wheels import build_wheel, sha256_file
+from verify import manifest
 
 pytestmark = pytest.mark.slow
 ADMIN_KEY = "sga-" + "a" * 40
@@ -65,13 +68,18 @@ def serve_env(config: Path, data: Path, port: int) -> dict[str, str]:
 
 
 def assert_every_start_refuses(
-    target: Installed, tmp: Path, named: list[Path], marker: Path, lock: Path | None = None
+    target: Installed,
+    tmp: Path,
+    named: list[Path],
+    marker: Path,
+    lock: Path | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> None:
     config = image_config(target, tmp, lock)
     for how, command in start_commands(target).items():
         done = subprocess.run(
             command,
-            env=serve_env(config, tmp / "data", free_port()),
+            env=serve_env(config, tmp / "data", free_port()) | (extra_env or {}),
             cwd=tmp,
             capture_output=True,
             text=True,
@@ -405,6 +413,43 @@ def test_poisoned_bytecode_of_the_check_s_own_modules_is_never_loaded_and_is_ref
     assert_every_start_refuses(target, tmp_path, [pyc], marker)
     runs(target, "import verify.facts")
     assert marker.read_text() == "pwned"  # a normal import would have run it
+
+
+def test_a_manifest_re_signed_in_place_is_refused_when_its_key_is_pinned_outside(
+    target: Installed, tmp_path: Path
+) -> None:
+    """Whoever can write the venv can also re-sign its manifest with a key of their own and put
+    that key's public half beside it: the limit docs/verify.md names. Pinning the public key
+    outside the venv (SEALGATE_VERIFY_MANIFEST_KEY) is what stops it."""
+    marker = tmp_path / "marker"
+    pinned = tmp_path / "release.pub"
+    shutil.copy2(target.manifest_key, pinned)
+    module = target.deps / "yaml" / "__init__.py"
+    module.write_text(module.read_text() + "\n" + payload(marker) + "\n")
+    signed = target.venv / "lib" / "sealgate-manifest.json"
+    doc = json.loads(json.loads(signed.read_text())["payload"])
+    doc["files"][module.relative_to(target.venv).as_posix()][0] = sha256_file(module)
+    forged = ec.generate_private_key(ec.SECP256R1())
+    signed.write_bytes(
+        manifest.seal(doc, lambda data: forged.sign(data, ec.ECDSA(hashes.SHA256())))
+    )
+    target.manifest_key.write_bytes(
+        forged.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    pin = {"SEALGATE_VERIFY_MANIFEST_KEY": str(pinned)}
+    assert_every_start_refuses(target, tmp_path, [signed], marker, extra_env=pin)
+    # Without the pin the forgery passes: the key beside the manifest is the attacker's now.
+    env_check = [str(target.venv / "bin" / "sealgate"), "verify", "env"]
+    env_check += ["--lock", str(target.src / "requirements.lock")]
+    inside = subprocess.run(
+        [*env_check, "--policies", str(target.src / "policies")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert inside.returncode == 0, inside.stdout
 
 
 # -- and the clean environment ----------------------------------------------------------------
