@@ -122,7 +122,7 @@ def launch(argv: list[str]) -> int:
     try:
         verdict = check(argv, stdlib_path, trust_bytecode)
     except Refused as exc:
-        sys.stderr.write(f"sealgate: {exc}\n".replace("\n\n", "\n"))
+        sys.stderr.write(f"sealgate: {str(exc).rstrip()}\n")
         sys.stderr.flush()
         return exc.code
     finally:
@@ -173,10 +173,6 @@ def check(argv: list[str], stdlib_path: list[str], trust_bytecode: Callable[[], 
             binding = startup.bind(facts) if facts.bound_layout else []
         elif facts is None:
             facts = gather(sys.executable, base_path=stdlib_path)
-        if settings.policy_key is not None:
-            signed = startup.audit_policies(settings)
-            if startup.problems(signed) and settings.mode == "enforce":
-                raise Refused(EXIT_REFUSED, startup.refusal(signed, "the policy bundle"))
         found = binding + startup.audit(facts, settings, bound=facts.bound_layout)
     except startup.VerifyError as exc:
         if settings.mode == "enforce":
@@ -191,7 +187,9 @@ def check(argv: list[str], stdlib_path: list[str], trust_bytecode: Callable[[], 
         target_python=settings.target_python,
     )
     if verdict.refused:
-        raise Refused(EXIT_REFUSED, startup.refusal(found, "the integrity self-check"))
+        signed = startup.problems(startup.policy_bundle_results(found))
+        what = "the policy bundle" if signed else "the integrity self-check"
+        raise Refused(EXIT_REFUSED, startup.refusal(signed or found, what))
     return verdict
 
 

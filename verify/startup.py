@@ -168,11 +168,10 @@ def bind(
     return manifest.check(facts, doc, pem, key_name=str(key))
 
 
-def audit(
-    facts: EnvFacts | None, settings: Settings, bound: bool, policies_only: bool = False
-) -> list[Finding]:
-    """Stage two: the policy bundle (when a key is pinned), start-up hooks and the lock, plus
-    RECORD files when stage one had no manifest to bind against."""
+def audit(facts: EnvFacts, settings: Settings, bound: bool) -> list[Finding]:
+    """Stage two: the policy bundle (when a key is pinned: first, and alone when it fails in
+    enforce mode, so that no policy is read), start-up hooks and the lock, plus RECORD files
+    when stage one had no manifest to bind against."""
     from verify import policy_bundle, selfcheck
 
     results: list[Finding] = []
@@ -185,10 +184,8 @@ def audit(
             results.append(
                 finding(policy_bundle.CHECK, where, Severity.CRITICAL, why, policy_bundle.REMEDY)
             )
-        if policies_only or (problems(results) and settings.mode == "enforce"):
+        if problems(results) and settings.mode == "enforce":
             return results  # the policies are not read when their signature fails
-    if facts is None:
-        return results
     checks: Sequence[str] = ("pth", "lock") if bound else selfcheck.env_checks(facts)
     signed = None
     if not bound and settings.manifest is not None:
@@ -203,9 +200,10 @@ def audit(
     )
 
 
-def audit_policies(settings: Settings) -> list[Finding]:
-    """The policy bundle alone (the launcher refuses on it before any policy is read)."""
-    return audit(None, settings, bound=False, policies_only=True)
+def policy_bundle_results(findings: Sequence[Finding]) -> list[Finding]:
+    from verify import policy_bundle
+
+    return [f for f in findings if f.check == policy_bundle.CHECK]
 
 
 def problems(findings: Sequence[Finding]) -> list[Finding]:
