@@ -203,7 +203,7 @@ def settings_for(argv: list[str], env_mode: str | None) -> Settings:
     gateway validates the whole config again, strictly, once it is imported."""
     import yaml
 
-    from verify.startup import MODES, Settings
+    from verify.startup import MODES, Settings, manifest_override
 
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--config", default=os.environ.get("SEALGATE_CONFIG"))
@@ -231,11 +231,14 @@ def settings_for(argv: list[str], env_mode: str | None) -> Settings:
     for name, value in (("policies_dir", policies), ("policy_key", key)):
         if value is not None and not isinstance(value, str):
             raise _config_error(source, name, "expected a path")
+    manifest, manifest_key = manifest_override()
     return Settings(
         mode=str(mode),
         locks=tuple(Path(p) for p in locks),
         policies_dir=Path(policies or os.path.join(PROJECT_ROOT, "policies")),
         policy_key=Path(key) if key else None,
+        manifest=manifest,
+        manifest_key=manifest_key,
         target_python=os.environ.get(TARGET_ENV) or None,
     )
 

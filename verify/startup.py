@@ -7,9 +7,9 @@ two stages, so that the verifier never imports code it has not yet verified:
 1. ``bind`` imports only the modules of ``TRUSTED_BASE`` (loaded from their source files: the
    launchers keep the project's bytecode out until this stage has compared it, see
    ``source_only`` in ``gateway/boot.py`` and ``verify/__main__.py``): it gathers the facts in
-   process, verifies the install manifest's
-   signature with ``verify.p256`` and compares every file in the site directories and the
-   private library with it. Nothing from the environment has run yet.
+   process, verifies the install manifest's signature with ``verify.p256`` and compares every
+   file in the site directories and the private library with it. Nothing from the
+   environment has run yet.
 2. ``audit`` imports the rest of ``verify`` (which stage one has just proved unchanged, in
    Sealgate's layout) and runs the policy bundle, ``.pth``/hook and lock checks.
 
@@ -221,11 +221,16 @@ def text(findings: Sequence[Finding]) -> str:
 
 def refusal(findings: Sequence[Finding], what: str) -> str:
     """The launcher's message when ``what`` failed in enforce mode."""
-    head = {
-        "the install manifest": "the installed files do not match the signed install manifest",
-        "the policy bundle": "the policy bundle does not verify",
-    }.get(what, "integrity self-check found problems")
-    return f"{head}; refusing to start (verify.mode: enforce)\n" + text(findings)
+    if what == "the install manifest":
+        head = (
+            "the installed files do not match the signed install manifest; refusing to start "
+            f"({MODE_ENV} is enforce or unset: this is decided before the config is read)"
+        )
+    elif what == "the policy bundle":
+        head = "the policy bundle does not verify; refusing to start (verify.mode: enforce)"
+    else:
+        head = "integrity self-check found problems; refusing to start (verify.mode: enforce)"
+    return head + "\n" + text(findings)
 
 
 def clock() -> float:
@@ -238,8 +243,7 @@ def run_verifier(
     """``sealgate verify`` / ``python -m verify`` in a launcher: in Sealgate's layout, stage one
     binds the environment the verifier itself runs from before the rest of ``verify`` is
     imported; a failure is reported (stdout, exit 1) without importing anything else."""
-    args = tuple(a for a in argv if not a.startswith("-"))
-    if own_layout().bound and args[:2] not in UNBOUND_COMMANDS:
+    if own_layout().bound and tuple(argv[:2]) not in UNBOUND_COMMANDS:
         facts = gather(sys.executable, base_path=stdlib_path)
         binding = bind(facts, *manifest_override())
         if problems(binding):
