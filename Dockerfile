@@ -1,7 +1,10 @@
 # Sealgate's hardened image. Two stages: the build stage installs from the hash-locked files into a
-# venv and runs the verifier (the build fails on any finding); the final stage carries only that
-# venv, the runtime lock and the policies, runs as a fixed non-root UID, and has no pip,
-# setuptools or compiler.
+# venv in Sealgate's install layout (the project in site-packages, the locked dependencies in a
+# private library no interpreter start processes, every file bound by a signed install manifest)
+# and runs the verifier (the build fails on any finding); the final stage carries only that venv,
+# the runtime lock and the policies, runs as a fixed non-root UID, and has no pip, setuptools or
+# compiler. Every start goes through the isolated launcher (ENTRYPOINT): the check runs before
+# anything of the venv is imported.
 #
 # No '# syntax=' directive: it would make BuildKit pull a frontend image at build time, outside
 # the pins below; the builder's own frontend reads everything this file uses.
@@ -12,14 +15,20 @@
 # this machine (no registry access). Dependabot (docker ecosystem) proposes newer digests.
 
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS build
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_INPUT=1 PIP_NO_CACHE_DIR=1
 WORKDIR /src
 COPY pyproject.toml README.md requirements.lock requirements-build.lock ./
 COPY gateway/ gateway/
 COPY verify/ verify/
 COPY policies/ policies/
 COPY docker/ docker/
-RUN SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 docker/install.sh
+# The install manifest is signed with the release key when the build is given it as a BuildKit
+# secret (docker build --secret id=manifest_key,src=release-manifest-key.pem): operators can then
+# pin its public half outside the image. Without the secret, a key made in this step signs it and
+# is never written: only its public half ships, and the image's own signature is the anchor.
+RUN --mount=type=secret,id=manifest_key \
+    SEALGATE_VENV=/opt/sealgate SEALGATE_SRC=/src PYTHON=python3 \
+    SEALGATE_MANIFEST_KEY_FILE=/run/secrets/manifest_key docker/install.sh
 
 FROM python:3.11.14-slim-bookworm@sha256:65a93d69fa75478d554f4ad27c85c1e69fa184956261b4301ebaf6dbb0a3543d AS final
 # The base image's own installer goes too: the venv does not see it, but nothing should find it.
@@ -44,15 +53,18 @@ ENV PATH=/opt/sealgate/bin:$PATH \
     SEALGATE_DATA_DIR=/var/lib/sealgate \
     SEALGATE_HOST=0.0.0.0 \
     SEALGATE_PORT=4000
-# The image as it ships, checked once more after the copy: the venv is exactly the runtime lock
-# plus the project, no start-up hook, every file as its RECORD says. A finding fails the build.
-RUN ["/opt/sealgate/bin/sealgate", "verify", "env", "--lock", "/etc/sealgate/requirements.lock", "--policies", "/etc/sealgate/policies"]
+# The image as it ships, checked once more after the copy, by the isolated launcher: every file as
+# the signed install manifest says, no start-up hook, exactly the runtime lock. A finding fails
+# the build.
+RUN ["/opt/sealgate/bin/python", "-I", "-S", "-B", "/opt/sealgate/lib/python3.11/site-packages/gateway/boot.py", "verify", "env", "--lock", "/etc/sealgate/requirements.lock", "--policies", "/etc/sealgate/policies"]
 # Run with --read-only: the only writable place is this volume (SQLite, when no PostgreSQL).
 # The admin credential comes from a mounted secret: SEALGATE_ADMIN_KEY_FILE=/run/secrets/...
 VOLUME ["/var/lib/sealgate"]
 USER 10001:10001
 EXPOSE 4000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/opt/sealgate/bin/python", "-I", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:4000/health/live', timeout=4)"]
-ENTRYPOINT ["/opt/sealgate/bin/sealgate"]
+  CMD ["/opt/sealgate/bin/python", "-I", "-S", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:4000/health/live', timeout=4)"]
+# The launcher itself is the entrypoint: the first interpreter runs isolated (-I -S -B), checks,
+# and only then imports the gateway (gateway/boot.py). `docker run IMAGE verify env ...` works too.
+ENTRYPOINT ["/opt/sealgate/bin/python", "-I", "-S", "-B", "/opt/sealgate/lib/python3.11/site-packages/gateway/boot.py"]
 CMD ["serve"]

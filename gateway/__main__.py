@@ -1,5 +1,5 @@
-import sys
+"""``python -m gateway ...``: re-executes into the isolated launcher (gateway/boot.py)."""
 
-from gateway.cli import main
+from gateway.boot import main
 
-sys.exit(main())
+main()

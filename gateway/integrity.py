@@ -1,12 +1,13 @@
-"""The start-up integrity self-check and its periodic re-check (DESIGN.md invariant 6).
+"""The start-up integrity self-check and its watch after start-up (DESIGN.md invariant 6).
 
-Before the gateway accepts traffic, ``verify`` audits this interpreter's environment from a
-separate ``-I -S`` process: start-up hooks, RECORD integrity, lock conformance. In ``enforce``
-mode (the default) any finding refuses start-up; in ``warn`` it is logged and shown on
-``/health/ready``; ``off`` skips it (and says so there). Afterwards a cheap re-check compares the
-site directories with the state captured before the check; a new ``.pth`` or a changed file
-raises an alarm: a log line, the ``sealgate_integrity_clean`` metric at 0, and, in enforce mode,
-readiness false.
+The check runs in the launcher (``gateway/boot.py``), before this module is imported, in an
+isolated interpreter; ``check`` adopts its verdict (``verify.startup.current()``). In
+``enforce`` mode (the default) any finding has already refused start-up; in ``warn`` it is
+logged here and shown on ``/health/ready``; ``off`` skips it (and says so there). Afterwards the
+watch (``verify.watch``) compares the import roots with what the check saw: a new ``.pth`` or a
+changed file raises an alarm: a log line naming the file, the ``sealgate_integrity_clean``
+metric at 0, and, in enforce mode, readiness false. Without a verdict (the gateway imported
+without the launcher) the check runs here as before.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import anyio.to_thread
 
 from gateway.config import Verify
 from gateway.metrics import METRICS
-from verify import policy_bundle, render, selfcheck
+from verify import policy_bundle, render, selfcheck, startup
+from verify import watch as file_watch
 from verify.findings import Finding, Report, Severity, VerifyError, finding
 
 log = logging.getLogger("sealgate.integrity")
@@ -47,12 +49,16 @@ class Integrity:
     interval: float
     baseline: selfcheck.Baseline | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    watcher: file_watch.Watch | None = None
 
     def readiness(self) -> dict[str, Any]:
         return self.state
 
     async def watch(self) -> None:
-        """Re-check every ``interval`` seconds until cancelled."""
+        """Watch the import roots (or re-check every ``interval`` seconds) until cancelled."""
+        if self.watcher is not None and self.interval > 0:
+            await file_watch.run(self.watcher, self.interval, self._changed)
+            return
         if self.baseline is None or self.interval <= 0:
             return
         while True:
@@ -65,6 +71,9 @@ class Integrity:
                 continue
             if changes:
                 self._alarm(changes, reason="the environment changed after start-up")
+
+    def _changed(self, changes: list[Finding]) -> None:
+        self._alarm(changes, reason="the environment changed after start-up")
 
     def _alarm(self, changes: list[Finding], reason: str) -> None:
         CLEAN[()] = 0
@@ -120,8 +129,50 @@ def check_policy_bundle(settings: Verify) -> dict[str, Any]:
     return {"ok": report.clean or settings.mode != "enforce", "signed": report.clean}
 
 
+def adopt(verdict: startup.Verdict, interval: float) -> Integrity:
+    """The launcher's verdict as readiness, metric and log lines; the watch starts from the
+    facts the check saw (every file's hash and the stamp taken before it was hashed)."""
+    integrity = Integrity(verdict.mode, interval)
+    if verdict.mode == "off":
+        integrity.state = {"ok": True, "mode": "off", "clean": None}
+        return integrity
+    if verdict.error is not None:
+        log.error("integrity self-check could not run", extra={"sg_reason": verdict.error})
+        CLEAN[()] = 0
+        integrity.state = {"ok": True, "mode": "warn", "clean": False, "error": "could not run"}
+        return integrity
+    report = verdict.report
+    CLEAN[()] = 1 if report.clean else 0
+    integrity.state = {
+        "ok": report.clean or verdict.mode != "enforce",
+        "mode": verdict.mode,
+        "clean": report.clean,
+        "findings": len(report.problems),
+        "seconds": round(report.elapsed, 3),
+        "bound": verdict.bound,
+    }
+    for problem in report.problems:
+        log.error(
+            "integrity finding",
+            extra={
+                "sg_check": problem.check,
+                "sg_subject": problem.subject,
+                "sg_reason": problem.reason,
+            },
+        )
+    if report.clean:
+        log.info("integrity self-check clean", extra={"sg_seconds": round(report.elapsed, 3)})
+    if verdict.facts is not None:
+        facts = verdict.facts
+        integrity.watcher = file_watch.Watch(selfcheck.tree(facts, hashes=facts.files))
+    return integrity
+
+
 def check(settings: Verify) -> Integrity:
     """Run the self-check as the config says; raise StartupRefused in enforce mode on findings."""
+    verdict = startup.current()
+    if verdict is not None:
+        return adopt(verdict, settings.interval_seconds)
     integrity = Integrity(settings.mode, settings.interval_seconds)
     if settings.mode == "off":
         integrity.state = {"ok": True, "mode": "off", "clean": None}

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.installs import Installed, install
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +32,12 @@ def anyio_backend() -> str:
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """Sealgate installed once per session by docker/install.sh (the image's build stage and
+    `make run`), with no release key: the manifest is signed by a key made for the install."""
+    base, done = install(tmp_path_factory.mktemp("installed"))
+    assert done.returncode == 0, done.stderr[-4000:]
+    return base

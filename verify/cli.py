@@ -76,14 +76,14 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--manifest",
         default=_env("MANIFEST"),
-        help="signed install manifest from 'verify manifest create': also check it "
-        "(needs --manifest-key; env SEALGATE_VERIFY_MANIFEST)",
+        help="signed install manifest from 'verify manifest create' (default in Sealgate's "
+        "layout: lib/sealgate-manifest.json of the venv; env SEALGATE_VERIFY_MANIFEST)",
     )
     parser.add_argument(
         "--manifest-key",
         default=_env("MANIFEST_KEY"),
-        help="pinned ECDSA P-256 public key (PEM) of the manifest "
-        "(env SEALGATE_VERIFY_MANIFEST_KEY)",
+        help="pinned ECDSA P-256 public key (PEM) of the manifest (default in Sealgate's "
+        "layout: lib/sealgate-manifest.pub of the venv; env SEALGATE_VERIFY_MANIFEST_KEY)",
     )
     parser.add_argument(
         "--project",
@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, text in (
-        ("env", "all environment checks: pth + record + lock (+ wheelhouse with --wheelhouse)"),
+        (
+            "env",
+            "all environment checks: pth + lock, and manifest (Sealgate's install layout) or "
+            "record (any other); + wheelhouse with --wheelhouse",
+        ),
         ("pth", ".pth files and sitecustomize/usercustomize against the allowlist"),
         ("record", "every installed file against its distribution's RECORD; unowned files"),
         ("lock", "installed distributions and versions equal the lock"),
@@ -116,17 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _environment(args: argparse.Namespace) -> Report:
-    checks = selfcheck.ENV_CHECKS if args.command == "env" else (args.command,)
+    checks = None if args.command == "env" else (args.command,)
     locks = [Path(p) for p in (args.lock or _env_list("LOCKS", DEFAULT_LOCKS))]
     project = (args.project,) if args.project else ()
     wheels = Path(args.wheelhouse) if args.wheelhouse else None
     if wheels is not None and not wheels.is_dir():
         raise VerifyError(f"wheelhouse {wheels} is not a directory")
     signed = None
-    if args.manifest or args.manifest_key:
-        if not (args.manifest and args.manifest_key):
-            raise VerifyError("--manifest and --manifest-key go together")
-        signed = (Path(args.manifest), Path(args.manifest_key))
+    if args.manifest or args.manifest_key:  # either alone: the other is the layout's own
+        signed = (
+            Path(args.manifest) if args.manifest else None,
+            Path(args.manifest_key) if args.manifest_key else None,
+        )
     return selfcheck.run(
         args.target_python, locks, Path(args.policies), checks, project, wheels, signed
     )

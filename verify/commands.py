@@ -1,5 +1,8 @@
-"""Subcommands that verify artifacts rather than the environment: ``signature``, ``vulns``,
-``wheelhouse``. Each parser sets ``run``: parsed arguments -> list of findings.
+"""Subcommands beside the environment checks: ``manifest``, ``vulns``, ``signature``. Each
+parser sets ``run``: parsed arguments -> list of findings.
+
+The keyless signature checks and manifest signing need ``sigstore`` / ``cryptography``: they
+import them when they run (``verify.startup.import_dependencies``), never at import time.
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from verify import lockfile, manifest, signatures, vulns
+from verify import lockfile, manifest, signatures, startup, vulns
 from verify.facts import gather
-from verify.findings import Finding, VerifyError
+from verify.findings import Finding, VerifyError, ok
 from verify.policies import load_signers
 
 Common = Callable[[argparse.ArgumentParser], None]
@@ -54,6 +57,7 @@ def run_signature(args: argparse.Namespace) -> list[Finding]:
         if args.bundle:
             return [signatures.cosign_keyed_bundle(subject, artifact, _read(args.bundle), key)]
         raise VerifyError("--key needs --signature or --bundle")
+    startup.import_dependencies()
     who = _identity(args)
     if args.certificate:
         if not args.signature:
@@ -84,28 +88,74 @@ def _project(args: argparse.Namespace) -> tuple[str, ...]:
     return (args.project,) if args.project else ()
 
 
-def run_manifest_create(args: argparse.Namespace) -> list[Finding]:
-    facts = gather(args.target_python)
-    pins = lockfile.applicable(lockfile.load(Path(p) for p in args.lock), facts.markers)
-    signed = manifest.create(facts, pins, Path(args.wheelhouse), _read(args.key), _project(args))
+Signer = Callable[[bytes], bytes]
+
+
+def _signer(args: argparse.Namespace) -> tuple[Signer, bytes]:
+    """(sign, public key PEM): the release key from --key, or a key made here and forgotten."""
+    startup.import_dependencies()
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if args.ephemeral_key:
+        key = ec.generate_private_key(ec.SECP256R1())
+    else:
+        try:
+            loaded = serialization.load_pem_private_key(_read(args.key), password=None)
+        except (ValueError, TypeError) as exc:
+            raise VerifyError(f"manifest signing key: {exc}") from exc
+        if not isinstance(loaded, ec.EllipticCurvePrivateKey) or loaded.curve.name != "secp256r1":
+            raise VerifyError("manifest signing key must be an ECDSA P-256 private key")
+        key = loaded
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    def sign(data: bytes) -> bytes:
+        return key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+    return sign, public
+
+
+def _write(path: Path, data: bytes) -> None:
     try:
-        Path(args.out).write_bytes(signed)
+        path.write_bytes(data)
     except OSError as exc:
-        raise VerifyError(f"cannot write {args.out}: {exc.strerror}") from exc
-    return []
+        raise VerifyError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+def run_manifest_create(args: argparse.Namespace) -> list[Finding]:
+    if bool(args.key) == bool(args.ephemeral_key):
+        raise VerifyError("give --key (the release key) or --ephemeral-key, not both")
+    facts = gather(args.target_python, hash_all=True)
+    pins = lockfile.applicable(lockfile.load(Path(p) for p in args.lock), facts.markers)
+    # Bind first, with the standard library alone; only then import the signer.
+    doc = manifest.bind(facts, pins, Path(args.wheelhouse), _project(args))
+    sign, public = _signer(args)
+    out = Path(args.out) if args.out else facts.manifest_path
+    _write(out, manifest.seal(doc, sign))
+    key_out = Path(args.public_key_out) if args.public_key_out else None
+    if key_out is None and args.ephemeral_key:
+        key_out = facts.manifest_key_path
+    if key_out is not None:
+        _write(key_out, public)
+    count = len(doc["files"])
+    return [ok(manifest.CHECK, str(out), f"{count} files bound and signed")]
 
 
 def run_manifest_check(args: argparse.Namespace) -> list[Finding]:
-    facts = gather(args.target_python)
-    return manifest.check(facts, _read(args.manifest), _read(args.key), _project(args))
+    facts = gather(args.target_python, hash_all=True)
+    return manifest.check(facts, _read(args.manifest), _read(args.key), key_name=args.key)
 
 
 def _manifest_parsers(sub: Any, common: Common, env: Env) -> None:
     text = "signed install manifest: create at build time (with the wheelhouse), check at start"
     m = sub.add_parser("manifest", help=text, description=text)
     msub = m.add_subparsers(dest="manifest_command", required=True, metavar="ACTION")
-    create = msub.add_parser("create", help="bind the installed set to the locked wheels; sign")
-    check = msub.add_parser("check", help="verify the signature and every installed RECORD")
+    create = msub.add_parser(
+        "create", help="bind every installed file to the locked wheels (install time); sign"
+    )
+    check = msub.add_parser("check", help="verify the signature and every installed file")
     for p in (create, check):
         p.add_argument(
             "--target-python",
@@ -115,13 +165,25 @@ def _manifest_parsers(sub: Any, common: Common, env: Env) -> None:
         p.add_argument(
             "--project",
             default=env("PROJECT", "sealgate"),
-            help="distribution left out (the project itself); env SEALGATE_VERIFY_PROJECT",
+            help="the project's own distribution, bound to its wheel in the wheelhouse rather "
+            "than to a lock pin (env SEALGATE_VERIFY_PROJECT; default sealgate)",
         )
         common(p)
     create.add_argument("--lock", action="append", default=None, help="lock file, repeatable")
-    create.add_argument("--wheelhouse", required=True, help="the wheels installed from")
-    create.add_argument("--key", required=True, help="ECDSA P-256 private key (PEM, PKCS#8)")
-    create.add_argument("--out", required=True, help="manifest file to write")
+    create.add_argument(
+        "--wheelhouse", required=True, help="the wheels installed from, the project's included"
+    )
+    create.add_argument("--key", help="ECDSA P-256 private key (PEM, PKCS#8): the release key")
+    create.add_argument(
+        "--ephemeral-key",
+        action="store_true",
+        help="sign with a key made for this run and never written; its public half goes to "
+        "--public-key-out (default: beside the manifest)",
+    )
+    create.add_argument(
+        "--out", help="manifest file to write (default: lib/sealgate-manifest.json in the venv)"
+    )
+    create.add_argument("--public-key-out", help="where to write the public key (PEM)")
     create.set_defaults(run=run_manifest_create, lock_env=True)
     check.add_argument(
         "--manifest",

@@ -1,7 +1,9 @@
 """Load the verifier's policy files from ``policies/``, strictly.
 
 Unknown keys, missing keys and wrong types are ``VerifyError``s that name the file, the key and
-what was expected: a policy that does not validate stops the run (fail closed).
+what was expected: a policy that does not validate stops the run (fail closed). The files are
+read with ``verify.yamlsubset`` (standard library only), not PyYAML: the environment checks must
+not import code from the environment they check.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from verify import yamlsubset
 from verify.findings import VerifyError
 
 PTH_ALLOWLIST = "pth-allowlist.yaml"
@@ -53,11 +54,13 @@ class Signer:
 
 def _load(path: Path) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yamlsubset.load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise VerifyError(f"cannot read policy {path}: {exc.strerror}") from exc
-    except yaml.YAMLError as exc:
-        raise VerifyError(f"policy {path} is not valid YAML: {exc}") from exc
+    except (yamlsubset.YamlError, UnicodeDecodeError) as exc:
+        raise VerifyError(
+            f"policy {path} is not valid YAML of the supported subset: {exc}"
+        ) from exc
 
 
 def _mapping(value: Any, where: str, keys: set[str], required: set[str]) -> dict[str, Any]:

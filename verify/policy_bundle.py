@@ -20,10 +20,7 @@ import json
 import sys
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
+from verify import p256
 from verify.findings import Finding, Report, Severity, VerifyError, finding, ok
 from verify.render import render
 
@@ -52,6 +49,11 @@ def manifest_bytes(directory: Path) -> bytes:
 
 
 def sign(directory: Path, private_key_pem: bytes) -> None:
+    # Signing needs a real implementation (nonces, constant time): cryptography, imported here
+    # only, so checking a bundle (at start-up) never loads it.
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
     key = serialization.load_pem_private_key(private_key_pem, password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
         raise VerifyError("the signing key must be an ECDSA P-256 private key (PEM)")
@@ -67,11 +69,11 @@ def _bad(subject: str, reason: str) -> Finding:
 
 def check(directory: Path, public_key_pem: bytes) -> list[Finding]:
     try:
-        key = serialization.load_pem_public_key(public_key_pem)
-    except ValueError as exc:
-        raise VerifyError(f"cannot load the policy public key: {exc}") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise VerifyError("the policy public key must be an ECDSA P-256 key (PEM)")
+        key = p256.load_pem_public_key(public_key_pem)
+    except p256.InvalidKey as exc:
+        raise VerifyError(
+            f"the policy public key must be an ECDSA P-256 key (PEM): {exc}"
+        ) from None
     try:
         manifest = (directory / MANIFEST).read_bytes()
         signature = base64.b64decode((directory / SIGNATURE).read_bytes().strip(), validate=True)
@@ -79,9 +81,7 @@ def check(directory: Path, public_key_pem: bytes) -> list[Finding]:
         return [
             _bad(str(directory), f"no readable signed manifest ({MANIFEST} + {SIGNATURE}): {exc}")
         ]
-    try:
-        key.verify(signature, manifest, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+    if not p256.verify(key, signature, manifest):
         return [_bad(MANIFEST, "the manifest's signature does not verify with the pinned key")]
     try:
         listed = json.loads(manifest)["files"]

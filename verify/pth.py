@@ -5,6 +5,11 @@ Python's ``site`` module executes every line of a ``.pth`` file that starts with
 (the distribution whose RECORD lists it), whether it executes code, and its name, owner and
 sha256 against ``policies/pth-allowlist.yaml``. Being listed in a RECORD proves nothing about
 intent: the malicious release listed its own ``.pth``; only the allowlist hash accepts a file.
+
+In Sealgate's install layout the dependencies live in a private library that no interpreter
+start processes, so a ``.pth`` or ``sitecustomize`` shipped there never runs. It is still a
+finding, said to be inert: a dependency that ships a start-up hook is one to look at before it
+is locked again.
 """
 
 from __future__ import annotations
@@ -80,10 +85,15 @@ def odd_name(name: str, allowed: Iterable[str]) -> str | None:
     return None
 
 
-def check_pth(pth: PthFile, owner: str | None, policy: PthPolicy) -> Finding:
+INERT = "in the private library, which no start processes (inert here)"
+
+
+def check_pth(pth: PthFile, owner: str | None, policy: PthPolicy, inert: bool = False) -> Finding:
     content = pth.content or ""
     runs = executes(content)
     kind = "executes code (import line)" if runs else "adds paths only"
+    if inert:
+        kind += f"; {INERT}"
     allowed_names = [a.name for a in policy.pth]
     odd = odd_name(pth.name, allowed_names)
     if odd is not None:
@@ -118,23 +128,34 @@ def check_pth(pth: PthFile, owner: str | None, policy: PthPolicy) -> Finding:
     )
 
 
-def check_hook(hook: Hook, policy: PthPolicy) -> Finding:
+def check_hook(hook: Hook, policy: PthPolicy, inert: bool = False) -> Finding:
     for allowed in policy.hooks:
         if allowed.module == hook.module and allowed.sha256 == hook.sha256:
             return ok(CHECK, hook.path, f"allowlisted {hook.module} ({allowed.why})")
+    reason = f"{hook.module} runs on every interpreter start and is not on the allowlist"
+    if inert:
+        reason = f"{hook.module} shipped {INERT}; not on the allowlist"
     return finding(
         CHECK,
         hook.path,
         Severity.CRITICAL,
-        f"{hook.module} runs on every interpreter start and is not on the allowlist",
+        reason,
         f"remove {hook.path}; if it is legitimate, add it to policies/pth-allowlist.yaml hooks",
     )
 
 
+def _inert(facts: EnvFacts, path: str) -> bool:
+    private = facts.private_dir
+    return private is not None and os.path.normpath(path).startswith(private + os.sep)
+
+
 def run(facts: EnvFacts, policy: PthPolicy) -> list[Finding]:
     owned = owners(facts)
-    results = [check_pth(p, owned.get(os.path.normpath(p.path)), policy) for p in facts.pth]
-    results += [check_hook(h, policy) for h in facts.hooks]
+    results = [
+        check_pth(p, owned.get(os.path.normpath(p.path)), policy, _inert(facts, p.path))
+        for p in facts.pth
+    ]
+    results += [check_hook(h, policy, _inert(facts, h.path)) for h in facts.hooks]
     if not results:
         results.append(ok(CHECK, facts.prefix, "no .pth files and no customize hooks"))
     return results

@@ -104,7 +104,7 @@ def unowned(facts: EnvFacts, owned: Iterable[str]) -> list[Finding]:
     known = set(owned)
     results = []
     for path in sorted(facts.files):
-        if path in known or not any(path.startswith(d + os.sep) for d in facts.site_dirs):
+        if path in known or not any(path.startswith(d + os.sep) for d in facts.roots):
             continue
         source = bytecode_source(path)
         if source is not None and source in known:
@@ -114,7 +114,7 @@ def unowned(facts: EnvFacts, owned: Iterable[str]) -> list[Finding]:
                 CHECK,
                 path,
                 Severity.HIGH,
-                "file in site-packages that no distribution's RECORD owns",
+                "file on the import paths that no distribution's RECORD owns",
                 "remove it, or reinstall from the hash-locked files into a fresh environment",
             )
         )

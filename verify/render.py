@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from typing import Any
+from urllib.parse import quote
 
 from verify.findings import Finding, Report, Severity, Status
 
 FORMATS = ("text", "json", "sarif")
-SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+SARIF_SCHEMA = (
+    "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
+)
 _LEVEL = {
     Severity.CRITICAL: "error",
     Severity.HIGH: "error",
@@ -99,7 +102,11 @@ def sarif(report: Report) -> str:
 
 
 def _uri(subject: str) -> str:
-    return "file://" + subject if subject.startswith("/") else subject.split(" ", 1)[0]
+    """A valid URI for the subject: ``file://`` and the percent-encoded path (RFC 8089) for a
+    file, else the first word, percent-encoded, as a relative reference (a distribution)."""
+    if subject.startswith("/"):
+        return "file://" + quote(subject, safe="/")
+    return quote(subject.split(" ", 1)[0], safe="=+@,")
 
 
 def render(report: Report, fmt: str, verbose: bool = False) -> str:

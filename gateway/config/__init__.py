@@ -202,7 +202,7 @@ class Logging(Strict):
 
 class Verify(Strict):
     mode: Literal["enforce", "warn", "off"] = "enforce"
-    interval_seconds: float = Field(300.0, ge=0, le=86400)
+    interval_seconds: float = Field(5.0, ge=0, le=86400)
     locks: list[str] = []
     policies_dir: str | None = None
     policy_key: str | None = None  # PEM public key that must have signed policies/MANIFEST.json

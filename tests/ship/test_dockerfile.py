@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -16,12 +14,20 @@ from pathlib import Path
 import pytest
 
 from tests.ship.dockerfile_rules import check, instructions
+from tests.support.installs import Installed, image_command, image_config
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = (REPO / "Dockerfile").read_text()
 INSTALL = (REPO / "docker" / "install.sh").read_text()
 DIGEST = "sha256:" + "ab" * 32
 LIB = "/usr/local/lib/python3.11"
+LAUNCHER = [
+    "/opt/sealgate/bin/python",
+    "-I",
+    "-S",
+    "-B",
+    "/opt/sealgate/lib/python3.11/site-packages/gateway/boot.py",
+]
 
 GOOD = f"""\
 FROM python:3.11-slim@{DIGEST} AS build
@@ -47,15 +53,21 @@ def test_the_final_stage_verifies_the_copied_venv_against_the_shipped_lock_after
     final = items[max(i for i, item in enumerate(items) if item.keyword == "FROM") :]
     last_copy = max(i for i, item in enumerate(final) if item.keyword == "COPY")
     runs = [json.loads(item.args) for item in final[last_copy:] if item.keyword == "RUN"]
-    assert [
-        "/opt/sealgate/bin/sealgate",
-        "verify",
-        "env",
-        "--lock",
-        "/etc/sealgate/requirements.lock",
-        "--policies",
-        "/etc/sealgate/policies",
-    ] in runs
+    verify = ["verify", "env", "--lock", "/etc/sealgate/requirements.lock"]
+    assert [*LAUNCHER, *verify, "--policies", "/etc/sealgate/policies"] in runs
+
+
+def test_the_entrypoint_is_the_isolated_launcher_so_the_first_interpreter_checks() -> None:
+    items = instructions(DOCKERFILE)
+    [entrypoint] = [json.loads(i.args) for i in items if i.keyword == "ENTRYPOINT"]
+    [cmd] = [json.loads(i.args) for i in items if i.keyword == "CMD"]
+    assert (entrypoint, cmd) == (LAUNCHER, ["serve"])
+
+
+def test_the_install_step_can_sign_with_the_release_key_from_a_build_secret() -> None:
+    [build] = [i for i in instructions(DOCKERFILE) if "docker/install.sh" in i.args]
+    assert build.args.startswith("--mount=type=secret,id=manifest_key ")
+    assert "SEALGATE_MANIFEST_KEY_FILE=/run/secrets/manifest_key" in build.args
 
 
 def test_the_minimal_good_example_passes_so_each_counter_example_isolates_one_rule() -> None:
@@ -113,55 +125,36 @@ def test_a_continued_line_is_read_as_one_instruction() -> None:
 
 
 @pytest.mark.slow
-def test_install_script_builds_a_verified_venv_without_pip_that_serves_with_a_clean_self_check(
-    tmp_path: Path,
+def test_install_script_builds_the_install_layout_without_pip_that_serves_with_a_bound_check(
+    installed: Installed, tmp_path: Path
 ) -> None:
-    src = tmp_path / "src"
-    src.mkdir()
-    for name in ("pyproject.toml", "README.md", "requirements.lock", "requirements-build.lock"):
-        shutil.copy2(REPO / name, src / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("gateway", "verify", "policies", "docker"):
-        shutil.copytree(REPO / name, src / name, ignore=ignore)
-    venv = tmp_path / "venv"
-    env = {**os.environ, "SEALGATE_VENV": str(venv), "SEALGATE_SRC": str(src)}
-    env["PYTHON"] = sys._base_executable  # a real interpreter, not this test venv's
-    done = subprocess.run(
-        [str(src / "docker" / "install.sh")], env=env, capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.count("clean:") == 2  # verified before and after the installer was removed
+    venv = installed.venv
+    assert installed.site.is_dir() and installed.deps.is_dir()
+    assert sorted(p.name for p in installed.site.iterdir()) == [
+        "gateway",
+        "sealgate-0.1.0.dist-info",
+        "verify",
+    ]
+    everywhere = [*installed.site.iterdir(), *installed.deps.iterdir()]
+    names = {p.name.split("-")[0].lower() for p in everywhere if p.name.endswith(".dist-info")}
+    assert "pip" not in names and "setuptools" not in names and "fastapi" in names
+    assert not list(venv.glob("bin/pip*")) and not (installed.deps / "bin").exists()
+    assert not list(installed.site.glob("*.pth")) and not list(installed.deps.glob("*.pth"))
+    assert not (installed.src / "build").exists() and not list(installed.src.glob("*.egg-info"))
+    assert (venv / "lib" / "sealgate-manifest.json").is_file() and installed.manifest_key.is_file()
+    assert b"PRIVATE" not in b"".join(p.read_bytes() for p in venv.rglob("*.pem"))
+    # Every .py has its bytecode compiled at install, checked-hash (flags 0b11), in the manifest.
+    pyc = next((installed.site / "gateway" / "__pycache__").glob("serve.*.pyc")).read_bytes()
+    assert int.from_bytes(pyc[4:8], "little") == 0b11
 
     helped = subprocess.run(
         [str(venv / "bin" / "sealgate"), "--help"], capture_output=True, text=True
     )
     assert helped.returncode == 0 and "serve" in helped.stdout
-    listed = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-I",
-            "-c",
-            "import importlib.metadata as m; "
-            "print(sorted(d.metadata['Name'].lower() for d in m.distributions()))",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert "'pip'" not in listed and "'setuptools'" not in listed and "'sealgate'" in listed
-    assert not list(venv.glob("bin/pip*"))
-    assert not list(venv.glob("lib/python*/site-packages/*.pth"))
-    assert not (src / "build").exists()
 
     # The image's run-time layout: locks and policies outside site-packages, found through the
-    # image's config; the stripped venv passes the enforce-mode self-check and serves health.
-    config = tmp_path / "config.yaml"
-    config.write_text(
-        (REPO / "docker" / "config.yaml")
-        .read_text()
-        .replace("/etc/sealgate/requirements.lock", str(src / "requirements.lock"))
-        .replace("/etc/sealgate/policies", str(src / "policies"))
-    )
+    # image's config; the image's own command line serves with a clean, bound check.
+    config = image_config(installed, tmp_path)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -170,12 +163,13 @@ def test_install_script_builds_a_verified_venv_without_pip_that_serves_with_a_cl
         "SEALGATE_CONFIG": str(config),
         "SEALGATE_DATA_DIR": str(tmp_path / "data"),
         "SEALGATE_PORT": str(port),
+        "SEALGATE_HOST": "127.0.0.1",
         "SEALGATE_ADMIN_KEY": "sga-" + "t" * 40,
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
         server = subprocess.Popen(
-            [str(venv / "bin" / "sealgate"), "serve"],
+            image_command(installed),
             env=serve_env,
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
@@ -185,11 +179,12 @@ def test_install_script_builds_a_verified_venv_without_pip_that_serves_with_a_cl
             ready = _wait_json(f"http://127.0.0.1:{port}/health/ready", server, log)
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            assert server.wait(timeout=30) == 0
     assert ready["checks"]["integrity"] == ready["checks"]["integrity"] | {
         "ok": True,
         "mode": "enforce",
         "clean": True,
+        "bound": True,
     }
 
 

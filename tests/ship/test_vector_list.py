@@ -1,9 +1,10 @@
 """The list from which a GitHub runner rebuilds the sigstore test vectors stays true.
 
-On the development machines the vectors are in ../shared/vectors/sigstore; a GitHub runner has no
-such directory, so ci.yml checks out sigstore-python at a pinned commit and
+The vectors the tests use are committed in tests/assets/sigstore (with their provenance, licence
+and SHA256SUMS). ci.yml also checks out sigstore-python at a pinned commit and
 .github/scripts/sigstore-vectors.sh copies the files named in .github/sigstore-vectors.txt,
-refusing any whose sha256 differs.
+refusing any whose sha256 differs, and runs the tests against that copy: the committed files
+are the upstream ones, and the list names each with its sha256.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def listed() -> tuple[str, dict[str, str]]:
 
 
 def vectors_dir() -> Path:
-    default = REPO.parent / "shared" / "vectors" / "sigstore"
+    default = REPO / "tests" / "assets" / "sigstore"
     return Path(os.environ.get("SEALGATE_VECTORS", default))
 
 
@@ -46,6 +47,17 @@ def test_the_list_names_every_local_vector_with_its_sha256() -> None:
         digest, name = line.split(maxsplit=1)
         local[name.lstrip("*").removeprefix("./")] = digest
     assert listed()[1] == local
+
+
+def test_the_committed_vectors_are_exactly_the_listed_files_with_their_sha256() -> None:
+    committed = REPO / "tests" / "assets" / "sigstore"
+    paperwork = {"SHA256SUMS", "README.md", "LICENSE"}
+    found = {
+        p.relative_to(committed).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in committed.rglob("*")
+        if p.is_file() and p.name not in paperwork
+    }
+    assert found == listed()[1]
 
 
 def test_ci_checks_out_sigstore_python_at_the_listed_commit() -> None:

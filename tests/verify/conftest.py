@@ -11,8 +11,13 @@ POLICIES = REPO / "policies"
 DEV_LOCKS = [REPO / "requirements-dev.lock", REPO / "requirements-build.lock"]
 
 
+VECTORS = REPO / "tests" / "assets" / "sigstore"  # committed: see its README.md
+
+
 def vectors_dir() -> Path:
-    return Path(os.environ.get("SEALGATE_VECTORS", REPO.parent / "shared" / "vectors" / "sigstore"))
+    """The sigstore vectors: the committed copy, or SEALGATE_VECTORS (CI points it at a copy
+    rebuilt from sigstore-python at the pinned commit)."""
+    return Path(os.environ.get("SEALGATE_VECTORS", VECTORS))
 
 
 @pytest.fixture
