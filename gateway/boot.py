@@ -116,7 +116,7 @@ def launch(argv: list[str]) -> int:
     facts.set_stdlib_path(stdlib_path)
     if argv[:1] == ["verify"]:
         try:
-            return startup.run_verifier(argv[1:], stdlib_path, trust_bytecode)
+            return startup.run_verifier(argv[1:], stdlib_path, trust_bytecode, "sealgate verify")
         finally:
             trust_bytecode()
     try:

@@ -87,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _policy_check(directory: str | None) -> int:
-    from gateway.integrity import project_root
     from gateway.policy_files import check
+    from verify.policies import default_dir
 
-    problems = check(Path(directory) if directory else project_root() / "policies")
+    problems = check(Path(directory) if directory else default_dir())
     for problem in problems:
         print(problem)  # the result, on stdout; the summary is a log line, on stderr
     print(f"sealgate: policy check: {len(problems)} problem(s)", file=sys.stderr)
@@ -102,11 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     if args_list[:1] == ["verify"]:
         from verify.cli import main as verify_main
 
-        return verify_main(args_list[1:])
+        return verify_main(args_list[1:], prog="sealgate verify")
     if args_list[:1] == ["sbom"]:
         from verify.sbom import main as sbom_main
 
-        return sbom_main(args_list[1:])
+        return sbom_main(args_list[1:], prog="sealgate sbom")
     parser = build_parser()
     args = parser.parse_args(args_list)
     if args.command == "serve":

@@ -24,7 +24,7 @@ import anyio.to_thread
 
 from gateway.config import Verify
 from gateway.metrics import METRICS
-from verify import policy_bundle, render, selfcheck, startup
+from verify import policies, policy_bundle, render, selfcheck, startup
 from verify import watch as file_watch
 from verify.findings import Finding, Report, Severity, VerifyError, finding
 
@@ -93,7 +93,7 @@ class Integrity:
 
 def policies_dir(settings: Verify) -> Path:
     directory = settings.policies_dir
-    return Path(directory) if directory else project_root() / "policies"
+    return Path(directory) if directory else policies.default_dir()
 
 
 def check_policy_bundle(settings: Verify) -> dict[str, Any]:
@@ -182,11 +182,11 @@ def check(settings: Verify) -> Integrity:
         root / "requirements.lock",
         root / "requirements-build.lock",
     ]
-    policies = policies_dir(settings)
+    policy_dir = policies_dir(settings)
     target = os.environ.get(TARGET_ENV, sys.executable)
     try:
         integrity.baseline = selfcheck.Baseline.capture(target)
-        report = selfcheck.run(target, locks, policies)
+        report = selfcheck.run(target, locks, policy_dir)
     except VerifyError as exc:
         if settings.mode == "enforce":
             raise StartupRefused(f"integrity self-check could not run: {exc}") from None

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from verify import render, selfcheck
 from verify.findings import Finding, Report, VerifyError
+from verify.policies import default_dir
 
 DEFAULT_LOCKS = ("requirements.lock", "requirements-build.lock")
-DEFAULT_POLICIES = "policies"
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
@@ -63,8 +63,9 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--policies",
-        default=_env("POLICIES", DEFAULT_POLICIES),
-        help="policy directory (env SEALGATE_VERIFY_POLICIES; default ./policies)",
+        default=_env("POLICIES", str(default_dir())),
+        help="policy directory (env SEALGATE_VERIFY_POLICIES; default: policies/ beside the "
+        "project, as for sealgate serve)",
     )
     parser.add_argument(
         "--wheelhouse",
@@ -93,9 +94,9 @@ def _env_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "verify") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="verify",
+        prog=prog,
         description="Sealgate supply-chain verifier. Exit 0 clean, 1 findings, 2 usage or "
         "environment error. Report on stdout, logs on stderr.",
     )
@@ -147,8 +148,9 @@ def _log(message: str) -> None:
     sys.stderr.write(f"verify: {message}\n")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "verify") -> int:
+    """``prog``: how the usage lines name the command (``sealgate verify`` through sealgate)."""
+    parser = build_parser(prog)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # argparse: --help is 0, bad usage is 2

@@ -16,7 +16,7 @@ from typing import Any
 from verify import lockfile, manifest, signatures, startup, vulns
 from verify.facts import gather
 from verify.findings import Finding, VerifyError, ok
-from verify.policies import load_signers
+from verify.policies import default_dir, load_signers
 
 Common = Callable[[argparse.ArgumentParser], None]
 Env = Callable[..., str | None]
@@ -245,8 +245,9 @@ def add_parsers(sub: Any, common: Common, env: Env) -> None:
     p.add_argument("--ref", help="required GitHub workflow ref claim")
     p.add_argument(
         "--policies",
-        default=env("POLICIES", "policies"),
-        help="policy directory (env SEALGATE_VERIFY_POLICIES; default ./policies)",
+        default=env("POLICIES", str(default_dir())),
+        help="policy directory (env SEALGATE_VERIFY_POLICIES; default: policies/ beside the "
+        "project, as for sealgate serve)",
     )
     common(p)
     p.set_defaults(run=run_signature)

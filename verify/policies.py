@@ -92,6 +92,14 @@ def _list(value: Any, where: str) -> list[Any]:
     return value
 
 
+def default_dir() -> Path:
+    """The policy directory when none is named: ``policies/`` beside the project (the directory
+    holding the ``verify`` and ``gateway`` packages). ``sealgate serve``, the launcher and
+    ``sealgate verify`` all use this one rule, wherever they are run from; the environment
+    variable SEALGATE_VERIFY_POLICIES, ``--policies`` or ``verify.policies_dir`` name another."""
+    return Path(__file__).resolve().parent.parent / "policies"
+
+
 def load_pth_policy(policies_dir: Path) -> PthPolicy:
     path = policies_dir / PTH_ALLOWLIST
     doc = _mapping(_load(path), str(path), {"version", "pth", "hooks"}, {"version", "pth"})

@@ -216,9 +216,9 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"SEALGATE_SBOM_{name}", default)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "sbom") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="sbom",
+        prog=prog,
         description="CycloneDX SBOM of the locked runtime set. Exit 0 clean, 1 findings or a "
         "stale SBOM, 2 usage or environment error.",
     )
@@ -281,9 +281,9 @@ def _verify(args: argparse.Namespace) -> int:
     return EXIT_CLEAN if report.clean else EXIT_FINDINGS
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "sbom") -> int:
     try:
-        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+        args = build_parser(prog).parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:
         return int(exc.code or 0) if isinstance(exc.code, int | None) else EXIT_ERROR
     try:

@@ -238,7 +238,10 @@ def clock() -> float:
 
 
 def run_verifier(
-    argv: Sequence[str], stdlib_path: list[str], trust_bytecode: Callable[[], None]
+    argv: Sequence[str],
+    stdlib_path: list[str],
+    trust_bytecode: Callable[[], None],
+    prog: str = "verify",
 ) -> int:
     """``sealgate verify`` / ``python -m verify`` in a launcher: in Sealgate's layout, stage one
     binds the environment the verifier itself runs from before the rest of ``verify`` is
@@ -257,7 +260,7 @@ def run_verifier(
     trust_bytecode()  # bound (or, outside the layout, not bindable): bytecode as usual
     from verify import cli
 
-    return cli.main(list(argv))
+    return cli.main(list(argv), prog)
 
 
 _dependencies_added = False
