@@ -10,6 +10,7 @@ from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire.anthropic.messages import completion_from_anthropic
 from gateway.wire.anthropic.streams import ClientEventTranslator, UpstreamEventTranslator
+from gateway.wire.sse import EventReader
 from tests.support import recorded
 
 TEXT = recorded.reply("openai", "chat_completion")["choices"][0]["message"]["content"]
@@ -62,14 +63,17 @@ def test_an_openai_stream_yields_its_usage_and_goes_back_out_as_anthropic_events
     script = recorded.reply("openai", "chat_completion_stream")
     body = b"".join(b"data: " + json.dumps(c).encode() + b"\n\n" for c in script["events"])
     body += b"data: [DONE]\n\n"
-    scanner = openai.UsageScanner()
+    reader = EventReader(max_event_bytes=1 << 20)
     client = ClientEventTranslator("m")
     events: list[bytes] = []
+    usages = []
     for start in range(0, len(body), 17):  # in small pieces, as a socket delivers them
         piece = body[start : start + 17]
-        scanner.scan(piece)
+        for framed in reader.feed(piece):
+            if b'"usage"' in framed.data:
+                usages.append(openai.usage_from(json.loads(framed.data)["usage"]))
         events += client.feed(piece)
-    assert scanner.usage == Usage(prompt_tokens=11, completion_tokens=7)
+    assert usages == [Usage(prompt_tokens=11, completion_tokens=7)]
     kinds = [e.split(b"\n", 1)[0].removeprefix(b"event: ").decode() for e in events]
     assert kinds[0] == "message_start" and kinds[-2:] == ["message_delta", "message_stop"]
     text = "".join(
