@@ -182,7 +182,7 @@ async def test_every_attempt_shares_one_deadline_the_first_deployments_total_tim
     started = time.monotonic()
     with pytest.raises(UpstreamTimeout, match="deployment b did not answer in time"):
         await r.chat("m", BODY, plan=r.plan("m"))
-    assert 0.28 < time.monotonic() - started < 0.45
+    assert 0.28 < time.monotonic() - started < 0.6  # not 0.2 + 5
     assert c.keys == []
 
 

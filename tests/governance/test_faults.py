@@ -206,7 +206,7 @@ def test_a_frozen_database_holds_up_no_request_nor_readiness_and_loses_no_spend(
             )
             waits.append(time.monotonic() - started)
             assert response.status_code == 200
-        assert max(waits) < 2.0  # one lookup bound (1 s) at most, never the database's pace
+        assert max(waits) < 3.0  # one lookup bound (1 s) and some, never the database's pace
         started = time.monotonic()
         ready = httpx.get(gateway.url + "/health/ready", timeout=10)
         assert time.monotonic() - started < 3.0
@@ -256,6 +256,6 @@ governance:
         took = time.monotonic() - started
         upstream.default.delay = 0.0
         assert response.status_code == 504
-        assert 1.9 < took < 2.7  # the total, not three read timeouts
+        assert 1.9 < took < 2.9  # the total (2 s), not three read timeouts (3 s)
         assert gateways.chat(gateway, key).status_code == 200
         gateways.assert_exact_spend(gateway, answered=1, recorded=2)
