@@ -120,6 +120,24 @@ def hammer(gateways: list[GatewayProcess], key: str, count: int, workers: int = 
     return statuses
 
 
+def hammer_through(url: str, key: str, count: int, workers: int = 24) -> list[int]:
+    """``count`` chat calls to one address (a load balancer) from ``workers`` threads, each on a
+    connection of its own, so a balancer that picks a replica per connection spreads them."""
+    single_use = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=url, timeout=30, limits=single_use) as client:
+
+        def one(_: int) -> int:
+            response = client.post(
+                "/v1/chat/completions",
+                json=BODY,
+                headers={"Authorization": f"Bearer {key}", "Connection": "close"},
+            )
+            return response.status_code
+
+        with ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(one, range(count)))
+
+
 def report(gateway: GatewayProcess, group_by: str = "key", **params: str) -> dict[str, Any]:
     response = gateway.admin("GET", "/admin/reports/spend", params={"group_by": group_by, **params})
     assert response.status_code == 200, response.text

@@ -3,7 +3,11 @@ closed and new ones are refused until it is restored. Slow (``delay``): every ch
 sends waits that long first. Frozen: connections stay open and new ones are accepted, but
 nothing is passed on either way until it thaws (a server that hangs). It stands in front of the
 shared PostgreSQL server so a test can make the database go down, slow or silent without
-stopping a server other engineers use. Every wait is bounded by the test: ``stop`` ends it."""
+stopping a server other engineers use. Every wait is bounded by the test: ``stop`` ends it.
+
+Given several targets it is a round-robin load balancer without session affinity: each new
+connection goes to the next target in turn, and ``connections`` counts what each one got
+(test_scale_out.py puts three gateway replicas behind it)."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ POLL_SECONDS = 0.01
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self._target = (target_host, target_port)
+    def __init__(self, target_host: str, target_port: int, *more: tuple[str, int]) -> None:
+        self._targets = [(target_host, target_port), *more]
+        self.connections = [0] * len(self._targets)  # accepted connections sent to each target
+        self._turn = 0
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._listener.bind(("127.0.0.1", 0))
@@ -41,8 +47,11 @@ class TcpProxy:
             if self._cut:
                 client.close()
                 continue
+            index = self._turn % len(self._targets)
+            self._turn += 1
+            self.connections[index] += 1
             try:
-                upstream = socket.create_connection(self._target, timeout=5)
+                upstream = socket.create_connection(self._targets[index], timeout=5)
             except OSError:
                 client.close()
                 continue
