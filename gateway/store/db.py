@@ -29,6 +29,9 @@ from gateway.store import deadlines
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Migrations may rewrite a large table: they get this long instead (start-up, before serving).
 MIGRATION_SECONDS = 600.0
+# The PostgreSQL advisory lock that makes replicas migrate one at a time (any fixed number: the
+# server scopes advisory locks to the database): b"sealgate" read as a 64-bit integer.
+MIGRATION_LOCK = int.from_bytes(b"sealgate", "big")
 
 
 def default_url(data_dir: Path) -> str:
@@ -86,6 +89,11 @@ def postgres_limits(timeout: float) -> dict[str, Any]:
 
 
 def migrate(engine: Engine) -> None:
+    """Bring the schema to head, in one transaction. On PostgreSQL, replicas starting together
+    (a Deployment's first install) take turns: each holds a transaction-scoped advisory lock
+    while Alembic reads and writes the schema, so the first creates it and the others wait, then
+    find it at head. Without the lock they would all try to create alembic_version and the
+    tables, and every one but the first would fail on a unique violation."""
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with deadlines.allowing(engine, MIGRATION_SECONDS), engine.begin() as connection:
@@ -93,6 +101,8 @@ def migrate(engine: Engine) -> None:
             ms = int(MIGRATION_SECONDS * 1000)
             connection.exec_driver_sql(f"SET LOCAL statement_timeout = {ms}")
             connection.exec_driver_sql(f"SET LOCAL lock_timeout = {ms}")
+            # Released at commit or rollback, and by the server if this process dies.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

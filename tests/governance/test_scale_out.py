@@ -46,14 +46,21 @@ def trio(
     postgres_database: Callable[[], str],
     redis_prefix: str,
 ) -> Iterator[tuple[TcpProxy, list[GatewayProcess]]]:
-    """Three replicas on one PostgreSQL and one Redis, behind a round-robin proxy."""
+    """Three replicas on one PostgreSQL and one Redis, behind a round-robin proxy, started at
+    once on the fresh database as a Deployment's pods are: they take turns on the migration."""
     text = gateways.config(
         upstream,
         storage_url=postgres_database(),
         redis={"url": REDIS_URL, "prefix": redis_prefix},
     )
-    replicas = [gateways.start(tmp_path / "a", text)]  # the first runs the migrations
-    replicas += [gateways.start(tmp_path / name, text) for name in ("b", "c")]
+    replicas = [GatewayProcess(tmp_path / name, text).start(wait=False) for name in "abc"]
+    try:
+        for replica in replicas:
+            replica.wait_ready()
+    except RuntimeError:
+        for replica in replicas:
+            replica.stop()
+        raise
     first, *others = [("127.0.0.1", replica.port) for replica in replicas]
     proxy = TcpProxy(*first, *others)
     yield proxy, replicas
