@@ -46,13 +46,18 @@ COPY --from=build /opt/sealgate /opt/sealgate
 COPY --chown=0:0 requirements.lock /etc/sealgate/requirements.lock
 COPY --chown=0:0 policies/ /etc/sealgate/policies/
 COPY --chown=0:0 docker/config.yaml /etc/sealgate/config.yaml
+# The locks and policies live outside site-packages (nothing unowned goes there), so every command
+# of the image is told where: `serve` through the config's verify section, `policy check` and
+# `verify env` through these variables (a mounted config's verify section still wins for serve).
 ENV PATH=/opt/sealgate/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     SEALGATE_CONFIG=/etc/sealgate/config.yaml \
     SEALGATE_DATA_DIR=/var/lib/sealgate \
     SEALGATE_HOST=0.0.0.0 \
-    SEALGATE_PORT=4000
+    SEALGATE_PORT=4000 \
+    SEALGATE_VERIFY_LOCKS=/etc/sealgate/requirements.lock \
+    SEALGATE_VERIFY_POLICIES=/etc/sealgate/policies
 # The image as it ships, checked once more after the copy, by the isolated launcher: every file as
 # the signed install manifest says, no start-up hook, exactly the runtime lock. A finding fails
 # the build.
