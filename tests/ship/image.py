@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.ship.dockerfile_rules import Instruction, instructions
-from tests.support.installs import SOURCE_DIRS, SOURCE_FILES, VERSION
+from tests.support.installs import VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
@@ -141,17 +141,6 @@ def copies() -> list[Copy]:
         assert set(flags) <= {"--from=build", "--chown=0:0"}, flags
         found.append(Copy(source, dest, "--from=build" in flags))
     return found
-
-
-def source_tree(where: Path) -> Path:
-    """The build context the build stage COPYs into /src: its files and directories."""
-    where.mkdir(parents=True)
-    for name in SOURCE_FILES:
-        shutil.copy2(REPO / name, where / name)
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in SOURCE_DIRS:
-        shutil.copytree(REPO / name, where / name, ignore=ignore)
-    return where
 
 
 class Budget:

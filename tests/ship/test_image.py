@@ -15,7 +15,6 @@ import errno
 import json
 import os
 import secrets
-import socket
 import stat
 import subprocess
 import time
@@ -29,7 +28,8 @@ import openai
 import pytest
 
 from tests.ship import image
-from tests.support.installs import VERSION
+from tests.support.gateway_process import free_port
+from tests.support.installs import VERSION, source_tree
 
 pytestmark = pytest.mark.slow
 
@@ -65,7 +65,7 @@ def must(done: subprocess.CompletedProcess[str]) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
     work = tmp_path_factory.mktemp("image")
-    context = image.source_tree(work / "context")
+    context = source_tree(work / "context")  # the build context
     build_root = work / "build"
     (build_root / "opt" / "sealgate").mkdir(parents=True)
     held = work / "held"
@@ -115,12 +115,6 @@ def run_in_image(
         built.work / f"{data.name}.pid",
     )
     return image.in_namespace(script)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve_env(port: int) -> dict[str, str]:

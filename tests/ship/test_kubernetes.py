@@ -199,7 +199,7 @@ def test_the_pod_is_hardened_by_default(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_the_only_token_is_projected_for_vault_and_the_only_writable_paths_are_data_and_tmp(
+def test_the_only_token_is_projected_for_vault_and_the_only_writable_path_is_the_data_dir(
     rendered: dict[str, list[dict[str, Any]]], overlay: str
 ) -> None:
     docs = rendered[overlay]
@@ -217,7 +217,7 @@ def test_the_only_token_is_projected_for_vault_and_the_only_writable_paths_are_d
     writable = {
         m["mountPath"] for m in gateway_container(docs)["volumeMounts"] if not m.get("readOnly")
     }
-    assert writable == {"/var/lib/sealgate", "/tmp"}
+    assert writable == {"/var/lib/sealgate"}
     for volume in volumes.values():
         assert "hostPath" not in volume
 
