@@ -136,7 +136,15 @@ class Services:
             self.governance,
             lambda: self.router.models(),
         )
-        return build_app(self.inference, self.auth, admin, self.readiness, [start], [stop])
+        return build_app(
+            self.inference,
+            self.auth,
+            admin,
+            self.readiness,
+            [start],
+            [stop],
+            access_log=self.config.logging.access_log,
+        )
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -164,7 +172,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         # The router a reload swapped in, not the one this closure was made with.
         return {"credentials": await inference.router.credentials_health()}
 
-    readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
+    readiness = Readiness(
+        engine, admin, [secrets, credentials, governance.health], tenancy=governance.tenancy
+    )
     return Services(
         config=config,
         engine=engine,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.api import validation
+from gateway.api import access, validation
 from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
@@ -71,9 +71,13 @@ class Inference:
         return self.routes.get(scope["path"])
 
     async def _caller(self, authorization: bytes | None) -> KeyRecord:
-        return await self.auth.authenticate(
+        record = await self.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
+        # observability (issue 17): who is calling, for the access log
+        if (seen := access.current()) is not None:
+            seen.key = record
+        return record
 
     def _allow(self, router: Router, record: KeyRecord, model: str) -> None:
         if model not in router.groups:
@@ -97,6 +101,9 @@ class Inference:
         admission = await self.governance.admit(
             record, model, body, headers, kind, plan[0].deployment
         )
+        # observability (issue 17): the spend record it settles into, for the access log
+        if (seen := access.current()) is not None:
+            seen.admission = admission
         return admission, plan
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -198,6 +198,7 @@ class Secrets(Strict):
 
 class Logging(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True  # one JSON line per request on the sealgate.access logger
 
 
 class Verify(Strict):

@@ -32,7 +32,7 @@ from gateway.errors import (
     UpstreamCredentialRejected,
     UpstreamTimeout,
 )
-from gateway.metrics import UPSTREAM_FAILURES
+from gateway.metrics import ATTEMPT_SECONDS, UPSTREAM_FAILURES
 from gateway.providers.base import Adapter
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import adapter_for
@@ -152,19 +152,22 @@ class Router:
                         continue
                 tries += 1
                 limit = asyncio.timeout_at(deadline)
+                began = time.perf_counter()
                 try:
                     async with limit:
-                        return await self._call(route, call), route.deployment
+                        answer = await self._call(route, call)
+                    _attempted(route, "ok", began)
+                    return answer, route.deployment
                 except TimeoutError:
                     if not limit.expired():
                         raise
                     exc = UpstreamTimeout(
                         f"deployment {route.deployment.name} did not answer in time"
                     )
-                    self._failed(route, exc)
+                    self._failed(route, exc, began)
                     raise exc from None  # the request's time is up: no attempt after this
                 except GatewayError as exc:
-                    self._failed(route, exc)
+                    self._failed(route, exc, began)
                     if not exc.retryable:
                         raise
                     last = exc
@@ -173,8 +176,9 @@ class Router:
         assert last is not None
         raise last
 
-    def _failed(self, route: Route, exc: GatewayError) -> None:
+    def _failed(self, route: Route, exc: GatewayError, began: float) -> None:
         UPSTREAM_FAILURES[(("deployment", route.deployment.name), ("code", exc.code))] += 1
+        _attempted(route, exc.code, began)
         if not exc.retryable:
             return
         route.cooldown_until = self._clock() + self._cooldown
@@ -226,3 +230,10 @@ class Router:
                 raise
             self._broker.invalidate(ref, key)
             return await call(route, await self._broker.get(ref))
+
+
+def _attempted(route: Route, outcome: str, began: float) -> None:
+    """One upstream attempt in ``sealgate_upstream_attempt_duration_seconds``: ``ok`` or the
+    error code (its class: timeout, unavailable, rate limited, ...)."""
+    labels = (("deployment", route.deployment.name), ("outcome", outcome))
+    ATTEMPT_SECONDS.observe(labels, time.perf_counter() - began)
