@@ -126,7 +126,7 @@ def test_an_unsafe_request_id_is_refused_with_a_clear_error_and_a_fresh_id(
     response = httpx.post(
         observed.url + "/v1/chat/completions",
         json={"model": "gpt", "messages": []},
-        headers={"x-request-id": bad.encode("utf-8")},  # type: ignore[dict-item]
+        headers={b"x-request-id": bad.encode("utf-8")},
     )
     assert response.status_code == 400
     assert "x-request-id" in response.json()["error"]["message"]
