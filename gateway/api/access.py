@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from starlette.types import Message, Receive, Scope, Send
 
+from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
@@ -114,17 +115,26 @@ class AccessLayer:
             await send(message)
 
         token = _CURRENT.set(access)
-        if route is not None:
-            IN_FLIGHT[(("route", route),)] += 1
-        try:
-            await guard(scope, receive, sending, app if valid else refuse_request_id)
-        finally:
-            _CURRENT.reset(token)
-            if route is not None:
+        if route is None:
+            try:
+                await guard(scope, receive, sending, app if valid else refuse_request_id)
+            finally:
+                _CURRENT.reset(token)
+                if self.enabled:
+                    write(access, scope)
+            return
+        IN_FLIGHT[(("route", route),)] += 1
+        with tracing.request_span(route, scope["headers"]) as span:
+            try:
+                await guard(scope, receive, sending, app if valid else refuse_request_id)
+            finally:
+                _CURRENT.reset(token)
                 IN_FLIGHT[(("route", route),)] -= 1
                 observe(access, route)
-            if self.enabled:
-                write(access, scope)
+                if span is not None:
+                    tracing.finish_request(span, route, access.status, span_facts(access))
+                if self.enabled:
+                    write(access, scope)
 
 
 def observe(access: Access, route: str) -> None:
@@ -150,6 +160,35 @@ def observe(access: Access, route: str) -> None:
                 TOKENS[(("model", model), ("deployment", deployment), ("type", kind))] += count
         if spend.cost_nanos:
             COST[(("model", model), ("deployment", deployment))] += spend.cost_nanos / NANOS_PER_USD
+
+
+def span_facts(access: Access) -> dict[str, object]:
+    """What the request's span says of it when it is done (tracing.finish_request)."""
+    facts: dict[str, object] = {"sealgate.request_id": access.request_id}
+    key = access.key
+    if key is not None:
+        facts["sealgate.key_id"] = key.id
+        facts["sealgate.team_id"] = key.team_id
+    admission = access.admission
+    if admission is None:
+        return facts
+    facts["gen_ai.request.model"] = admission.model
+    facts["sealgate.project"] = admission.project
+    deployment = admission.last_tried
+    if deployment is not None:
+        facts["gen_ai.provider.name"] = tracing.PROVIDER_NAMES.get(
+            deployment.provider, deployment.provider
+        )
+    spend = admission.record
+    if spend is not None:
+        facts["sealgate.deployment"] = spend.deployment
+        facts["sealgate.outcome"] = spend.status
+        facts["gen_ai.usage.input_tokens"] = spend.prompt_tokens
+        facts["gen_ai.usage.output_tokens"] = spend.completion_tokens
+        facts["sealgate.cost_usd"] = spend.cost_nanos / NANOS_PER_USD
+    if access.first_event is not None:
+        facts["gen_ai.response.time_to_first_chunk"] = access.first_event - access.started
+    return facts
 
 
 def write(access: Access, scope: Scope) -> None:

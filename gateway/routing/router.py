@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway import tracing
 from gateway.config import Deployment
 from gateway.config import Router as RouterSettings
 from gateway.errors import (
@@ -105,7 +106,9 @@ class Router:
     async def embeddings(
         self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate, plan)
+        return await self._run(
+            model, lambda r, k: r.adapter.embeddings(body, k), gate, plan, "embeddings"
+        )
 
     def plan(self, model: str) -> Plan:
         """The order this request will try the model's deployments in, chosen now: governance
@@ -128,6 +131,7 @@ class Router:
         call: Callable[[Route, Secret | None], Awaitable[T]],
         gate: Gate | None = None,
         plan: Plan | None = None,
+        operation: str = "chat",
     ) -> tuple[T, Deployment]:
         if model not in self.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
@@ -153,9 +157,21 @@ class Router:
                 tries += 1
                 limit = asyncio.timeout_at(deadline)
                 began = time.perf_counter()
+                deployment = route.deployment
+                attempt = tracing.attempt_span(
+                    operation, deployment.provider, _upstream_model(deployment), deployment.name
+                )
                 try:
-                    async with limit:
-                        answer = await self._call(route, call)
+                    with attempt as span:
+                        try:
+                            async with limit:
+                                answer = await self._call(route, call)
+                        except GatewayError as failure:
+                            tracing.failed(span, failure.code)
+                            raise
+                        except TimeoutError:
+                            tracing.failed(span, "upstream_timeout")
+                            raise
                     _attempted(route, "ok", began)
                     return answer, route.deployment
                 except TimeoutError:
@@ -237,3 +253,7 @@ def _attempted(route: Route, outcome: str, began: float) -> None:
     error code (its class: timeout, unavailable, rate limited, ...)."""
     labels = (("deployment", route.deployment.name), ("outcome", outcome))
     ATTEMPT_SECONDS.observe(labels, time.perf_counter() - began)
+
+
+def _upstream_model(deployment: Deployment) -> str:
+    return deployment.upstream_model or deployment.model

@@ -28,6 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway import tracing
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR, Redactor
 from gateway.metrics import SECRET_FETCH_SECONDS, SECRET_FETCHES
@@ -172,13 +173,16 @@ class SecretBroker:
             raise BackendError(f"{ref}: no secret backend is configured for it") from None
         backend = (("backend", backend_of(ref)),)
         began = time.perf_counter()
-        try:
-            secret = await resolver.fetch(ref)
-        except BaseException as exc:
-            SECRET_FETCHES[(*backend, ("outcome", _outcome(exc)))] += 1
-            raise
-        finally:
-            SECRET_FETCH_SECONDS.observe(backend, time.perf_counter() - began)
+        where = {"sealgate.secret.backend": backend_of(ref)}
+        with tracing.span("sealgate.secret_fetch", attributes=where) as span:
+            try:
+                secret = await resolver.fetch(ref)
+            except BaseException as exc:
+                SECRET_FETCHES[(*backend, ("outcome", _outcome(exc)))] += 1
+                tracing.failed(span, _outcome(exc))
+                raise
+            finally:
+                SECRET_FETCH_SECONDS.observe(backend, time.perf_counter() - began)
         SECRET_FETCHES[(*backend, ("outcome", "ok"))] += 1
         if not secret:
             raise BackendError(f"{ref}: the backend returned an empty value")
