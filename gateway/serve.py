@@ -196,7 +196,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     check_prices(config.governance, config.deployments)  # cost control fails closed
-    logs.configure(config.logging.level)
+    logs.configure(config.logging.level, access_log=config.logging.access_log)
     admin = read_admin_key()
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read

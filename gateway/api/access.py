@@ -30,13 +30,14 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
+from gateway.logs import ACCESS_LOGGER
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
 
 if TYPE_CHECKING:
     from gateway.governance.admission import Admission
     from gateway.store.keys import KeyRecord
 
-log = logging.getLogger("sealgate.access")
+log = logging.getLogger(ACCESS_LOGGER)
 
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 Guard = Callable[[Scope, Receive, Send, App], Awaitable[None]]

@@ -161,3 +161,17 @@ def test_the_access_log_can_be_turned_off(upstream: FakeUpstream, tmp_path: Any)
         gateway.stop()  # every line it would write is written by now
     assert access_lines(gateway) == []
     assert "virtual key created" in gateway.stderr()  # other lines still come
+
+
+def test_the_access_log_is_written_when_the_log_level_is_warning(
+    upstream: FakeUpstream, tmp_path: Any
+) -> None:
+    text = config(upstream, "logging: {level: warning}\n")
+    gateway = GatewayProcess(tmp_path, text, env={"OBSERVED_PROVIDER_KEY": PROVIDER_KEY}).start()
+    try:
+        key = gateway.create_key(["gpt"])["key"]
+        answered = chat(gateway, key)
+        assert by_id(gateway, answered.headers["x-request-id"])["status"] == 200
+    finally:
+        gateway.stop()
+    assert "virtual key created" not in gateway.stderr()  # info lines of other loggers: held
