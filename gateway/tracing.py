@@ -131,16 +131,15 @@ def request_span(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Iterator[
 def finish_request(current: Span, path: str, status: int, facts: Mapping[str, Any]) -> None:
     """The request's outcome on its span: the HTTP status, the model, usage, who called
     (``status`` 0: the client went away before an answer)."""
-    current.set_attribute("http.response.status_code", status or 499)
     model = facts.get("gen_ai.request.model")
     if model:
         current.update_name(f"{OPERATIONS.get(path, 'chat')} {model}")
-    for name, value in facts.items():
-        if value is not None:
-            current.set_attribute(name, value)
+    attributes = {name: value for name, value in facts.items() if value is not None}
+    attributes["http.response.status_code"] = status or 499
     if status >= 500 or status == 0:
         current.set_status(Status(StatusCode.ERROR))
-        current.set_attribute("error.type", str(facts.get("sealgate.outcome") or status))
+        attributes["error.type"] = str(facts.get("sealgate.outcome") or status)
+    current.set_attributes(attributes)  # one lock and one pass, not one per attribute
 
 
 def attempt_span(operation: str, provider: str, model: str, deployment: str) -> Any:
