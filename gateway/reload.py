@@ -11,9 +11,10 @@ configuration and logs why. What a reload applies:
     governance.default_max_tokens       the token reservation for calls that name none
     logging.level                       the root logger's level
 
-Everything else (storage, secrets, verify, tracing, logging.access_log, the rest of server and
-of governance: the connection limits are the listening socket's) needs a restart: a file that
-changes any of it is refused whole, naming the settings. So is a file with a deployment that has no price. A request reads
+Everything else (storage, secrets, verify, tracing, logging.access_log, the rest of server
+and of governance: the connection limits are the listening socket's) needs a restart: a file
+that changes any of it is refused whole, naming the settings. So is a file with a deployment
+that has no price. A request reads
 the router once when it starts and finishes on it; the old connection pool is closed once its
 longest total timeout has passed, so no call still using it can be cut.
 """
