@@ -37,6 +37,8 @@ from bench.sealgate_target import (
     start_sealgate_baseline,
     start_sealgate_governance,
     start_sealgate_governance_pg,
+    start_sealgate_observed,
+    start_sealgate_quiet,
 )
 from bench.targets import (
     CHAT_PATH,
@@ -64,6 +66,8 @@ TARGETS = (
     Target("sealgate-gov", "Sealgate + governance, embedded", start_sealgate_governance),
     Target("sealgate-gov-pg", "Sealgate + governance, PG + Redis", start_sealgate_governance_pg),
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
+    Target("sealgate-quiet", "Sealgate, access log and tracing off", start_sealgate_quiet),
+    Target("sealgate-observed", "Sealgate, access log + tracing 100%", start_sealgate_observed),
 )
 
 
@@ -105,7 +109,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     known = {t.key for t in TARGETS}
     if args.targets is None:
-        skip = set() if args.baseline else {"sealgate-baseline"}
+        # the observability pair is asked for by name: --targets sealgate-quiet,sealgate-observed
+        skip = {"sealgate-quiet", "sealgate-observed"}
+        skip |= set() if args.baseline else {"sealgate-baseline"}
         args.targets = ",".join(t.key for t in TARGETS if t.key not in skip)
     chosen = [k.strip() for k in args.targets.split(",") if k.strip()]
     unknown = sorted(set(chosen) - known)

@@ -31,6 +31,8 @@ READY_TIMEOUT_S = 60.0
 DEFAULT_TEMPLATE = Path(__file__).with_name("sealgate.yaml.tmpl")
 GOVERNANCE_TEMPLATE = Path(__file__).with_name("sealgate-governance.yaml.tmpl")
 GOVERNANCE_PG_TEMPLATE = Path(__file__).with_name("sealgate-governance-pg.yaml.tmpl")
+QUIET_TEMPLATE = Path(__file__).with_name("sealgate-quiet.yaml.tmpl")
+OBSERVED_TEMPLATE = Path(__file__).with_name("sealgate-observed.yaml.tmpl")
 BENCH_DATABASE = "sealgate_bench"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -43,7 +45,9 @@ def sealgate_command(python: str) -> str | None:
     return shutil.which("sealgate")
 
 
-def render_config(template: Path, ctx: RunContext, name: str) -> Path:
+def render_config(
+    template: Path, ctx: RunContext, name: str, more: dict[str, str] | None = None
+) -> Path:
     try:
         text = template.read_text()
     except OSError as exc:
@@ -51,6 +55,8 @@ def render_config(template: Path, ctx: RunContext, name: str) -> Path:
     text = text.replace("{{UPSTREAM_BASE}}", ctx.upstream_base).replace(
         "{{WORK_DIR}}", str(ctx.work)
     )
+    for placeholder, value in (more or {}).items():
+        text = text.replace("{{" + placeholder + "}}", value)
     out = ctx.work / f"{name}.yaml"
     out.write_text(text)
     return out
@@ -107,6 +113,22 @@ def start_sealgate_governance_pg(ctx: RunContext, children: Children) -> Started
     return _start(ctx, children, "sealgate-gov-pg", GOVERNANCE_PG_TEMPLATE, governed=True)
 
 
+def start_sealgate_quiet(ctx: RunContext, children: Children) -> Started:
+    return _start(ctx, children, "sealgate-quiet", QUIET_TEMPLATE, governed=False)
+
+
+def start_sealgate_observed(ctx: RunContext, children: Children) -> Started:
+    """Access log and tracing at full sampling on, with an OTLP/HTTP sink on loopback."""
+    port = free_port()
+    argv = [ctx.python, "-m", "bench.otlp_sink", str(port)]
+    sink = children.start("otlp-sink", argv, child_env({}), cwd=ctx.repo)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(sink, base + "/", READY_TIMEOUT_S)
+    return _start(
+        ctx, children, "sealgate-observed", OBSERVED_TEMPLATE, False, more={"OTLP_BASE": base}
+    )
+
+
 def fresh_database() -> None:
     """Drop and create `sealgate_bench` so the run starts with an empty spend table."""
     try:
@@ -129,13 +151,14 @@ def _start(
     governed: bool,
     command: list[str] | None = None,
     source: Path | None = None,
+    more: dict[str, str] | None = None,
 ) -> Started:
     if command is None:
         found = sealgate_command(ctx.python)
         if found is None:
             raise StartFailed(f"no `sealgate` command beside {ctx.python} or on PATH")
         command = [found]
-    config = render_config(template, ctx, name)
+    config = render_config(template, ctx, name, more)
     data_dir = ctx.work / f"{name}-data"
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, mode=0o700)

@@ -127,8 +127,13 @@ def install_redaction(root: logging.Logger | None = None) -> None:
                 handler.addFilter(RedactingFilter())
 
 
-def configure(level: str = "info", stream: Any = None) -> None:
-    """JSON lines on stderr through the redacting filter; third-party client debug logging off."""
+ACCESS_LOGGER = "sealgate.access"
+
+
+def configure(level: str = "info", stream: Any = None, access_log: bool = True) -> None:
+    """JSON lines on stderr through the redacting filter; third-party client debug logging off.
+    The access log (``ACCESS_LOGGER``, at info) is written whatever ``level`` is, unless
+    ``access_log`` is False."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RedactingFilter())
@@ -139,6 +144,7 @@ def configure(level: str = "info", stream: Any = None) -> None:
     root.setLevel(level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if access_log else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers.clear()

@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from gateway import config as config_files
-from gateway import integrity, logs
+from gateway import integrity, logs, tracing
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
@@ -30,6 +30,7 @@ from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
+from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
@@ -37,6 +38,7 @@ from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
+from gateway.refs import parse_ref
 from gateway.reload import Reloader
 from gateway.routing.router import Router, routes_for
 from gateway.secrets.broker import SecretBroker
@@ -136,7 +138,15 @@ class Services:
             self.governance,
             lambda: self.router.models(),
         )
-        return build_app(self.inference, self.auth, admin, self.readiness, [start], [stop])
+        return build_app(
+            self.inference,
+            self.auth,
+            admin,
+            self.readiness,
+            [start],
+            [stop],
+            access_log=self.config.logging.access_log,
+        )
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -164,7 +174,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         # The router a reload swapped in, not the one this closure was made with.
         return {"credentials": await inference.router.credentials_health()}
 
-    readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
+    readiness = Readiness(
+        engine, admin, [secrets, credentials, governance.health], tenancy=governance.tenancy
+    )
     return Services(
         config=config,
         engine=engine,
@@ -184,7 +196,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     check_prices(config.governance, config.deployments)  # cost control fails closed
-    logs.configure(config.logging.level)
+    logs.configure(config.logging.level, access_log=config.logging.access_log)
     admin = read_admin_key()
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
@@ -194,6 +206,8 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
         return 1
     hardening = harden_process()
+    if config.tracing.enabled:
+        start_tracing(config.tracing, config_path or "<bundled>")
     services = build_services(config, data_dir, admin)
     services.readiness.facts["process"] = {"ok": True, **hardening}
     services.readiness.facts["integrity"] = checked.state
@@ -235,7 +249,38 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         # uvicorn logged why (the address is taken, or not this host's); say it plainly.
         print(f"sealgate: cannot listen on {host}:{port}", file=sys.stderr, flush=True)
         return 2
+    finally:
+        tracing.stop()  # the spans still queued go out
     return 0
+
+
+def start_tracing(settings: TracingSettings, source: str) -> None:
+    """Start exporting spans, with the exporter's headers read from their references now (and
+    held by the log redactor, like every secret the process holds)."""
+    headers: dict[str, str] = {}
+    for name, text in settings.headers.items():
+        ref = parse_ref(text)
+        if ref.scheme == "env":
+            value = os.environ.pop(ref.target, "")
+        else:
+            try:
+                value = Path(ref.target).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    source, f"tracing.headers.{name}", f"{ref} cannot be read ({exc.strerror})"
+                ) from None
+        if not value:
+            raise ConfigError(source, f"tracing.headers.{name}", f"{ref} is empty or not set")
+        logs.REDACTOR.add(value)
+        headers[name] = value
+    tracing.start(
+        settings.endpoint,
+        headers,
+        settings.sample_ratio,
+        settings.propagate_upstream,
+        settings.service_name,
+        settings.timeout_seconds,
+    )
 
 
 class AnnouncingServer(uvicorn.Server):

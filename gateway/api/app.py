@@ -15,9 +15,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from gateway.api import admin, health
+from gateway.api.access import AccessLayer
 from gateway.api.admin.context import AdminContext
 from gateway.api.admin.gate import AdminGate, is_admin
-from gateway.api.errors import guard, internal_error
+from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest
@@ -37,10 +38,13 @@ class Gateway:
     are served directly, the admin routes through their gate (the caller first, then a strict
     body), everything else by the FastAPI app."""
 
-    def __init__(self, inference: Inference, app: FastAPI, admin: AdminGate) -> None:
+    def __init__(
+        self, inference: Inference, app: FastAPI, admin: AdminGate, access: AccessLayer
+    ) -> None:
         self.inference = inference
         self.app = app
         self.admin = admin
+        self.access = access
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,11 +52,19 @@ class Gateway:
             return
         handler = self.inference.handler(scope)
         if handler is not None:
-            await guard(scope, receive, send, handler, count=True)
+            await self.access(scope, receive, send, handler, counted, scope["path"])
         elif is_admin(scope["path"]):
-            await guard(scope, receive, send, self.admin, count=False)
+            await self.access(scope, receive, send, self.admin, uncounted, None)
         else:
-            await guard(scope, receive, send, self.app, count=False)
+            await self.access(scope, receive, send, self.app, uncounted, None)
+
+
+async def counted(scope: Scope, receive: Receive, send: Send, app: App) -> None:
+    await guard(scope, receive, send, app, count=True)
+
+
+async def uncounted(scope: Scope, receive: Receive, send: Send, app: App) -> None:
+    await guard(scope, receive, send, app, count=False)
 
 
 def build_app(
@@ -62,6 +74,7 @@ def build_app(
     readiness: health.Readiness,
     startup: list[Hook],
     shutdown: list[Hook],
+    access_log: bool = True,
 ) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,4 +133,5 @@ def build_app(
     app.include_router(readiness.router())
     for routes in admin.routers(admin_context):
         app.include_router(routes)
-    return Gateway(inference, app, AdminGate(app, admin_context, inference.limit))
+    gate = AdminGate(app, admin_context, inference.limit)
+    return Gateway(inference, app, gate, AccessLayer(access_log))

@@ -5,7 +5,8 @@ replica needs (database, secret backends and credentials, governance counters an
 the start-up facts (process hardening, integrity, signed policies) and answers 503 when any is
 not ok. The dependencies are asked at the same time, and none is waited for longer than
 ``PING_SECONDS`` (a database that does not answer is ``{"ok": false, "error": "timeout"}``), so
-readiness always answers. ``/metrics`` is the Prometheus text, for the admin credential only.
+readiness always answers. ``/metrics`` is the Prometheus text, for the admin credential, an
+unscoped viewer token or a ``metrics`` token (``gateway.governance.roles``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from sqlalchemy import Engine, text
 from starlette.responses import JSONResponse, Response
 
 from gateway.auth import AdminCredential
+from gateway.governance import principals, roles
+from gateway.governance.tenancy import Tenancy
 from gateway.metrics import METRICS
 
 Check = Callable[[], Awaitable[dict[str, Any]]]
@@ -38,20 +41,30 @@ class Readiness:
     admin: AdminCredential
     checks: list[Check] = field(default_factory=list)
     facts: dict[str, Any] = field(default_factory=dict)
+    tenancy: Tenancy | None = None  # where admin tokens are looked up (None: admin key only)
 
     def router(self) -> APIRouter:
-        return router(self.engine, self.checks, self.facts, self.admin)
+        return router(self.engine, self.checks, self.facts, self.admin, self.tenancy)
 
 
 def router(
-    engine: Engine, checks: list[Check], facts: dict[str, Any], admin: AdminCredential
+    engine: Engine,
+    checks: list[Check],
+    facts: dict[str, Any],
+    admin: AdminCredential,
+    tenancy: Tenancy | None,
 ) -> APIRouter:
     routes = APIRouter()
     database = DatabaseProbe(engine)
 
     @routes.get("/metrics")
     async def metrics(request: Request) -> Response:
-        admin.check(request.headers.get("authorization"))
+        authorization = request.headers.get("authorization")
+        if tenancy is None:
+            admin.check(authorization)
+        else:
+            who = await principals.resolve(authorization, admin, tenancy)
+            roles.require(who, "metrics:read", None)
         return Response(METRICS.render(), media_type="text/plain; version=0.0.4")
 
     @routes.get("/health/live")

@@ -18,7 +18,8 @@ from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
-from gateway.api import validation
+from gateway import tracing
+from gateway.api import access, validation
 from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
@@ -71,9 +72,13 @@ class Inference:
         return self.routes.get(scope["path"])
 
     async def _caller(self, authorization: bytes | None) -> KeyRecord:
-        return await self.auth.authenticate(
+        record = await self.auth.authenticate(
             authorization.decode("latin-1") if authorization is not None else None
         )
+        # observability (issue 17): who is calling, for the access log
+        if (seen := access.current()) is not None:
+            seen.key = record
+        return record
 
     def _allow(self, router: Router, record: KeyRecord, model: str) -> None:
         if model not in router.groups:
@@ -94,9 +99,13 @@ class Inference:
         (settled, with the spend record durable, before the answer goes out: governance/); the
         plan is the order routing follows."""
         plan = router.plan(model)
-        admission = await self.governance.admit(
-            record, model, body, headers, kind, plan[0].deployment
-        )
+        with tracing.span("sealgate.limits"):  # observability (issue 17): the limit check
+            admission = await self.governance.admit(
+                record, model, body, headers, kind, plan[0].deployment
+            )
+        # observability (issue 17): the spend record it settles into, for the access log
+        if (seen := access.current()) is not None:
+            seen.admission = admission
         return admission, plan
 
     async def chat(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -152,6 +161,7 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         answer = reply.body
+        tracing.record_reply(answer)  # observability (issue 17): response model, finish reasons
         if anthropic:
             try:
                 message = anthropic_wire.message_from_openai(json.loads(reply.body), model)

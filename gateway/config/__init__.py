@@ -13,6 +13,7 @@ the same file, key and line as every other error.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -56,6 +57,8 @@ DEFAULT_HEADER_TIMEOUT = 10.0
 DEFAULT_BODY_TIMEOUT = 60.0
 DEFAULT_IDLE_TIMEOUT = 5.0
 DEFAULT_MAX_CONNECTIONS = 1024
+DEFAULT_OTLP_TRACES_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+DEFAULT_OTLP_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
@@ -198,6 +201,40 @@ class Secrets(Strict):
 
 class Logging(Strict):
     level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = True  # one JSON line per request on the sealgate.access logger
+
+
+class Tracing(Strict):
+    """OpenTelemetry traces over OTLP/HTTP (off unless ``enabled``). ``headers`` maps a header
+    name to a credential reference (``env:`` or ``file:``, read at start-up), never a value."""
+
+    enabled: bool = False
+    endpoint: str = DEFAULT_OTLP_TRACES_ENDPOINT
+    headers: dict[str, str] = {}
+    sample_ratio: float = Field(1.0, ge=0, le=1)
+    propagate_upstream: bool = False  # send W3C traceparent to the deployments
+    service_name: str = Field("sealgate", min_length=1, max_length=200)
+    timeout_seconds: PositiveSeconds = DEFAULT_OTLP_TIMEOUT
+
+    @field_validator("endpoint")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s) URL such as http://collector:4318/v1/traces")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in the URL: put them in tracing.headers, by reference")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _references(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            if parse_ref(ref).scheme not in ("env", "file"):
+                raise ValueError(f"header {name}: only env: and file: references are read here")
+        return value
 
 
 class Verify(Strict):
@@ -217,6 +254,7 @@ class GatewayConfig(Strict):
     logging: Logging = Logging()
     verify: Verify = Verify()
     governance: Governance = Governance()
+    tracing: Tracing = Tracing()
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:

@@ -109,6 +109,7 @@ class Admission:
     tries: int = 0  # deployments the router was allowed to try
     last_tried: Deployment | None = None
     settled: bool = False
+    record: SpendRecord | None = None  # the spend record, once settled (the access log's)
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full
@@ -219,7 +220,7 @@ class Admission:
             for slot in self.ahead[1]:  # reserved for a deployment that was never tried
                 deltas.append((slot.charge.key, -slot.charge.amount))
         g.counters.adjust([d for d in deltas if d[1]], local=self.local)
-        return SpendRecord(
+        self.record = SpendRecord(
             id=self.request_id,
             at=g.clock(),
             key_id=self.key_id,
@@ -236,6 +237,7 @@ class Admission:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             status=status,
         )
+        return self.record
 
 
 _NODE = os.urandom(5).hex()

@@ -129,9 +129,9 @@ class Governance:
     # -- lifecycle --------------------------------------------------------------------------
     def refresh(self) -> None:
         """Reload teams, budgets and period spend (sync; raises when the database fails)."""
-        self.snapshot = snapshot.load(
-            self.engine, self.tenancy, datetime.fromtimestamp(self.clock(), UTC)
-        )
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        self.snapshot = snapshot.load(self.engine, self.tenancy, now)
+        snapshot.LATEST.snapshot = self.snapshot  # for the budget gauge, read at scrape
 
     async def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())

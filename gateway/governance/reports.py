@@ -1,13 +1,19 @@
 """Spend reports: totals of the spend table grouped by key, team, user, project, model,
-deployment or day, for a date range, optionally for one team."""
+deployment or day, for a date range, optionally for one team; and the spend logs, the records
+themselves, newest first, filtered and paged by a cursor."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
+from gateway.errors import InvalidRequest
 from gateway.governance.pricing import usd
 from gateway.store.tables import spend
 
@@ -80,3 +86,107 @@ def spend_report(
         "data": [{group_by: group, **row} for group, row in rows],
         "totals": totals,
     }
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """What the spend logs are narrowed to (None: not narrowed). ``start`` inclusive, ``end``
+    exclusive; ``team_id`` is also how a team-scoped caller is held to its team."""
+
+    key_id: str | None = None
+    team_id: str | None = None
+    user_id: str | None = None
+    project: str | None = None
+    model: str | None = None
+    status: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+
+
+FILTERED = {
+    "key_id": spend.c.key_id,
+    "team_id": spend.c.team_id,
+    "user_id": spend.c.user_id,
+    "project": spend.c.project,
+    "model": spend.c.model,
+    "status": spend.c.status,
+}
+
+
+def encode_cursor(at: datetime, record_id: str) -> str:
+    """Where the next page starts: after the record at ``at`` with ``record_id``."""
+    raw = json.dumps([_utc(at).isoformat(), record_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, record_id = json.loads(raw)
+        if not isinstance(at, str) or not isinstance(record_id, str):
+            raise ValueError("not a cursor")
+        return datetime.fromisoformat(at), record_id
+    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        raise InvalidRequest(
+            "cursor is not one this API gave out: pass next_cursor from the last page",
+            param="cursor",
+        ) from None
+
+
+def spend_logs(engine: Engine, where: LogFilter, limit: int, cursor: str | None) -> dict[str, Any]:
+    """One page of spend records, newest first (by time, then id), and the cursor of the next
+    page (None on the last)."""
+    conditions = [
+        column == getattr(where, name)
+        for name, column in FILTERED.items()
+        if getattr(where, name) is not None
+    ]
+    if where.start is not None:
+        conditions.append(spend.c.at >= _utc(where.start))
+    if where.end is not None:
+        conditions.append(spend.c.at < _utc(where.end))
+    if cursor is not None:
+        at, record_id = decode_cursor(cursor)
+        at = _utc(at)
+        conditions.append(or_(spend.c.at < at, and_(spend.c.at == at, spend.c.id < record_id)))
+    query = (
+        select(spend)
+        .where(*conditions)
+        .order_by(spend.c.at.desc(), spend.c.id.desc())
+        .limit(limit + 1)
+    )
+    with engine.connect() as connection:
+        rows = list(connection.execute(query))
+    page, more = rows[:limit], len(rows) > limit
+    last = page[-1] if page else None
+    return {
+        "object": "list",
+        "data": [_record(r) for r in page],
+        "next_cursor": encode_cursor(last.at, last.id) if more and last is not None else None,
+    }
+
+
+def _record(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "at": _utc(row.at).isoformat(),
+        "key_id": row.key_id,
+        "team_id": row.team_id,
+        "user_id": row.user_id,
+        "project": row.project,
+        "tags": json.loads(row.tags),
+        "model": row.model,
+        "deployment": row.deployment,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cached_tokens": row.cached_tokens,
+        "cost_nanos": row.cost_nanos,
+        "cost_usd": usd(row.cost_nanos),
+        "latency_ms": row.latency_ms,
+        "status": row.status,
+    }
+
+
+def _utc(at: datetime) -> datetime:
+    """SQLite hands back naive datetimes (stored as UTC); a naive filter value means UTC too."""
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)

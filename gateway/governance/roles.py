@@ -4,7 +4,9 @@
     team_admin   a token bound to one team: that team's keys, users and the budgets of its keys
                  and users; reads its team, its team's budgets and reports. Never another team,
                  the team's own limits or budgets, gateway config, admin tokens or the audit log.
-    viewer       a token, bound to one team or to none (all teams): reads only
+    viewer       a token, bound to one team or to none (all teams): reads only; an unscoped
+                 viewer also reads /metrics
+    metrics      a token bound to no team: reads /metrics and nothing else (a scraper's)
 
 Deny by default: an action not named here is refused to everyone but the admin.
 
@@ -23,7 +25,9 @@ from gateway.governance.audit import Actor
 
 Kind = Literal["keys", "users", "teams", "budgets", "tokens", "reports"]
 
-READS = frozenset({"keys:read", "users:read", "teams:read", "budgets:read", "reports:read"})
+READS = frozenset(
+    {"keys:read", "users:read", "teams:read", "budgets:read", "reports:read", "metrics:read"}
+)
 TEAM_ADMIN_WRITES = frozenset({"keys:write", "users:write", "member_budgets:write"})
 
 
@@ -34,6 +38,8 @@ def allowed(actor: Actor, action: str, team_id: str | None) -> bool:
         return True
     if actor.role == "viewer":
         return action in READS and (actor.team_id is None or team_id == actor.team_id)
+    if actor.role == "metrics":
+        return action == "metrics:read"
     if actor.role == "team_admin":
         in_team = actor.team_id is not None and team_id == actor.team_id
         return in_team and (action in READS or action in TEAM_ADMIN_WRITES)

@@ -11,13 +11,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
 from gateway.governance import periods
 from gateway.governance.tenancy import Budget, Team, Tenancy
+from gateway.metrics import METRICS
 from gateway.store.tables import spend
+
+NANOS_PER_USD = 1_000_000_000
+TEAM_BUDGET_REMAINING = METRICS.gauge(
+    "sealgate_team_budget_remaining_usd",
+    "what is left of each team budget in its period, as of the last governance refresh",
+)
 
 
 @dataclass(frozen=True)
@@ -60,3 +67,34 @@ def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
         for budget in members:
             seeds[(budget.id, periods.label(budget.period, start))] = spent.get(budget.scope_id, 0)
     return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds)
+
+
+class _Latest:
+    """The snapshot the last refresh loaded (one reference, swapped whole: refreshes run in a
+    worker thread, scrapes on the event loop)."""
+
+    snapshot: Snapshot | None = None
+
+
+LATEST = _Latest()
+
+
+def publish_team_budgets() -> None:
+    """Set ``sealgate_team_budget_remaining_usd`` from the latest snapshot, at scrape time
+    (every team budget; labels: the team's and the budget's ids and the period, never a key)."""
+    snap = LATEST.snapshot
+    TEAM_BUDGET_REMAINING.clear()
+    if snap is None:
+        return
+    now = datetime.now(UTC)
+    for (scope, team_id), found in snap.budgets.items():
+        if scope != "team":
+            continue
+        for budget in found:
+            start, _ = periods.window(budget.period, now)
+            spent = snap.seeds.get((budget.id, periods.label(budget.period, start)), 0)
+            labels = (("team_id", team_id), ("budget_id", budget.id), ("period", budget.period))
+            TEAM_BUDGET_REMAINING[labels] = max(0, budget.max_nanos - spent) / NANOS_PER_USD
+
+
+METRICS.collect_with(publish_team_budgets)

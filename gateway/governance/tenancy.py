@@ -20,7 +20,7 @@ from gateway.governance.periods import Period
 from gateway.store.tables import admin_tokens, budgets, teams, users
 
 Scope = Literal["key", "team", "user"]
-Role = Literal["admin", "team_admin", "viewer"]
+Role = Literal["admin", "team_admin", "viewer", "metrics"]
 new_id = tokens.new_id
 
 

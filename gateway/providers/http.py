@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from gateway import tracing
 from gateway.config import Deployment
 from gateway.errors import (
     GatewayError,
@@ -147,6 +148,8 @@ async def post(
     """POST and read the whole answer (within ``max_response_bytes``); a status other than
     200 becomes a GatewayError."""
     name = deployment.name
+    if trace_context := tracing.outbound():  # observability (issue 17): W3C trace context
+        headers = headers | trace_context
     try:
         async with session.post(url, data=payload, headers=headers, allow_redirects=False) as r:
             try:
@@ -171,6 +174,8 @@ async def open_stream(
 ) -> aiohttp.ClientResponse:
     """POST and return the response once its status is known to be 200 (body unread)."""
     name = deployment.name
+    if trace_context := tracing.outbound():  # observability (issue 17): W3C trace context
+        headers = headers | trace_context
     try:
         response = await session.post(url, data=payload, headers=headers, allow_redirects=False)
     except TRANSPORT_ERRORS as exc:

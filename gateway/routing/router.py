@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gateway import tracing
 from gateway.config import Deployment
 from gateway.config import Router as RouterSettings
 from gateway.errors import (
@@ -32,7 +33,7 @@ from gateway.errors import (
     UpstreamCredentialRejected,
     UpstreamTimeout,
 )
-from gateway.metrics import UPSTREAM_FAILURES
+from gateway.metrics import ATTEMPT_SECONDS, UPSTREAM_FAILURES
 from gateway.providers.base import Adapter
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import adapter_for
@@ -105,7 +106,9 @@ class Router:
     async def embeddings(
         self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Reply, Deployment]:
-        return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate, plan)
+        return await self._run(
+            model, lambda r, k: r.adapter.embeddings(body, k), gate, plan, "embeddings"
+        )
 
     def plan(self, model: str) -> Plan:
         """The order this request will try the model's deployments in, chosen now: governance
@@ -128,6 +131,7 @@ class Router:
         call: Callable[[Route, Secret | None], Awaitable[T]],
         gate: Gate | None = None,
         plan: Plan | None = None,
+        operation: str = "chat",
     ) -> tuple[T, Deployment]:
         if model not in self.groups:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
@@ -152,19 +156,34 @@ class Router:
                         continue
                 tries += 1
                 limit = asyncio.timeout_at(deadline)
+                began = time.perf_counter()
+                deployment = route.deployment
+                attempt = tracing.attempt_span(
+                    operation, deployment.provider, _upstream_model(deployment), deployment.name
+                )
                 try:
-                    async with limit:
-                        return await self._call(route, call), route.deployment
+                    with attempt as span:
+                        try:
+                            async with limit:
+                                answer = await self._call(route, call)
+                        except GatewayError as failure:
+                            tracing.failed(span, failure.code)
+                            raise
+                        except TimeoutError:
+                            tracing.failed(span, "upstream_timeout")
+                            raise
+                    _attempted(route, "ok", began)
+                    return answer, route.deployment
                 except TimeoutError:
                     if not limit.expired():
                         raise
                     exc = UpstreamTimeout(
                         f"deployment {route.deployment.name} did not answer in time"
                     )
-                    self._failed(route, exc)
+                    self._failed(route, exc, began)
                     raise exc from None  # the request's time is up: no attempt after this
                 except GatewayError as exc:
-                    self._failed(route, exc)
+                    self._failed(route, exc, began)
                     if not exc.retryable:
                         raise
                     last = exc
@@ -173,8 +192,9 @@ class Router:
         assert last is not None
         raise last
 
-    def _failed(self, route: Route, exc: GatewayError) -> None:
+    def _failed(self, route: Route, exc: GatewayError, began: float) -> None:
         UPSTREAM_FAILURES[(("deployment", route.deployment.name), ("code", exc.code))] += 1
+        _attempted(route, exc.code, began)
         if not exc.retryable:
             return
         route.cooldown_until = self._clock() + self._cooldown
@@ -226,3 +246,14 @@ class Router:
                 raise
             self._broker.invalidate(ref, key)
             return await call(route, await self._broker.get(ref))
+
+
+def _attempted(route: Route, outcome: str, began: float) -> None:
+    """One upstream attempt in ``sealgate_upstream_attempt_duration_seconds``: ``ok`` or the
+    error code (its class: timeout, unavailable, rate limited, ...)."""
+    labels = (("deployment", route.deployment.name), ("outcome", outcome))
+    ATTEMPT_SECONDS.observe(labels, time.perf_counter() - began)
+
+
+def _upstream_model(deployment: Deployment) -> str:
+    return deployment.upstream_model or deployment.model

@@ -28,8 +28,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway import tracing
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR, Redactor
+from gateway.metrics import SECRET_FETCH_SECONDS, SECRET_FETCHES
 from gateway.refs import CredentialRef
 from gateway.secrets.errors import BackendError, BackendUnavailable
 from gateway.secrets.local import EnvResolver, FileResolver
@@ -169,7 +171,19 @@ class SecretBroker:
             resolver = self._resolvers[backend_of(ref)]
         except KeyError:
             raise BackendError(f"{ref}: no secret backend is configured for it") from None
-        secret = await resolver.fetch(ref)
+        backend = (("backend", backend_of(ref)),)
+        began = time.perf_counter()
+        where = {"sealgate.secret.backend": backend_of(ref)}
+        with tracing.span("sealgate.secret_fetch", attributes=where) as span:
+            try:
+                secret = await resolver.fetch(ref)
+            except BaseException as exc:
+                SECRET_FETCHES[(*backend, ("outcome", _outcome(exc)))] += 1
+                tracing.failed(span, _outcome(exc))
+                raise
+            finally:
+                SECRET_FETCH_SECONDS.observe(backend, time.perf_counter() - began)
+        SECRET_FETCHES[(*backend, ("outcome", "ok"))] += 1
         if not secret:
             raise BackendError(f"{ref}: the backend returned an empty value")
         old = self._cache.get(ref)
@@ -229,3 +243,12 @@ class SecretBroker:
         while True:
             await asyncio.sleep(interval)
             self.sweep()
+
+
+def _outcome(exc: BaseException) -> str:
+    """A failed fetch's class, for the metric (never its message)."""
+    if isinstance(exc, BackendUnavailable):
+        return "unavailable"
+    if isinstance(exc, BackendError):
+        return "error"
+    return "cancelled" if isinstance(exc, asyncio.CancelledError) else "failed"

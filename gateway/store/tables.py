@@ -76,7 +76,7 @@ admin_tokens = Table(
     metadata,
     Column("id", String(32), primary_key=True),
     Column("token_hash", String(64), nullable=False),  # sha256 of the whole token
-    Column("role", String(16), nullable=False),  # team_admin | viewer
+    Column("role", String(16), nullable=False),  # team_admin | viewer | metrics
     Column("team_id", String(32), ForeignKey("teams.id"), nullable=True),
     Column("name", String(200), nullable=False),
     Column("created_by", String(64), nullable=False),

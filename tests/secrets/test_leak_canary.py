@@ -3,7 +3,9 @@ wrong in every way we know is run through a real gateway process, and then every
 produced is searched for them: answers and their headers, streams, the log, /metrics (label
 values included), and every file it wrote (the SQLite database and its WAL as they are while it
 runs, and after it stopped). Since issue 12 the upstream also puts the key in its error codes and
-in an error event in the middle of a stream."""
+in an error event in the middle of a stream. Since issue 17 the search also covers the access log
+(one line per request, every status), the spend logs API and the histogram families, and the
+caller's virtual key is a canary too."""
 
 from __future__ import annotations
 
@@ -89,9 +91,12 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         metrics = keep(gw.process.admin("GET", "/metrics"))
         assert metrics.status_code == 200
         assert "sealgate_upstream_failures_total" in metrics.text
+        assert "sealgate_request_duration_seconds_bucket" in metrics.text
         deadline = time.monotonic() + 20  # every spend row written, its status among them
         while time.monotonic() < deadline and not spend_rows_reached(gw, 13):
             time.sleep(0.1)
+        spend_logs = keep(gw.process.admin("GET", "/admin/spend/logs", params={"limit": 1000}))
+        assert len(spend_logs.json()["data"]) >= 13
         running = [p.read_bytes().decode("latin-1") for p in files_under(gw.process.data_dir)]
         assert any(p.name.endswith("-wal") for p in files_under(gw.process.data_dir))
         ready = keep(gw.ready())
@@ -121,9 +126,10 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     stderr = gw.process.stderr()
     assert '"level": "debug"' in stderr  # the log was captured at every level
     assert "credential" in stderr  # and it did record the failures (by reference)
+    assert stderr.count('"logger": "sealgate.access"') >= 20  # and an access line per request
     searched = [*bodies, stderr, *running]
     searched += [p.read_bytes().decode("latin-1") for p in files_under(workdir)]
     assert files_under(gw.process.data_dir)  # the database is among them
-    for canary in (provider_key, vault_token, provider_key[-20:], vault_token[-16:]):
+    for canary in (provider_key, vault_token, provider_key[-20:], vault_token[-16:], gw.key):
         leaks = [text[:200] for text in searched if canary in text]
         assert leaks == []

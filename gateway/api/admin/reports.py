@@ -1,8 +1,9 @@
-"""Admin API: spend reports and the audit log (with the state of its hash chain)."""
+"""Admin API: spend reports, spend logs (the records, paged) and the audit log (with the state
+of its hash chain)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -29,6 +30,30 @@ def router(ctx: AdminContext) -> APIRouter:
         team = team_id if team_id is not None else roles.visible_team(who)
         roles.require(who, "reports:read", team)
         body = await ctx.run(reports.spend_report, engine, group_by, start, end, team)
+        return JSONResponse(body)
+
+    @routes.get("/admin/spend/logs")
+    async def spend_logs(
+        who: Caller,
+        key_id: Annotated[str | None, Query(max_length=32)] = None,
+        team_id: Annotated[str | None, Query(max_length=32)] = None,
+        user_id: Annotated[str | None, Query(max_length=32)] = None,
+        project: Annotated[str | None, Query(max_length=128)] = None,
+        model: Annotated[str | None, Query(max_length=200)] = None,
+        status: Annotated[str | None, Query(max_length=64)] = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> JSONResponse:
+        """Spend records, newest first; a team-scoped caller sees its team's only (another
+        team's id answers as an unknown one)."""
+        if team_id is not None:
+            await ctx.team_or_404(who, team_id, "reports")
+        team = team_id if team_id is not None else roles.visible_team(who)
+        roles.require(who, "reports:read", team)
+        where = reports.LogFilter(key_id, team, user_id, project, model, status, start, end)
+        body = await ctx.run(reports.spend_logs, engine, where, limit, cursor)
         return JSONResponse(body)
 
     @routes.get("/admin/audit")

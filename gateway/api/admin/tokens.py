@@ -15,7 +15,7 @@ from gateway.governance.tenancy import AdminToken
 
 
 class CreateToken(Strict):
-    role: Literal["team_admin", "viewer"]
+    role: Literal["team_admin", "viewer", "metrics"]
     team_id: str | None = None
     name: Name
 
@@ -31,6 +31,8 @@ def router(ctx: AdminContext) -> APIRouter:
         roles.require(who, "tokens:write", spec.team_id)
         if spec.role == "team_admin" and spec.team_id is None:
             raise InvalidRequest("a team_admin token needs team_id", param="team_id")
+        if spec.role == "metrics" and spec.team_id is not None:
+            raise InvalidRequest("a metrics token takes no team_id", param="team_id")
         token, created = await ctx.run(
             tenancy.create_token, spec.role, spec.team_id, spec.name, who.name
         )

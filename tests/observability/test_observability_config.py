@@ -1,0 +1,43 @@
+"""The observability settings (issue 17): checked strictly like the rest of the config, and
+neither tracing nor the access log switch changes on a reload (they need a restart)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.errors import ConfigError
+from gateway.reload import restart_only_changes
+from gateway.serve import parse_config
+
+BASE = "deployments: [{model: m, provider: mock}]\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "problem"),
+    [
+        ("tracing: {endpoint: 'ftp://collector/v1/traces'}", "http(s) URL"),
+        ("tracing: {endpoint: 'http://user:pw@collector/v1/traces'}", "no credentials"),
+        ("tracing: {headers: {authorization: 'Bearer abcdef'}}", "reference"),
+        ("tracing: {headers: {x-token: 'vault:kv/otel#token'}}", "only env: and file:"),
+        ("tracing: {headers: {'bad header': 'env:X'}}", "not a valid HTTP header name"),
+        ("tracing: {sample_ratio: 1.5}", "less than or equal to 1"),
+        ("tracing: {colour: blue}", "not a known key"),
+        ("logging: {access_log: maybe}", "boolean"),
+    ],
+)
+def test_a_bad_observability_setting_is_refused_naming_the_key(section: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(BASE + section + "\n", "gw.yaml")
+    text = str(caught.value)
+    assert "gw.yaml" in text and problem in text
+    assert "abcdef" not in text and "pw@" not in text
+
+
+def test_tracing_and_the_access_log_switch_change_only_on_a_restart() -> None:
+    old = parse_config(BASE, "old.yaml")
+    traced = parse_config(BASE + "tracing: {enabled: true}\n", "new.yaml")
+    quiet = parse_config(BASE + "logging: {access_log: false}\n", "new.yaml")
+    louder = parse_config(BASE + "logging: {level: debug}\n", "new.yaml")
+    assert restart_only_changes(old, traced) == ["tracing"]
+    assert restart_only_changes(old, quiet) == ["logging.access_log"]
+    assert restart_only_changes(old, louder) == []
