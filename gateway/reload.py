@@ -32,7 +32,7 @@ from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
-from gateway.routing.router import Router, routes_for
+from gateway.routing.router import build_router
 from gateway.secrets.setup import take_environment
 
 log = logging.getLogger("sealgate.reload")
@@ -112,8 +112,10 @@ class Reloader:
         s = self.services
         s.broker.use("env", take_environment(new.secrets.vault, new.credentials()))
         pool = UpstreamPool()
-        router = Router(new.router, routes_for(new.deployments, pool), s.broker)
         s.governance.configure(new.governance, new.deployments)
+        router = build_router(
+            new.router, new.deployments, pool, s.broker, new.governance, s.governance.cost
+        )
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
         old_pool, old_config = s.pool, s.config

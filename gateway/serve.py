@@ -38,7 +38,7 @@ from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
 from gateway.reload import Reloader
-from gateway.routing.router import Router, routes_for
+from gateway.routing.router import Router, build_router
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
 from gateway.store.db import (
@@ -151,8 +151,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     keys = KeyStore(engine)
     broker = build_broker(config.secrets, config.credentials())
     pool = UpstreamPool()
-    router = Router(config.router, routes_for(config.deployments, pool), broker)
     governance = build_governance(config.governance, config.deployments, engine, data_dir)
+    router = build_router(
+        config.router, config.deployments, pool, broker, config.governance, governance.cost
+    )
 
     async def secrets() -> dict[str, Any]:
         return {"secrets": await broker.health()}

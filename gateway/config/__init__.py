@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from gateway.config.governance import Governance
+from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
@@ -40,8 +41,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
 DEFAULT_POOL_SIZE = 256
-DEFAULT_RETRIES = 1
-DEFAULT_COOLDOWN_SECONDS = 30.0
 DEFAULT_AUTH_CACHE_SECONDS = 30.0
 DEFAULT_STORAGE_TIMEOUT_SECONDS = 5.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
@@ -117,6 +116,7 @@ class Deployment(Strict):
     max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1 << 32)
     max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
+    weight: float = Field(1.0, gt=0, le=1_000_000)  # its share under the weighted strategy
 
     @field_validator("credential")
     @classmethod
@@ -163,12 +163,6 @@ class Deployment(Strict):
     @property
     def name(self) -> str:
         return self.id or f"{self.model}/{self.provider}"
-
-
-class Router(Strict):
-    retries: int = Field(DEFAULT_RETRIES, ge=0, le=10)
-    cooldown_seconds: PositiveSeconds = DEFAULT_COOLDOWN_SECONDS
-    fallbacks: dict[str, list[str]] = {}
 
 
 class Server(Strict):
@@ -223,11 +217,9 @@ class GatewayConfig(Strict):
         """Names that must refer to something elsewhere in the file."""
         problems: list[tuple[Path_, str]] = []
         names = {d.model for d in self.deployments}
-        for source, targets in self.router.fallbacks.items():
-            for name in [source, *targets]:
-                if name not in names:
-                    where: Path_ = ("router", "fallbacks", source)
-                    problems.append((where, f"names unknown model {name!r}"))
+        for where, name in self.router.names():
+            if name not in names:
+                problems.append((where, f"names unknown model {name!r}"))
         seen: dict[str, int] = {}
         for index, deployment in enumerate(self.deployments):
             if deployment.name in seen:
