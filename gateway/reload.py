@@ -114,7 +114,13 @@ class Reloader:
         pool = UpstreamPool()
         s.governance.configure(new.governance, new.deployments)
         router = build_router(
-            new.router, new.deployments, pool, s.broker, new.governance, s.governance.cost
+            new.router,
+            new.deployments,
+            pool,
+            s.broker,
+            new.governance,
+            s.governance.cost,
+            s.router.breakers,  # breaker state outlives a reload
         )
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.

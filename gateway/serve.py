@@ -39,6 +39,7 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
 from gateway.reload import Reloader
 from gateway.routing.router import Router, build_router
+from gateway.routing.shared_breaker import build_breakers
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
 from gateway.store.db import (
@@ -112,6 +113,7 @@ class Services:
 
         async def start() -> None:
             await self.governance.start()
+            await self.router.breakers.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -122,6 +124,7 @@ class Services:
             for task in tasks:
                 task.cancel()
             await self.governance.close()
+            await self.router.breakers.close()
             await self.pool.close()
             if self.reloader is not None:
                 await self.reloader.close()
@@ -152,8 +155,16 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     broker = build_broker(config.secrets, config.credentials())
     pool = UpstreamPool()
     governance = build_governance(config.governance, config.deployments, engine, data_dir)
+    shared = config.governance.redis if config.governance.counters == "redis" else None
+    breakers = build_breakers(config.router.breaker, config.router.cooldown_seconds, shared)
     router = build_router(
-        config.router, config.deployments, pool, broker, config.governance, governance.cost
+        config.router,
+        config.deployments,
+        pool,
+        broker,
+        config.governance,
+        governance.cost,
+        breakers,
     )
 
     async def secrets() -> dict[str, Any]:

@@ -40,11 +40,26 @@ class Breakers:
     def __init__(
         self, settings: BreakerSettings, cooldown: float, clock: Callable[[], float]
     ) -> None:
+        self._clock = clock
+        self._by_name: dict[str, _Breaker] = {}
+        self.configure(settings, cooldown)
+
+    def configure(self, settings: BreakerSettings, cooldown: float) -> None:
+        """New settings (a reload); the state of every breaker is kept."""
         self._threshold = settings.failures
         self._window = settings.window_seconds
         self._cooldown = cooldown
-        self._clock = clock
-        self._by_name: dict[str, _Breaker] = {}
+
+    def track(self, names: list[str]) -> None:
+        """The deployments routing may ask about (a shared store keeps them in step)."""
+        for name in names:
+            self._of(name)
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
 
     def _of(self, name: str) -> _Breaker:
         breaker = self._by_name.get(name)
@@ -66,12 +81,14 @@ class Breakers:
             return True
         return not breaker.probing and self._clock() >= breaker.open_until
 
-    def attempt(self, name: str) -> None:
+    async def attempt(self, name: str) -> bool:
         """A request is about to call the deployment: if the breaker is half-open, it is the
-        probe."""
+        probe. False when another request (of another replica) already is: the caller tries
+        something else first."""
         breaker = self._by_name.get(name)
         if breaker is not None and breaker.open_until and self._clock() >= breaker.open_until:
             breaker.probing = True
+        return True
 
     def succeeded(self, name: str) -> None:
         breaker = self._by_name.get(name)
@@ -85,14 +102,26 @@ class Breakers:
 
     def failed(self, name: str, hold: float | None = None) -> None:
         """A retryable failure; ``hold`` is how long the upstream asked to be left alone."""
+        self._count_failure(name, hold)
+
+    def _count_failure(self, name: str, hold: float | None) -> bool:
+        """Count the failure; True when it opened the breaker."""
         breaker = self._of(name)
         now = self._clock()
         breaker.failures.append(now)
         while breaker.failures and breaker.failures[0] <= now - self._window:
             breaker.failures.popleft()
         if breaker.probing or len(breaker.failures) >= self._threshold:
-            breaker.open_until = now + (self._cooldown if hold is None else hold)
+            breaker.open_until = now + self._hold(hold)
             breaker.probing = False
             breaker.failures.clear()
-            BREAKER_STATE[(("deployment", name),)] = 1
-            BREAKER_OPENED[(("deployment", name),)] += 1
+            self._opened(name)
+            return True
+        return False
+
+    def _opened(self, name: str) -> None:
+        BREAKER_STATE[(("deployment", name),)] = 1
+        BREAKER_OPENED[(("deployment", name),)] += 1
+
+    def _hold(self, hold: float | None) -> float:
+        return self._cooldown if hold is None else hold

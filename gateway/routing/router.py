@@ -88,11 +88,14 @@ def build_router(
     broker: SecretBroker,
     governance: GovernanceSettings,
     cost: Callable[[Deployment, Usage], int],
+    breakers: Breakers,
 ) -> Router:
     """The router of the composition root (start-up and reload): the deployments' own limits
     and prices come from governance, for the ``usage`` and ``lowest_cost`` strategies."""
     limits = {name: (g.rpm, g.tpm) for name, g in governance.deployments.items()}
-    return Router(settings, routes_for(deployments, pool), broker, cost=cost, limits=limits)
+    breakers.configure(settings.breaker, settings.cooldown_seconds)
+    routes = routes_for(deployments, pool)
+    return Router(settings, routes, broker, cost=cost, limits=limits, breakers=breakers)
 
 
 class _Expired(Exception):
@@ -123,14 +126,17 @@ class Router:
         cost: Callable[[Deployment, Usage], int] | None = None,
         limits: Mapping[str, tuple[int | None, int | None]] | None = None,
         rng: random.Random | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         """``cost`` prices a deployment's usage (governance's price table), for ``lowest_cost``;
-        ``limits`` are the deployments' own (RPM, TPM) by name, for ``usage``."""
+        ``limits`` are the deployments' own (RPM, TPM) by name, for ``usage``; ``breakers`` are
+        the process's (kept across reloads, shared through Redis when it is configured)."""
         self._broker = broker
         self._clock = clock
         self._settings = settings
         self._rng = rng or random.Random()  # noqa: S311 (spreading load, not a secret)
-        self.breakers = Breakers(settings.breaker, settings.cooldown_seconds, clock)
+        self.breakers = breakers or Breakers(settings.breaker, settings.cooldown_seconds, clock)
+        self.breakers.track([r.deployment.name for r in routes])
         self.groups: dict[str, list[Route]] = {}
         for route in routes:
             d = route.deployment
@@ -242,6 +248,8 @@ class Router:
                     request.refusals.add(id(skipped))
                     last = skipped
                     continue
+            if not await self.breakers.attempt(route.deployment.name) and queue:
+                continue  # another request is probing its half-open breaker
             if tries:
                 wait = max(backoff(tries, self._settings.backoff, self._rng), again_after or 0.0)
                 if loop.time() + wait >= request.deadline:
@@ -275,7 +283,6 @@ class Router:
         (its breaker, its latency, what it is busy with)."""
         name = route.deployment.name
         stats = route.stats
-        self.breakers.attempt(name)
         started = time.perf_counter()  # latency is real time, whatever clock the breaker keeps
         stats.in_flight += 1
         limit = asyncio.timeout_at(request.deadline)
