@@ -52,7 +52,9 @@ def test_a_weight_must_be_positive() -> None:
 
 
 def test_the_general_fallbacks_and_the_classes_resolve_in_order() -> None:
-    text = "router:\n  fallbacks: {m: [big]}\n  groups:\n    m: {fallbacks: {content_policy: [big]}}\n"
+    text = (
+        "router:\n  fallbacks: {m: [big]}\n  groups:\n    m: {fallbacks: {content_policy: [big]}}\n"
+    )
     settings = parse_config(HEAD + text, "gw.yaml", PROVIDERS).router
     assert settings.fallbacks_for("m", "general") == ["big"]
     assert settings.fallbacks_for("m", "rate_limited") == ["big"]  # the general list
