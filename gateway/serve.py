@@ -29,6 +29,7 @@ from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
+from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
@@ -125,6 +126,8 @@ class Services:
                 task.cancel()
             await self.governance.close()
             await self.router.breakers.close()
+            if self.inference.cache is not None:
+                await self.inference.cache.close()
             await self.pool.close()
             if self.reloader is not None:
                 await self.reloader.close()
@@ -171,7 +174,8 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         return {"secrets": await broker.health()}
 
     auth = Authenticator(keys, config.server.auth_cache_seconds)
-    inference = Inference(router, governance, auth, config.server.max_body_bytes)
+    cache = build_cache(config.cache, config.governance.redis, broker)
+    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache)
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.

@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.cache import Cache
 from gateway.config.governance import Governance
 from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
@@ -211,6 +212,7 @@ class GatewayConfig(Strict):
     logging: Logging = Logging()
     verify: Verify = Verify()
     governance: Governance = Governance()
+    cache: Cache | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -237,6 +239,10 @@ class GatewayConfig(Strict):
                 problems.append(
                     (("governance", "deployments", name), f"names no deployment; known: {known}")
                 )
+        if self.cache and self.cache.backend == "redis" and self.governance.redis is None:
+            problems.append(
+                (("cache", "backend"), "the redis cache needs a governance.redis section")
+            )
         if self.secrets.vault is None:
             for key, ref in self.credentials().items():
                 if ref.scheme == "vault":
@@ -252,12 +258,16 @@ class GatewayConfig(Strict):
         return sorted({d.model for d in self.deployments})
 
     def credentials(self) -> dict[str, CredentialRef]:
-        """Every credential reference the deployments name, by its config key."""
-        return {
+        """Every credential reference the config names (the deployments', the cache's
+        encryption key), by its config key."""
+        found = {
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
         }
+        if self.cache is not None and self.cache.encryption_key is not None:
+            found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
+        return found
 
 
 BUNDLED_CONFIG = "default-config.yaml"
