@@ -124,8 +124,12 @@ class Reloader:
         )
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
-        old_pool, old_config = s.pool, s.config
+        old_pool, old_config, old_router = s.pool, s.config, s.router
         s.router = s.inference.router = router
+        if old_router.probes is not None:
+            self._spawn(old_router.probes.stop())
+        if router.probes is not None:
+            router.probes.start()
         s.pool = pool
         s.inference.limit = new.server.max_body_bytes
         s.auth.ttl = new.server.auth_cache_seconds

@@ -115,6 +115,8 @@ class Services:
         async def start() -> None:
             await self.governance.start()
             await self.router.breakers.start()
+            if self.router.probes is not None:
+                self.router.probes.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -126,6 +128,8 @@ class Services:
                 task.cancel()
             await self.governance.close()
             await self.router.breakers.close()
+            if self.router.probes is not None:
+                await self.router.probes.stop()
             if self.inference.cache is not None:
                 await self.inference.cache.close()
             await self.pool.close()
@@ -181,7 +185,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         # The router a reload swapped in, not the one this closure was made with.
         return {"credentials": await inference.router.credentials_health()}
 
-    readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
+    async def deployments() -> dict[str, Any]:
+        return {"deployments": inference.router.health()}
+
+    readiness = Readiness(engine, admin, [secrets, credentials, deployments, governance.health])
     return Services(
         config=config,
         engine=engine,

@@ -12,6 +12,9 @@ model group the strategy and the fallbacks by error class.
         failures: 1                    # retryable failures in the window that open the breaker
         window_seconds: 60
       fallbacks: {gpt-4o: [llama]}     # general fallbacks (as groups.<m>.fallbacks.general)
+      health_checks:                   # optional: a one-token chat to every deployment ...
+        interval_seconds: 30           # ... this often
+        timeout_seconds: 5
       groups:
         gpt-4o:
           strategy: latency            # round_robin (default) | weighted | least_busy | latency
@@ -38,6 +41,8 @@ DEFAULT_RETRY_AFTER_MAX_SECONDS = 10.0
 DEFAULT_BREAKER_FAILURES = 1
 DEFAULT_BREAKER_WINDOW_SECONDS = 60.0
 DEFAULT_EXPLORATION = 0.05
+DEFAULT_HEALTH_INTERVAL_SECONDS = 30.0
+DEFAULT_HEALTH_TIMEOUT_SECONDS = 5.0
 
 Seconds = Annotated[float, Field(ge=0, le=3600)]
 Strategy = Literal["round_robin", "weighted", "least_busy", "latency", "lowest_cost", "usage"]
@@ -65,6 +70,11 @@ class Breaker(_Strict):
     window_seconds: float = Field(DEFAULT_BREAKER_WINDOW_SECONDS, gt=0, le=86400)
 
 
+class HealthChecks(_Strict):
+    interval_seconds: float = Field(DEFAULT_HEALTH_INTERVAL_SECONDS, ge=1, le=86400)
+    timeout_seconds: float = Field(DEFAULT_HEALTH_TIMEOUT_SECONDS, gt=0, le=300)
+
+
 class Fallbacks(_Strict):
     general: list[str] = []
     context_window: list[str] = []
@@ -85,6 +95,7 @@ class Router(_Strict):
     breaker: Breaker = Breaker()
     fallbacks: dict[str, list[str]] = {}
     groups: dict[str, Group] = {}
+    health_checks: HealthChecks | None = None  # no background probes unless set
 
     def fallbacks_for(self, model: str, error_class: ErrorClass) -> list[str]:
         """The groups tried, in order, after ``model``'s group failed with ``error_class``: the

@@ -45,6 +45,7 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import adapter_for
 from gateway.refs import CredentialRef
 from gateway.routing.breaker import Breakers
+from gateway.routing.health import PROBE, Probes
 from gateway.routing.retries import backoff, error_class, retry_after
 from gateway.routing.strategies import Order, Stats, strategy
 from gateway.secrets.broker import SecretBroker
@@ -145,6 +146,12 @@ class Router:
             route.stats.rpm_limit, route.stats.tpm_limit = (limits or {}).get(d.name, (None, None))
             self.groups.setdefault(d.model, []).append(route)
         self._turn = {name: itertools.count() for name in self.groups}
+        self._by_name = {r.deployment.name: r for r in routes}
+        self.probes: Probes | None = None
+        if settings.health_checks is not None:
+            self.probes = Probes(
+                settings.health_checks, list(self._by_name), self._probe, self._mark_health
+            )
         self._orders: dict[str, Order] = {}
         for name in self.groups:
             group = settings.groups.get(name)
@@ -188,10 +195,26 @@ class Router:
         if len(rotated) > 1:
             minute = int(self._clock() // 60)
             rotated = [rotated[i] for i in self._orders[model](rotated, stream, minute)]
-        available = self.breakers.available
-        return [r for r in rotated if available(r.deployment.name)] + [
-            r for r in rotated if not available(r.deployment.name)
-        ]
+
+        def available(route: Route) -> bool:
+            return route.stats.healthy and self.breakers.available(route.deployment.name)
+
+        return [r for r in rotated if available(r)] + [r for r in rotated if not available(r)]
+
+    async def _probe(self, name: str) -> None:
+        route = self._by_name[name]
+        body = {"model": route.deployment.model, **PROBE}
+        await self._call(route, lambda r, k: r.adapter.chat(body, k))
+
+    def _mark_health(self, name: str, ok: bool) -> None:
+        self._by_name[name].stats.healthy = ok
+
+    def health(self) -> dict[str, object]:
+        """The health probes' last results by deployment (details for ``/health/ready``: an
+        upstream's outage does not make this replica unready)."""
+        if self.probes is None:
+            return {"ok": True, "probes": "off"}
+        return {"ok": True, "deployments": dict(self.probes.results)}
 
     async def _run(
         self,

@@ -45,6 +45,7 @@ class Stats:
     minute: int = -1
     requests: int = 0  # in ``minute``
     tokens: int = 0  # in ``minute``
+    healthy: bool = True  # the last health probe's verdict (``routing.health``)
 
     def observe(self, ttfb: float | None = None, total: float | None = None) -> None:
         if ttfb is not None:
