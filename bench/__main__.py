@@ -35,6 +35,7 @@ from bench.sealgate_target import (
     DEFAULT_TEMPLATE,
     start_sealgate,
     start_sealgate_baseline,
+    start_sealgate_cache,
     start_sealgate_governance,
     start_sealgate_governance_pg,
 )
@@ -63,6 +64,7 @@ TARGETS = (
     Target("sealgate-baseline", "Sealgate at --baseline (before)", start_sealgate_baseline),
     Target("sealgate-gov", "Sealgate + governance, embedded", start_sealgate_governance),
     Target("sealgate-gov-pg", "Sealgate + governance, PG + Redis", start_sealgate_governance_pg),
+    Target("sealgate-cache", "Sealgate, every answer a cache hit", start_sealgate_cache),
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
 )
 

@@ -31,6 +31,7 @@ READY_TIMEOUT_S = 60.0
 DEFAULT_TEMPLATE = Path(__file__).with_name("sealgate.yaml.tmpl")
 GOVERNANCE_TEMPLATE = Path(__file__).with_name("sealgate-governance.yaml.tmpl")
 GOVERNANCE_PG_TEMPLATE = Path(__file__).with_name("sealgate-governance-pg.yaml.tmpl")
+CACHE_TEMPLATE = Path(__file__).with_name("sealgate-cache.yaml.tmpl")
 BENCH_DATABASE = "sealgate_bench"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -105,6 +106,10 @@ def start_sealgate_governance(ctx: RunContext, children: Children) -> Started:
 def start_sealgate_governance_pg(ctx: RunContext, children: Children) -> Started:
     fresh_database()
     return _start(ctx, children, "sealgate-gov-pg", GOVERNANCE_PG_TEMPLATE, governed=True)
+
+
+def start_sealgate_cache(ctx: RunContext, children: Children) -> Started:
+    return _start(ctx, children, "sealgate-cache", CACHE_TEMPLATE, governed=False)
 
 
 def fresh_database() -> None:

@@ -245,10 +245,12 @@ def test_entries_in_redis_are_encrypted_and_hits_are_served_from_them(
         assert len(names) == 2
         answer_text = FakeUpstream.REPLY_TEXT.encode()
         for name in names:
+            assert key.encode() not in name and canary.encode() not in name  # a hash only
             value = client.get(name)
             assert isinstance(value, bytes)
             for plaintext in (answer_text, b"chat.completion", canary.encode(), b"[DONE]"):
                 assert plaintext not in value
+            assert key.encode() not in value and CACHE_KEY.encode() not in value
             assert client.pttl(name) > 0  # every entry expires
     finally:
         process.stop()
