@@ -33,6 +33,7 @@ GOVERNANCE_TEMPLATE = Path(__file__).with_name("sealgate-governance.yaml.tmpl")
 GOVERNANCE_PG_TEMPLATE = Path(__file__).with_name("sealgate-governance-pg.yaml.tmpl")
 QUIET_TEMPLATE = Path(__file__).with_name("sealgate-quiet.yaml.tmpl")
 OBSERVED_TEMPLATE = Path(__file__).with_name("sealgate-observed.yaml.tmpl")
+CACHE_TEMPLATE = Path(__file__).with_name("sealgate-cache.yaml.tmpl")
 BENCH_DATABASE = "sealgate_bench"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -127,6 +128,8 @@ def start_sealgate_observed(ctx: RunContext, children: Children) -> Started:
     return _start(
         ctx, children, "sealgate-observed", OBSERVED_TEMPLATE, False, more={"OTLP_BASE": base}
     )
+def start_sealgate_cache(ctx: RunContext, children: Children) -> Started:
+    return _start(ctx, children, "sealgate-cache", CACHE_TEMPLATE, governed=False)
 
 
 def fresh_database() -> None:

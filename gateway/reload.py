@@ -33,13 +33,13 @@ from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
-from gateway.routing.router import Router, routes_for
+from gateway.routing.router import build_router
 from gateway.secrets.setup import take_environment
 
 log = logging.getLogger("sealgate.reload")
 
 # Sections a reload may not change, and the parts of the others it may.
-RESTART_SECTIONS = ("storage", "secrets", "verify", "tracing")
+RESTART_SECTIONS = ("storage", "secrets", "verify", "tracing", "cache")
 RELOADABLE_PARTS = {
     "server": {"max_body_bytes", "auth_cache_seconds"},
     "governance": {"deployments", "default_max_tokens"},
@@ -114,12 +114,24 @@ class Reloader:
         s = self.services
         s.broker.use("env", take_environment(new.secrets.vault, new.credentials()))
         pool = UpstreamPool()
-        router = Router(new.router, routes_for(new.deployments, pool), s.broker)
         s.governance.configure(new.governance, new.deployments)
+        router = build_router(
+            new.router,
+            new.deployments,
+            pool,
+            s.broker,
+            new.governance,
+            s.governance.cost,
+            s.router.breakers,  # breaker state outlives a reload
+        )
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
-        old_pool, old_config = s.pool, s.config
+        old_pool, old_config, old_router = s.pool, s.config, s.router
         s.router = s.inference.router = router
+        if old_router.probes is not None:
+            self._spawn(old_router.probes.stop())
+        if router.probes is not None:
+            router.probes.start()
         s.pool = pool
         s.inference.limit = new.server.max_body_bytes
         s.auth.ttl = new.server.auth_cache_seconds

@@ -29,6 +29,7 @@ from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
+from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
@@ -40,7 +41,8 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
 from gateway.refs import parse_ref
 from gateway.reload import Reloader
-from gateway.routing.router import Router, routes_for
+from gateway.routing.router import Router, build_router
+from gateway.routing.shared_breaker import build_breakers
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
 from gateway.store.db import (
@@ -114,6 +116,9 @@ class Services:
 
         async def start() -> None:
             await self.governance.start()
+            await self.router.breakers.start()
+            if self.router.probes is not None:
+                self.router.probes.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -124,6 +129,11 @@ class Services:
             for task in tasks:
                 task.cancel()
             await self.governance.close()
+            await self.router.breakers.close()
+            if self.router.probes is not None:
+                await self.router.probes.stop()
+            if self.inference.cache is not None:
+                await self.inference.cache.close()
             await self.pool.close()
             if self.reloader is not None:
                 await self.reloader.close()
@@ -161,21 +171,38 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     keys = KeyStore(engine)
     broker = build_broker(config.secrets, config.credentials())
     pool = UpstreamPool()
-    router = Router(config.router, routes_for(config.deployments, pool), broker)
     governance = build_governance(config.governance, config.deployments, engine, data_dir)
+    shared = config.governance.redis if config.governance.counters == "redis" else None
+    breakers = build_breakers(config.router.breaker, config.router.cooldown_seconds, shared)
+    router = build_router(
+        config.router,
+        config.deployments,
+        pool,
+        broker,
+        config.governance,
+        governance.cost,
+        breakers,
+    )
 
     async def secrets() -> dict[str, Any]:
         return {"secrets": await broker.health()}
 
     auth = Authenticator(keys, config.server.auth_cache_seconds)
-    inference = Inference(router, governance, auth, config.server.max_body_bytes)
+    cache = build_cache(config.cache, config.governance.redis, broker)
+    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache)
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.
         return {"credentials": await inference.router.credentials_health()}
 
+    async def deployments() -> dict[str, Any]:
+        return {"deployments": inference.router.health()}
+
     readiness = Readiness(
-        engine, admin, [secrets, credentials, governance.health], tenancy=governance.tenancy
+        engine,
+        admin,
+        [secrets, credentials, deployments, governance.health],
+        tenancy=governance.tenancy,
     )
     return Services(
         config=config,

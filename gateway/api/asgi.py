@@ -121,12 +121,14 @@ async def send_stream(
     stream: Stream,
     on_close: Callable[[Stream, str], Awaitable[None]],
     error_body: Callable[[GatewayError], dict[str, Any]] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
-    """Send an upstream stream chunk by chunk. A client disconnect cancels the pump and closes
-    the upstream connection at once; an upstream failure after the first byte becomes a final
-    SSE ``error`` event (the status line is already sent). ``on_close`` runs exactly once: before
-    the response ends when the stream ran to its end (so what it records is in place before the
-    client sees the answer complete), or after a disconnect."""
+    """Send an upstream stream chunk by chunk (``headers`` added to the SSE ones). A client
+    disconnect cancels the pump and closes the upstream connection at once; an upstream failure
+    after the first byte becomes a final SSE ``error`` event (the status line is already sent).
+    ``on_close`` runs exactly once: before the response ends when the stream ran to its end (so
+    what it records is in place before the client sees the answer complete), or after a
+    disconnect."""
     outcome = "ok"
     closed = False
 
@@ -142,7 +144,8 @@ async def send_stream(
 
     async def pump() -> None:
         nonlocal outcome
-        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        start = SSE_HEADERS + headers if headers else SSE_HEADERS
+        await send({"type": "http.response.start", "status": 200, "headers": start})
         try:
             async for chunk in stream.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})

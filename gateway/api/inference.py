@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 from starlette.types import Receive, Scope, Send
 
 from gateway import tracing
-from gateway.api import access, validation
-from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
+from gateway.api import access, cached, validation
+from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
+from gateway.cache.responses import ResponseCache, Route
 from gateway.errors import ModelNotFound, PermissionDenied, UpstreamError
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
@@ -53,9 +54,15 @@ class Inference:
     reload): each request reads them once, when it starts, and finishes on what it read."""
 
     def __init__(
-        self, router: Router, governance: Governance, auth: Authenticator, max_body_bytes: int
+        self,
+        router: Router,
+        governance: Governance,
+        auth: Authenticator,
+        max_body_bytes: int,
+        cache: ResponseCache | None = None,
     ) -> None:
         self.router = router
+        self.cache = cache
         self.governance = governance
         self.auth = auth
         self.limit = max_body_bytes
@@ -98,7 +105,7 @@ class Inference:
         """Limits and budgets, and the first deployment's limits, reserved before routing
         (settled, with the spend record durable, before the answer goes out: governance/); the
         plan is the order routing follows."""
-        plan = router.plan(model)
+        plan = router.plan(model, stream=bool(body.get("stream")))
         with tracing.span("sealgate.limits"):  # observability (issue 17): the limit check
             admission = await self.governance.admit(
                 record, model, body, headers, kind, plan[0].deployment
@@ -143,19 +150,29 @@ class Inference:
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        # -- the response cache (gateway/api/cached.py) --
+        route: Route = "messages" if anthropic else "chat"
+        lookup = cached.lookup(self.cache, route, record, body, headers)
+        if await cached.answered(lookup, receive, send, admission):
+            return
+        extra = cached.MISS if lookup is not None else []
+        # --
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
             stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
+            recording = cached.Recording(stream, lookup) if lookup is not None else None
 
             async def finished(_: Stream, outcome: str) -> None:
                 used = counting.charged(finished=outcome == "ok")
                 await admission.finish(used, deployment, outcome, counting.counted)
+                if recording is not None and outcome == "ok":
+                    await recording.keep()
 
             render: Renderer = anthropic_body if anthropic else openai_body
-            await send_stream(receive, send, stream, finished, render)
+            await send_stream(receive, send, recording or stream, finished, render, extra)
             return
         reply, deployment = await routed(
             receive, admission, router.chat(model, body, admission.gate, plan)
@@ -175,7 +192,8 @@ class Inference:
                 ) from None
             answer = json.dumps(message).encode()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
-        await send_body(send, 200, answer)
+        await cached.keep(lookup, "body", answer)
+        await send_body(send, 200, answer, JSON_HEADERS + extra)
 
     async def embeddings(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
@@ -185,8 +203,13 @@ class Inference:
         model = validation.check_embeddings(body)
         self._allow(router, record, model)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
+        lookup = cached.lookup(self.cache, "embeddings", record, body, headers)
+        if await cached.answered(lookup, receive, send, admission):
+            return
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)
         )
         await admission.finish(reply.usage, deployment, "ok", 0)
-        await send_body(send, 200, reply.body)
+        await cached.keep(lookup, "body", reply.body)
+        extra = cached.MISS if lookup is not None else []
+        await send_body(send, 200, reply.body, JSON_HEADERS + extra)

@@ -31,7 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.cache import Cache
 from gateway.config.governance import Governance
+from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
@@ -41,8 +43,6 @@ DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 120.0
 DEFAULT_TOTAL_TIMEOUT = 600.0
 DEFAULT_POOL_SIZE = 256
-DEFAULT_RETRIES = 1
-DEFAULT_COOLDOWN_SECONDS = 30.0
 DEFAULT_AUTH_CACHE_SECONDS = 30.0
 DEFAULT_STORAGE_TIMEOUT_SECONDS = 5.0
 DEFAULT_SECRET_TTL_SECONDS = 300.0
@@ -120,6 +120,7 @@ class Deployment(Strict):
     max_response_bytes: int = Field(DEFAULT_MAX_RESPONSE_BYTES, ge=1024, le=1 << 32)
     max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
+    weight: float = Field(1.0, gt=0, le=1_000_000)  # its share under the weighted strategy
 
     @field_validator("credential")
     @classmethod
@@ -166,12 +167,6 @@ class Deployment(Strict):
     @property
     def name(self) -> str:
         return self.id or f"{self.model}/{self.provider}"
-
-
-class Router(Strict):
-    retries: int = Field(DEFAULT_RETRIES, ge=0, le=10)
-    cooldown_seconds: PositiveSeconds = DEFAULT_COOLDOWN_SECONDS
-    fallbacks: dict[str, list[str]] = {}
 
 
 class Server(Strict):
@@ -255,17 +250,16 @@ class GatewayConfig(Strict):
     verify: Verify = Verify()
     governance: Governance = Governance()
     tracing: Tracing = Tracing()
+    cache: Cache | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
         """Names that must refer to something elsewhere in the file."""
         problems: list[tuple[Path_, str]] = []
         names = {d.model for d in self.deployments}
-        for source, targets in self.router.fallbacks.items():
-            for name in [source, *targets]:
-                if name not in names:
-                    where: Path_ = ("router", "fallbacks", source)
-                    problems.append((where, f"names unknown model {name!r}"))
+        for where, name in self.router.names():
+            if name not in names:
+                problems.append((where, f"names unknown model {name!r}"))
         seen: dict[str, int] = {}
         for index, deployment in enumerate(self.deployments):
             if deployment.name in seen:
@@ -283,6 +277,10 @@ class GatewayConfig(Strict):
                 problems.append(
                     (("governance", "deployments", name), f"names no deployment; known: {known}")
                 )
+        if self.cache and self.cache.backend == "redis" and self.governance.redis is None:
+            problems.append(
+                (("cache", "backend"), "the redis cache needs a governance.redis section")
+            )
         if self.secrets.vault is None:
             for key, ref in self.credentials().items():
                 if ref.scheme == "vault":
@@ -298,12 +296,16 @@ class GatewayConfig(Strict):
         return sorted({d.model for d in self.deployments})
 
     def credentials(self) -> dict[str, CredentialRef]:
-        """Every credential reference the deployments name, by its config key."""
-        return {
+        """Every credential reference the config names (the deployments', the cache's
+        encryption key), by its config key."""
+        found = {
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
         }
+        if self.cache is not None and self.cache.encryption_key is not None:
+            found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
+        return found
 
 
 BUNDLED_CONFIG = "default-config.yaml"
