@@ -128,6 +128,8 @@ def start_sealgate_observed(ctx: RunContext, children: Children) -> Started:
     return _start(
         ctx, children, "sealgate-observed", OBSERVED_TEMPLATE, False, more={"OTLP_BASE": base}
     )
+
+
 def start_sealgate_cache(ctx: RunContext, children: Children) -> Started:
     return _start(ctx, children, "sealgate-cache", CACHE_TEMPLATE, governed=False)
 
