@@ -4,7 +4,8 @@
     ├── InvalidRequest              400 invalid_request_error
     │   ├── PayloadTooLarge         413
     │   ├── HeadersTooLarge         431 request headers over the size or count limit
-    │   └── RequestTimeout          408 headers or body not received in time
+    │   ├── RequestTimeout          408 headers or body not received in time
+    │   └── GuardrailBlocked        400 guardrail_blocked: names the detector, never the match
     ├── AuthenticationFailed        401 authentication_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -97,6 +98,21 @@ class HeadersTooLarge(InvalidRequest):
 class RequestTimeout(InvalidRequest):
     status = 408
     default_code = "request_timeout"
+
+
+class GuardrailBlocked(InvalidRequest):
+    """A guardrail policy blocks this request or answer. The message names the detector (and the
+    stage); what it matched is never in it."""
+
+    default_code = "guardrail_blocked"
+
+    def __init__(self, detector: str, stage: str) -> None:
+        what = "request" if stage == "request" else "answer"
+        super().__init__(
+            f"the {what} was blocked by the guardrail detector {detector!r}", param=detector
+        )
+        self.detector = detector
+        self.stage = stage
 
 
 class AuthenticationFailed(GatewayError):

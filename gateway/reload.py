@@ -9,6 +9,7 @@ configuration and logs why. What a reload applies:
     server.auth_cache_seconds           how long a key lookup is cached
     governance.deployments              each deployment's limits and prices
     governance.default_max_tokens       the token reservation for calls that name none
+    guardrails                          the policies, and who runs under which
     logging.level                       the root logger's level
 
 Everything else (storage, secrets, verify, the rest of server and of governance: the connection
@@ -30,6 +31,7 @@ from gateway import integrity
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
+from gateway.guardrails.pipeline import Guardrails
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.routing.router import Router, routes_for
@@ -114,12 +116,14 @@ class Reloader:
         pool = UpstreamPool()
         router = Router(new.router, routes_for(new.deployments, pool), s.broker)
         s.governance.configure(new.governance, new.deployments)
+        guardrails = Guardrails(new.guardrails)
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
         old_pool, old_config = s.pool, s.config
         s.router = s.inference.router = router
         s.pool = pool
         s.inference.limit = new.server.max_body_bytes
+        s.inference.guardrails = guardrails or None
         s.auth.ttl = new.server.auth_cache_seconds
         s.config = new
         logging.getLogger().setLevel(new.logging.level.upper())

@@ -33,6 +33,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
+from gateway.guardrails.pipeline import Guardrails
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -158,7 +159,8 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         return {"secrets": await broker.health()}
 
     auth = Authenticator(keys, config.server.auth_cache_seconds)
-    inference = Inference(router, governance, auth, config.server.max_body_bytes)
+    guardrails = Guardrails(config.guardrails)
+    inference = Inference(router, governance, auth, config.server.max_body_bytes, guardrails)
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.

@@ -22,10 +22,12 @@ from gateway.api import validation
 from gateway.api.asgi import read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
-from gateway.errors import ModelNotFound, PermissionDenied, UpstreamError
+from gateway.errors import GuardrailBlocked, ModelNotFound, PermissionDenied, UpstreamError
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
+from gateway.guardrails.pipeline import Guardrails
+from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
 from gateway.values import Stream
@@ -52,12 +54,18 @@ class Inference:
     reload): each request reads them once, when it starts, and finishes on what it read."""
 
     def __init__(
-        self, router: Router, governance: Governance, auth: Authenticator, max_body_bytes: int
+        self,
+        router: Router,
+        governance: Governance,
+        auth: Authenticator,
+        max_body_bytes: int,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.router = router
         self.governance = governance
         self.auth = auth
         self.limit = max_body_bytes
+        self.guardrails = guardrails if guardrails else None
         self.routes: dict[str, Handler] = {
             "/v1/chat/completions": self.chat,
             "/v1/embeddings": self.embeddings,
@@ -80,6 +88,16 @@ class Inference:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         if not record.allows(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+
+    # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
+    def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Policy | None:
+        """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
+        The policy the answer stages run under, or None (then nothing else is paid)."""
+        guardrails = self.guardrails
+        policy = guardrails.policy_for(record, model) if guardrails is not None else None
+        if guardrails is not None and policy is not None:
+            guardrails.check_request(policy, body)
+        return policy
 
     async def _admit(
         self,
@@ -106,7 +124,8 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        await self._complete(router, receive, send, headers, body, model, record, anthropic=False)
+        policy = self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, policy, False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
@@ -120,7 +139,8 @@ class Inference:
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        await self._complete(router, receive, send, headers, body, model, record, anthropic=True)
+        policy = self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, policy, True)
 
     async def _complete(
         self,
@@ -131,6 +151,7 @@ class Inference:
         body: dict[str, Any],
         model: str,
         record: KeyRecord,
+        policy: Policy | None,
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
@@ -139,7 +160,10 @@ class Inference:
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
-            stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
+            stream: Stream = counting
+            if self.guardrails is not None and policy is not None:
+                stream = self.guardrails.stream(policy, counting)
+            stream = AnthropicEventStream(stream, model) if anthropic else stream
 
             async def finished(_: Stream, outcome: str) -> None:
                 used = counting.charged(finished=outcome == "ok")
@@ -152,9 +176,17 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         answer = reply.body
+        if self.guardrails is not None and policy is not None:
+            try:
+                answer = self.guardrails.check_reply(policy, answer)
+            except GuardrailBlocked:
+                await admission.finish(
+                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
+                )
+                raise
         if anthropic:
             try:
-                message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
+                message = anthropic_wire.message_from_openai(json.loads(answer), model)
             except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
                 await admission.finish(
                     reply.usage, deployment, "upstream_error", reply_tokens(reply)
@@ -174,6 +206,7 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
         self._allow(router, record, model)
+        self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)

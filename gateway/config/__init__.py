@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from gateway.config.governance import Governance
+from gateway.config.guardrails import Guardrails
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
@@ -217,6 +218,7 @@ class GatewayConfig(Strict):
     logging: Logging = Logging()
     verify: Verify = Verify()
     governance: Governance = Governance()
+    guardrails: Guardrails = Guardrails()
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
