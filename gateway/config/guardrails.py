@@ -158,8 +158,8 @@ class Guardrails(Strict):
         known = ", ".join(sorted(self.policies)) or "(none)"
         if self.default is not None and self.default not in self.policies:
             raise ValueError(f"default names no policy {self.default!r}; known: {known}")
-        for section in ("keys", "teams", "models"):
-            for subject, policy in getattr(self, section).items():
+        for section, names in (("keys", self.keys), ("teams", self.teams), ("models", self.models)):
+            for subject, policy in names.items():
                 if policy not in self.policies:
                     raise ValueError(
                         f"{section}.{subject} names no policy {policy!r}; known: {known}"
