@@ -53,7 +53,8 @@ def record(policy: Policy, stage: str, found: Counter[str], evidence: Evidence |
     if not found:
         return
     for name, count in found.items():
-        FINDINGS[(("detector", name), ("action", policy.actions[name]), ("stage", stage))] += count
+        action = policy.actions.get(name, "block")  # size: always a block
+        FINDINGS[(("detector", name), ("action", action), ("stage", stage))] += count
     if evidence is not None:
         evidence.counts.update(found)
     LOG.info(

@@ -100,8 +100,8 @@ class Policy:
 def compile_policy(name: str, source: config.Policy) -> Policy:
     actions: dict[str, config.Action] = {}
     for key, action in (source.detectors or {}).items():
-        for name in config.GROUPS.get(key, (key,)):
-            actions[name] = action
+        for member in config.GROUPS.get(key, (key,)):
+            actions[member] = action
     detectors: list[Detector] = []
     for pattern in source.patterns:
         detectors.append(

@@ -97,9 +97,9 @@ def email(rng: random.Random) -> str:
 def token(rng: random.Random, length: int, alphabet: str = ALNUM) -> str:
     while True:
         out = "".join(rng.choice(alphabet) for _ in range(length))
-        if any(c.isdigit() for c in out) and any(c.isupper() for c in out):
-            if any(c.islower() for c in out) or alphabet == string.ascii_uppercase + "0123456789":
-                return out
+        lower = any(c.islower() for c in out) or not any(c.islower() for c in alphabet)
+        if any(c.isdigit() for c in out) and any(c.isupper() for c in out) and lower:
+            return out
 
 
 def jwt(rng: random.Random) -> str:
@@ -181,19 +181,27 @@ def negatives(rng: random.Random) -> list[str]:
         out.append(f"request id {uuid.UUID(int=rng.getrandbits(128))}")
         out.append(f"commit {hashlib.sha1(rng.randbytes(8)).hexdigest()} fixed it")
         out.append(f"sha256: {hashlib.sha256(rng.randbytes(8)).hexdigest()}")
-        out.append(f"order {rng.randint(10**11, 10**15)} shipped on 2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}")
-        out.append(f"version {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 99)} released")
+        day = f"2024-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}"
+        out.append(f"order {rng.randint(10**11, 10**15)} shipped on {day}")
+        out.append(
+            f"version {rng.randint(1, 9)}.{rng.randint(0, 20)}.{rng.randint(0, 99)} released"
+        )
         out.append(f"reach me at jane{rng.randint(0, 99)} at example dot com, or @jane on chat")
         image = base64.b64encode(rng.randbytes(rng.randint(300, 1200))).decode()
         out.append(f'<img src="data:image/png;base64,{image}">')
         out.append(rng.choice(CODE))
-        out.append(f"sk-learn and sk-{''.join(rng.choice(string.ascii_lowercase) for _ in range(8))} are fine")
+        word = "".join(rng.choice(string.ascii_lowercase) for _ in range(8))
+        out.append(f"sk-learn and sk-{word} are fine")
         out.append(f"timestamp {rng.randint(1_600_000_000, 1_800_000_000)}.{rng.randint(100, 999)}")
     return out  # fmt: skip
 
 
 def phone(rng: random.Random) -> str:
-    area, exchange, line = rng.choice(["415", "212", "617", "303"]), rng.randint(200, 999), rng.randint(0, 9999)
+    area, exchange, line = (
+        rng.choice(["415", "212", "617", "303"]),
+        rng.randint(200, 999),
+        rng.randint(0, 9999),
+    )
     return rng.choice([f"({area}) {exchange}-{line:04d}", f"{area}-{exchange}-{line:04d}",
                        f"+1 {area} {exchange} {line:04d}", f"+44 20 7946 {rng.randint(0, 999):04d}",
                        f"+49 30 {rng.randint(100000, 999999)}"])  # fmt: skip

@@ -11,7 +11,7 @@ from pathlib import Path
 import gateway.guardrails
 
 PACKAGE = Path(gateway.guardrails.__file__).parent
-SOURCES = sorted(PACKAGE.rglob("*.py")) + [PACKAGE.parent / "config" / "guardrails.py"]
+SOURCES = [*sorted(PACKAGE.rglob("*.py")), PACKAGE.parent / "config" / "guardrails.py"]
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__", "breakpoint", "globals", "locals"}
 FORBIDDEN_ATTRIBUTES = {
     "import_module", "system", "popen", "spawnl", "spawnv", "execv", "execve", "execl",
@@ -38,9 +38,11 @@ def offences(source: str) -> list[str]:
             for alias in node.names:
                 if alias.name.split(".")[0] in FORBIDDEN_MODULES:
                     found.append(f"line {node.lineno}: import {alias.name}")
-        elif isinstance(node, ast.ImportFrom):
-            if (node.module or "").split(".")[0] in FORBIDDEN_MODULES:
-                found.append(f"line {node.lineno}: from {node.module} import")
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and (node.module or "").split(".")[0] in FORBIDDEN_MODULES
+        ):
+            found.append(f"line {node.lineno}: from {node.module} import")
     return found
 
 
