@@ -12,23 +12,43 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import string
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import phonenumbers
 
-from gateway.guardrails.detectors import PatternDetector, contains
+from gateway.guardrails.detectors import PatternDetector, digit_runs
 
-EMAIL = PatternDetector(
-    "email",
-    "[EMAIL]",
-    0.95,
-    re.compile(
-        r"(?<![\w.%+-])[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}"
-        r"\.[A-Za-z]{2,24}(?![\w-]|:[\w/~])"  # not an SSH remote, git@host:path
-    ),
-    hint=contains("@"),
+_DOMAIN = re.compile(
+    r"@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}"
+    r"(?![\w-]|:[\w/~])"  # not an SSH remote, git@host:path
 )
+_LOCAL = frozenset(string.ascii_letters + string.digits + "._%+-")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailDetector:
+    """An address: its domain found from the ``@`` (a pattern with a literal first character
+    costs one fast search over a text without one), its local part walked back from there."""
+
+    name: str = "email"
+    placeholder: str = "[EMAIL]"
+    confidence: float = 0.95
+
+    def find(self, text: str) -> Iterator[tuple[int, int]]:
+        if "@" not in text:
+            return
+        for found in _DOMAIN.finditer(text):
+            at = found.start()
+            start = at
+            while start > 0 and at - start < 65 and text[start - 1] in _LOCAL:
+                start -= 1
+            if start < at and at - start <= 64 and not (start > 0 and text[start - 1].isalnum()):
+                yield start, found.end()
+
+
+EMAIL = EmailDetector()
 
 # Issuer prefixes (IIN ranges) of the card schemes in use, with the lengths each issues.
 _CARD_BRANDS: tuple[tuple[tuple[int, int], int, frozenset[int]], ...] = (
@@ -74,8 +94,9 @@ CARD = PatternDetector(
     "[CARD]",
     0.95,
     # where a run of digit groups starts (not inside an IBAN's groups or a longer number)
-    re.compile(r"(?<![\w.-])(?<!\d[ -])\d(?:[ -]?\d){12,18}(?!\w|[.-]\d)"),
+    re.compile(r"\d(?<![\w.-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?!\w|[.-]\d)"),
     check=card_number,
+    regions=digit_runs,
 )
 
 # ISO 13616 lengths of the countries that issue IBANs (SWIFT's IBAN registry).
@@ -98,7 +119,7 @@ def iban_checksum(compact: str) -> bool:
     return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
 
 
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,15 +178,14 @@ SSN = PatternDetector(
     "ssn",
     "[SSN]",
     0.85,
-    re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
+    re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
     check=ssn,
+    regions=digit_runs,
 )
 
-_IPV4 = re.compile(
-    r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?![\d]|\.\d)"
-)
+_IPV4 = re.compile(r"\d(?<![\d.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,9 +196,11 @@ class IpDetector:
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if "." in text:
-            for found in _IPV4.finditer(text):
-                yield found.span()
-        if "::" in text or text.count(":") >= 7:
+            for start, end in digit_runs(text):
+                for found in _IPV4.finditer(text, start, end):
+                    if all(int(octet) <= 255 for octet in found.group().split(".")):
+                        yield found.span()
+        if _IPV6_HINT.search(text):
             for found in _IPV6.finditer(text):
                 candidate = found.group()
                 if candidate.count(":") < 2 or candidate in ("::", ":::"):
@@ -192,7 +214,7 @@ class IpDetector:
 
 IP = IpDetector()
 
-_PHONE = re.compile(r"(?<![\w+.-])(?:\+|\(|\b)\d[\d ().-]{5,18}\d(?![\w-]|\.\d)")
+_PHONE = re.compile(r"[+(\d](?<![\w+.-][+(\d])[\d ().-]{5,18}\d(?![\w-]|\.\d)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,14 +229,15 @@ class PhoneDetector:
     confidence: float = 0.85
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
-        for found in _PHONE.finditer(text):
-            span = _phone_in(found.group(), self.regions)
-            if span is not None:
-                yield found.start() + span[0], found.start() + span[1]
+        for start, end in digit_runs(text):
+            for found in _PHONE.finditer(text, start, end):
+                span = _phone_in(found.group(), self.regions)
+                if span is not None:
+                    yield found.start() + span[0], found.start() + span[1]
 
 
 def _phone_in(candidate: str, regions: Sequence[str]) -> tuple[int, int] | None:
-    digits = sum(c.isdigit() for c in candidate)
+    digits = len(candidate) - sum(candidate.count(c) for c in " ().-+")
     if digits < 7 or digits > 15:
         return None
     for region in (None,) if candidate.startswith("+") else regions:

@@ -18,7 +18,7 @@ import re
 from collections import Counter
 
 from gateway import tokens
-from gateway.guardrails.detectors import PatternDetector, contains
+from gateway.guardrails.detectors import PatternDetector, contains, long_words
 
 ENTROPY_BITS = 4.2
 _HEX = frozenset("0123456789abcdefABCDEF-")
@@ -101,7 +101,7 @@ GITHUB_TOKEN = PatternDetector(
     "[GITHUB_TOKEN]",
     0.99,
     re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,255})"),
-    hint=contains("gh", "github_pat_"),
+    hint=contains("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
 )
 SLACK_TOKEN = PatternDetector(
     "slack_token",
@@ -161,4 +161,5 @@ HIGH_ENTROPY = PatternDetector(
     0.6,
     re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,100}={0,2}(?![A-Za-z0-9+/=_-])"),
     check=high_entropy,
+    regions=long_words,
 )
