@@ -26,7 +26,7 @@ from gateway.errors import GuardrailBlocked, ModelNotFound, PermissionDenied, Up
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
-from gateway.guardrails.pipeline import Guardrails
+from gateway.guardrails.pipeline import Evidence, Guardrails
 from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
@@ -90,14 +90,19 @@ class Inference:
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
     # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
-    def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Policy | None:
+    def _guard(
+        self, record: KeyRecord, model: str, body: dict[str, Any]
+    ) -> tuple[Policy, Evidence] | None:
         """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
-        The policy the answer stages run under, or None (then nothing else is paid)."""
+        The policy the answer stages run under and what was found so far, or None when no
+        policy applies (then nothing else is paid)."""
         guardrails = self.guardrails
         policy = guardrails.policy_for(record, model) if guardrails is not None else None
-        if guardrails is not None and policy is not None:
-            guardrails.check_request(policy, body)
-        return policy
+        if guardrails is None or policy is None:
+            return None
+        evidence = Evidence()
+        guardrails.check_request(policy, body, evidence)
+        return policy, evidence
 
     async def _admit(
         self,
@@ -124,8 +129,8 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        policy = self._guard(record, model, body)
-        await self._complete(router, receive, send, headers, body, model, record, policy, False)
+        guarded = self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
@@ -139,8 +144,8 @@ class Inference:
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        policy = self._guard(record, model, body)
-        await self._complete(router, receive, send, headers, body, model, record, policy, True)
+        guarded = self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, guarded, True)
 
     async def _complete(
         self,
@@ -151,21 +156,25 @@ class Inference:
         body: dict[str, Any],
         model: str,
         record: KeyRecord,
-        policy: Policy | None,
+        guarded: tuple[Policy, Evidence] | None,
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        if guarded is not None:
+            admission.guardrails = guarded[1].summary()
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
             stream: Stream = counting
-            if self.guardrails is not None and policy is not None:
-                stream = self.guardrails.stream(policy, counting)
+            if self.guardrails is not None and guarded is not None:
+                stream = self.guardrails.stream(guarded[0], guarded[1], counting)
             stream = AnthropicEventStream(stream, model) if anthropic else stream
 
             async def finished(_: Stream, outcome: str) -> None:
+                if guarded is not None:
+                    admission.guardrails = guarded[1].summary()
                 used = counting.charged(finished=outcome == "ok")
                 await admission.finish(used, deployment, outcome, counting.counted)
 
@@ -176,10 +185,11 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         answer = reply.body
-        if self.guardrails is not None and policy is not None:
+        if self.guardrails is not None and guarded is not None:
             try:
-                answer = self.guardrails.check_reply(policy, answer)
+                answer = self.guardrails.check_reply(guarded[0], guarded[1], answer)
             except GuardrailBlocked:
+                admission.guardrails = guarded[1].summary()
                 await admission.finish(
                     reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
                 )
@@ -196,6 +206,8 @@ class Inference:
                     "completion"
                 ) from None
             answer = json.dumps(message).encode()
+        if guarded is not None:
+            admission.guardrails = guarded[1].summary()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
         await send_body(send, 200, answer)
 
@@ -206,8 +218,10 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
         self._allow(router, record, model)
-        self._guard(record, model, body)
+        guarded = self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
+        if guarded is not None:
+            admission.guardrails = guarded[1].summary()
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)
         )

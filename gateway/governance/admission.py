@@ -109,6 +109,7 @@ class Admission:
     tries: int = 0  # deployments the router was allowed to try
     last_tried: Deployment | None = None
     settled: bool = False
+    guardrails: str = ""  # what the guardrails found, for the spend record: ``card=1,email=2``
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full
@@ -235,6 +236,7 @@ class Admission:
             cost_nanos=cost,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             status=status,
+            guardrails=self.guardrails,
         )
 
 

@@ -159,7 +159,7 @@ class Guardrails:
             raise GuardrailBlocked(SIZE, "request")
         _apply(policy, "request", slots, evidence)
 
-    def check_reply(self, policy: Policy, body: bytes, evidence: Evidence | None = None) -> bytes:
+    def check_reply(self, policy: Policy, evidence: Evidence | None, body: bytes) -> bytes:
         """The response stage over a complete chat completion: the body as it may go out."""
         if "response" not in policy.stages:
             return body
@@ -181,7 +181,7 @@ class Guardrails:
             return json.dumps(answer).encode()
         return body
 
-    def stream(self, policy: Policy, inner: Stream, evidence: Evidence | None = None) -> Stream:
+    def stream(self, policy: Policy, evidence: Evidence | None, inner: Stream) -> Stream:
         """The response stage over a stream of chat completion chunks."""
         if "response" not in policy.stages:
             return inner

@@ -16,6 +16,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+import sqlalchemy
 
 from tests.guardrails.test_detectors import EVERYTHING
 from tests.support.fake_upstream import FakeUpstream
@@ -191,6 +192,24 @@ def test_findings_are_counted_in_the_metrics_and_the_log_by_detector_never_by_co
     for text in (metrics, log):
         assert canary_card not in text and canary_card.replace(" ", "") not in text
         assert OPENAI_KEY not in text and CARD not in text and EMAIL not in text
+
+
+def test_the_spend_record_carries_detector_names_and_counts_and_never_the_text(
+    gateway: GatewayProcess, client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    upstream.then(content=[f"noted: {EMAIL}"])
+    ask(client, f"cards {CARD} and 5555 5555 5555 4444, ticket TCK-000001")
+    engine = sqlalchemy.create_engine(f"sqlite:///{gateway.data_dir / 'sealgate.db'}")
+    try:
+        with engine.connect() as connection:
+            rows = connection.execute(
+                sqlalchemy.text("SELECT guardrails, status FROM spend ORDER BY at")
+            ).all()
+    finally:
+        engine.dispose()
+    assert rows[-1] == ("card=2,email=1,pattern:ticket=1", "ok")
+    dumped = repr(rows)
+    assert CARD not in dumped and EMAIL not in dumped and "TCK-000001" not in dumped
 
 
 def test_policies_by_key_and_by_team_take_precedence_over_the_default(
