@@ -22,6 +22,7 @@
     │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
+    ├── GuardrailUnavailable        503 guardrail_unavailable: a fail-closed webhook did not answer
     ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
     ├── StorageUnavailable          503 storage_unavailable: a key not seen before, database down
     └── TooManyConnections          503 too_many_connections: server.max_connections are open
@@ -214,6 +215,13 @@ class SecretUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "credential_unavailable"
+    retryable = True
+
+
+class GuardrailUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "guardrail_unavailable"
     retryable = True
 
 

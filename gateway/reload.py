@@ -31,6 +31,7 @@ from gateway import integrity
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
+from gateway.guardrails import webhook
 from gateway.guardrails.pipeline import Guardrails
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -107,6 +108,7 @@ class Reloader:
                 "changed, and takes effect only on a restart; nothing was reloaded",
             )
         egress.enforce(new.deployments, integrity.policies_dir(new.verify))
+        webhook.check_egress(new.guardrails, integrity.policies_dir(new.verify))
         check_prices(new.governance, new.deployments, str(self.path or "<bundled>"))
         return new
 

@@ -33,6 +33,7 @@ from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
+from gateway.guardrails import webhook
 from gateway.guardrails.pipeline import Guardrails
 from gateway.hardening import harden_process
 from gateway.providers import egress
@@ -124,6 +125,8 @@ class Services:
                 task.cancel()
             await self.governance.close()
             await self.pool.close()
+            if self.inference.guardrails is not None:
+                await self.inference.guardrails.close()
             if self.reloader is not None:
                 await self.reloader.close()
             await self.broker.close()
@@ -191,6 +194,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
         egress.enforce(config.deployments, integrity.policies_dir(config.verify))
+        webhook.check_egress(config.guardrails, integrity.policies_dir(config.verify))
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

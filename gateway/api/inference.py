@@ -90,7 +90,7 @@ class Inference:
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
     # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
-    def _guard(
+    async def _guard(
         self, record: KeyRecord, model: str, body: dict[str, Any]
     ) -> tuple[Policy, Evidence] | None:
         """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
@@ -102,6 +102,7 @@ class Inference:
             return None
         evidence = Evidence()
         guardrails.check_request(policy, body, evidence)
+        await guardrails.consult(policy, model, body, evidence)
         return policy, evidence
 
     async def _admit(
@@ -129,7 +130,7 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        guarded = self._guard(record, model, body)
+        guarded = await self._guard(record, model, body)
         await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -144,7 +145,7 @@ class Inference:
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        guarded = self._guard(record, model, body)
+        guarded = await self._guard(record, model, body)
         await self._complete(router, receive, send, headers, body, model, record, guarded, True)
 
     async def _complete(
@@ -218,7 +219,7 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
         self._allow(router, record, model)
-        guarded = self._guard(record, model, body)
+        guarded = await self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         if guarded is not None:
             admission.guardrails = guarded[1].summary()

@@ -18,6 +18,10 @@ or a model (docs/guardrails.md).
           keywords:
             - {name: codenames, words: [bluebird, nightjar], action: block}
           max_chars: 200000             # the most text one request may carry
+          webhook:                      # an external guardrail, asked before the call
+            url: https://guard.example.com/v1/check
+            timeout_seconds: 2
+            on_error: fail_closed       # fail_closed (default): 503 | fail_open: go on
           stages: [request, response]   # where the policy applies (both by default)
 
 The most specific name wins: key, then team, then model, then ``default``. No policy means no
@@ -29,6 +33,7 @@ refused at start-up with its file, key and line.
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -43,6 +48,7 @@ MAX_KEYWORDS = 10_000
 # pattern's cost is bounded when it is compiled, and matching is linear in the text.
 PATTERN_MAX_MEM = 8 << 20
 DEFAULT_MAX_CHARS = 1_000_000
+DEFAULT_WEBHOOK_TIMEOUT = 2.0
 
 
 def pattern_options() -> re2.Options:
@@ -95,8 +101,30 @@ class Keywords(Strict):
     case_sensitive: bool = False
 
 
+class Webhook(Strict):
+    """An external guardrail: the request's texts (credentials masked) are posted to ``url``,
+    whose host must be on the egress allowlist under ``guardrail_webhook``; it answers
+    ``{"verdict": "allow"}`` or ``{"verdict": "block"}``."""
+
+    url: str
+    timeout_seconds: float = Field(DEFAULT_WEBHOOK_TIMEOUT, gt=0, le=30)
+    on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
+    allow_private_network: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _absolute_http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an absolute http(s) URL")
+        if parts.username or parts.password:
+            raise ValueError("credentials in the URL are refused")
+        return value
+
+
 class Policy(Strict):
     detectors: dict[str, Action] = {}
+    webhook: Webhook | None = None
     phone_regions: list[Annotated[str, Field(pattern=r"^[A-Z]{2}$")]] = ["US"]
     patterns: list[Pattern] = []
     keywords: list[Keywords] = []

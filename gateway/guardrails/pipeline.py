@@ -23,8 +23,9 @@ from typing import Any
 
 from gateway.config import guardrails as config
 from gateway.errors import GuardrailBlocked
-from gateway.guardrails.policy import SIZE, Policy, compile_policy
+from gateway.guardrails.policy import SECRET_DETECTORS, SIZE, Policy, compile_policy
 from gateway.guardrails.streaming import GuardedStream
+from gateway.guardrails.webhook import Webhook
 from gateway.metrics import METRICS
 from gateway.store.keys import KeyRecord
 from gateway.values import Stream
@@ -131,6 +132,11 @@ class Guardrails:
         self.keys = dict(section.keys)
         self.teams = dict(section.teams)
         self.models = dict(section.models)
+        self.webhooks = {
+            name: Webhook(name, p.webhook, SECRET_DETECTORS)
+            for name, p in self.policies.items()
+            if p.webhook is not None
+        }
 
     def __bool__(self) -> bool:
         return bool(self.policies) and bool(self.default or self.keys or self.teams or self.models)
@@ -158,6 +164,27 @@ class Guardrails:
                 evidence.blocked = SIZE
             raise GuardrailBlocked(SIZE, "request")
         _apply(policy, "request", slots, evidence)
+
+    async def consult(
+        self, policy: Policy, model: str, body: dict[str, Any], evidence: Evidence | None = None
+    ) -> None:
+        """The policy's external guardrail, after the built-in request stage (so it sees the
+        request as the upstream will)."""
+        webhook = self.webhooks.get(policy.name)
+        if webhook is None or "request" not in policy.stages:
+            return
+        texts = [container[key] for container, key in _text_slots(body)]
+        try:
+            await webhook.check("request", model, texts)
+        except GuardrailBlocked as exc:
+            record(policy, "request", Counter({exc.detector: 1}), evidence)
+            if evidence is not None:
+                evidence.blocked = exc.detector
+            raise
+
+    async def close(self) -> None:
+        for webhook in self.webhooks.values():
+            await webhook.close()
 
     def check_reply(self, policy: Policy, evidence: Evidence | None, body: bytes) -> bytes:
         """The response stage over a complete chat completion: the body as it may go out."""

@@ -42,6 +42,7 @@ BUILTIN: tuple[Detector, ...] = (
     injection.HOMOGLYPH,
     secrets.HIGH_ENTROPY,
 )
+SECRET_DETECTORS = tuple(d for d in BUILTIN if d.name in config.SECRETS)
 SIZE = "size"  # the detector name a request over the policy's max_chars is blocked by
 
 # What a policy is when the operator says nothing more: personal data masked, secrets refused,
@@ -81,6 +82,7 @@ class Policy:
     max_chars: int
     stages: frozenset[str]
     placeholders: dict[str, str] = field(default_factory=dict)
+    webhook: config.Webhook | None = None
 
     def inspect(self, text: str) -> list[Match]:
         return scan(self.detectors, text)
@@ -134,6 +136,7 @@ def compile_policy(name: str, source: config.Policy) -> Policy:
         source.max_chars,
         frozenset(source.stages),
         {d.name: d.placeholder for d in detectors},
+        source.webhook,
     )
 
 
