@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.config import guardrails as config
-from gateway.errors import GuardrailBlocked
+from gateway.errors import GuardrailBlocked, PermissionDenied
 from gateway.guardrails.policy import SECRET_DETECTORS, SIZE, Policy, compile_policy
 from gateway.guardrails.streaming import GuardedStream
 from gateway.guardrails.webhook import Webhook
@@ -31,6 +31,7 @@ from gateway.store.keys import KeyRecord
 from gateway.values import Stream
 
 LOG = logging.getLogger("sealgate.guardrails")
+KEY_METADATA = "guardrail_policy"  # a key's own policy, in the metadata the admin API sets
 FINDINGS = METRICS.counter(
     "sealgate_guardrail_findings_total",
     "guardrail findings by detector, action and stage (never what was found)",
@@ -142,6 +143,18 @@ class Guardrails:
         return bool(self.policies) and bool(self.default or self.keys or self.teams or self.models)
 
     def policy_for(self, record: KeyRecord, model: str) -> Policy | None:
+        """The key's own (``guardrail_policy`` in the metadata the admin API gave it, audited
+        with the key), then the config's key, team, model and default. A key that names a
+        policy the config does not have is refused: a policy is never silently dropped."""
+        named = record.metadata.get(KEY_METADATA)
+        if named is not None:
+            if not isinstance(named, str) or named not in self.policies:
+                raise PermissionDenied(
+                    "this key names a guardrail policy the gateway does not have; "
+                    "ask the operator to fix the key's guardrail_policy",
+                    code="guardrail_policy_unknown",
+                )
+            return self.policies[named]
         name = (
             self.keys.get(record.id)
             or (self.teams.get(record.team_id) if record.team_id else None)

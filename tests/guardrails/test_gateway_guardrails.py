@@ -237,6 +237,50 @@ def test_policies_by_key_and_by_team_take_precedence_over_the_default(
     assert upstream.requests[-1].body["messages"][0]["content"] == f"mail {EMAIL}"
 
 
+def test_a_key_made_through_the_admin_api_with_its_own_policy_runs_under_it(
+    gateway: GatewayProcess,
+) -> None:
+    made = gateway.create_key(["fake-gpt"], metadata={"guardrail_policy": "strict"})
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=made["key"], max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, f"mail {EMAIL}")
+    assert blocked(caught.value)["param"] == "email"
+    audit = gateway.admin("GET", "/admin/audit").text
+    assert "guardrail_policy" in audit and made["key"] not in audit
+
+    unknown = gateway.create_key(["fake-gpt"], metadata={"guardrail_policy": "nope"})
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=unknown["key"], max_retries=0)
+    with pytest.raises(openai.PermissionDeniedError) as refused:
+        ask(client, "hello")
+    assert refused.value.response.json()["error"]["code"] == "guardrail_policy_unknown"
+
+
+def test_a_virtual_key_pasted_into_a_prompt_is_blocked_and_leaks_nowhere(
+    gateway: GatewayProcess, client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    canary = str(gateway.create_key(["fake-gpt"])["key"])
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, f"my gateway key is {canary}, is it valid?")
+    assert blocked(caught.value)["param"] == "sealgate_key"
+    engine = sqlalchemy.create_engine(f"sqlite:///{gateway.data_dir / 'sealgate.db'}")
+    try:
+        with engine.connect() as connection:
+            rows = repr(connection.execute(sqlalchemy.text("SELECT * FROM spend")).all())
+            audit = repr(connection.execute(sqlalchemy.text("SELECT * FROM audit_log")).all())
+    finally:
+        engine.dispose()
+    searched = [
+        caught.value.response.text,
+        gateway.stderr(),
+        gateway.admin("GET", "/metrics").text,
+        rows,
+        audit,
+        json.dumps([r.body for r in upstream.requests]),
+    ]
+    secret_part = canary.rsplit("-", 1)[1]
+    assert [text[:80] for text in searched if canary in text or secret_part in text] == []
+
+
 def test_the_corpus_policy_is_the_one_the_gateway_test_relies_on() -> None:
     assert {m.detector for m in EVERYTHING.inspect(f"{CARD} {EMAIL} {OPENAI_KEY}")} == {
         "card",
