@@ -28,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway import integrity
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, guardrails_section
 from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
 from gateway.guardrails import webhook
@@ -108,7 +108,8 @@ class Reloader:
                 "changed, and takes effect only on a restart; nothing was reloaded",
             )
         egress.enforce(new.deployments, integrity.policies_dir(new.verify))
-        webhook.check_egress(new.guardrails, integrity.policies_dir(new.verify))
+        policies = integrity.policies_dir(new.verify)
+        webhook.check_egress(guardrails_section(new, policies), policies)
         check_prices(new.governance, new.deployments, str(self.path or "<bundled>"))
         return new
 
@@ -118,7 +119,7 @@ class Reloader:
         pool = UpstreamPool()
         router = Router(new.router, routes_for(new.deployments, pool), s.broker)
         s.governance.configure(new.governance, new.deployments)
-        guardrails = Guardrails(new.guardrails)
+        guardrails = Guardrails(guardrails_section(new, integrity.policies_dir(new.verify)))
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
         old_pool, old_config = s.pool, s.config

@@ -29,7 +29,7 @@ from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, guardrails_section
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
@@ -162,7 +162,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         return {"secrets": await broker.health()}
 
     auth = Authenticator(keys, config.server.auth_cache_seconds)
-    guardrails = Guardrails(config.guardrails)
+    guardrails = Guardrails(guardrails_section(config, integrity.policies_dir(config.verify)))
     inference = Inference(router, governance, auth, config.server.max_body_bytes, guardrails)
 
     async def credentials() -> dict[str, Any]:
@@ -194,7 +194,8 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
         egress.enforce(config.deployments, integrity.policies_dir(config.verify))
-        webhook.check_egress(config.guardrails, integrity.policies_dir(config.verify))
+        policies = integrity.policies_dir(config.verify)
+        webhook.check_egress(guardrails_section(config, policies), policies)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

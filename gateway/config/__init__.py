@@ -311,6 +311,41 @@ def parse_config(text: str, source: str, providers: Mapping[str, ProviderRules])
         raise ConfigError(source, key, problem, more) from None
 
 
+GUARDRAILS_FILE = "guardrails.yaml"
+
+
+def guardrails_section(config: GatewayConfig, policies: Path) -> Guardrails:
+    """The guardrails the gateway runs: the config's section, or ``policies/guardrails.yaml``
+    (the same keys), which the signed policy bundle covers like every file there. Not both: a
+    policy has one source, so no one wonders which of two copies is in force."""
+    path = policies / GUARDRAILS_FILE
+    if not path.exists():
+        return config.guardrails
+    source = str(path)
+    if config.guardrails != Guardrails():
+        raise ConfigError(
+            source,
+            "(file)",
+            "the config has a guardrails section too; keep the policies in one of the two",
+        )
+    try:
+        text = path.read_text("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError(source, "(file)", "is not valid YAML") from None
+    try:
+        return Guardrails.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        found = _problems(exc.errors(include_url=False))
+        located = [(_line_of(node, list(path)), path, message) for path, message in found]
+        located.sort(key=lambda item: item[0] or 0)
+        (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
+        raise ConfigError(source, key, problem, more) from None
+
+
 def _problems(errors: Any) -> list[tuple[Path_, str]]:
     """Every problem pydantic found, with cross-field ones (``Located``) at their own keys."""
     out: list[tuple[Path_, str]] = []
