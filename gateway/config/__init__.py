@@ -321,13 +321,18 @@ def guardrails_section(config: GatewayConfig, policies: Path) -> Guardrails:
     path = policies / GUARDRAILS_FILE
     if not path.exists():
         return config.guardrails
-    source = str(path)
     if config.guardrails != Guardrails():
         raise ConfigError(
-            source,
+            str(path),
             "(file)",
             "the config has a guardrails section too; keep the policies in one of the two",
         )
+    return load_guardrails(path)
+
+
+def load_guardrails(path: Path) -> Guardrails:
+    """``policies/guardrails.yaml``, checked as strictly as the config's section."""
+    source = str(path)
     try:
         text = path.read_text("utf-8")
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.config import guardrails_section
 from gateway.errors import ConfigError
+from gateway.policy_files import check
 from gateway.serve import parse_config
 from tests.conftest import REPO
 from tests.support.gateway_process import GatewayProcess
@@ -82,3 +83,14 @@ def test_a_bad_bundled_policy_is_refused_with_its_file_key_and_line(policies: Pa
     assert f"{policies / 'guardrails.yaml'}: policies.shipped.patterns.0.regex (line 5)" in str(
         caught.value
     )
+
+
+def test_sealgate_policy_check_validates_the_bundled_guardrails_and_does_not_require_them(
+    policies: Path,
+) -> None:
+    assert check(policies) == []
+    (policies / "guardrails.yaml").write_text(BUNDLED + "    phone_regions: [usa]\n")
+    (problem,) = check(policies)
+    assert (problem.line, problem.key) == (5, "policies.shipped.phone_regions.0")
+    (policies / "guardrails.yaml").unlink()
+    assert check(policies) == []
