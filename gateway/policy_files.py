@@ -21,8 +21,11 @@ from typing import Any
 
 import yaml
 
-from gateway.config import GUARDRAILS_FILE, load_guardrails
-from gateway.config import _line_of  # the config's own key-to-line locator, shared on purpose
+from gateway.config import (
+    GUARDRAILS_FILE,
+    _line_of,  # the config's own key-to-line locator, shared on purpose
+    load_guardrails,
+)
 from gateway.errors import ConfigError
 from gateway.providers import egress
 from verify import policies
