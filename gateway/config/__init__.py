@@ -304,11 +304,7 @@ def parse_config(text: str, source: str, providers: Mapping[str, ProviderRules])
     try:
         return GatewayConfig.model_validate(data, context={"providers": providers})
     except ValidationError as exc:
-        found = _problems(exc.errors(include_url=False))
-        located = [(_line_of(node, list(path)), path, message) for path, message in found]
-        located.sort(key=lambda item: item[0] or 0)  # in the order a reader meets them
-        (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
-        raise ConfigError(source, key, problem, more) from None
+        raise _located(exc, node, source) from None
 
 
 GUARDRAILS_FILE = "guardrails.yaml"
@@ -344,11 +340,17 @@ def load_guardrails(path: Path) -> Guardrails:
     try:
         return Guardrails.model_validate(data if data is not None else {})
     except ValidationError as exc:
-        found = _problems(exc.errors(include_url=False))
-        located = [(_line_of(node, list(path)), path, message) for path, message in found]
-        located.sort(key=lambda item: item[0] or 0)
-        (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
-        raise ConfigError(source, key, problem, more) from None
+        raise _located(exc, node, source) from None
+
+
+def _located(exc: ValidationError, node: Any, source: str) -> ConfigError:
+    """Every problem pydantic found, each at its key and line, in the order a reader meets
+    them."""
+    found = _problems(exc.errors(include_url=False))
+    located = [(_line_of(node, list(path)), path, message) for path, message in found]
+    located.sort(key=lambda item: item[0] or 0)
+    (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
+    return ConfigError(source, key, problem, more)
 
 
 def _problems(errors: Any) -> list[tuple[Path_, str]]:
