@@ -122,7 +122,7 @@ class Reloader:
         guardrails = Guardrails(guardrails_section(new, integrity.policies_dir(new.verify)))
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
-        old_pool, old_config = s.pool, s.config
+        old_pool, old_config, old_guardrails = s.pool, s.config, s.inference.guardrails
         s.router = s.inference.router = router
         s.pool = pool
         s.inference.limit = new.server.max_body_bytes
@@ -133,6 +133,10 @@ class Reloader:
         grace = max((d.timeouts.total for d in old_config.deployments), default=0) + 1
         self.retired.append(old_pool)
         asyncio.get_running_loop().call_later(grace, self._close_later, old_pool)
+        if old_guardrails is not None:  # its webhooks' connections, once no request uses them
+            asyncio.get_running_loop().call_later(
+                grace, lambda: self._spawn(old_guardrails.close())
+            )
 
     def _close_later(self, pool: UpstreamPool) -> None:
         self._spawn(self._close(pool))

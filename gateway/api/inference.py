@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -47,6 +47,15 @@ async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> 
     except BaseException as exc:
         admission.fail(exc)
         raise
+
+
+class Guarded(NamedTuple):
+    """A request under a guardrail policy: the pipeline it read when it started (a reload may
+    swap ``Inference.guardrails`` meanwhile), the policy, and what the stages found."""
+
+    guardrails: Guardrails
+    policy: Policy
+    evidence: Evidence
 
 
 class Inference:
@@ -90,9 +99,7 @@ class Inference:
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
     # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
-    async def _guard(
-        self, record: KeyRecord, model: str, body: dict[str, Any]
-    ) -> tuple[Policy, Evidence] | None:
+    async def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Guarded | None:
         """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
         The policy the answer stages run under and what was found so far, or None when no
         policy applies (then nothing else is paid)."""
@@ -103,7 +110,7 @@ class Inference:
         evidence = Evidence()
         guardrails.check_request(policy, body, evidence)
         await guardrails.consult(policy, model, body, evidence)
-        return policy, evidence
+        return Guarded(guardrails, policy, evidence)
 
     async def _admit(
         self,
@@ -157,25 +164,25 @@ class Inference:
         body: dict[str, Any],
         model: str,
         record: KeyRecord,
-        guarded: tuple[Policy, Evidence] | None,
+        guarded: Guarded | None,
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
         if guarded is not None:
-            admission.guardrails = guarded[1].summary()
+            admission.guardrails = guarded.evidence.summary()
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
             stream: Stream = counting
-            if self.guardrails is not None and guarded is not None:
-                stream = self.guardrails.stream(guarded[0], guarded[1], counting)
+            if guarded is not None:
+                stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
             stream = AnthropicEventStream(stream, model) if anthropic else stream
 
             async def finished(_: Stream, outcome: str) -> None:
                 if guarded is not None:
-                    admission.guardrails = guarded[1].summary()
+                    admission.guardrails = guarded.evidence.summary()
                 used = counting.charged(finished=outcome == "ok")
                 await admission.finish(used, deployment, outcome, counting.counted)
 
@@ -186,11 +193,11 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         answer = reply.body
-        if self.guardrails is not None and guarded is not None:
+        if guarded is not None:
             try:
-                answer = self.guardrails.check_reply(guarded[0], guarded[1], answer)
+                answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
             except GuardrailBlocked:
-                admission.guardrails = guarded[1].summary()
+                admission.guardrails = guarded.evidence.summary()
                 await admission.finish(
                     reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
                 )
@@ -208,7 +215,7 @@ class Inference:
                 ) from None
             answer = json.dumps(message).encode()
         if guarded is not None:
-            admission.guardrails = guarded[1].summary()
+            admission.guardrails = guarded.evidence.summary()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
         await send_body(send, 200, answer)
 
@@ -222,7 +229,7 @@ class Inference:
         guarded = await self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         if guarded is not None:
-            admission.guardrails = guarded[1].summary()
+            admission.guardrails = guarded.evidence.summary()
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)
         )
