@@ -4,7 +4,8 @@
     ├── InvalidRequest              400 invalid_request_error
     │   ├── PayloadTooLarge         413
     │   ├── HeadersTooLarge         431 request headers over the size or count limit
-    │   └── RequestTimeout          408 headers or body not received in time
+    │   ├── RequestTimeout          408 headers or body not received in time
+    │   └── GuardrailBlocked        400 guardrail_blocked: names the detector, never the match
     ├── AuthenticationFailed        401 authentication_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
@@ -21,6 +22,7 @@
     │   ├── UpstreamRejected        the upstream's own 4xx, passed on with its status, not retried
     │   └── UpstreamTooLarge        502 an answer, stream or stream event over the deployment's cap
     ├── SecretUnavailable           503 credential_unavailable (fail closed)  (retryable)
+    ├── GuardrailUnavailable        503 guardrail_unavailable: a fail-closed webhook did not answer
     ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
     ├── StorageUnavailable          503 storage_unavailable: a key not seen before, database down
     └── TooManyConnections          503 too_many_connections: server.max_connections are open
@@ -97,6 +99,21 @@ class HeadersTooLarge(InvalidRequest):
 class RequestTimeout(InvalidRequest):
     status = 408
     default_code = "request_timeout"
+
+
+class GuardrailBlocked(InvalidRequest):
+    """A guardrail policy blocks this request or answer. The message names the detector (and the
+    stage); what it matched is never in it."""
+
+    default_code = "guardrail_blocked"
+
+    def __init__(self, detector: str, stage: str) -> None:
+        what = "request" if stage == "request" else "answer"
+        super().__init__(
+            f"the {what} was blocked by the guardrail detector {detector!r}", param=detector
+        )
+        self.detector = detector
+        self.stage = stage
 
 
 class AuthenticationFailed(GatewayError):
@@ -198,6 +215,13 @@ class SecretUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "credential_unavailable"
+    retryable = True
+
+
+class GuardrailUnavailable(GatewayError):
+    status = 503
+    type = "server_error"
+    default_code = "guardrail_unavailable"
     retryable = True
 
 

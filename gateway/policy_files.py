@@ -21,7 +21,11 @@ from typing import Any
 
 import yaml
 
-from gateway.config import _line_of  # the config's own key-to-line locator, shared on purpose
+from gateway.config import (
+    GUARDRAILS_FILE,
+    _line_of,  # the config's own key-to-line locator, shared on purpose
+    load_guardrails,
+)
 from gateway.errors import ConfigError
 from gateway.providers import egress
 from verify import policies
@@ -44,11 +48,17 @@ def _egress(directory: Path) -> None:
     egress.load_policy(directory / egress.POLICY_FILE)
 
 
+def _guardrails(directory: Path) -> None:
+    load_guardrails(directory / GUARDRAILS_FILE)
+
+
 LOADERS: dict[str, Callable[[Path], Any]] = {
     policies.PTH_ALLOWLIST: policies.load_pth_policy,
     policies.TRUSTED_SIGNERS: policies.load_signers,
     egress.POLICY_FILE: _egress,
+    GUARDRAILS_FILE: _guardrails,
 }
+OPTIONAL = frozenset({GUARDRAILS_FILE})  # guardrail policies may live in the config instead
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _UNKNOWN = re.compile(r"^unknown key '([^']+)'")
 _MISSING = re.compile(r"^missing key '([^']+)'")
@@ -94,7 +104,7 @@ def check_file(path: Path) -> Problem | None:
     except VerifyError as exc:
         key, problem = _split_verify_error(str(exc), source)
     except ConfigError as exc:
-        key, problem = exc.key, exc.problem
+        key, problem = re.sub(r" \(line \d+\)$", "", exc.key), exc.problem
     else:
         return None
     return Problem(source, _line_of(node, _path(key)), key, problem)
@@ -106,6 +116,6 @@ def check(directory: Path) -> list[Problem]:
     found = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
     problems = [p for p in (check_file(path) for path in found) if p is not None]
     present = {path.name for path in found}
-    for name in sorted(set(LOADERS) - present):
+    for name in sorted(set(LOADERS) - present - OPTIONAL):
         problems.append(Problem(str(directory / name), None, "(file)", "is missing"))
     return problems

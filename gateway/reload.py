@@ -9,6 +9,7 @@ configuration and logs why. What a reload applies:
     server.auth_cache_seconds           how long a key lookup is cached
     governance.deployments              each deployment's limits and prices
     governance.default_max_tokens       the token reservation for calls that name none
+    guardrails                          the policies, and who runs under which
     logging.level                       the root logger's level
 
 Everything else (storage, secrets, verify, tracing, logging.access_log, the rest of server
@@ -28,9 +29,11 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from gateway import integrity
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, guardrails_section
 from gateway.errors import ConfigError
 from gateway.governance.setup import check_prices
+from gateway.guardrails import webhook
+from gateway.guardrails.pipeline import Guardrails
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.routing.router import build_router
@@ -107,6 +110,8 @@ class Reloader:
                 "changed, and takes effect only on a restart; nothing was reloaded",
             )
         egress.enforce(new.deployments, integrity.policies_dir(new.verify))
+        policies = integrity.policies_dir(new.verify)
+        webhook.check_egress(guardrails_section(new, policies), policies)
         check_prices(new.governance, new.deployments, str(self.path or "<bundled>"))
         return new
 
@@ -124,9 +129,11 @@ class Reloader:
             s.governance.cost,
             s.router.breakers,  # breaker state outlives a reload
         )
+        guardrails = Guardrails(guardrails_section(new, integrity.policies_dir(new.verify)))
         # The swap: each of these is one attribute store; requests already under way keep
         # the router they read when they started.
         old_pool, old_config, old_router = s.pool, s.config, s.router
+        old_guardrails = s.inference.guardrails
         s.router = s.inference.router = router
         if old_router.probes is not None:
             self._spawn(old_router.probes.stop())
@@ -134,12 +141,17 @@ class Reloader:
             router.probes.start()
         s.pool = pool
         s.inference.limit = new.server.max_body_bytes
+        s.inference.guardrails = guardrails or None
         s.auth.ttl = new.server.auth_cache_seconds
         s.config = new
         logging.getLogger().setLevel(new.logging.level.upper())
         grace = max((d.timeouts.total for d in old_config.deployments), default=0) + 1
         self.retired.append(old_pool)
         asyncio.get_running_loop().call_later(grace, self._close_later, old_pool)
+        if old_guardrails is not None:  # its webhooks' connections, once no request uses them
+            asyncio.get_running_loop().call_later(
+                grace, lambda: self._spawn(old_guardrails.close())
+            )
 
     def _close_later(self, pool: UpstreamPool) -> None:
         self._spawn(self._close(pool))

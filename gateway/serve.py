@@ -30,11 +30,13 @@ from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, guardrails_section
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
+from gateway.guardrails import webhook
+from gateway.guardrails.pipeline import Guardrails
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -135,6 +137,8 @@ class Services:
             if self.inference.cache is not None:
                 await self.inference.cache.close()
             await self.pool.close()
+            if self.inference.guardrails is not None:
+                await self.inference.guardrails.close()
             if self.reloader is not None:
                 await self.reloader.close()
             await self.broker.close()
@@ -189,7 +193,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
 
     auth = Authenticator(keys, config.server.auth_cache_seconds)
     cache = build_cache(config.cache, config.governance.redis, broker)
-    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache)
+    guardrails = Guardrails(guardrails_section(config, integrity.policies_dir(config.verify)))
+    inference = Inference(
+        router, governance, auth, config.server.max_body_bytes, cache, guardrails
+    )
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.
@@ -228,6 +235,8 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
         egress.enforce(config.deployments, integrity.policies_dir(config.verify))
+        policies = integrity.policies_dir(config.verify)
+        webhook.check_egress(guardrails_section(config, policies), policies)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

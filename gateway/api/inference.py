@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -24,10 +24,12 @@ from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream, un
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
-from gateway.errors import ModelNotFound, PermissionDenied, UpstreamError
+from gateway.errors import GuardrailBlocked, ModelNotFound, PermissionDenied, UpstreamError
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
+from gateway.guardrails.pipeline import Evidence, Guardrails
+from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
 from gateway.values import Stream
@@ -49,6 +51,15 @@ async def routed(receive: Receive, admission: Admission, call: Awaitable[T]) -> 
         raise
 
 
+class Guarded(NamedTuple):
+    """A request under a guardrail policy: the pipeline it read when it started (a reload may
+    swap ``Inference.guardrails`` meanwhile), the policy, and what the stages found."""
+
+    guardrails: Guardrails
+    policy: Policy
+    evidence: Evidence
+
+
 class Inference:
     """The inference routes. ``router`` and ``limit`` may be replaced while serving (a config
     reload): each request reads them once, when it starts, and finishes on what it read."""
@@ -60,12 +71,14 @@ class Inference:
         auth: Authenticator,
         max_body_bytes: int,
         cache: ResponseCache | None = None,
+        guardrails: Guardrails | None = None,
     ) -> None:
         self.router = router
         self.cache = cache
         self.governance = governance
         self.auth = auth
         self.limit = max_body_bytes
+        self.guardrails = guardrails if guardrails else None
         self.routes: dict[str, Handler] = {
             "/v1/chat/completions": self.chat,
             "/v1/embeddings": self.embeddings,
@@ -92,6 +105,20 @@ class Inference:
             raise ModelNotFound(f"model {model!r} does not exist", param="model")
         if not record.allows(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
+
+    # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
+    async def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Guarded | None:
+        """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
+        The policy the answer stages run under and what was found so far, or None when no
+        policy applies (then nothing else is paid)."""
+        guardrails = self.guardrails
+        policy = guardrails.policy_for(record, model) if guardrails is not None else None
+        if guardrails is None or policy is None:
+            return None
+        evidence = Evidence()
+        guardrails.check_request(policy, body, evidence)
+        await guardrails.consult(policy, model, body, evidence)
+        return Guarded(guardrails, policy, evidence)
 
     async def _admit(
         self,
@@ -122,7 +149,8 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        await self._complete(router, receive, send, headers, body, model, record, anthropic=False)
+        guarded = await self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
         router, limit = self.router, self.limit
@@ -136,7 +164,8 @@ class Inference:
         body = anthropic_wire.request_to_openai(raw)
         model = validation.check_chat(body)
         self._allow(router, record, model)
-        await self._complete(router, receive, send, headers, body, model, record, anthropic=True)
+        guarded = await self._guard(record, model, body)
+        await self._complete(router, receive, send, headers, body, model, record, guarded, True)
 
     async def _complete(
         self,
@@ -147,9 +176,12 @@ class Inference:
         body: dict[str, Any],
         model: str,
         record: KeyRecord,
+        guarded: Guarded | None,
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        if guarded is not None:
+            admission.guardrails = guarded.evidence.summary()
         # -- the response cache (gateway/api/cached.py) --
         route: Route = "messages" if anthropic else "chat"
         lookup = cached.lookup(self.cache, route, record, body, headers)
@@ -162,10 +194,15 @@ class Inference:
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
             counting = CountingStream(upstream)
-            stream: Stream = AnthropicEventStream(counting, model) if anthropic else counting
+            stream: Stream = counting
+            if guarded is not None:
+                stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
+            stream = AnthropicEventStream(stream, model) if anthropic else stream
             recording = cached.Recording(stream, lookup) if lookup is not None else None
 
             async def finished(_: Stream, outcome: str) -> None:
+                if guarded is not None:
+                    admission.guardrails = guarded.evidence.summary()
                 used = counting.charged(finished=outcome == "ok")
                 await admission.finish(used, deployment, outcome, counting.counted)
                 if recording is not None and outcome == "ok":
@@ -179,9 +216,18 @@ class Inference:
         )
         answer = reply.body
         tracing.record_reply(answer)  # observability (issue 17): response model, finish reasons
+        if guarded is not None:
+            try:
+                answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
+            except GuardrailBlocked:
+                admission.guardrails = guarded.evidence.summary()
+                await admission.finish(
+                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
+                )
+                raise
         if anthropic:
             try:
-                message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
+                message = anthropic_wire.message_from_openai(json.loads(answer), model)
             except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
                 await admission.finish(
                     reply.usage, deployment, "upstream_error", reply_tokens(reply)
@@ -191,6 +237,8 @@ class Inference:
                     "completion"
                 ) from None
             answer = json.dumps(message).encode()
+        if guarded is not None:
+            admission.guardrails = guarded.evidence.summary()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
         await cached.keep(lookup, "body", answer)
         await send_body(send, 200, answer, JSON_HEADERS + extra)
@@ -202,7 +250,10 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = validation.check_embeddings(body)
         self._allow(router, record, model)
+        guarded = await self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
+        if guarded is not None:
+            admission.guardrails = guarded.evidence.summary()
         lookup = cached.lookup(self.cache, "embeddings", record, body, headers)
         if await cached.answered(lookup, receive, send, admission):
             return

@@ -34,6 +34,7 @@ from pydantic import (
 from gateway.config.cache import Cache
 from gateway.config.governance import Governance
 from gateway.config.routing import Router as Router
+from gateway.config.guardrails import Guardrails
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
@@ -251,6 +252,7 @@ class GatewayConfig(Strict):
     governance: Governance = Governance()
     tracing: Tracing = Tracing()
     cache: Cache | None = None
+    guardrails: Guardrails = Guardrails()
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -342,11 +344,53 @@ def parse_config(text: str, source: str, providers: Mapping[str, ProviderRules])
     try:
         return GatewayConfig.model_validate(data, context={"providers": providers})
     except ValidationError as exc:
-        found = _problems(exc.errors(include_url=False))
-        located = [(_line_of(node, list(path)), path, message) for path, message in found]
-        located.sort(key=lambda item: item[0] or 0)  # in the order a reader meets them
-        (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
-        raise ConfigError(source, key, problem, more) from None
+        raise _located(exc, node, source) from None
+
+
+GUARDRAILS_FILE = "guardrails.yaml"
+
+
+def guardrails_section(config: GatewayConfig, policies: Path) -> Guardrails:
+    """The guardrails the gateway runs: the config's section, or ``policies/guardrails.yaml``
+    (the same keys), which the signed policy bundle covers like every file there. Not both: a
+    policy has one source, so no one wonders which of two copies is in force."""
+    path = policies / GUARDRAILS_FILE
+    if not path.exists():
+        return config.guardrails
+    if config.guardrails != Guardrails():
+        raise ConfigError(
+            str(path),
+            "(file)",
+            "the config has a guardrails section too; keep the policies in one of the two",
+        )
+    return load_guardrails(path)
+
+
+def load_guardrails(path: Path) -> Guardrails:
+    """``policies/guardrails.yaml``, checked as strictly as the config's section."""
+    source = str(path)
+    try:
+        text = path.read_text("utf-8")
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(source, "(file)", f"cannot be read: {exc.strerror}") from None
+    except yaml.YAMLError:
+        raise ConfigError(source, "(file)", "is not valid YAML") from None
+    try:
+        return Guardrails.model_validate(data if data is not None else {})
+    except ValidationError as exc:
+        raise _located(exc, node, source) from None
+
+
+def _located(exc: ValidationError, node: Any, source: str) -> ConfigError:
+    """Every problem pydantic found, each at its key and line, in the order a reader meets
+    them."""
+    found = _problems(exc.errors(include_url=False))
+    located = [(_line_of(node, list(path)), path, message) for path, message in found]
+    located.sort(key=lambda item: item[0] or 0)
+    (key, problem), *more = [_where(line, path, msg) for line, path, msg in located]
+    return ConfigError(source, key, problem, more)
 
 
 def _problems(errors: Any) -> list[tuple[Path_, str]]:

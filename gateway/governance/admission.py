@@ -110,6 +110,7 @@ class Admission:
     last_tried: Deployment | None = None
     settled: bool = False
     record: SpendRecord | None = None  # the spend record, once settled (the access log's)
+    guardrails: str = ""  # what the guardrails found, for the spend record: ``card=1,email=2``
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full
@@ -236,6 +237,7 @@ class Admission:
             cost_nanos=cost,
             latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             status=status,
+            guardrails=self.guardrails,
         )
         return self.record
 

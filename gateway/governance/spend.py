@@ -83,6 +83,9 @@ class SpendRecord(NamedTuple):
     cost_nanos: int
     latency_ms: float
     status: str
+    # What the guardrails found (gateway.guardrails): detector names and counts, ``card=1``;
+    # never the text they found.
+    guardrails: str = ""
 
     def line(self) -> bytes:
         """One outbox line: the fields as a JSON array, in declaration order."""
@@ -91,6 +94,8 @@ class SpendRecord(NamedTuple):
     @classmethod
     def from_line(cls, line: bytes) -> SpendRecord:
         values = json.loads(line)
+        if isinstance(values, list) and len(values) == len(FIELDS) - 1:
+            values.append("")  # written before the record had guardrail evidence
         if not isinstance(values, list) or len(values) != len(FIELDS):
             raise ValueError("not a spend record")
         data = dict(zip(FIELDS, values, strict=True))
@@ -121,6 +126,7 @@ class SpendRecord(NamedTuple):
             self.cost_nanos,
             self.latency_ms,
             self.status,
+            self.guardrails,
         )
 
 
@@ -128,8 +134,8 @@ FIELDS = SpendRecord._fields
 # Written out in full (no string building): the values always go as driver parameters.
 INSERT_SQLITE = (
     "INSERT OR IGNORE INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
-    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
+    "guardrails) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # PostgreSQL, a small batch (a group commit of the requests answered meanwhile): one INSERT per
 # row, pipelined by psycopg's executemany, so one round trip. A large one (the file's backlog):
@@ -138,8 +144,8 @@ INSERT_SQLITE = (
 # replays harmless, which COPY alone cannot.
 INSERT_POSTGRES_ROW = (
     "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
-    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
+    "guardrails) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
 SMALL_BATCH_ROWS = 32
@@ -148,8 +154,8 @@ STAGING_POSTGRES = (
 )
 COPY_POSTGRES = (
     "COPY spend_incoming (id, at, day, key_id, team_id, user_id, project, tags, model, "
-    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status) "
-    "FROM STDIN"
+    "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
+    "guardrails) FROM STDIN"
 )
 INSERT_POSTGRES = "INSERT INTO spend SELECT * FROM spend_incoming ON CONFLICT (id) DO NOTHING"
 

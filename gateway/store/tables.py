@@ -117,6 +117,7 @@ spend = Table(
     Column("cost_nanos", BigInteger, nullable=False),
     Column("latency_ms", Float, nullable=False),
     Column("status", String(64), nullable=False),
+    Column("guardrails", String(512), nullable=False, server_default=""),
 )
 Index("ix_spend_at", spend.c.at)
 Index("ix_spend_key_at", spend.c.key_id, spend.c.at)

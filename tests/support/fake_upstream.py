@@ -52,6 +52,7 @@ class Behaviour:
     stream_bytes: int | None = None  # a well-formed stream padded to about this many bytes
     unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
     answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
+    content: list[str] | None = None  # the answer's text: joined, or streamed one event a piece
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -279,6 +280,8 @@ class FakeUpstream:
             choice["message"]["tool_calls"][0]["function"]["name"] = tool
         elif last.get("role") == "tool":
             choice["message"]["content"] = f"The tool said: {last.get('content')}"
+        if b.content is not None:
+            choice["message"]["content"] = "".join(b.content)
         reply["choices"] = [{**choice, "index": i} for i in range(int(body.get("n") or 1))]
         if not b.include_usage:
             del reply["usage"]
@@ -298,6 +301,14 @@ class FakeUpstream:
         script = recorded.reply("openai", name)
         options = body.get("stream_options") or {}
         events = []
+        if b.content is not None:  # the recorded framing around these pieces of text
+            first, *middle, _ = [c for c in script["events"] if "usage" not in c]
+            choice = middle[0]["choices"][0]
+            texts = [
+                {**middle[0], "choices": [{**choice, "delta": {"content": t}}]} for t in b.content
+            ]
+            usage = [c for c in script["events"] if "usage" in c]
+            script["events"] = [first, *texts, script["events"][len(middle) + 1], *usage]
         for chunk in script["events"]:
             chunk["model"] = model
             if "usage" in chunk and not (options.get("include_usage") and b.include_usage):

@@ -124,4 +124,7 @@ def router(ctx: AdminContext) -> APIRouter:
 
 def _key_detail(key: KeyRecord) -> dict[str, Any]:
     public = key.public()
-    return {k: public[k] for k in ("models", "team_id", "user_id", "rpm_limit", "tpm_limit")}
+    detail = {k: public[k] for k in ("models", "team_id", "user_id", "rpm_limit", "tpm_limit")}
+    if "guardrail_policy" in key.metadata:  # the key's own guardrail policy (gateway.guardrails)
+        detail["guardrail_policy"] = key.metadata["guardrail_policy"]
+    return detail

@@ -1,0 +1,232 @@
+"""The guardrail pipeline: which policy a request runs under, and the request and answer stages.
+
+    Guardrails.policy_for(record, model)    key, then team, then model, then the default; None
+                                            when nothing applies (and the request pays nothing)
+    Guardrails.check_request(policy, body)  the request's text, before the upstream sees it
+    Guardrails.check_reply(policy, body)    a complete answer, before the client sees it
+    Guardrails.stream(policy, stream)       a streamed answer (``streaming.GuardedStream``)
+
+A stage either raises ``GuardrailBlocked`` (naming the detector, never the match) or returns what
+it found as ``Evidence``: detector names and counts, never the matched text. Evidence goes to the
+metrics (``sealgate_guardrail_findings_total``), to one log line, and to whoever asked
+(``gateway.api.inference`` puts it in the spend record).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config import guardrails as config
+from gateway.errors import GuardrailBlocked, PermissionDenied
+from gateway.guardrails.policy import SECRET_DETECTORS, SIZE, Policy, compile_policy
+from gateway.guardrails.streaming import GuardedStream
+from gateway.guardrails.webhook import Webhook
+from gateway.metrics import METRICS
+from gateway.store.keys import KeyRecord
+from gateway.values import Stream
+
+LOG = logging.getLogger("sealgate.guardrails")
+KEY_METADATA = "guardrail_policy"  # a key's own policy, in the metadata the admin API sets
+FINDINGS = METRICS.counter(
+    "sealgate_guardrail_findings_total",
+    "guardrail findings by detector, action and stage (never what was found)",
+)
+
+
+@dataclass
+class Evidence:
+    """What the stages of one request found: per detector, how many; and what blocked, if any."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    blocked: str | None = None
+
+    def summary(self) -> str:
+        """``card=1,email=2``: the form the spend record and the log line carry."""
+        return ",".join(f"{name}={n}" for name, n in sorted(self.counts.items()))
+
+
+def record(policy: Policy, stage: str, found: Counter[str], evidence: Evidence | None) -> None:
+    """Count ``found`` in the metrics, the log and ``evidence``."""
+    if not found:
+        return
+    for name, count in found.items():
+        action = policy.actions.get(name, "block")  # size: always a block
+        FINDINGS[(("detector", name), ("action", action), ("stage", stage))] += count
+    if evidence is not None:
+        evidence.counts.update(found)
+    LOG.info(
+        "guardrail policy %s, %s stage: %s",
+        policy.name,
+        stage,
+        ",".join(f"{name}={n}" for name, n in sorted(found.items())),
+    )
+
+
+def _text_slots(body: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """(container, key) of every text of a chat or embeddings request, so a masked text is put
+    back where it came from."""
+    for message in body.get("messages") or ():
+        if not isinstance(message, dict):
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            yield message, "content"
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield part, "text"
+        yield from _tool_slots(message.get("tool_calls"))
+    value = body.get("input")
+    if isinstance(value, str):
+        yield body, "input"
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            if isinstance(item, str):
+                yield value, index
+
+
+def _tool_slots(calls: Any) -> Iterator[tuple[Any, Any]]:
+    for call in calls or ():
+        function = call.get("function") if isinstance(call, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("arguments"), str):
+            yield function, "arguments"
+
+
+def _apply(
+    policy: Policy, stage: str, slots: list[tuple[Any, Any]], evidence: Evidence | None
+) -> bool:
+    """Inspect every slot; raise on a block, mask in place. Whether anything was masked."""
+    found: Counter[str] = Counter()
+    changes: list[tuple[Any, Any, str]] = []
+    for container, key in slots:
+        text = container[key]
+        matches = policy.inspect(text)
+        if not matches:
+            continue
+        found.update(m.detector for m in matches)
+        blocked = policy.blocking(matches)
+        if blocked is not None:
+            record(policy, stage, found, evidence)
+            if evidence is not None:
+                evidence.blocked = blocked
+            raise GuardrailBlocked(blocked, stage)
+        new = policy.mask(text, matches)
+        if new != text:
+            changes.append((container, key, new))
+    record(policy, stage, found, evidence)
+    for container, key, new in changes:
+        container[key] = new
+    return bool(changes)
+
+
+class Guardrails:
+    """The compiled policies of the config's ``guardrails`` section, and who runs under which."""
+
+    def __init__(self, section: config.Guardrails) -> None:
+        self.policies = {name: compile_policy(name, p) for name, p in section.policies.items()}
+        self.default = section.default
+        self.keys = dict(section.keys)
+        self.teams = dict(section.teams)
+        self.models = dict(section.models)
+        self.webhooks = {
+            name: Webhook(name, p.webhook, SECRET_DETECTORS)
+            for name, p in self.policies.items()
+            if p.webhook is not None
+        }
+
+    def __bool__(self) -> bool:
+        return bool(self.policies) and bool(self.default or self.keys or self.teams or self.models)
+
+    def policy_for(self, record: KeyRecord, model: str) -> Policy | None:
+        """The key's own (``guardrail_policy`` in the metadata the admin API gave it, audited
+        with the key), then the config's key, team, model and default. A key that names a
+        policy the config does not have is refused: a policy is never silently dropped."""
+        named = record.metadata.get(KEY_METADATA)
+        if named is not None:
+            if not isinstance(named, str) or named not in self.policies:
+                raise PermissionDenied(
+                    "this key names a guardrail policy the gateway does not have; "
+                    "ask the operator to fix the key's guardrail_policy",
+                    code="guardrail_policy_unknown",
+                )
+            return self.policies[named]
+        name = (
+            self.keys.get(record.id)
+            or (self.teams.get(record.team_id) if record.team_id else None)
+            or self.models.get(model)
+            or self.default
+        )
+        return self.policies[name] if name is not None else None
+
+    def check_request(
+        self, policy: Policy, body: dict[str, Any], evidence: Evidence | None = None
+    ) -> None:
+        """The request stage: refuse a request over the size limit or with a blocked finding;
+        mask the rest in ``body`` itself."""
+        if "request" not in policy.stages:
+            return
+        slots = list(_text_slots(body))
+        if sum(len(container[key]) for container, key in slots) > policy.max_chars:
+            record(policy, "request", Counter({SIZE: 1}), evidence)
+            if evidence is not None:
+                evidence.blocked = SIZE
+            raise GuardrailBlocked(SIZE, "request")
+        _apply(policy, "request", slots, evidence)
+
+    async def consult(
+        self, policy: Policy, model: str, body: dict[str, Any], evidence: Evidence | None = None
+    ) -> None:
+        """The policy's external guardrail, after the built-in request stage (so it sees the
+        request as the upstream will)."""
+        webhook = self.webhooks.get(policy.name)
+        if webhook is None or "request" not in policy.stages:
+            return
+        texts = [container[key] for container, key in _text_slots(body)]
+        try:
+            await webhook.check("request", model, texts)
+        except GuardrailBlocked as exc:
+            record(policy, "request", Counter({exc.detector: 1}), evidence)
+            if evidence is not None:
+                evidence.blocked = exc.detector
+            raise
+
+    async def close(self) -> None:
+        for webhook in self.webhooks.values():
+            await webhook.close()
+
+    def check_reply(self, policy: Policy, evidence: Evidence | None, body: bytes) -> bytes:
+        """The response stage over a complete chat completion: the body as it may go out."""
+        if "response" not in policy.stages:
+            return body
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return body  # not JSON: the route's own translation refuses it
+        if not isinstance(answer, dict):
+            return body
+        slots: list[tuple[Any, Any]] = []
+        for choice in answer.get("choices") or ():
+            message = choice.get("message") if isinstance(choice, dict) else None
+            if not isinstance(message, dict):
+                continue
+            if isinstance(message.get("content"), str):
+                slots.append((message, "content"))
+            slots += _tool_slots(message.get("tool_calls"))
+        if _apply(policy, "response", slots, evidence):
+            return json.dumps(answer).encode()
+        return body
+
+    def stream(self, policy: Policy, evidence: Evidence | None, inner: Stream) -> Stream:
+        """The response stage over a stream of chat completion chunks."""
+        if "response" not in policy.stages:
+            return inner
+
+        def on_found(found: Counter[str]) -> None:
+            record(policy, "stream", found, evidence)
+
+        return GuardedStream(inner, policy, on_found)
