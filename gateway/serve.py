@@ -194,9 +194,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     auth = Authenticator(keys, config.server.auth_cache_seconds)
     cache = build_cache(config.cache, config.governance.redis, broker)
     guardrails = Guardrails(guardrails_section(config, integrity.policies_dir(config.verify)))
-    inference = Inference(
-        router, governance, auth, config.server.max_body_bytes, cache, guardrails
-    )
+    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache, guardrails)
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.

@@ -33,8 +33,8 @@ from pydantic import (
 
 from gateway.config.cache import Cache
 from gateway.config.governance import Governance
-from gateway.config.routing import Router as Router
 from gateway.config.guardrails import Guardrails
+from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
