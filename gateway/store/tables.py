@@ -34,8 +34,14 @@ virtual_keys = Table(
     Column("user_id", String(32), nullable=True),
     Column("rpm_limit", BigInteger, nullable=True),
     Column("tpm_limit", BigInteger, nullable=True),
+    Column("key_alias", String(200), nullable=True),  # unique when set
+    Column("blocked_at", DateTime(timezone=True), nullable=True),
+    # A rotated key: the sha256 of the key it replaced, accepted until previous_expires_at.
+    Column("previous_hash", String(64), nullable=True),
+    Column("previous_expires_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_virtual_keys_created_at", virtual_keys.c.created_at)
+Index("uq_virtual_keys_key_alias", virtual_keys.c.key_alias, unique=True)
 Index("ix_virtual_keys_team_id", virtual_keys.c.team_id)
 
 teams = Table(
