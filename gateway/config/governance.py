@@ -31,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_REFRESH_SECONDS = 5.0
+# max_parallel_requests: a request counts as in flight until it settles, and for at least this
+# long; a replica that dies with requests in flight holds them for at most twice this long.
+DEFAULT_IN_FLIGHT_SECONDS = 900.0
 DEFAULT_REDIS_TIMEOUT = 0.5
 DEFAULT_OUTBOX_FLUSH_SECONDS = 0.05
 
@@ -86,6 +89,7 @@ class Governance(_Strict):
     redis: Redis | None = None
     default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=10**7)
     refresh_seconds: float = Field(DEFAULT_REFRESH_SECONDS, gt=0, le=3600)
+    in_flight_seconds: float = Field(DEFAULT_IN_FLIGHT_SECONDS, ge=60, le=86400)
     project_header: bool = True
     outbox: Outbox = Outbox()
     # A deployment whose price is neither set below nor in the bundled table costs this; without

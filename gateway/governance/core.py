@@ -1,7 +1,8 @@
 """Governance on the hot path: ``admit`` before routing, ``Admission.settle`` after the answer.
 
-``admit`` finds what applies to the caller (its key's and team's request and token limits per
-minute, and the budgets of its key, team and user), estimates the request's tokens and cost, and
+``admit`` finds what applies to the caller (its key's, team's and user's request and token
+limits per minute, its key's and team's requests in flight, and the budgets of its key, team
+and user), estimates the request's tokens and cost, and
 reserves all of it in one atomic step; a full counter refuses the request with a 429 that carries
 ``Retry-After`` and ``x-ratelimit-*`` headers. Nothing here touches the database per request:
 limits come from the cached key record and an in-memory snapshot refreshed in the background,
@@ -188,9 +189,15 @@ class Governance:
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
         limits = [("key", f"k:{record.id}", record.rpm_limit, record.tpm_limit)]
+        parallel = [("key", f"k:{record.id}", record.max_parallel_requests)]
         team = snap.teams.get(record.team_id) if record.team_id else None
         if team is not None:
             limits.append(("team", f"t:{team.id}", team.rpm_limit, team.tpm_limit))
+            parallel.append(("team", f"t:{team.id}", team.max_parallel_requests))
+        user = snap.users.get(record.user_id) if record.user_id else None
+        if user is not None:
+            limits.append(("user", f"u:{user.id}", user.rpm_limit, user.tpm_limit))
+        slots += self._in_flight_slots(parallel, now)
         for scope, name, rpm, tpm in limits:
             if rpm is not None:
                 charge = Charge(f"r:{name}:{minute}", 1, rpm, MINUTE_TTL)
@@ -241,6 +248,24 @@ class Governance:
             local=outcome.local if outcome is not None else False,
             ahead=ahead_of,
         )
+
+    def _in_flight_slots(self, limits: list[tuple[str, str, int | None]], now: float) -> list[Slot]:
+        """Requests in flight, counted in windows of ``in_flight_seconds``: a request charges the
+        window it starts in and the next one, and gives both back when it settles. A request
+        that started two windows ago has settled (it lives at most one window), so the current
+        window's counter holds every request still in flight; a request that was never settled
+        (its replica died) stops counting when the next window ends."""
+        length = self.settings.in_flight_seconds
+        window = int(now // length)
+        ttl = int(2 * length) + 60
+        slots = []
+        for scope, name, limit in limits:
+            if limit is None:
+                continue
+            for nth in (window, window + 1):
+                charge = Charge(f"p:{name}:{nth}", 1, limit, ttl)
+                slots.append(Slot(charge, "in_flight", scope, now + 1))
+        return slots
 
     async def _reserve(self, slots: list[Slot], ahead: list[Slot]) -> Outcome | None:
         """One atomic reservation of the request's slots and the first deployment's."""

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select
 
 from gateway.governance import periods
-from gateway.governance.tenancy import Budget, Team, Tenancy
+from gateway.governance.tenancy import Budget, Team, Tenancy, User
 from gateway.store.tables import spend
 
 
@@ -25,6 +25,7 @@ class Snapshot:
     teams: dict[str, Team] = field(default_factory=dict)
     budgets: dict[tuple[str, str], tuple[Budget, ...]] = field(default_factory=dict)
     seeds: dict[tuple[str, str], int] = field(default_factory=dict)  # (budget id, label)
+    users: dict[str, User] = field(default_factory=dict)  # the users with a limit
 
     def budgets_for(self, scope: str, scope_id: str | None) -> tuple[Budget, ...]:
         if scope_id is None:
@@ -48,6 +49,7 @@ def spent_since(engine: Engine, scope: str, ids: list[str], start: datetime) -> 
 
 def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
     teams = {t.id: t for t in tenancy.teams()}
+    users = {u.id: u for u in tenancy.users() if u.rpm_limit is not None or u.tpm_limit is not None}
     grouped: dict[tuple[str, str], list[Budget]] = defaultdict(list)
     by_window: dict[tuple[str, str, datetime], list[Budget]] = defaultdict(list)
     for budget in tenancy.budgets():
@@ -59,4 +61,4 @@ def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
         spent = spent_since(engine, scope, sorted({b.scope_id for b in members}), start)
         for budget in members:
             seeds[(budget.id, periods.label(budget.period, start))] = spent.get(budget.scope_id, 0)
-    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds)
+    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds, users)

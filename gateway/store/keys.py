@@ -43,6 +43,7 @@ class KeyRecord:
     blocked_at: datetime | None = None
     previous_hash: str | None = field(default=None, repr=False)
     previous_expires_at: datetime | None = None
+    max_parallel_requests: int | None = None
 
     def matches(self, key: str) -> bool:
         return tokens.matches(self.key_hash, key)
@@ -77,6 +78,7 @@ class KeyRecord:
             "blocked": self.blocked_at is not None,
             "blocked_at": _iso(self.blocked_at),
             "previous_key_expires_at": _iso(self.previous_expires_at),
+            "max_parallel_requests": self.max_parallel_requests,
         }
 
 
@@ -107,6 +109,7 @@ def _record(row: Any) -> KeyRecord:
         blocked_at=_aware(row.blocked_at),
         previous_hash=row.previous_hash,
         previous_expires_at=_aware(row.previous_expires_at),
+        max_parallel_requests=row.max_parallel_requests,
     )
 
 
@@ -125,6 +128,7 @@ class KeyStore:
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
         key_alias: str | None = None,
+        max_parallel_requests: int | None = None,
     ) -> tuple[str, KeyRecord]:
         """A new key and its record; ``AliasTaken`` when another key has ``key_alias``."""
         key_id, key = tokens.VIRTUAL_KEY.mint()
@@ -141,6 +145,7 @@ class KeyStore:
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
             key_alias=key_alias,
+            max_parallel_requests=max_parallel_requests,
         )
         with _alias_unique(key_alias), self._engine.begin() as connection:
             connection.execute(
@@ -157,6 +162,7 @@ class KeyStore:
                     rpm_limit=rpm_limit,
                     tpm_limit=tpm_limit,
                     key_alias=key_alias,
+                    max_parallel_requests=max_parallel_requests,
                 )
             )
         return key, record
@@ -195,7 +201,8 @@ class KeyStore:
 
     def update(self, key_id: str, **fields: Any) -> None:
         """Change a key in place: any of ``models``, ``metadata``, ``key_alias``, ``rpm_limit``,
-        ``tpm_limit`` (``AliasTaken`` when another key has the alias)."""
+        ``tpm_limit``, ``max_parallel_requests`` (``AliasTaken`` when another key has the
+        alias)."""
         values = dict(fields)
         if "models" in values:
             values["models"] = json.dumps(list(values["models"]))

@@ -39,6 +39,7 @@ virtual_keys = Table(
     # A rotated key: the sha256 of the key it replaced, accepted until previous_expires_at.
     Column("previous_hash", String(64), nullable=True),
     Column("previous_expires_at", DateTime(timezone=True), nullable=True),
+    Column("max_parallel_requests", BigInteger, nullable=True),
 )
 Index("ix_virtual_keys_created_at", virtual_keys.c.created_at)
 Index("uq_virtual_keys_key_alias", virtual_keys.c.key_alias, unique=True)
@@ -53,6 +54,7 @@ teams = Table(
     Column("tpm_limit", BigInteger, nullable=True),
     Column("metadata", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("max_parallel_requests", BigInteger, nullable=True),
 )
 
 users = Table(
@@ -62,6 +64,8 @@ users = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("team_id", String(32), ForeignKey("teams.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rpm_limit", BigInteger, nullable=True),
+    Column("tpm_limit", BigInteger, nullable=True),
 )
 
 budgets = Table(

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.errors import BudgetExceeded, RateLimited
+from gateway.governance.admission import Admission
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
 from gateway.governance.pricing import nanos
@@ -175,6 +176,31 @@ async def test_real_prompts_with_max_tokens_never_exceed_a_tpm_limit_or_a_budget
         assert sum(through) <= 3000
     else:
         assert sum(costs) <= nanos(Decimal("3"))
+
+
+async def test_requests_in_flight_never_exceed_max_parallel_even_across_a_window_boundary(
+    governance: Governance, engine: Engine, clock: Clock
+) -> None:
+    record = key(engine, max_parallel_requests=3)
+
+    async def one() -> Admission | None:
+        try:
+            return await governance.admit(record, "m", BODY, {})
+        except RateLimited:
+            return None
+
+    held = [a for a in await asyncio.gather(*(one() for _ in range(20))) if a is not None]
+    assert len(held) == 3
+    clock.now += governance.settings.in_flight_seconds  # the next window: still in flight
+    assert await one() is None
+    held[0].settle(Usage(11, 5), M, "ok")
+    again = await one()
+    assert again is not None  # a finished request gave its place back
+    assert await one() is None
+    for admission in (*held[1:], again):
+        admission.settle(Usage(11, 5), M, "ok")
+    await drained(governance)
+    assert len([a for a in await asyncio.gather(*(one() for _ in range(5))) if a]) == 3
 
 
 async def test_a_team_budget_is_never_exceeded_by_concurrent_requests(

@@ -1,12 +1,13 @@
 """Key lifecycle on two replicas sharing PostgreSQL and Redis (issue 21, item 1): rotation with a
 grace period that ends at one stored moment on every replica, changes in place (scope, metadata,
 alias) at once on the replica that made them and within the key cache time on the other, block
-and unblock without deleting."""
+and unblock without deleting, requests in flight per key and team, and per-user limits."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,3 +205,63 @@ def test_a_blocked_key_is_refused_on_both_replicas_until_unblocked(
     assert until(lambda: status(second, key) == 200, CACHE_SECONDS + 2)
     actions = [e["action"] for e in first.admin("GET", "/admin/audit").json()["data"]]
     assert "key.block" in actions and "key.unblock" in actions
+
+
+def concurrently(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def test_max_parallel_requests_of_a_key_holds_across_replicas_and_frees_as_requests_finish(
+    pair: list[GatewayProcess], upstream: FakeUpstream
+) -> None:
+    first, second = pair
+    key = first.create_key([gateways.MODEL], max_parallel_requests=3)["key"]
+    upstream.default.delay = 0.5
+    calls = [(lambda g=pair[i % 2]: gateways.chat(g, key)) for i in range(24)]
+    answers = concurrently(calls)
+    statuses = [answer.status_code for answer in answers]
+    assert 1 <= upstream.most_in_flight <= 3
+    assert statuses.count(200) >= 3 and statuses.count(429) >= 1
+    assert set(statuses) == {200, 429}
+    refused = next(answer for answer in answers if answer.status_code == 429)
+    assert "3 requests in flight" in refused.json()["error"]["message"]
+    assert refused.headers["retry-after"] == "1"
+    # Every slot was given back: three at once fit again, on both replicas.
+    upstream.default.delay = 0.2
+    again = concurrently(
+        [lambda: gateways.chat(first, key)] * 2 + [lambda: gateways.chat(second, key)]
+    )
+    assert [answer.status_code for answer in again] == [200, 200, 200]
+
+
+def test_max_parallel_requests_of_a_team_holds_for_all_its_keys_together(
+    pair: list[GatewayProcess], upstream: FakeUpstream
+) -> None:
+    first, _ = pair
+    team = first.admin("POST", "/admin/teams", json={"name": "ops", "max_parallel_requests": 2})
+    assert team.status_code == 201, team.text
+    keys = [first.create_key([gateways.MODEL], team_id=team.json()["id"])["key"] for _ in range(3)]
+    time.sleep(1)  # the other replica's snapshot holds the team (refresh_seconds 0.5)
+    upstream.default.delay = 0.5
+    calls = [(lambda g=pair[i % 2], k=keys[i % 3]: gateways.chat(g, k)) for i in range(18)]
+    statuses = [answer.status_code for answer in concurrently(calls)]
+    assert 1 <= upstream.most_in_flight <= 2
+    assert statuses.count(429) >= 1 and statuses.count(200) >= 2
+
+
+def test_a_users_rpm_limit_holds_across_all_its_keys_and_both_replicas(
+    pair: list[GatewayProcess],
+) -> None:
+    first, _ = pair
+    user = first.admin("POST", "/admin/users", json={"name": "ana", "rpm_limit": 4})
+    assert user.status_code == 201, user.text
+    user_id = user.json()["id"]
+    keys = [first.create_key([gateways.MODEL], user_id=user_id)["key"] for _ in range(2)]
+    time.sleep(1)  # the other replica's snapshot holds the user (refresh_seconds 0.5)
+    gateways.wait_for_window()
+    statuses = [status(pair[i % 2], keys[i % 2]) for i in range(10)]
+    assert statuses.count(200) == 4 and statuses.count(429) == 6
+    changed = first.admin("PATCH", f"/admin/users/{user_id}", json={"tpm_limit": 1000})
+    assert changed.status_code == 200
+    assert (changed.json()["rpm_limit"], changed.json()["tpm_limit"]) == (4, 1000)

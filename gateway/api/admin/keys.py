@@ -19,7 +19,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.api.admin.fields import Id, Limit, Strict
+from gateway.api.admin.fields import Id, Limit, Parallel, Strict
 from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from gateway.governance import roles
 from gateway.governance.audit import Actor
@@ -41,6 +41,7 @@ class CreateKey(Strict):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
     key_alias: Alias | None = None
+    max_parallel_requests: Parallel | None = None
 
 
 class UpdateKey(Strict):
@@ -51,6 +52,7 @@ class UpdateKey(Strict):
     key_alias: Alias | None = None
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
+    max_parallel_requests: Parallel | None = None
 
 
 class RotateKey(Strict):
@@ -108,6 +110,7 @@ def router(ctx: AdminContext) -> APIRouter:
                 rpm_limit=spec.rpm_limit,
                 tpm_limit=spec.tpm_limit,
                 key_alias=spec.key_alias,
+                max_parallel_requests=spec.max_parallel_requests,
             )
 
         try:
@@ -207,5 +210,13 @@ def alias_taken(alias: str | None) -> Conflict:
 
 def _key_detail(key: KeyRecord) -> dict[str, Any]:
     public = key.public()
-    fields = ("models", "team_id", "user_id", "rpm_limit", "tpm_limit", "key_alias")
+    fields = (
+        "models",
+        "team_id",
+        "user_id",
+        "rpm_limit",
+        "tpm_limit",
+        "max_parallel_requests",
+        "key_alias",
+    )
     return {k: public[k] for k in fields}
