@@ -26,8 +26,9 @@ from gateway.config.governance import Governance as GovernanceSettings
 from gateway.errors import GatewayError, LimitsUnavailable
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
+from gateway.governance.alerts import Alerts, AlertSink, BudgetAlert
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
-from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices, usd
+from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
@@ -95,8 +96,10 @@ class Governance:
         counters: Counters,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
+        alert_sink: AlertSink | None = None,
     ) -> None:
         self.engine = engine
+        self.alerts = Alerts(engine, alert_sink)
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
         self.counters = counters
@@ -104,7 +107,6 @@ class Governance:
         self.snapshot = Snapshot()
         self._table = prices or PriceTable.bundled()
         self.configure(settings, deployments)
-        self._soft_warned: set[tuple[str, str]] = set()
         self._periods: dict[tuple[str, int], tuple[str, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._stale = False
@@ -136,6 +138,7 @@ class Governance:
 
     async def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.alerts.start()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -159,6 +162,7 @@ class Governance:
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        await self.alerts.stop()
         await self.counters.close()
         await anyio.to_thread.run_sync(self.outbox.stop)
 
@@ -218,6 +222,7 @@ class Governance:
         outcome = await self._reserve(slots, ahead)
         if outcome is not None and not outcome.ok and outcome.refused is not None:
             if outcome.refused < len(slots):
+                self._check_hard(slots, outcome, now)
                 raise refusal(slots, outcome, now, "key")
             # Only the first deployment is full: reserve the request alone; the router then
             # finds that deployment full (gate) and moves on to the next.
@@ -225,12 +230,13 @@ class Governance:
             full = refusal(ahead, _tail(outcome, len(slots)), now, "deployment")
             outcome = await self._reserve(slots, [])
             if outcome is not None and not outcome.ok:
+                self._check_hard(slots, outcome, now)
                 raise refusal(slots, outcome, now, "key")
             ahead_of = (first.name, ahead, full)
         elif first is not None:
             ahead_of = (first.name, ahead, None)
         if outcome is not None and slots:
-            self._check_soft(slots, outcome.values[: len(slots)])
+            self._check_soft(slots, outcome.values[: len(slots)], now)
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
         return Admission(
             governance=self,
@@ -318,7 +324,9 @@ class Governance:
             headers={"Retry-After": "1"},
         )
 
-    def _check_soft(self, slots: list[Slot], values: tuple[int, ...]) -> None:
+    def _check_soft(self, slots: list[Slot], values: tuple[int, ...], now: float) -> None:
+        """An alert for each budget this request took to its soft threshold (alerts.py sends
+        it once per budget and period across all replicas)."""
         for slot, value in zip(slots, values, strict=True):
             if slot.kind != "usd":
                 continue
@@ -326,20 +334,42 @@ class Governance:
             budget = self._budget(budget_id)
             if budget is None or budget.soft_nanos is None or value < budget.soft_nanos:
                 continue
-            if (budget_id, label) in self._soft_warned:
-                continue
-            self._soft_warned.add((budget_id, label))
-            SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
-            log.warning(
-                "budget soft threshold reached",
-                extra={
-                    "sg_budget_id": budget_id,
-                    "sg_scope": f"{budget.scope}:{budget.scope_id}",
-                    "sg_period": label,
-                    "sg_spent_usd": usd(value),
-                    "sg_soft_usd": usd(budget.soft_nanos),
-                },
+            alert = BudgetAlert(
+                budget_id,
+                budget.scope,
+                budget.scope_id,
+                budget.period,
+                label,
+                "soft",
+                budget.soft_nanos,
+                value,
+                datetime.fromtimestamp(now, UTC),
             )
+            if self.alerts.raised(alert):
+                SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
+
+    def _check_hard(self, slots: list[Slot], outcome: Outcome, now: float) -> None:
+        """An alert when the slot that refused the request is a budget: its hard limit."""
+        assert outcome.refused is not None
+        slot = slots[outcome.refused]
+        if slot.kind != "usd":
+            return
+        budget_id, label = slot.charge.key.split(":")[1:3]
+        budget = self._budget(budget_id)
+        if budget is None:
+            return
+        alert = BudgetAlert(
+            budget_id,
+            budget.scope,
+            budget.scope_id,
+            budget.period,
+            label,
+            "hard",
+            budget.max_nanos,
+            outcome.values[outcome.refused],
+            datetime.fromtimestamp(now, UTC),
+        )
+        self.alerts.raised(alert)
 
     def _budget(self, budget_id: str) -> Any:
         for group in self.snapshot.budgets.values():

@@ -81,6 +81,26 @@ budgets = Table(
     UniqueConstraint("scope", "scope_id", "period", name="uq_budgets_scope_period"),
 )
 
+# Once per budget, period and kind across every replica: the unique constraint decides which
+# replica delivers (gateway/governance/alerts.py).
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("budget_id", String(32), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("scope_id", String(32), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_label", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # soft | hard
+    Column("threshold_nanos", BigInteger, nullable=False),
+    Column("spent_nanos", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("budget_id", "period_label", "kind", name="uq_budget_alerts_once"),
+)
+Index("ix_budget_alerts_at", budget_alerts.c.at)
+
 admin_tokens = Table(
     "admin_tokens",
     metadata,

@@ -341,8 +341,10 @@ async def test_the_soft_threshold_warns_once_per_period(
     for _ in range(4):
         (await governance.admit(record, "m", BODY, {})).settle(Usage(11, 5), M, "ok")
         await drained(governance)
+        await governance.alerts.drain()  # what the alert worker does once started
     warnings = [r for r in caplog.records if r.message == "budget soft threshold reached"]
     assert len(warnings) == 1
+    assert [a["kind"] for a in governance.alerts.list()] == ["soft"]
 
 
 class CountingReserve:

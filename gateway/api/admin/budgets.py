@@ -162,6 +162,24 @@ def router(ctx: AdminContext) -> APIRouter:
                 data.append(await ctx.run(budget_view, engine, budget, team_id))
         return JSONResponse({"object": "list", "data": data})
 
+    @routes.get("/admin/alerts")
+    async def list_alerts(who: Caller) -> JSONResponse:
+        """Budget alerts, newest first: each soft threshold and hard limit reached, once per
+        budget and period (gateway/governance/alerts.py), with when it was delivered."""
+        scope = roles.visible_team(who)
+        roles.require(who, "budgets:read", scope)
+        data = []
+        for alert in await ctx.run(ctx.governance.alerts.list):
+            if scope is not None:
+                try:
+                    team_id = await owner_team(ctx, alert["scope"], alert["scope_id"])
+                except NotFound:
+                    continue  # its subject is gone: only an unscoped caller sees it
+                if team_id != scope:
+                    continue
+            data.append(alert)
+        return JSONResponse({"object": "list", "data": data})
+
     @routes.patch("/admin/budgets/{budget_id}")
     async def update_budget(who: Caller, budget_id: str, spec: BudgetAmounts) -> JSONResponse:
         budget, team_id = await budget_or_404(ctx, who, budget_id)
