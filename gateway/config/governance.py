@@ -59,6 +59,13 @@ class DeploymentGovernance(_Strict):
     prices: Prices | None = None
 
 
+class ScopeLimits(_Strict):
+    """Requests and tokens per minute for everything attributed to one project or one tag."""
+
+    rpm: Limit | None = None
+    tpm: Limit | None = None
+
+
 class Redis(_Strict):
     url: str
     prefix: str = Field("sealgate", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -96,6 +103,8 @@ class Governance(_Strict):
     # it, such a deployment refuses start-up (it would count as free and escape every budget).
     default_prices: Prices | None = None
     deployments: dict[str, DeploymentGovernance] = {}
+    projects: dict[str, ScopeLimits] = {}
+    tags: dict[str, ScopeLimits] = {}
 
     @model_validator(mode="after")
     def _redis_when_asked(self) -> Governance:

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
-from gateway.errors import GatewayError, LimitsUnavailable
+from gateway.errors import GatewayError, LimitsUnavailable, PermissionDenied
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
 from gateway.governance.alerts import Alerts, AlertSink, BudgetAlert
@@ -68,6 +68,41 @@ def attribution(
             tags += headers[b"x-sealgate-tags"].decode("latin-1").split(",")
     cleaned = sorted({t.strip()[:MAX_TAG] for t in tags if t.strip()})[:MAX_TAGS]
     return project or None, tuple(cleaned)
+
+
+def allowed_values(metadata: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """The ``allowed_projects`` / ``allowed_tags`` a key's or team's metadata names (a list, or
+    a comma-separated string), or None when it names none (anything goes)."""
+    raw = metadata.get(name)
+    if raw is None:
+        return None
+    values = raw.split(",") if isinstance(raw, str) else [str(v) for v in raw]
+    return frozenset(v.strip() for v in values if v.strip())
+
+
+def check_allowed(
+    project: str | None, tags: tuple[str, ...], *owners: tuple[str, Mapping[str, Any]]
+) -> None:
+    """PermissionDenied when the request is attributed to a project or a tag outside a set its
+    key or its team allows, so that a client cannot put its spend on another team's project."""
+    for owner, metadata in owners:
+        projects = allowed_values(metadata, "allowed_projects")
+        if project is not None and projects is not None and project not in projects:
+            raise PermissionDenied(
+                f"project {project!r} is not allowed for this {owner}; allowed: "
+                f"{', '.join(sorted(projects)) or 'none'}",
+                param="x-sealgate-project",
+                code="project_not_allowed",
+            )
+        allowed = allowed_values(metadata, "allowed_tags")
+        outside = sorted(set(tags) - allowed) if allowed is not None else []
+        if outside:
+            raise PermissionDenied(
+                f"tag(s) {', '.join(outside)} not allowed for this {owner}; allowed: "
+                f"{', '.join(sorted(allowed or ())) or 'none'}",
+                param="x-sealgate-tags",
+                code="tag_not_allowed",
+            )
 
 
 def _tail(outcome: Outcome, start: int) -> Outcome:
@@ -189,18 +224,29 @@ class Governance:
             Usage(guess.prompt_tokens, guess.completion_tokens)
         )
         snap = self.snapshot
+        team = snap.teams.get(record.team_id) if record.team_id else None
+        project, tags = attribution(record.metadata, headers, self.settings.project_header)
+        owners_metadata = [("key", record.metadata)]
+        if team is not None:
+            owners_metadata.append(("team", team.metadata))
+        check_allowed(project, tags, *owners_metadata)
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
         limits = [("key", f"k:{record.id}", record.rpm_limit, record.tpm_limit)]
         parallel = [("key", f"k:{record.id}", record.max_parallel_requests)]
-        team = snap.teams.get(record.team_id) if record.team_id else None
         if team is not None:
             limits.append(("team", f"t:{team.id}", team.rpm_limit, team.tpm_limit))
             parallel.append(("team", f"t:{team.id}", team.max_parallel_requests))
         user = snap.users.get(record.user_id) if record.user_id else None
         if user is not None:
             limits.append(("user", f"u:{user.id}", user.rpm_limit, user.tpm_limit))
+        found = self.settings.projects.get(project) if project is not None else None
+        if found is not None:
+            limits.append(("project", f"j:{project}", found.rpm, found.tpm))
+        for tag in tags:
+            if (found := self.settings.tags.get(tag)) is not None:
+                limits.append(("tag", f"g:{tag}", found.rpm, found.tpm))
         slots += self._in_flight_slots(parallel, now)
         for scope, name, rpm, tpm in limits:
             if rpm is not None:
@@ -209,7 +255,8 @@ class Governance:
             if tpm is not None:
                 charge = Charge(f"t:{name}:{minute}", tokens, tpm, MINUTE_TTL)
                 slots.append(Slot(charge, "tokens", scope, reset))
-        owners = (("key", record.id), ("team", record.team_id), ("user", record.user_id))
+        owners = [("key", record.id), ("team", record.team_id), ("user", record.user_id)]
+        owners += [("project", project), *(("tag", tag) for tag in tags)]
         for scope, scope_id in owners:
             for budget in snap.budgets_for(scope, scope_id):
                 label, end = self._period(budget.period, now, minute)
@@ -237,7 +284,6 @@ class Governance:
             ahead_of = (first.name, ahead, None)
         if outcome is not None and slots:
             self._check_soft(slots, outcome.values[: len(slots)], now)
-        project, tags = attribution(record.metadata, headers, self.settings.project_header)
         return Admission(
             governance=self,
             request_id=new_id(),

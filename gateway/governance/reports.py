@@ -1,8 +1,13 @@
-"""Spend reports: totals of the spend table grouped by key, team, user, project, model,
-deployment or day, for a date range, optionally for one team."""
+"""Spend reports: totals of the spend table grouped by key, team, user, project, tag, model,
+deployment or day, for a date range, optionally for one team.
+
+By tag, a request with several tags counts in the row of each (and one with none in the row
+``null``), so the rows can add up to more than the totals; the totals count every request once.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
@@ -11,7 +16,7 @@ from sqlalchemy import Engine, func, select
 from gateway.governance.pricing import usd
 from gateway.store.tables import spend
 
-GroupBy = Literal["key", "team", "user", "project", "model", "deployment", "day"]
+GroupBy = Literal["key", "team", "user", "project", "tag", "model", "deployment", "day"]
 COLUMNS = {
     "key": spend.c.key_id,
     "team": spend.c.team_id,
@@ -20,6 +25,7 @@ COLUMNS = {
     "model": spend.c.model,
     "deployment": spend.c.deployment,
     "day": spend.c.day,
+    "tag": spend.c.tags,  # a JSON list, split into its tags after the query
 }
 
 
@@ -48,6 +54,18 @@ def _row(row: Any) -> dict[str, Any]:
     }
 
 
+def _by_tag(rows: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """Rows grouped by their list of tags, regrouped by each tag in it."""
+    found: dict[str | None, dict[str, Any]] = {}
+    for tags, row in rows:
+        for tag in json.loads(tags) or [None]:
+            into = found.setdefault(tag, dict.fromkeys(FIELDS, 0))
+            for name in FIELDS:
+                into[name] += row[name]
+    ordered = sorted(found.items(), key=lambda item: (item[0] is None, item[0] or ""))
+    return [(tag, {**sums, "cost_usd": usd(sums["cost_nanos"])}) for tag, sums in ordered]
+
+
 def spend_report(
     engine: Engine,
     group_by: GroupBy,
@@ -71,6 +89,8 @@ def spend_report(
     # Totals are summed from the rows (one query, one snapshot) so they always agree.
     totals = {k: sum(r[k] for _, r in rows) for k in FIELDS}
     totals["cost_usd"] = usd(totals["cost_nanos"])
+    if group_by == "tag":
+        rows = _by_tag(rows)
     return {
         "object": "spend_report",
         "group_by": group_by,

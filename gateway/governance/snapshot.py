@@ -9,11 +9,13 @@ use: known keys keep working, with the limits and budgets they had.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.governance import periods
 from gateway.governance.tenancy import Budget, Team, Tenancy, User
@@ -33,17 +35,35 @@ class Snapshot:
         return self.budgets.get((scope, scope_id), ())
 
 
-SCOPE_COLUMN = {"key": spend.c.key_id, "team": spend.c.team_id, "user": spend.c.user_id}
+SCOPE_COLUMN = {
+    "key": spend.c.key_id,
+    "team": spend.c.team_id,
+    "user": spend.c.user_id,
+    "project": spend.c.project,
+}
+
+
+def has_tag(tag: str) -> ColumnElement[bool]:
+    """Spend rows whose tags (a JSON list of strings) hold ``tag``: its JSON form, quotes
+    included, appears in the list only as a whole element (a quote inside a tag is escaped)."""
+    pattern = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return spend.c.tags.like(f"%{pattern}%", escape="\\")
 
 
 def spent_since(engine: Engine, scope: str, ids: list[str], start: datetime) -> dict[str, int]:
-    column = SCOPE_COLUMN[scope]
-    query = (
-        select(column, func.coalesce(func.sum(spend.c.cost_nanos), 0))
-        .where(column.in_(ids), spend.c.at >= start)
-        .group_by(column)
-    )
+    total = func.coalesce(func.sum(spend.c.cost_nanos), 0)
     with engine.connect() as connection:
+        if scope == "tag":
+            return {
+                tag: int(
+                    connection.execute(
+                        select(total).where(has_tag(tag), spend.c.at >= start)
+                    ).scalar_one()
+                )
+                for tag in ids
+            }
+        column = SCOPE_COLUMN[scope]
+        query = select(column, total).where(column.in_(ids), spend.c.at >= start).group_by(column)
         return {row[0]: int(row[1]) for row in connection.execute(query)}
 
 

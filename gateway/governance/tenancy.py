@@ -19,7 +19,7 @@ from gateway.errors import Conflict
 from gateway.governance.periods import Period
 from gateway.store.tables import admin_tokens, budgets, teams, users
 
-Scope = Literal["key", "team", "user"]
+Scope = Literal["key", "team", "user", "project", "tag"]
 Role = Literal["admin", "team_admin", "viewer"]
 new_id = tokens.new_id
 

@@ -20,8 +20,10 @@ class CreateTeam(Strict):
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
     max_parallel_requests: Parallel | None = None
+    # allowed_projects / allowed_tags (lists) bound what the team's keys may attribute spend to
     metadata: Annotated[
-        dict[str, str | int | float | bool | None], Field(max_length=64, default_factory=dict)
+        dict[str, str | int | float | bool | list[str] | None],
+        Field(max_length=64, default_factory=dict),
     ]
 
 
