@@ -10,6 +10,11 @@ key never seen is refused with a 503, and the store is not asked again for
 ``STORE_RETRY_SECONDS``, so a database that hangs costs one request that wait, not every one.
 Lookups run in a few threads of their own (one per key at a time): a hanging database cannot
 take the threads the rest of the gateway needs.
+
+A key whose secret does not match its cached row is looked up again (at most once per
+``RECHECK_SECONDS`` per key): the row may have been rotated through another replica, and the new
+key must work everywhere as soon as it is shown. The key a rotation replaced works until the
+grace period stored in the row ends, then gets a 401; a blocked key gets a 401 until unblocked.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ MAX_CACHED = 100_000
 LOOKUP_SECONDS = 1.0  # the longest a request waits for the key store
 STORE_RETRY_SECONDS = 1.0  # after the store failed or hung, how long before it is asked again
 LOOKUP_THREADS = 4
+RECHECK_SECONDS = 1.0  # how often a key whose secret does not match its cached row is re-read
 
 INVALID = "invalid API key: pass a Sealgate virtual key as 'Authorization: Bearer sk-sg-...'"
 
@@ -57,6 +63,7 @@ class Authenticator:
         self._limiter = anyio.CapacityLimiter(LOOKUP_THREADS)
         self._retry_at = 0.0
         self._degraded = False
+        self._rechecked: OrderedDict[str, float] = OrderedDict()
 
     async def authenticate(self, authorization: str | None) -> KeyRecord:
         if not authorization:
@@ -69,18 +76,42 @@ class Authenticator:
         if key_id is None:
             raise AuthenticationFailed(INVALID)
         record = await self._lookup(key_id)
-        if record is None or not record.matches(key):
+        if record is not None and not record.matches(key) and self._may_recheck(key_id):
+            record = await self._lookup(key_id, fresh=True)
+        if record is None:
             raise AuthenticationFailed(INVALID)
+        now = datetime.now(UTC)
+        if not record.matches(key):
+            if not record.replaced(key):
+                raise AuthenticationFailed(INVALID)
+            if not record.in_grace(now):
+                raise AuthenticationFailed(
+                    "this API key was rotated and its grace period has ended; use the new key",
+                    code="key_rotated",
+                )
         if record.revoked_at is not None:
             raise AuthenticationFailed("this API key has been revoked", code="key_revoked")
-        if record.expired(datetime.now(UTC)):
+        if record.blocked_at is not None:
+            raise AuthenticationFailed("this API key is blocked", code="key_blocked")
+        if record.expired(now):
             raise AuthenticationFailed("this API key has expired", code="key_expired")
         return record
 
-    async def _lookup(self, key_id: str) -> KeyRecord | None:
+    def _may_recheck(self, key_id: str) -> bool:
+        now = self._clock()
+        last = self._rechecked.get(key_id)
+        if last is not None and now - last < RECHECK_SECONDS:
+            return False
+        self._rechecked[key_id] = now
+        self._rechecked.move_to_end(key_id)
+        while len(self._rechecked) > MAX_CACHED:
+            self._rechecked.popitem(last=False)
+        return True
+
+    async def _lookup(self, key_id: str, fresh: bool = False) -> KeyRecord | None:
         now = self._clock()
         cached = self._cache.get(key_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not fresh:
             return cached[1]
         if now >= self._retry_at:
             pending = self._pending.get(key_id)

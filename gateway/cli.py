@@ -5,6 +5,8 @@
     sealgate verify ...            the supply-chain verifier (same as ``python -m verify``)
     sealgate sbom ...              the SBOM of the runtime lock (same as ``python -m verify.sbom``)
     sealgate policy check [--policies DIR]   validate every policy file (file, line, key)
+    sealgate governance reconcile [--config FILE] [--data-dir DIR] [--json]
+                                   budget counters (Redis) against the spend table
 
 Every option can also be set by an environment variable (named in ``--help``). Exit codes: 0 ok,
 1 findings or refused start-up, 2 usage or environment error.
@@ -80,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="policy directory (env SEALGATE_VERIFY_POLICIES; default: policies/ beside the "
         "gateway package)",
     )
+    governance = sub.add_parser("governance", help="limits and spend")
+    governance_sub = governance.add_subparsers(dest="governance_command", required=True)
+    reconcile = governance_sub.add_parser(
+        "reconcile",
+        help="compare each budget's running counter (Redis) with the spend table; "
+        "exit 1 when a counter is below the spend",
+    )
+    reconcile.add_argument(
+        "--config", default=_env("SEALGATE_CONFIG"), help="YAML config (env SEALGATE_CONFIG)"
+    )
+    reconcile.add_argument(
+        "--data-dir",
+        default=_env("SEALGATE_DATA_DIR", DEFAULT_DATA_DIR),
+        help="state directory, for SQLite (env SEALGATE_DATA_DIR; default .sealgate)",
+    )
+    reconcile.add_argument("--json", action="store_true", help="one JSON object per budget")
     sub.add_parser(
         "sbom", help="CycloneDX SBOM: generate, verify (see 'sealgate sbom --help')", add_help=False
     )
@@ -95,6 +113,59 @@ def _policy_check(directory: str | None) -> int:
         print(problem)  # the result, on stdout; the summary is a log line, on stderr
     print(f"sealgate: policy check: {len(problems)} problem(s)", file=sys.stderr)
     return 1 if problems else 0
+
+
+def _reconcile(config_path: str | None, data_dir: Path, as_json: bool) -> int:
+    import json
+    from collections.abc import Sequence
+    from datetime import UTC, datetime
+
+    import redis
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from gateway.governance.reconcile import reconcile, render
+    from gateway.serve import load_config
+    from gateway.store.db import default_url, make_engine
+
+    config = load_config(config_path)
+    settings = config.governance
+    if settings.counters != "redis" or settings.redis is None:
+        print(
+            "sealgate: governance reconcile: the counters are in each process's memory "
+            "(governance.counters: memory); there is no shared counter to compare",
+            file=sys.stderr,
+        )
+        return 2
+    engine = make_engine(
+        config.storage.url or default_url(data_dir), config.storage.timeout_seconds
+    )
+    client = redis.Redis.from_url(settings.redis.url, socket_timeout=settings.redis.timeout_seconds)
+    prefix = "{" + settings.redis.prefix + "}:"
+
+    def read(keys: Sequence[str]) -> list[int | None]:
+        values = client.mget([prefix + key for key in keys])
+        return [int(value) if value is not None else None for value in values]
+
+    try:
+        lines = reconcile(engine, read, datetime.now(UTC))
+    except (redis.RedisError, SQLAlchemyError, OSError) as exc:
+        # the type only: a driver's message may carry connection details
+        print(f"sealgate: governance reconcile failed: {type(exc).__name__}", file=sys.stderr)
+        return 2
+    finally:
+        client.close()
+        engine.dispose()
+    if as_json:
+        for line in lines:
+            print(json.dumps(line.public()))
+    else:
+        print(render(lines))
+    under = sum(line.status == "under" for line in lines)
+    print(
+        f"sealgate: governance reconcile: {len(lines)} budget(s), {under} below the spend table",
+        file=sys.stderr,
+    )
+    return 1 if under else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,5 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "policy":
         return _policy_check(args.policies)
+    if args.command == "governance":
+        try:
+            return _reconcile(args.config, Path(args.data_dir), args.json)
+        except ConfigError as exc:
+            print(f"sealgate: configuration error: {exc}", file=sys.stderr)
+            return 2
     parser.error(f"unknown command {args.command}")
     return 2

@@ -31,6 +31,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 DEFAULT_MAX_TOKENS = 4096
 DEFAULT_REFRESH_SECONDS = 5.0
+# max_parallel_requests: a request counts as in flight until it settles, and for at least this
+# long; a replica that dies with requests in flight holds them for at most twice this long.
+DEFAULT_IN_FLIGHT_SECONDS = 900.0
 DEFAULT_REDIS_TIMEOUT = 0.5
 DEFAULT_OUTBOX_FLUSH_SECONDS = 0.05
 
@@ -54,6 +57,13 @@ class DeploymentGovernance(_Strict):
     rpm: Limit | None = None
     tpm: Limit | None = None
     prices: Prices | None = None
+
+
+class ScopeLimits(_Strict):
+    """Requests and tokens per minute for everything attributed to one project or one tag."""
+
+    rpm: Limit | None = None
+    tpm: Limit | None = None
 
 
 class Redis(_Strict):
@@ -86,12 +96,15 @@ class Governance(_Strict):
     redis: Redis | None = None
     default_max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=10**7)
     refresh_seconds: float = Field(DEFAULT_REFRESH_SECONDS, gt=0, le=3600)
+    in_flight_seconds: float = Field(DEFAULT_IN_FLIGHT_SECONDS, ge=60, le=86400)
     project_header: bool = True
     outbox: Outbox = Outbox()
     # A deployment whose price is neither set below nor in the bundled table costs this; without
     # it, such a deployment refuses start-up (it would count as free and escape every budget).
     default_prices: Prices | None = None
     deployments: dict[str, DeploymentGovernance] = {}
+    projects: dict[str, ScopeLimits] = {}
+    tags: dict[str, ScopeLimits] = {}
 
     @model_validator(mode="after")
     def _redis_when_asked(self) -> Governance:

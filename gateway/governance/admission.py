@@ -37,7 +37,7 @@ class Slot(NamedTuple):
     """One counter a request charged: what kind, and what it reserved there."""
 
     charge: Charge
-    kind: str  # requests | tokens | usd
+    kind: str  # requests | tokens | usd | in_flight
     scope: str  # e.g. key, team, deployment, budget:<id>
     reset_at: float
 
@@ -74,7 +74,12 @@ def refusal(slots: list[Slot], outcome: Outcome, now: float, what: str) -> RateL
             f"the {slot.scope.split(':', 1)[1]} budget of this {what} is used up until it resets",
             headers=headers,
         )
-    if slot.charge.amount > slot.charge.limit:
+    if slot.kind == "in_flight":
+        message = (
+            f"{slot.scope} limit of {slot.charge.limit} requests in flight at once reached; "
+            "retry when one has finished"
+        )
+    elif slot.charge.amount > slot.charge.limit:
         message = (
             f"this request needs {slot.charge.amount} {slot.kind} but the {slot.scope} limit "
             f"is {slot.charge.limit} per minute"
@@ -261,4 +266,6 @@ def _delta(slot: Slot, tokens: int, cost: int, sent: bool) -> int:
         return tokens - slot.charge.amount
     if slot.kind == "usd":
         return cost - slot.charge.amount
+    if slot.kind == "in_flight":
+        return -slot.charge.amount  # the request is no longer in flight
     return 0 if sent else -slot.charge.amount  # a request is given back only if none was sent

@@ -1,7 +1,8 @@
 """Governance on the hot path: ``admit`` before routing, ``Admission.settle`` after the answer.
 
-``admit`` finds what applies to the caller (its key's and team's request and token limits per
-minute, and the budgets of its key, team and user), estimates the request's tokens and cost, and
+``admit`` finds what applies to the caller (its key's, team's and user's request and token
+limits per minute, its key's and team's requests in flight, and the budgets of its key, team
+and user), estimates the request's tokens and cost, and
 reserves all of it in one atomic step; a full counter refuses the request with a 429 that carries
 ``Retry-After`` and ``x-ratelimit-*`` headers. Nothing here touches the database per request:
 limits come from the cached key record and an in-memory snapshot refreshed in the background,
@@ -22,11 +23,12 @@ from sqlalchemy import Engine
 
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
-from gateway.errors import GatewayError, LimitsUnavailable
+from gateway.errors import GatewayError, LimitsUnavailable, PermissionDenied
 from gateway.governance import estimate, periods, snapshot
 from gateway.governance.admission import WINDOW_SECONDS, Admission, Slot, new_id, refusal
+from gateway.governance.alerts import Alerts, AlertSink, BudgetAlert
 from gateway.governance.counters import Charge, Counters, CountersUnavailable, Outcome
-from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices, usd
+from gateway.governance.pricing import FREE, Price, PriceTable, deployment_prices
 from gateway.governance.snapshot import Snapshot
 from gateway.governance.spend import Outbox
 from gateway.governance.tenancy import Tenancy
@@ -68,6 +70,41 @@ def attribution(
     return project or None, tuple(cleaned)
 
 
+def allowed_values(metadata: Mapping[str, Any], name: str) -> frozenset[str] | None:
+    """The ``allowed_projects`` / ``allowed_tags`` a key's or team's metadata names (a list, or
+    a comma-separated string), or None when it names none (anything goes)."""
+    raw = metadata.get(name)
+    if raw is None:
+        return None
+    values = raw.split(",") if isinstance(raw, str) else [str(v) for v in raw]
+    return frozenset(v.strip() for v in values if v.strip())
+
+
+def check_allowed(
+    project: str | None, tags: tuple[str, ...], *owners: tuple[str, Mapping[str, Any]]
+) -> None:
+    """PermissionDenied when the request is attributed to a project or a tag outside a set its
+    key or its team allows, so that a client cannot put its spend on another team's project."""
+    for owner, metadata in owners:
+        projects = allowed_values(metadata, "allowed_projects")
+        if project is not None and projects is not None and project not in projects:
+            raise PermissionDenied(
+                f"project {project!r} is not allowed for this {owner}; allowed: "
+                f"{', '.join(sorted(projects)) or 'none'}",
+                param="x-sealgate-project",
+                code="project_not_allowed",
+            )
+        allowed = allowed_values(metadata, "allowed_tags")
+        outside = sorted(set(tags) - allowed) if allowed is not None else []
+        if outside:
+            raise PermissionDenied(
+                f"tag(s) {', '.join(outside)} not allowed for this {owner}; allowed: "
+                f"{', '.join(sorted(allowed or ())) or 'none'}",
+                param="x-sealgate-tags",
+                code="tag_not_allowed",
+            )
+
+
 def _tail(outcome: Outcome, start: int) -> Outcome:
     """The part of a refused outcome that covers the slots from ``start`` on."""
     assert outcome.refused is not None
@@ -94,8 +131,10 @@ class Governance:
         counters: Counters,
         prices: PriceTable | None = None,
         clock: Callable[[], float] = time.time,
+        alert_sink: AlertSink | None = None,
     ) -> None:
         self.engine = engine
+        self.alerts = Alerts(engine, alert_sink)
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
         self.counters = counters
@@ -103,7 +142,6 @@ class Governance:
         self.snapshot = Snapshot()
         self._table = prices or PriceTable.bundled()
         self.configure(settings, deployments)
-        self._soft_warned: set[tuple[str, str]] = set()
         self._periods: dict[tuple[str, int], tuple[str, float]] = {}
         self._refresher: asyncio.Task[None] | None = None
         self._stale = False
@@ -135,6 +173,7 @@ class Governance:
 
     async def start(self) -> None:
         self._refresher = asyncio.get_running_loop().create_task(self._refresh_loop())
+        self.alerts.start()
 
     async def _refresh_loop(self) -> None:
         while True:
@@ -158,6 +197,7 @@ class Governance:
     async def close(self) -> None:
         if self._refresher is not None:
             self._refresher.cancel()
+        await self.alerts.stop()
         await self.counters.close()
         await anyio.to_thread.run_sync(self.outbox.stop)
 
@@ -184,13 +224,30 @@ class Governance:
             Usage(guess.prompt_tokens, guess.completion_tokens)
         )
         snap = self.snapshot
+        team = snap.teams.get(record.team_id) if record.team_id else None
+        project, tags = attribution(record.metadata, headers, self.settings.project_header)
+        owners_metadata = [("key", record.metadata)]
+        if team is not None:
+            owners_metadata.append(("team", team.metadata))
+        check_allowed(project, tags, *owners_metadata)
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
         limits = [("key", f"k:{record.id}", record.rpm_limit, record.tpm_limit)]
-        team = snap.teams.get(record.team_id) if record.team_id else None
+        parallel = [("key", f"k:{record.id}", record.max_parallel_requests)]
         if team is not None:
             limits.append(("team", f"t:{team.id}", team.rpm_limit, team.tpm_limit))
+            parallel.append(("team", f"t:{team.id}", team.max_parallel_requests))
+        user = snap.users.get(record.user_id) if record.user_id else None
+        if user is not None:
+            limits.append(("user", f"u:{user.id}", user.rpm_limit, user.tpm_limit))
+        found = self.settings.projects.get(project) if project is not None else None
+        if found is not None:
+            limits.append(("project", f"j:{project}", found.rpm, found.tpm))
+        for tag in tags:
+            if (found := self.settings.tags.get(tag)) is not None:
+                limits.append(("tag", f"g:{tag}", found.rpm, found.tpm))
+        slots += self._in_flight_slots(parallel, now)
         for scope, name, rpm, tpm in limits:
             if rpm is not None:
                 charge = Charge(f"r:{name}:{minute}", 1, rpm, MINUTE_TTL)
@@ -198,7 +255,8 @@ class Governance:
             if tpm is not None:
                 charge = Charge(f"t:{name}:{minute}", tokens, tpm, MINUTE_TTL)
                 slots.append(Slot(charge, "tokens", scope, reset))
-        owners = (("key", record.id), ("team", record.team_id), ("user", record.user_id))
+        owners = [("key", record.id), ("team", record.team_id), ("user", record.user_id)]
+        owners += [("project", project), *(("tag", tag) for tag in tags)]
         for scope, scope_id in owners:
             for budget in snap.budgets_for(scope, scope_id):
                 label, end = self._period(budget.period, now, minute)
@@ -211,6 +269,7 @@ class Governance:
         outcome = await self._reserve(slots, ahead)
         if outcome is not None and not outcome.ok and outcome.refused is not None:
             if outcome.refused < len(slots):
+                self._check_hard(slots, outcome, now)
                 raise refusal(slots, outcome, now, "key")
             # Only the first deployment is full: reserve the request alone; the router then
             # finds that deployment full (gate) and moves on to the next.
@@ -218,13 +277,13 @@ class Governance:
             full = refusal(ahead, _tail(outcome, len(slots)), now, "deployment")
             outcome = await self._reserve(slots, [])
             if outcome is not None and not outcome.ok:
+                self._check_hard(slots, outcome, now)
                 raise refusal(slots, outcome, now, "key")
             ahead_of = (first.name, ahead, full)
         elif first is not None:
             ahead_of = (first.name, ahead, None)
         if outcome is not None and slots:
-            self._check_soft(slots, outcome.values[: len(slots)])
-        project, tags = attribution(record.metadata, headers, self.settings.project_header)
+            self._check_soft(slots, outcome.values[: len(slots)], now)
         return Admission(
             governance=self,
             request_id=new_id(),
@@ -241,6 +300,24 @@ class Governance:
             local=outcome.local if outcome is not None else False,
             ahead=ahead_of,
         )
+
+    def _in_flight_slots(self, limits: list[tuple[str, str, int | None]], now: float) -> list[Slot]:
+        """Requests in flight, counted in windows of ``in_flight_seconds``: a request charges the
+        window it starts in and the next one, and gives both back when it settles. A request
+        that started two windows ago has settled (it lives at most one window), so the current
+        window's counter holds every request still in flight; a request that was never settled
+        (its replica died) stops counting when the next window ends."""
+        length = self.settings.in_flight_seconds
+        window = int(now // length)
+        ttl = int(2 * length) + 60
+        slots = []
+        for scope, name, limit in limits:
+            if limit is None:
+                continue
+            for nth in (window, window + 1):
+                charge = Charge(f"p:{name}:{nth}", 1, limit, ttl)
+                slots.append(Slot(charge, "in_flight", scope, now + 1))
+        return slots
 
     async def _reserve(self, slots: list[Slot], ahead: list[Slot]) -> Outcome | None:
         """One atomic reservation of the request's slots and the first deployment's."""
@@ -293,7 +370,9 @@ class Governance:
             headers={"Retry-After": "1"},
         )
 
-    def _check_soft(self, slots: list[Slot], values: tuple[int, ...]) -> None:
+    def _check_soft(self, slots: list[Slot], values: tuple[int, ...], now: float) -> None:
+        """An alert for each budget this request took to its soft threshold (alerts.py sends
+        it once per budget and period across all replicas)."""
         for slot, value in zip(slots, values, strict=True):
             if slot.kind != "usd":
                 continue
@@ -301,20 +380,42 @@ class Governance:
             budget = self._budget(budget_id)
             if budget is None or budget.soft_nanos is None or value < budget.soft_nanos:
                 continue
-            if (budget_id, label) in self._soft_warned:
-                continue
-            self._soft_warned.add((budget_id, label))
-            SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
-            log.warning(
-                "budget soft threshold reached",
-                extra={
-                    "sg_budget_id": budget_id,
-                    "sg_scope": f"{budget.scope}:{budget.scope_id}",
-                    "sg_period": label,
-                    "sg_spent_usd": usd(value),
-                    "sg_soft_usd": usd(budget.soft_nanos),
-                },
+            alert = BudgetAlert(
+                budget_id,
+                budget.scope,
+                budget.scope_id,
+                budget.period,
+                label,
+                "soft",
+                budget.soft_nanos,
+                value,
+                datetime.fromtimestamp(now, UTC),
             )
+            if self.alerts.raised(alert):
+                SOFT_ALERTS[(("scope", budget.scope), ("period", budget.period))] += 1
+
+    def _check_hard(self, slots: list[Slot], outcome: Outcome, now: float) -> None:
+        """An alert when the slot that refused the request is a budget: its hard limit."""
+        assert outcome.refused is not None
+        slot = slots[outcome.refused]
+        if slot.kind != "usd":
+            return
+        budget_id, label = slot.charge.key.split(":")[1:3]
+        budget = self._budget(budget_id)
+        if budget is None:
+            return
+        alert = BudgetAlert(
+            budget_id,
+            budget.scope,
+            budget.scope_id,
+            budget.period,
+            label,
+            "hard",
+            budget.max_nanos,
+            outcome.values[outcome.refused],
+            datetime.fromtimestamp(now, UTC),
+        )
+        self.alerts.raised(alert)
 
     def _budget(self, budget_id: str) -> Any:
         for group in self.snapshot.budgets.values():

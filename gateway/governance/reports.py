@@ -1,6 +1,10 @@
-"""Spend reports: totals of the spend table grouped by key, team, user, project, model,
+"""Spend reports: totals of the spend table grouped by key, team, user, project, tag, model,
 deployment or day, for a date range, optionally for one team; and the spend logs, the records
-themselves, newest first, filtered and paged by a cursor."""
+themselves, newest first, filtered and paged by a cursor.
+
+By tag, a request with several tags counts in the row of each (and one with none in the row
+``null``), so the rows can add up to more than the totals; the totals count every request once.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from gateway.errors import InvalidRequest
 from gateway.governance.pricing import usd
 from gateway.store.tables import spend
 
-GroupBy = Literal["key", "team", "user", "project", "model", "deployment", "day"]
+GroupBy = Literal["key", "team", "user", "project", "tag", "model", "deployment", "day"]
 COLUMNS = {
     "key": spend.c.key_id,
     "team": spend.c.team_id,
@@ -26,6 +30,7 @@ COLUMNS = {
     "model": spend.c.model,
     "deployment": spend.c.deployment,
     "day": spend.c.day,
+    "tag": spend.c.tags,  # a JSON list, split into its tags after the query
 }
 
 
@@ -54,6 +59,18 @@ def _row(row: Any) -> dict[str, Any]:
     }
 
 
+def _by_tag(rows: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
+    """Rows grouped by their list of tags, regrouped by each tag in it."""
+    found: dict[str | None, dict[str, Any]] = {}
+    for tags, row in rows:
+        for tag in json.loads(tags) or [None]:
+            into = found.setdefault(tag, dict.fromkeys(FIELDS, 0))
+            for name in FIELDS:
+                into[name] += row[name]
+    ordered = sorted(found.items(), key=lambda item: (item[0] is None, item[0] or ""))
+    return [(tag, {**sums, "cost_usd": usd(sums["cost_nanos"])}) for tag, sums in ordered]
+
+
 def spend_report(
     engine: Engine,
     group_by: GroupBy,
@@ -77,6 +94,8 @@ def spend_report(
     # Totals are summed from the rows (one query, one snapshot) so they always agree.
     totals = {k: sum(r[k] for _, r in rows) for k in FIELDS}
     totals["cost_usd"] = usd(totals["cost_nanos"])
+    if group_by == "tag":
+        rows = _by_tag(rows)
     return {
         "object": "spend_report",
         "group_by": group_by,

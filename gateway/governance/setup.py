@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
+from gateway.governance.alerts import AlertSink
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
 from gateway.governance.pricing import PriceTable, deployment_prices
@@ -43,12 +44,16 @@ def build_governance(
     data_dir: Path,
     source: str = "config",
     clock: Callable[[], float] = time.time,
+    alert_sink: AlertSink | None = None,
 ) -> Governance:
+    """``alert_sink`` receives budget alerts (gateway/governance/alerts.py); None: the log."""
     check_prices(settings, deployments, source)
     flush, retry = settings.outbox.flush_seconds, settings.outbox.retry_seconds
     outbox = Outbox(engine, data_dir, flush, retry)
     outbox.start()
     counters = build_counters(settings, clock)
-    governance = Governance(settings, deployments, engine, outbox, counters, clock=clock)
+    governance = Governance(
+        settings, deployments, engine, outbox, counters, clock=clock, alert_sink=alert_sink
+    )
     governance.refresh()
     return governance

@@ -9,14 +9,16 @@ use: known keys keep working, with the limits and budgets they had.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.governance import periods
-from gateway.governance.tenancy import Budget, Team, Tenancy
+from gateway.governance.tenancy import Budget, Team, Tenancy, User
 from gateway.metrics import METRICS
 from gateway.store.tables import spend
 
@@ -32,6 +34,7 @@ class Snapshot:
     teams: dict[str, Team] = field(default_factory=dict)
     budgets: dict[tuple[str, str], tuple[Budget, ...]] = field(default_factory=dict)
     seeds: dict[tuple[str, str], int] = field(default_factory=dict)  # (budget id, label)
+    users: dict[str, User] = field(default_factory=dict)  # the users with a limit
 
     def budgets_for(self, scope: str, scope_id: str | None) -> tuple[Budget, ...]:
         if scope_id is None:
@@ -39,22 +42,41 @@ class Snapshot:
         return self.budgets.get((scope, scope_id), ())
 
 
-SCOPE_COLUMN = {"key": spend.c.key_id, "team": spend.c.team_id, "user": spend.c.user_id}
+SCOPE_COLUMN = {
+    "key": spend.c.key_id,
+    "team": spend.c.team_id,
+    "user": spend.c.user_id,
+    "project": spend.c.project,
+}
+
+
+def has_tag(tag: str) -> ColumnElement[bool]:
+    """Spend rows whose tags (a JSON list of strings) hold ``tag``: its JSON form, quotes
+    included, appears in the list only as a whole element (a quote inside a tag is escaped)."""
+    pattern = json.dumps(tag).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return spend.c.tags.like(f"%{pattern}%", escape="\\")
 
 
 def spent_since(engine: Engine, scope: str, ids: list[str], start: datetime) -> dict[str, int]:
-    column = SCOPE_COLUMN[scope]
-    query = (
-        select(column, func.coalesce(func.sum(spend.c.cost_nanos), 0))
-        .where(column.in_(ids), spend.c.at >= start)
-        .group_by(column)
-    )
+    total = func.coalesce(func.sum(spend.c.cost_nanos), 0)
     with engine.connect() as connection:
+        if scope == "tag":
+            return {
+                tag: int(
+                    connection.execute(
+                        select(total).where(has_tag(tag), spend.c.at >= start)
+                    ).scalar_one()
+                )
+                for tag in ids
+            }
+        column = SCOPE_COLUMN[scope]
+        query = select(column, total).where(column.in_(ids), spend.c.at >= start).group_by(column)
         return {row[0]: int(row[1]) for row in connection.execute(query)}
 
 
 def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
     teams = {t.id: t for t in tenancy.teams()}
+    users = {u.id: u for u in tenancy.users() if u.rpm_limit is not None or u.tpm_limit is not None}
     grouped: dict[tuple[str, str], list[Budget]] = defaultdict(list)
     by_window: dict[tuple[str, str, datetime], list[Budget]] = defaultdict(list)
     for budget in tenancy.budgets():
@@ -66,7 +88,7 @@ def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
         spent = spent_since(engine, scope, sorted({b.scope_id for b in members}), start)
         for budget in members:
             seeds[(budget.id, periods.label(budget.period, start))] = spent.get(budget.scope_id, 0)
-    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds)
+    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds, users)
 
 
 class _Latest:

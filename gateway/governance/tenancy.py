@@ -19,7 +19,7 @@ from gateway.errors import Conflict
 from gateway.governance.periods import Period
 from gateway.store.tables import admin_tokens, budgets, teams, users
 
-Scope = Literal["key", "team", "user"]
+Scope = Literal["key", "team", "user", "project", "tag"]
 Role = Literal["admin", "team_admin", "viewer", "metrics"]
 new_id = tokens.new_id
 
@@ -42,6 +42,7 @@ class Team:
     tpm_limit: int | None
     metadata: dict[str, Any]
     created_at: datetime
+    max_parallel_requests: int | None = None
 
     def public(self) -> dict[str, Any]:
         return {
@@ -49,6 +50,7 @@ class Team:
             "name": self.name,
             "rpm_limit": self.rpm_limit,
             "tpm_limit": self.tpm_limit,
+            "max_parallel_requests": self.max_parallel_requests,
             "metadata": self.metadata,
             "created_at": _iso(self.created_at),
         }
@@ -60,12 +62,16 @@ class User:
     name: str
     team_id: str | None
     created_at: datetime
+    rpm_limit: int | None = None
+    tpm_limit: int | None = None
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "name": self.name,
             "team_id": self.team_id,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
             "created_at": _iso(self.created_at),
         }
 
@@ -115,11 +121,13 @@ def _team(row: Any) -> Team:
         row.tpm_limit,
         json.loads(row.metadata),
         _aware(row.created_at) or datetime.now(UTC),
+        row.max_parallel_requests,
     )
 
 
 def _user(row: Any) -> User:
-    return User(row.id, row.name, row.team_id, _aware(row.created_at) or datetime.now(UTC))
+    created = _aware(row.created_at) or datetime.now(UTC)
+    return User(row.id, row.name, row.team_id, created, row.rpm_limit, row.tpm_limit)
 
 
 def _budget(row: Any) -> Budget:
@@ -160,9 +168,14 @@ class Tenancy:
 
     # -- teams ------------------------------------------------------------------------------
     def create_team(
-        self, name: str, rpm: int | None, tpm: int | None, metadata: dict[str, Any]
+        self,
+        name: str,
+        rpm: int | None,
+        tpm: int | None,
+        metadata: dict[str, Any],
+        max_parallel: int | None = None,
     ) -> Team:
-        team = Team(new_id(), name, rpm, tpm, metadata, datetime.now(UTC))
+        team = Team(new_id(), name, rpm, tpm, metadata, datetime.now(UTC), max_parallel)
         self._insert(
             teams,
             f"a team named {name!r}",
@@ -172,6 +185,7 @@ class Tenancy:
             tpm_limit=tpm,
             metadata=json.dumps(metadata),
             created_at=team.created_at,
+            max_parallel_requests=max_parallel,
         )
         return team
 
@@ -185,15 +199,16 @@ class Tenancy:
             row = connection.execute(select(teams).where(teams.c.id == team_id)).first()
         return _team(row) if row is not None else None
 
-    def set_team_limits(self, team_id: str, rpm: int | None, tpm: int | None) -> None:
+    def set_team_limits(self, team_id: str, **limits: int | None) -> None:
+        """Set any of ``rpm_limit``, ``tpm_limit``, ``max_parallel_requests``."""
         with self._engine.begin() as connection:
-            connection.execute(
-                update(teams).where(teams.c.id == team_id).values(rpm_limit=rpm, tpm_limit=tpm)
-            )
+            connection.execute(update(teams).where(teams.c.id == team_id).values(**limits))
 
     # -- users ------------------------------------------------------------------------------
-    def create_user(self, name: str, team_id: str | None) -> User:
-        user = User(new_id(), name, team_id, datetime.now(UTC))
+    def create_user(
+        self, name: str, team_id: str | None, rpm: int | None = None, tpm: int | None = None
+    ) -> User:
+        user = User(new_id(), name, team_id, datetime.now(UTC), rpm, tpm)
         self._insert(
             users,
             f"a user named {name!r}",
@@ -201,8 +216,15 @@ class Tenancy:
             name=name,
             team_id=team_id,
             created_at=user.created_at,
+            rpm_limit=rpm,
+            tpm_limit=tpm,
         )
         return user
+
+    def set_user_limits(self, user_id: str, **limits: int | None) -> None:
+        """Set any of ``rpm_limit``, ``tpm_limit``."""
+        with self._engine.begin() as connection:
+            connection.execute(update(users).where(users.c.id == user_id).values(**limits))
 
     def users(self, team_id: str | None = None) -> list[User]:
         query = select(users).order_by(users.c.created_at)

@@ -2,16 +2,25 @@
 
 A key reads ``sk-sg-<id>-<secret>`` (``gateway.tokens``, shared with admin tokens): the id finds
 the row; the hash of the whole key is compared in constant time.
+
+Rotating a key keeps its id (so its limits, budgets, spend and reports stay its own) and gives it
+a new secret; the hash of the key it replaced is kept beside the new one with the moment its
+grace period ends (``previous_expires_at``). Every replica compares that stored moment with its
+clock, so the old key stops everywhere at once, however long each replica has cached the row.
+Blocking keeps the row and refuses the key until it is unblocked.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from gateway import tokens
 from gateway.store.tables import virtual_keys
@@ -30,9 +39,21 @@ class KeyRecord:
     user_id: str | None = None
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    key_alias: str | None = None
+    blocked_at: datetime | None = None
+    previous_hash: str | None = field(default=None, repr=False)
+    previous_expires_at: datetime | None = None
+    max_parallel_requests: int | None = None
 
     def matches(self, key: str) -> bool:
         return tokens.matches(self.key_hash, key)
+
+    def replaced(self, key: str) -> bool:
+        """Whether ``key`` is the one this key's last rotation replaced (valid or not)."""
+        return self.previous_hash is not None and tokens.matches(self.previous_hash, key)
+
+    def in_grace(self, now: datetime) -> bool:
+        return self.previous_expires_at is not None and now < self.previous_expires_at
 
     def allows(self, model: str) -> bool:
         return "*" in self.models or model in self.models
@@ -53,6 +74,11 @@ class KeyRecord:
             "user_id": self.user_id,
             "rpm_limit": self.rpm_limit,
             "tpm_limit": self.tpm_limit,
+            "key_alias": self.key_alias,
+            "blocked": self.blocked_at is not None,
+            "blocked_at": _iso(self.blocked_at),
+            "previous_key_expires_at": _iso(self.previous_expires_at),
+            "max_parallel_requests": self.max_parallel_requests,
         }
 
 
@@ -79,6 +105,11 @@ def _record(row: Any) -> KeyRecord:
         user_id=row.user_id,
         rpm_limit=row.rpm_limit,
         tpm_limit=row.tpm_limit,
+        key_alias=row.key_alias,
+        blocked_at=_aware(row.blocked_at),
+        previous_hash=row.previous_hash,
+        previous_expires_at=_aware(row.previous_expires_at),
+        max_parallel_requests=row.max_parallel_requests,
     )
 
 
@@ -96,7 +127,10 @@ class KeyStore:
         user_id: str | None = None,
         rpm_limit: int | None = None,
         tpm_limit: int | None = None,
+        key_alias: str | None = None,
+        max_parallel_requests: int | None = None,
     ) -> tuple[str, KeyRecord]:
+        """A new key and its record; ``AliasTaken`` when another key has ``key_alias``."""
         key_id, key = tokens.VIRTUAL_KEY.mint()
         record = KeyRecord(
             id=key_id,
@@ -110,8 +144,10 @@ class KeyStore:
             user_id=user_id,
             rpm_limit=rpm_limit,
             tpm_limit=tpm_limit,
+            key_alias=key_alias,
+            max_parallel_requests=max_parallel_requests,
         )
-        with self._engine.begin() as connection:
+        with _alias_unique(key_alias), self._engine.begin() as connection:
             connection.execute(
                 insert(virtual_keys).values(
                     id=record.id,
@@ -125,6 +161,8 @@ class KeyStore:
                     user_id=user_id,
                     rpm_limit=rpm_limit,
                     tpm_limit=tpm_limit,
+                    key_alias=key_alias,
+                    max_parallel_requests=max_parallel_requests,
                 )
             )
         return key, record
@@ -160,3 +198,64 @@ class KeyStore:
                 .where(virtual_keys.c.id == key_id)
                 .values(rpm_limit=rpm_limit, tpm_limit=tpm_limit)
             )
+
+    def update(self, key_id: str, **fields: Any) -> None:
+        """Change a key in place: any of ``models``, ``metadata``, ``key_alias``, ``rpm_limit``,
+        ``tpm_limit``, ``max_parallel_requests`` (``AliasTaken`` when another key has the
+        alias)."""
+        values = dict(fields)
+        if "models" in values:
+            values["models"] = json.dumps(list(values["models"]))
+        if "metadata" in values:
+            values["metadata"] = json.dumps(values["metadata"])
+        with _alias_unique(values.get("key_alias")), self._engine.begin() as connection:
+            connection.execute(
+                update(virtual_keys).where(virtual_keys.c.id == key_id).values(**values)
+            )
+
+    def set_blocked(self, key_id: str, blocked: bool) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id)
+                .values(blocked_at=datetime.now(UTC) if blocked else None)
+            )
+
+    def rotate(self, key_id: str, grace_ends: datetime) -> str | None:
+        """Give the key a new secret; the current one keeps working until ``grace_ends`` (a key
+        rotated again before then loses the older one at once). The new key, or None when the
+        key does not exist or is revoked."""
+        _, key = tokens.VIRTUAL_KEY.mint(key_id)
+        with self._engine.begin() as connection:
+            row = connection.execute(
+                select(virtual_keys.c.key_hash)
+                .where(virtual_keys.c.id == key_id, virtual_keys.c.revoked_at.is_(None))
+                .with_for_update()
+            ).first()
+            if row is None:
+                return None
+            connection.execute(
+                update(virtual_keys)
+                .where(virtual_keys.c.id == key_id)
+                .values(
+                    key_hash=tokens.digest(key),
+                    previous_hash=row.key_hash,
+                    previous_expires_at=grace_ends,
+                )
+            )
+        return key
+
+
+class AliasTaken(Exception):
+    """Another key already has this alias."""
+
+
+@contextmanager
+def _alias_unique(alias: str | None) -> Iterator[None]:
+    """Turn the unique index's refusal of a taken alias into ``AliasTaken``."""
+    try:
+        yield
+    except IntegrityError:
+        if alias is None:
+            raise
+        raise AliasTaken(alias) from None

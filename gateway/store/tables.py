@@ -34,8 +34,15 @@ virtual_keys = Table(
     Column("user_id", String(32), nullable=True),
     Column("rpm_limit", BigInteger, nullable=True),
     Column("tpm_limit", BigInteger, nullable=True),
+    Column("key_alias", String(200), nullable=True),  # unique when set
+    Column("blocked_at", DateTime(timezone=True), nullable=True),
+    # A rotated key: the sha256 of the key it replaced, accepted until previous_expires_at.
+    Column("previous_hash", String(64), nullable=True),
+    Column("previous_expires_at", DateTime(timezone=True), nullable=True),
+    Column("max_parallel_requests", BigInteger, nullable=True),
 )
 Index("ix_virtual_keys_created_at", virtual_keys.c.created_at)
+Index("uq_virtual_keys_key_alias", virtual_keys.c.key_alias, unique=True)
 Index("ix_virtual_keys_team_id", virtual_keys.c.team_id)
 
 teams = Table(
@@ -47,6 +54,7 @@ teams = Table(
     Column("tpm_limit", BigInteger, nullable=True),
     Column("metadata", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("max_parallel_requests", BigInteger, nullable=True),
 )
 
 users = Table(
@@ -56,6 +64,8 @@ users = Table(
     Column("name", String(200), nullable=False, unique=True),
     Column("team_id", String(32), ForeignKey("teams.id"), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("rpm_limit", BigInteger, nullable=True),
+    Column("tpm_limit", BigInteger, nullable=True),
 )
 
 budgets = Table(
@@ -70,6 +80,26 @@ budgets = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("scope", "scope_id", "period", name="uq_budgets_scope_period"),
 )
+
+# Once per budget, period and kind across every replica: the unique constraint decides which
+# replica delivers (gateway/governance/alerts.py).
+budget_alerts = Table(
+    "budget_alerts",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("budget_id", String(32), nullable=False),
+    Column("scope", String(8), nullable=False),
+    Column("scope_id", String(32), nullable=False),
+    Column("period", String(8), nullable=False),
+    Column("period_label", String(16), nullable=False),
+    Column("kind", String(8), nullable=False),  # soft | hard
+    Column("threshold_nanos", BigInteger, nullable=False),
+    Column("spent_nanos", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("delivered_at", DateTime(timezone=True), nullable=True),
+    UniqueConstraint("budget_id", "period_label", "kind", name="uq_budget_alerts_once"),
+)
+Index("ix_budget_alerts_at", budget_alerts.c.at)
 
 admin_tokens = Table(
     "admin_tokens",

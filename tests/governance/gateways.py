@@ -20,9 +20,10 @@ DEPLOYMENT = "fake-gpt/openai_compatible"
 USAGE_TOKENS = 18
 # Prices chosen so every call costs a round amount: 11 * 0.001 + 7 * 0.002 = $0.025.
 COST_NANOS = 11 * 1_000_000 + 7 * 2_000_000
-# 27 bytes of text: a prompt estimate of 4 + 9 = 13 tokens; max_tokens 10: reserves 23 tokens,
-# $0.033, more than the call uses, so nothing here depends on reservation slack.
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 27}], "max_tokens": 10}
+# 24 letters: a prompt estimate of 4 + 6 + 3 = 13 tokens (framing, text, the reply's priming);
+# max_tokens 10: reserves 23 tokens, $0.033, more than the call uses, so nothing here depends on
+# reservation slack.
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 24}], "max_tokens": 10}
 RESERVED_TOKENS = 23
 RESERVED_NANOS = 13 * 1_000_000 + 10 * 2_000_000
 

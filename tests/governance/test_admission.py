@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import Engine
 
 from gateway.errors import BudgetExceeded, RateLimited
+from gateway.governance.admission import Admission
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
 from gateway.governance.pricing import nanos
@@ -24,6 +25,8 @@ from gateway.serve import parse_config
 from gateway.store.keys import KeyRecord, KeyStore
 from gateway.values import Usage
 from tests.governance.conftest import REDIS_URL
+from tests.governance.estimate_corpus import requests
+from tests.governance.openai_tokens import openai_count
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +50,7 @@ governance:
 CONFIGURED = parse_config(CONFIG, "test")
 DEPLOYMENTS = {d.name: d for d in CONFIGURED.deployments}
 M = DEPLOYMENTS["m/mock"]
-BODY = {"messages": [{"role": "user", "content": "x" * 27}], "max_tokens": 5}  # 4+9 + 5 = 18
+BODY = {"messages": [{"role": "user", "content": "x" * 24}], "max_tokens": 5}  # 4+6+3 + 5 = 18
 
 
 class Clock:
@@ -114,6 +117,90 @@ async def test_concurrent_requests_never_get_more_tokens_through_than_the_tpm_li
 
     through = await asyncio.gather(*(one() for _ in range(200)))
     assert 0 < sum(through) <= 100
+
+
+async def test_issue_21_one_word_prompts_never_get_more_tokens_through_than_the_tpm_limit(
+    governance: Governance, engine: Engine
+) -> None:
+    # Issue 21: "hello" was estimated at 5 tokens while OpenAI counts 8, so a 100-TPM key let 108
+    # through when each upstream reported 12.
+    record = key(engine, tpm_limit=100)
+    body = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
+    used = Usage(prompt_tokens=openai_count(body), completion_tokens=4)
+    assert used.total_tokens == 12
+
+    async def one() -> int:
+        try:
+            admission = await governance.admit(record, "m", body, {})
+        except RateLimited:
+            return 0
+        await asyncio.sleep(0.01)
+        admission.settle(used, M, "ok")
+        return used.total_tokens
+
+    through = await asyncio.gather(*(one() for _ in range(20)))
+    assert 0 < sum(through) <= 100
+
+
+@pytest.mark.parametrize("limit", ["tpm", "budget"])
+async def test_real_prompts_with_max_tokens_never_exceed_a_tpm_limit_or_a_budget(
+    governance: Governance, engine: Engine, limit: str
+) -> None:
+    # Every request of the estimate corpus, three times at once, each upstream reporting
+    # OpenAI's own count of the prompt and the whole max_tokens: the one limit set (TPM on the
+    # key, or a budget on its team, $0.001 a token here) never overshoots.
+    team = governance.tenancy.create_team("corpus", None, None, {})
+    if limit == "budget":
+        governance.tenancy.create_budget("team", team.id, "daily", nanos(Decimal("3")), None)
+        governance.refresh()
+    record = key(engine, tpm_limit=3000 if limit == "tpm" else None, team_id=team.id)
+    bodies = [{**body, "max_tokens": 16} for _, body in requests()]
+    costs: list[int] = []
+
+    async def one(body: dict[str, object]) -> int:
+        try:
+            admission = await governance.admit(record, "m", body, {})
+        except (RateLimited, BudgetExceeded):
+            return 0
+        await asyncio.sleep(0.01)
+        used = Usage(prompt_tokens=openai_count(body), completion_tokens=16)
+        spent = admission.settle(used, M, "ok")
+        assert spent is not None
+        costs.append(spent.cost_nanos)
+        return used.total_tokens
+
+    through = await asyncio.gather(*(one(body) for body in bodies * 3))
+    await drained(governance)
+    assert 0 < sum(through) < sum(openai_count(body) + 16 for body in bodies * 3)  # it bound
+    if limit == "tpm":
+        assert sum(through) <= 3000
+    else:
+        assert sum(costs) <= nanos(Decimal("3"))
+
+
+async def test_requests_in_flight_never_exceed_max_parallel_even_across_a_window_boundary(
+    governance: Governance, engine: Engine, clock: Clock
+) -> None:
+    record = key(engine, max_parallel_requests=3)
+
+    async def one() -> Admission | None:
+        try:
+            return await governance.admit(record, "m", BODY, {})
+        except RateLimited:
+            return None
+
+    held = [a for a in await asyncio.gather(*(one() for _ in range(20))) if a is not None]
+    assert len(held) == 3
+    clock.now += governance.settings.in_flight_seconds  # the next window: still in flight
+    assert await one() is None
+    held[0].settle(Usage(11, 5), M, "ok")
+    again = await one()
+    assert again is not None  # a finished request gave its place back
+    assert await one() is None
+    for admission in (*held[1:], again):
+        admission.settle(Usage(11, 5), M, "ok")
+    await drained(governance)
+    assert len([a for a in await asyncio.gather(*(one() for _ in range(5))) if a]) == 3
 
 
 async def test_a_team_budget_is_never_exceeded_by_concurrent_requests(
@@ -254,8 +341,10 @@ async def test_the_soft_threshold_warns_once_per_period(
     for _ in range(4):
         (await governance.admit(record, "m", BODY, {})).settle(Usage(11, 5), M, "ok")
         await drained(governance)
+        await governance.alerts.drain()  # what the alert worker does once started
     warnings = [r for r in caplog.records if r.message == "budget soft threshold reached"]
     assert len(warnings) == 1
+    assert [a["kind"] for a in governance.alerts.list()] == ["soft"]
 
 
 class CountingReserve:

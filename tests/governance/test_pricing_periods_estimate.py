@@ -70,7 +70,7 @@ def test_periods_are_calendar_aligned_in_utc() -> None:
 def test_estimate_counts_text_generously_and_reserves_max_tokens_times_n() -> None:
     body = {"messages": [{"role": "user", "content": "a" * 30}], "max_tokens": 50, "n": 2}
     guess = estimate.chat(body, default_max_tokens=4096)
-    assert guess.prompt_tokens == 4 + 10
+    assert guess.prompt_tokens == 4 + 8 + 3  # framing, four letters a token, the reply's priming
     assert guess.completion_tokens == 100
 
 
@@ -82,7 +82,7 @@ def test_estimate_uses_the_default_when_no_max_tokens_is_named() -> None:
 def test_an_image_counts_a_flat_amount_not_its_base64_size() -> None:
     image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + "A" * 100000}}
     guess = estimate.chat({"messages": [{"role": "user", "content": [image]}]}, 1)
-    assert guess.prompt_tokens == 4 + estimate.IMAGE_TOKENS
+    assert guess.prompt_tokens == 4 + estimate.IMAGE_TOKENS + 3
 
 
 def test_embeddings_estimate_counts_every_input() -> None:

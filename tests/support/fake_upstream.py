@@ -78,6 +78,8 @@ class FakeUpstream:
         self._queue: deque[Behaviour] = deque()
         self.disconnects = 0  # streams whose client went away before the end
         self.completed_streams = 0
+        self.in_flight = 0  # requests being answered now
+        self.most_in_flight = 0  # the most answered at once since reset()
         # Bumped by reset(): a request counts only in the epoch it arrived in, so a handler of
         # an earlier test still sleeping (a delay longer than the gateway's timeout) cannot
         # count in the next test.
@@ -115,11 +117,12 @@ class FakeUpstream:
         self.default = Behaviour()
         self.disconnects = 0
         self.completed_streams = 0
+        self.most_in_flight = 0
         self._epoch += 1
 
     # -- server -----------------------------------------------------------------------------
     async def _start(self) -> None:
-        app = web.Application()
+        app = web.Application(middlewares=[self._in_flight])
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/openai/deployments/{name}/chat/completions", self._chat)
@@ -156,6 +159,16 @@ class FakeUpstream:
     async def _anything(self, request: web.Request) -> web.StreamResponse:
         await self._record(request)
         return web.json_response({"error": {"message": "no such route"}}, status=404)
+
+    @web.middleware
+    async def _in_flight(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        finally:
+            self.in_flight -= 1
 
     async def _prelude(
         self, request: web.Request, b: Behaviour, anthropic: bool = False

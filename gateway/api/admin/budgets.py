@@ -1,8 +1,10 @@
-"""Admin API: budgets. USD limits per key, team or user and period, with their spend so far.
+"""Admin API: budgets. USD limits per key, team, user, project or tag and period, with their
+spend so far.
 
 A team's own budget is its ceiling, set by the gateway admin; a team admin sets the budgets of
-the keys and users inside its team. What a budget limits (scope, subject, period) never changes:
-to change that, delete it and create another.
+the keys and users inside its team. A project's or a tag's budget (its ``scope_id`` is the
+project or tag value) spans every team, so only the gateway admin sets it. What a budget
+limits (scope, subject, period) never changes: to change that, delete it and create another.
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from gateway.governance.tenancy import Budget, Scope, User
 from gateway.store.keys import KeyRecord
 
 Usd = Annotated[Decimal, Field(ge=0, le=10**9, decimal_places=9)]
-SUBJECT_KIND: dict[Scope, roles.Kind] = {"team": "teams", "user": "users", "key": "keys"}
+SUBJECT_KIND: dict[Scope, roles.Kind] = {
+    "team": "teams",
+    "user": "users",
+    "key": "keys",
+    "project": "budgets",
+    "tag": "budgets",
+}
+GATEWAY_WIDE = ("project", "tag")  # budgets of no team: the subject is a value, not a row
 
 
 class CreateBudget(Strict):
@@ -73,7 +82,9 @@ async def owner_team(
     """The team a budget's subject belongs to; 404 when the subject does not exist, or when
     ``who`` is given and may not see it (roles.hidden)."""
     team_id: str | None
-    if scope == "team":
+    if scope in GATEWAY_WIDE:
+        found, team_id = True, None
+    elif scope == "team":
         found = await ctx.run(ctx.tenancy.team, scope_id) is not None
         team_id = scope_id
     else:
@@ -99,7 +110,7 @@ async def budget_or_404(ctx: AdminContext, who: Actor, budget_id: str) -> tuple[
 def budget_action(scope: str) -> str:
     # A team's own budget is its ceiling, set by the gateway admin; a team admin sets the
     # budgets of the keys and users inside it.
-    return "budgets:write" if scope == "team" else "member_budgets:write"
+    return "budgets:write" if scope in ("team", *GATEWAY_WIDE) else "member_budgets:write"
 
 
 def amounts(budget: Budget) -> dict[str, str | None]:
@@ -160,6 +171,24 @@ def router(ctx: AdminContext) -> APIRouter:
             team_id = await owner_team(ctx, budget.scope, budget.scope_id)
             if scope is None or team_id == scope:
                 data.append(await ctx.run(budget_view, engine, budget, team_id))
+        return JSONResponse({"object": "list", "data": data})
+
+    @routes.get("/admin/alerts")
+    async def list_alerts(who: Caller) -> JSONResponse:
+        """Budget alerts, newest first: each soft threshold and hard limit reached, once per
+        budget and period (gateway/governance/alerts.py), with when it was delivered."""
+        scope = roles.visible_team(who)
+        roles.require(who, "budgets:read", scope)
+        data = []
+        for alert in await ctx.run(ctx.governance.alerts.list):
+            if scope is not None:
+                try:
+                    team_id = await owner_team(ctx, alert["scope"], alert["scope_id"])
+                except NotFound:
+                    continue  # its subject is gone: only an unscoped caller sees it
+                if team_id != scope:
+                    continue
+            data.append(alert)
         return JSONResponse({"object": "list", "data": data})
 
     @routes.patch("/admin/budgets/{budget_id}")

@@ -29,7 +29,13 @@ from gateway.store.keys import KeyStore
 log = logging.getLogger("sealgate.admin")
 T = TypeVar("T")
 
-LOG_MESSAGES = {"key.create": "virtual key created", "key.revoke": "virtual key revoked"}
+LOG_MESSAGES = {
+    "key.create": "virtual key created",
+    "key.revoke": "virtual key revoked",
+    "key.rotate": "virtual key rotated",
+    "key.block": "virtual key blocked",
+    "key.unblock": "virtual key unblocked",
+}
 ACTOR = "sealgate.admin.actor"  # where the gate leaves the resolved caller in the request state
 
 

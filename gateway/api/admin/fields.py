@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field
 
 Limit = Annotated[int, Field(ge=0, le=10**12)]  # requests or tokens per minute
+Parallel = Annotated[int, Field(ge=1, le=10**6)]  # requests in flight at once
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Id = Annotated[str, Field(min_length=1, max_length=32)]
 
@@ -16,7 +17,15 @@ class Strict(BaseModel):
 
 
 class Limits(Strict):
-    """A PATCH of a key's or a team's limits: both are set, None for no limit."""
+    """A PATCH of a user's or a team's limits: only the fields named change, null for no
+    limit."""
 
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
+
+    def named(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
+
+
+class TeamLimits(Limits):
+    max_parallel_requests: Parallel | None = None

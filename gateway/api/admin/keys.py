@@ -1,12 +1,17 @@
-"""Admin API: virtual keys. Create (the key is shown once), list, read, change limits, revoke.
+"""Admin API: virtual keys. Create (the key is shown once), list, read, change in place, block
+and unblock, rotate with a grace period (the new key is shown once), revoke.
 
 A key belongs to a team and a user, or to none; a team admin manages only its team's keys. Every
-change is audited (``context.AdminContext.record``).
+change is audited (``context.AdminContext.record``) and applies at once on the replica that made
+it (its cached row is dropped); another replica sees it within ``server.auth_cache_seconds``.
+A rotation's grace period is at least that long, so that every replica has read the row, and
+with it the stored end of the grace, before the old key stops: it then stops everywhere at once.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import math
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter
@@ -14,30 +19,54 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.api.admin.fields import Id, Limit, Limits, Strict
-from gateway.errors import InvalidRequest, ModelNotFound, NotFound
+from gateway.api.admin.fields import Id, Limit, Parallel, Strict
+from gateway.errors import Conflict, InvalidRequest, ModelNotFound, NotFound
 from gateway.governance import roles
 from gateway.governance.audit import Actor
-from gateway.store.keys import KeyRecord
+from gateway.store.keys import AliasTaken, KeyRecord
 
 MetadataValue = str | int | float | bool | None | list[str]
+Models = Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=1000)]
+Metadata = Annotated[dict[str, MetadataValue], Field(max_length=64)]
+Alias = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_GRACE_SECONDS = 30 * 86400
 
 
 class CreateKey(Strict):
-    models: Annotated[
-        list[Annotated[str, Field(min_length=1)]], Field(min_length=1, max_length=1000)
-    ]
+    models: Models
     expires_at: datetime | None = None
-    metadata: Annotated[dict[str, MetadataValue], Field(max_length=64, default_factory=dict)]
+    metadata: Annotated[Metadata, Field(default_factory=dict)]
     team_id: Id | None = None
     user_id: Id | None = None
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
+    key_alias: Alias | None = None
+    max_parallel_requests: Parallel | None = None
+
+
+class UpdateKey(Strict):
+    """A PATCH of a key: only the fields named change; null clears an alias or a limit."""
+
+    models: Models | None = None
+    metadata: Metadata | None = None
+    key_alias: Alias | None = None
+    rpm_limit: Limit | None = None
+    tpm_limit: Limit | None = None
+    max_parallel_requests: Parallel | None = None
+
+
+class RotateKey(Strict):
+    grace_seconds: Annotated[float, Field(ge=0, le=MAX_GRACE_SECONDS)]
 
 
 def router(ctx: AdminContext) -> APIRouter:
     routes = APIRouter()
     tenancy = ctx.tenancy
+
+    def known_models(models: list[str]) -> None:
+        unknown = sorted(set(models) - set(ctx.models()) - {"*"})
+        if unknown:
+            raise ModelNotFound(f"unknown model(s): {', '.join(unknown)}", param="models")
 
     async def key_or_404(who: Actor, key_id: str) -> KeyRecord:
         """The key, or 404 when it does not exist or ``who`` may not see it (roles.hidden)."""
@@ -61,10 +90,7 @@ def router(ctx: AdminContext) -> APIRouter:
         roles.require(who, "keys:write", team_id)
         if user is not None and user.team_id is not None and user.team_id != team_id:
             raise InvalidRequest("the user belongs to another team", param="user_id")
-        known = set(ctx.models())
-        unknown = sorted(set(spec.models) - known - {"*"})
-        if unknown:
-            raise ModelNotFound(f"unknown model(s): {', '.join(unknown)}", param="models")
+        known_models(spec.models)
         expires_at = spec.expires_at
         if expires_at is not None:
             if expires_at.tzinfo is None:
@@ -83,9 +109,14 @@ def router(ctx: AdminContext) -> APIRouter:
                 user_id=spec.user_id,
                 rpm_limit=spec.rpm_limit,
                 tpm_limit=spec.tpm_limit,
+                key_alias=spec.key_alias,
+                max_parallel_requests=spec.max_parallel_requests,
             )
 
-        key, created = await ctx.run(create)
+        try:
+            key, created = await ctx.run(create)
+        except AliasTaken:
+            raise alias_taken(spec.key_alias) from None
         await ctx.record(who, "key.create", f"key:{created.id}", _key_detail(created))
         body: dict[str, Any] = {"key": key, **created.public()}
         return JSONResponse(body, status_code=201, headers={"Cache-Control": "no-store"})
@@ -102,13 +133,64 @@ def router(ctx: AdminContext) -> APIRouter:
         return JSONResponse((await key_or_404(who, key_id)).public())
 
     @routes.patch("/admin/keys/{key_id}")
-    async def set_key_limits(who: Caller, key_id: str, spec: Limits) -> JSONResponse:
+    async def update_key(who: Caller, key_id: str, spec: UpdateKey) -> JSONResponse:
         found = await key_or_404(who, key_id)
         roles.require(who, "keys:write", found.team_id)
-        await ctx.run(ctx.keys.set_limits, key_id, spec.rpm_limit, spec.tpm_limit)
+        changes = {name: getattr(spec, name) for name in spec.model_fields_set}
+        for name in ("models", "metadata"):
+            if name in changes and changes[name] is None:
+                raise InvalidRequest(f"{name} cannot be null", param=name)
+        if "models" in changes:
+            known_models(changes["models"])
+        try:
+            await ctx.run(lambda: ctx.keys.update(key_id, **changes))
+        except AliasTaken:
+            raise alias_taken(changes["key_alias"]) from None
         ctx.auth.forget(key_id)
-        await ctx.record(who, "key.limits", f"key:{key_id}", spec.model_dump())
+        detail = {k: v for k, v in changes.items() if k != "metadata"}
+        if "metadata" in changes:
+            detail["metadata_keys"] = sorted(changes["metadata"])
+        await ctx.record(who, "key.update", f"key:{key_id}", detail)
         return JSONResponse((await key_or_404(who, key_id)).public())
+
+    async def set_blocked(who: Actor, key_id: str, blocked: bool) -> JSONResponse:
+        found = await key_or_404(who, key_id)
+        roles.require(who, "keys:write", found.team_id)
+        await ctx.run(ctx.keys.set_blocked, key_id, blocked)
+        ctx.auth.forget(key_id)
+        await ctx.record(who, "key.block" if blocked else "key.unblock", f"key:{key_id}", {})
+        return JSONResponse((await key_or_404(who, key_id)).public())
+
+    @routes.post("/admin/keys/{key_id}/block")
+    async def block_key(who: Caller, key_id: str) -> JSONResponse:
+        return await set_blocked(who, key_id, True)
+
+    @routes.post("/admin/keys/{key_id}/unblock")
+    async def unblock_key(who: Caller, key_id: str) -> JSONResponse:
+        return await set_blocked(who, key_id, False)
+
+    @routes.post("/admin/keys/{key_id}/rotate")
+    async def rotate_key(who: Caller, key_id: str, spec: RotateKey) -> JSONResponse:
+        found = await key_or_404(who, key_id)
+        roles.require(who, "keys:write", found.team_id)
+        if spec.grace_seconds < ctx.auth.ttl:
+            raise InvalidRequest(
+                f"grace_seconds must be at least server.auth_cache_seconds ({ctx.auth.ttl:g}), "
+                "so that every replica sees the end of the grace period before it comes; to "
+                "stop a key at once, revoke or block it",
+                param="grace_seconds",
+            )
+        grace_ends = datetime.now(UTC) + timedelta(seconds=math.ceil(spec.grace_seconds))
+        key = await ctx.run(ctx.keys.rotate, key_id, grace_ends)
+        if key is None:
+            raise InvalidRequest("a revoked key cannot be rotated", code="key_revoked")
+        ctx.auth.forget(key_id)
+        await ctx.record(
+            who, "key.rotate", f"key:{key_id}", {"previous_key_expires_at": grace_ends.isoformat()}
+        )
+        rotated = await key_or_404(who, key_id)
+        body: dict[str, Any] = {"key": key, **rotated.public()}
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @routes.delete("/admin/keys/{key_id}")
     async def revoke_key(who: Caller, key_id: str) -> JSONResponse:
@@ -122,9 +204,22 @@ def router(ctx: AdminContext) -> APIRouter:
     return routes
 
 
+def alias_taken(alias: str | None) -> Conflict:
+    return Conflict(f"another key already has the alias {alias!r}", code="key_alias_taken")
+
+
 def _key_detail(key: KeyRecord) -> dict[str, Any]:
     public = key.public()
-    detail = {k: public[k] for k in ("models", "team_id", "user_id", "rpm_limit", "tpm_limit")}
+    fields = (
+        "models",
+        "team_id",
+        "user_id",
+        "rpm_limit",
+        "tpm_limit",
+        "max_parallel_requests",
+        "key_alias",
+    )
+    detail = {k: public[k] for k in fields}
     if "guardrail_policy" in key.metadata:  # the key's own guardrail policy (gateway.guardrails)
         detail["guardrail_policy"] = key.metadata["guardrail_policy"]
     return detail

@@ -1,5 +1,5 @@
-"""Admin API: spend reports, spend logs (the records, paged) and the audit log (with the state
-of its hash chain)."""
+"""Admin API: spend reports, spend logs (the records, paged), daily spend exports (CSV, JSON
+Lines) and the audit log (with the state of its hash chain)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.governance import reports, roles
+from gateway.governance import exports, reports, roles
 
 
 def router(ctx: AdminContext) -> APIRouter:
@@ -55,6 +55,26 @@ def router(ctx: AdminContext) -> APIRouter:
         where = reports.LogFilter(key_id, team, user_id, project, model, status, start, end)
         body = await ctx.run(reports.spend_logs, engine, where, limit, cursor)
         return JSONResponse(body)
+
+    @routes.get("/admin/exports/spend")
+    async def spend_export(
+        who: Caller,
+        day: date,
+        format: exports.Format = "csv",
+        team_id: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> StreamingResponse:
+        """Every spend record of ``day`` (UTC) for one team (a scoped role: its own), or for all
+        teams (the admin and an unscoped viewer), as CSV or JSON Lines."""
+        if team_id is not None:
+            await ctx.team_or_404(who, team_id, "reports")
+        team = team_id if team_id is not None else roles.visible_team(who)
+        roles.require(who, "reports:read", team)
+        name = f"sealgate-spend-{day.isoformat()}{'-' + team if team else ''}.{format}"
+        return StreamingResponse(
+            exports.lines(exports.records(engine, day, team), format),
+            media_type=exports.MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
 
     @routes.get("/admin/audit")
     async def audit_entries(

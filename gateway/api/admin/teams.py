@@ -1,5 +1,5 @@
-"""Admin API: teams. Create, list, read, change their request and token limits (gateway admin;
-a team admin and a viewer read their own team).
+"""Admin API: teams. Create, list, read, change their request, token and in-flight limits
+(gateway admin; a team admin and a viewer read their own team).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pydantic import Field
 from starlette.responses import JSONResponse
 
 from gateway.api.admin.context import AdminContext, Caller
-from gateway.api.admin.fields import Limit, Limits, Name, Strict
+from gateway.api.admin.fields import Limit, Name, Parallel, Strict, TeamLimits
 from gateway.governance import roles
 
 
@@ -19,8 +19,11 @@ class CreateTeam(Strict):
     name: Name
     rpm_limit: Limit | None = None
     tpm_limit: Limit | None = None
+    max_parallel_requests: Parallel | None = None
+    # allowed_projects / allowed_tags (lists) bound what the team's keys may attribute spend to
     metadata: Annotated[
-        dict[str, str | int | float | bool | None], Field(max_length=64, default_factory=dict)
+        dict[str, str | int | float | bool | list[str] | None],
+        Field(max_length=64, default_factory=dict),
     ]
 
 
@@ -32,7 +35,12 @@ def router(ctx: AdminContext) -> APIRouter:
     async def create_team(who: Caller, spec: CreateTeam) -> JSONResponse:
         roles.require(who, "teams:write", None)
         team = await ctx.run(
-            tenancy.create_team, spec.name, spec.rpm_limit, spec.tpm_limit, spec.metadata
+            tenancy.create_team,
+            spec.name,
+            spec.rpm_limit,
+            spec.tpm_limit,
+            spec.metadata,
+            spec.max_parallel_requests,
         )
         await ctx.record(who, "team.create", f"team:{team.id}", spec.model_dump())
         await ctx.refresh()
@@ -50,11 +58,11 @@ def router(ctx: AdminContext) -> APIRouter:
         return JSONResponse((await ctx.team_or_404(who, team_id)).public())
 
     @routes.patch("/admin/teams/{team_id}")
-    async def set_team_limits(who: Caller, team_id: str, spec: Limits) -> JSONResponse:
+    async def set_team_limits(who: Caller, team_id: str, spec: TeamLimits) -> JSONResponse:
         await ctx.team_or_404(who, team_id)
         roles.require(who, "teams:write", team_id)
-        await ctx.run(tenancy.set_team_limits, team_id, spec.rpm_limit, spec.tpm_limit)
-        await ctx.record(who, "team.limits", f"team:{team_id}", spec.model_dump())
+        await ctx.run(lambda: tenancy.set_team_limits(team_id, **spec.named()))
+        await ctx.record(who, "team.limits", f"team:{team_id}", spec.named())
         await ctx.refresh()
         return JSONResponse((await ctx.team_or_404(who, team_id)).public())
 

@@ -1,0 +1,151 @@
+"""Budget alerts (issue 21, item 4): a soft threshold and a hard limit, each recorded and
+delivered once per budget and period across every replica, listed by the admin API."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from gateway.errors import BudgetExceeded
+from gateway.governance.alerts import BudgetAlert
+from gateway.governance.core import Governance
+from gateway.governance.pricing import nanos
+from gateway.governance.redis_counters import RedisCounters
+from gateway.governance.spend import Outbox
+from gateway.store.keys import KeyStore
+from gateway.values import Usage
+from tests.governance import gateways
+from tests.governance.conftest import REDIS_URL
+from tests.governance.test_admission import BODY, CONFIGURED, M
+from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import GatewayProcess
+
+
+class Recording:
+    """A sink that keeps what it was given (the webhook sink of issue 17 takes its place)."""
+
+    def __init__(self) -> None:
+        self.delivered: list[BudgetAlert] = []
+
+    async def deliver(self, alert: BudgetAlert) -> None:
+        self.delivered.append(alert)
+
+
+class Failing:
+    async def deliver(self, alert: BudgetAlert) -> None:
+        raise ConnectionError("the webhook is down")
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_listed(
+    engine: Engine, tmp_path: Path, redis_prefix: str
+) -> None:
+    sinks = [Recording(), Failing()]
+    replicas = []
+    for index, sink in enumerate(sinks):
+        (tmp_path / str(index)).mkdir()
+        outbox = Outbox(engine, tmp_path / str(index), 0.01, 0.05)
+        outbox.start()
+        counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+        settings, deployments = CONFIGURED.governance, CONFIGURED.deployments
+        gov = Governance(settings, deployments, engine, outbox, counters, alert_sink=sink)
+        replicas.append(gov)
+    team = replicas[0].tenancy.create_team("t", None, None, {})
+    budget = replicas[0].tenancy.create_budget(
+        "team", team.id, "daily", nanos(Decimal("0.10")), nanos(Decimal("0.05"))
+    )
+    for gov in replicas:
+        gov.refresh()
+    record = KeyStore(engine).create(["*"], team_id=team.id)[1]
+
+    async def one(gov: Governance) -> None:
+        try:
+            admission = await gov.admit(record, "m", BODY, {})
+        except BudgetExceeded:
+            return
+        admission.settle(Usage(prompt_tokens=11, completion_tokens=5), M, "ok")
+
+    await asyncio.gather(*(one(replicas[i % 2]) for i in range(20)))
+    await asyncio.gather(*(gov.alerts.drain() for gov in replicas))
+    listed = replicas[0].alerts.list()
+    assert sorted(a["kind"] for a in listed) == ["hard", "soft"]
+    assert {a["budget_id"] for a in listed} == {budget.id}
+    delivered = {(a.kind, a.budget_id) for a in sinks[0].delivered}
+    # Each alert was delivered by whichever replica recorded it first, and only by it.
+    for alert in listed:
+        if alert["delivered_at"] is not None:
+            assert (alert["kind"], budget.id) in delivered
+        else:
+            assert (alert["kind"], budget.id) not in delivered  # the failing replica's
+    assert len(sinks[0].delivered) == sum(a["delivered_at"] is not None for a in listed)
+    for gov in replicas:
+        await gov.close()
+
+
+@pytest.fixture
+def pair(
+    upstream: FakeUpstream,
+    tmp_path: Path,
+    postgres_database: Callable[[], str],
+    redis_prefix: str,
+) -> Iterator[list[GatewayProcess]]:
+    text = gateways.config(
+        upstream,
+        storage_url=postgres_database(),
+        redis={"url": REDIS_URL, "prefix": redis_prefix},
+    )
+    first = gateways.start(tmp_path / "a", text)
+    second = gateways.start(tmp_path / "b", text)
+    yield [first, second]
+    first.stop()
+    second.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_a_budget_alerts_once_per_period_across_two_replica_processes(
+    pair: list[GatewayProcess],
+) -> None:
+    first, second = pair
+    team = first.admin("POST", "/admin/teams", json={"name": "alerts"}).json()
+    made = first.admin(
+        "POST",
+        "/admin/budgets",
+        json={
+            "scope": "team",
+            "scope_id": team["id"],
+            "period": "daily",
+            "max_usd": "0.2",
+            "soft_usd": "0.1",
+        },
+    )
+    assert made.status_code == 201, made.text
+    key = first.create_key([gateways.MODEL], team_id=team["id"])["key"]
+    time.sleep(1)  # the other replica's snapshot holds the budget (refresh_seconds 0.5)
+    statuses = gateways.hammer(pair, key, 30)
+    assert statuses.count(402) + statuses.count(429) > 0 and statuses.count(200) > 0
+
+    def alerts() -> list[dict[str, object]]:
+        body: list[dict[str, object]] = first.admin("GET", "/admin/alerts").json()["data"]
+        return body
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (
+        len(alerts()) < 2 or not all(a["delivered_at"] for a in alerts())
+    ):
+        time.sleep(0.1)
+    listed = alerts()
+    assert sorted(str(a["kind"]) for a in listed) == ["hard", "soft"]
+    assert all(a["delivered_at"] for a in listed)
+    assert {a["threshold_usd"] for a in listed} == {"0.100000000", "0.200000000"}
+    logs = first.stderr() + second.stderr()
+    assert logs.count("budget soft threshold reached") == 1
+    assert logs.count("budget hard limit reached") == 1
+    assert second.admin("GET", "/admin/alerts").json()["data"] == listed
