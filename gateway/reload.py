@@ -11,7 +11,7 @@ configuration and logs why. What a reload applies:
     governance.default_max_tokens       the token reservation for calls that name none
     logging.level                       the root logger's level
 
-Everything else (storage, secrets, verify, the rest of server and of governance: the connection
+Everything else (storage, secrets, verify, mcp, the rest of server and of governance: the connection
 limits are the listening socket's) needs a restart: a file that changes any of it is refused
 whole, naming the settings. So is a file with a deployment that has no price. A request reads
 the router once when it starts and finishes on it; the old connection pool is closed once its
@@ -38,7 +38,7 @@ from gateway.secrets.setup import take_environment
 log = logging.getLogger("sealgate.reload")
 
 # Sections a reload may not change, and the parts of the others it may.
-RESTART_SECTIONS = ("storage", "secrets", "verify")
+RESTART_SECTIONS = ("storage", "secrets", "verify", "mcp")
 RELOADABLE_PARTS = {
     "server": {"max_body_bytes", "auth_cache_seconds"},
     "governance": {"deployments", "default_max_tokens"},

@@ -28,12 +28,16 @@ from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
+from gateway.api.mcp import McpEndpoint
 from gateway.auth import AdminCredential, Authenticator
 from gateway.config import GatewayConfig
 from gateway.errors import ConfigError
+from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
 from gateway.hardening import harden_process
+from gateway.mcp.aggregator import Aggregator
+from gateway.mcp.state import McpStore
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
@@ -102,6 +106,7 @@ class Services:
     governance: Governance
     readiness: Readiness
     inference: Inference
+    mcp: McpEndpoint
     data_dir_lock: IO[str]
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
@@ -112,6 +117,7 @@ class Services:
 
         async def start() -> None:
             await self.governance.start()
+            await self.mcp.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -121,6 +127,7 @@ class Services:
         async def stop() -> None:
             for task in tasks:
                 task.cancel()
+            await self.mcp.stop()
             await self.governance.close()
             await self.pool.close()
             if self.reloader is not None:
@@ -135,8 +142,11 @@ class Services:
             self.auth,
             self.governance,
             lambda: self.router.models(),
+            self.mcp.aggregator,
         )
-        return build_app(self.inference, self.auth, admin, self.readiness, [start], [stop])
+        return build_app(
+            self.inference, self.auth, admin, self.readiness, [start], [stop], self.mcp
+        )
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -165,6 +175,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         return {"credentials": await inference.router.credentials_health()}
 
     readiness = Readiness(engine, admin, [secrets, credentials, governance.health])
+    tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
     return Services(
         config=config,
         engine=engine,
@@ -177,6 +188,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         governance=governance,
         readiness=readiness,
         inference=inference,
+        mcp=McpEndpoint(tools, auth),
         data_dir_lock=held,
     )
 
@@ -189,6 +201,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     try:
         signed_policies = integrity.check_policy_bundle(config.verify)  # before any policy is read
         egress.enforce(config.deployments, integrity.policies_dir(config.verify))
+        egress.enforce_mcp(config.mcp.servers, integrity.policies_dir(config.verify))
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

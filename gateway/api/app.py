@@ -19,6 +19,7 @@ from gateway.api.admin.context import AdminContext
 from gateway.api.admin.gate import AdminGate, is_admin
 from gateway.api.errors import guard, internal_error
 from gateway.api.inference import Inference
+from gateway.api.mcp import McpEndpoint, is_mcp
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest
 
@@ -37,10 +38,13 @@ class Gateway:
     are served directly, the admin routes through their gate (the caller first, then a strict
     body), everything else by the FastAPI app."""
 
-    def __init__(self, inference: Inference, app: FastAPI, admin: AdminGate) -> None:
+    def __init__(
+        self, inference: Inference, app: FastAPI, admin: AdminGate, mcp: McpEndpoint | None = None
+    ) -> None:
         self.inference = inference
         self.app = app
         self.admin = admin
+        self.mcp = mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,6 +55,8 @@ class Gateway:
             await guard(scope, receive, send, handler, count=True)
         elif is_admin(scope["path"]):
             await guard(scope, receive, send, self.admin, count=False)
+        elif self.mcp is not None and is_mcp(scope["path"]):
+            await guard(scope, receive, send, self.mcp, count=False)
         else:
             await guard(scope, receive, send, self.app, count=False)
 
@@ -62,6 +68,7 @@ def build_app(
     readiness: health.Readiness,
     startup: list[Hook],
     shutdown: list[Hook],
+    mcp: McpEndpoint | None = None,
 ) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,4 +127,4 @@ def build_app(
     app.include_router(readiness.router())
     for routes in admin.routers(admin_context):
         app.include_router(routes)
-    return Gateway(inference, app, AdminGate(app, admin_context, inference.limit))
+    return Gateway(inference, app, AdminGate(app, admin_context, inference.limit), mcp)

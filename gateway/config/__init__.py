@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from gateway.config.governance import Governance
+from gateway.config.mcp import Mcp
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
@@ -217,6 +218,7 @@ class GatewayConfig(Strict):
     logging: Logging = Logging()
     verify: Verify = Verify()
     governance: Governance = Governance()
+    mcp: Mcp = Mcp()
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -265,6 +267,10 @@ class GatewayConfig(Strict):
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
+        } | {
+            f"mcp.servers.{index}.credential": ref
+            for index, s in enumerate(self.mcp.servers)
+            if (ref := s.credential_ref) is not None
         }
 
 

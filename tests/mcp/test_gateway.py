@@ -1,0 +1,200 @@
+"""The MCP gateway end to end: the official ``mcp`` SDK's client talks to /mcp of a real gateway
+process, which aggregates two upstream MCP servers made with the same SDK, one of them reached
+with a credential the gateway reads from a real OpenBao (tests/mcp/stack.py)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import anyio
+import httpx
+import mcp_types as types
+import pytest
+from mcp import MCPError
+
+from tests.mcp.stack import Stack, session
+
+pytestmark = [pytest.mark.openbao, pytest.mark.anyio]
+
+TOOLS = ("echo", "fail", "count", "slow")  # ``big`` stays unapproved until its own test
+
+
+@pytest.fixture(scope="module")
+def approved(stack: Stack) -> Stack:
+    stack.approve("tools", *TOOLS)
+    stack.approve("vaulted", "echo")
+    return stack
+
+
+def text_of(result: types.CallToolResult) -> str:
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text
+
+
+async def test_a_key_sees_only_the_approved_tools_it_is_granted_under_server_names(
+    approved: Stack,
+) -> None:
+    key, _ = approved.key("tools.*", "vaulted.echo")
+    async with session(approved.mcp_url, key) as client:
+        listed = await client.list_tools()
+    names = sorted(t.name for t in listed.tools)
+    # tools.big is granted (tools.*) but not approved; vaulted's other tools are not granted
+    assert names == ["tools.count", "tools.echo", "tools.fail", "tools.slow", "vaulted.echo"]
+    echo = next(t for t in listed.tools if t.name == "tools.echo")
+    assert echo.description == "Answers the text it is given."
+    assert echo.input_schema["properties"]["text"]["type"] == "string"
+
+
+async def test_a_call_answers_with_the_upstream_tools_result(approved: Stack) -> None:
+    key, _ = approved.key("tools.echo")
+    async with session(approved.mcp_url, key) as client:
+        result = await client.call_tool("tools.echo", {"text": "hello through the gateway"})
+    assert result.is_error is False
+    assert text_of(result) == "hello through the gateway"
+
+
+async def test_a_tool_error_reaches_the_client_as_an_error_result(approved: Stack) -> None:
+    key, _ = approved.key("tools.fail")
+    async with session(approved.mcp_url, key) as client:
+        result = await client.call_tool("tools.fail", {})
+    assert result.is_error is True
+    assert "fail" in text_of(result)
+
+
+async def test_a_streamed_result_reaches_the_client_step_by_step(approved: Stack) -> None:
+    key, _ = approved.key("tools.count")
+    steps: list[tuple[float, float | None, str | None]] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append((progress, total, message))
+
+    async with session(approved.mcp_url, key) as client:
+        result = await client.call_tool("tools.count", {"n": 4}, progress_callback=progress)
+    assert text_of(result) == "counted to 4"
+    assert steps == [(float(i), 4.0, f"step {i}") for i in range(1, 5)]
+
+
+async def test_a_cancelled_call_is_cancelled_upstream_and_audited(approved: Stack) -> None:
+    key, key_id = approved.key("tools.slow")
+    before = approved.tools.control("GET", "seen")["cancelled"]
+    async with session(approved.mcp_url, key) as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("tools.slow", {"seconds": 30})
+        # the session is still good after the cancellation
+        assert (await client.list_tools()).tools[0].name == "tools.slow"
+    for _ in range(100):
+        rows = [r for r in approved.audit() if r["actor"] == f"key:{key_id}"]
+        if rows and approved.tools.control("GET", "seen")["cancelled"] > before:
+            break
+        await anyio.sleep(0.1)
+    assert approved.tools.control("GET", "seen")["cancelled"] == before + 1
+    outcomes = [(r["target"], r["detail"]["outcome"]) for r in rows]
+    assert outcomes == [("mcp:tools.slow", "cancelled")]
+
+
+async def test_a_key_without_grants_sees_nothing_and_calls_nothing(approved: Stack) -> None:
+    key, _ = approved.key()
+    async with session(approved.mcp_url, key) as client:
+        assert (await client.list_tools()).tools == []
+        for name in ("tools.echo", "vaulted.echo", "nothing.here"):
+            with pytest.raises(MCPError) as refused:
+                await client.call_tool(name, {"text": "x"})
+            assert refused.value.error.code == -32602
+            assert "unknown tool" in refused.value.error.message
+
+
+async def test_a_team_without_grants_caps_its_keys_grants(approved: Stack) -> None:
+    name = "t-" + secrets.token_hex(3)
+    team = approved.gateway.admin("POST", "/admin/teams", json={"name": name})
+    assert team.status_code == 201, team.text
+    key, _ = approved.key("tools.echo", team_id=team.json()["id"])
+    async with session(approved.mcp_url, key) as client:
+        assert (await client.list_tools()).tools == []
+        with pytest.raises(MCPError):
+            await client.call_tool("tools.echo", {"text": "x"})
+    granted = approved.gateway.admin(
+        "PUT", f"/admin/mcp/grants/teams/{team.json()['id']}", json={"tools": ["tools.*"]}
+    )
+    assert granted.status_code == 200, granted.text
+    async with session(approved.mcp_url, key) as client:
+        assert [t.name for t in (await client.list_tools()).tools] == ["tools.echo"]
+
+
+async def test_the_upstream_gets_its_own_credential_and_never_the_clients(approved: Stack) -> None:
+    key, _ = approved.key("vaulted.echo", "tools.echo")
+    async with session(approved.mcp_url, key) as client:
+        assert text_of(await client.call_tool("vaulted.echo", {"text": "v"})) == "v"
+        assert text_of(await client.call_tool("tools.echo", {"text": "t"})) == "t"
+    vaulted = approved.vaulted.control("GET", "seen")["authorization"]
+    assert vaulted and set(vaulted) == {f"Bearer {approved.upstream_token}"}
+    plain = approved.tools.control("GET", "seen")["authorization"]
+    assert plain and set(plain) == {""}  # no credential configured: none sent
+    assert not any(key in seen for seen in vaulted + plain)
+
+
+async def test_a_result_over_the_servers_cap_is_refused(approved: Stack) -> None:
+    approved.approve("tools", "big")
+    key, _ = approved.key("tools.big")
+    async with session(approved.mcp_url, key) as client:
+        assert len(text_of(await client.call_tool("tools.big", {"size": 100}))) == 100
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("tools.big", {"size": 10_000})
+    assert "larger than 4096 bytes" in refused.value.error.message
+
+
+async def test_tool_calls_over_the_keys_limit_are_refused(approved: Stack) -> None:
+    # calls_per_minute_per_key is 1000 in the stack's config: a key of its own spends it
+    key, _ = approved.key("tools.echo")
+    async with session(approved.mcp_url, key) as client:
+        refused = None
+        for _ in range(1001):
+            try:
+                await client.call_tool("tools.echo", {"text": "x"})
+            except MCPError as exc:
+                refused = exc
+                break
+    assert refused is not None and refused.error.code == -32029
+    assert "tool calls per minute of this key exhausted" in refused.error.message
+
+
+def test_mcp_without_a_virtual_key_is_refused(approved: Stack) -> None:
+    for headers in ({}, {"Authorization": "Bearer sk-sg-made-up"}):
+        response = httpx.post(approved.mcp_url, json={}, headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]["type"] == "authentication_error"
+
+
+async def test_no_key_credential_or_argument_appears_in_logs_audit_or_metrics(
+    approved: Stack,
+) -> None:
+    key, key_id = approved.key("tools.echo", "tools.fail", "vaulted.echo")
+    canary = "canary-argument-" + secrets.token_hex(12)
+    async with session(approved.mcp_url, key) as client:
+        assert text_of(await client.call_tool("tools.echo", {"text": canary})) == canary
+        assert text_of(await client.call_tool("vaulted.echo", {"text": canary})) == canary
+        await client.call_tool("tools.fail", {"why": canary})
+        with pytest.raises(MCPError):
+            await client.call_tool(f"tools.{canary}", {"text": canary})
+    made_up = {"Authorization": f"Bearer sk-sg-{canary}"}
+    assert httpx.post(approved.mcp_url, json={}, headers=made_up).status_code == 401
+    rows = []
+    for _ in range(100):
+        rows = [r for r in approved.audit() if r["actor"] == f"key:{key_id}"]
+        if len(rows) == 4:
+            break
+        await anyio.sleep(0.1)
+    outcomes = sorted(r["detail"]["outcome"] for r in rows)
+    assert outcomes == ["ok", "ok", "tool_error", "tool_not_found"]
+    assert all(len(r["detail"]["arguments_sha256"]) == 64 for r in rows)
+    metrics = approved.gateway.admin("GET", "/metrics").text
+    assert 'sealgate_mcp_calls_total{server="tools",tool="echo",outcome="ok"}' in metrics
+    searched = [approved.gateway.stderr(), metrics, str(approved.audit())]
+    searched += [
+        p.read_bytes().decode("latin-1")
+        for p in Path(approved.gateway.data_dir).rglob("*")
+        if p.is_file()
+    ]
+    for secret in (key, approved.upstream_token, canary):
+        assert [text[:200] for text in searched if secret in text] == []
