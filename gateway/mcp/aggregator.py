@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import anyio.to_thread
@@ -35,7 +36,7 @@ from gateway.errors import (
     UpstreamTooLarge,
     UpstreamUnavailable,
 )
-from gateway.governance.audit import Actor, AuditLog
+from gateway.governance.audit import Actor, AuditLog, Entry
 from gateway.governance.counters import Charge, Counters, CountersUnavailable
 from gateway.mcp import grants, pins
 from gateway.mcp.state import McpStore
@@ -49,6 +50,7 @@ log = logging.getLogger("sealgate.mcp")
 SEPARATOR = "."
 MINUTE_TTL = 120
 TOOLS_FRESH_SECONDS = 30.0  # a call re-reads the server's tool list when it is older than this
+AUDIT_BATCH_SECONDS = 0.05  # audit rows of calls are written together, this often
 
 CALLS = METRICS.counter("sealgate_mcp_calls_total", "MCP tool calls by server, tool and outcome")
 CALL_SECONDS = METRICS.counter(
@@ -102,7 +104,8 @@ class Aggregator:
         self._counters = counters
         self._audit = audit
         self._tools: dict[str, tuple[float, dict[str, types.Tool]]] = {}
-        self._background: set[asyncio.Task[None]] = set()
+        self._audit_queue: list[Entry] = []
+        self._writer: asyncio.Task[None] | None = None
 
     # -- what a server offers ---------------------------------------------------------------
     async def offered(self, server: str) -> list[Offered]:
@@ -261,7 +264,7 @@ class Aggregator:
     def _record(
         self, record: KeyRecord, tool: str | None, arguments: dict[str, Any] | None, outcome: str
     ) -> None:
-        """The audit row, written off the request's path."""
+        """The audit row: queued here, written off the request's path in batches."""
         actor = Actor(f"key:{record.id}", "key", record.team_id)
         detail = {
             "outcome": outcome,
@@ -269,23 +272,26 @@ class Aggregator:
             "team_id": record.team_id,
         }
         target = f"mcp:{tool}" if tool is not None else "mcp:unknown"
+        self._audit_queue.append((datetime.now(UTC), actor, "mcp.call", target, detail))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_audit())
 
-        async def write() -> None:
+    async def _write_audit(self) -> None:
+        while self._audit_queue:
+            await asyncio.sleep(AUDIT_BATCH_SECONDS)
+            batch, self._audit_queue = self._audit_queue, []
             try:
-                await anyio.to_thread.run_sync(
-                    self._audit.record, actor, "mcp.call", target, detail
+                await anyio.to_thread.run_sync(self._audit.record_many, batch)
+            except Exception as exc:  # noqa: BLE001 - logged; the calls have been answered
+                log.error(
+                    "MCP calls not audited",
+                    extra={"sg_error": type(exc).__name__, "sg_rows": len(batch)},
                 )
-            except Exception as exc:  # noqa: BLE001 - logged; the call itself has been answered
-                log.error("MCP call not audited", extra={"sg_error": type(exc).__name__})
-
-        task = asyncio.get_running_loop().create_task(write())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def drain(self) -> None:
-        """Wait for the audit rows still being written."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        """Wait for the audit rows still queued to be written."""
+        if self._writer is not None:
+            await self._writer
 
     async def close(self) -> None:
         await self.drain()
