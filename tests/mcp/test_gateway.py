@@ -198,3 +198,33 @@ async def test_no_key_credential_or_argument_appears_in_logs_audit_or_metrics(
     ]
     for secret in (key, approved.upstream_token, canary):
         assert [text[:200] for text in searched if secret in text] == []
+
+
+def test_a_session_opened_with_one_key_is_unknown_to_another(approved: Stack) -> None:
+    owner, _ = approved.key("tools.echo")
+    other, _ = approved.key("tools.echo")
+    accept = {"Accept": "application/json, text/event-stream"}
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "raw", "version": "0"},
+        },
+    }
+    opened = httpx.post(
+        approved.mcp_url, json=initialize, headers={**accept, "Authorization": f"Bearer {owner}"}
+    )
+    assert opened.status_code == 200, opened.text
+    session_id = opened.headers["mcp-session-id"]
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    for key, status in ((other, 404), (owner, 200)):
+        headers = {
+            **accept,
+            "Authorization": f"Bearer {key}",
+            "Mcp-Session-Id": session_id,
+            "Mcp-Protocol-Version": "2025-11-25",
+        }
+        assert httpx.post(approved.mcp_url, json=listing, headers=headers).status_code == status
