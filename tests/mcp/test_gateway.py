@@ -228,3 +228,20 @@ def test_a_session_opened_with_one_key_is_unknown_to_another(approved: Stack) ->
             "Mcp-Protocol-Version": "2025-11-25",
         }
         assert httpx.post(approved.mcp_url, json=listing, headers=headers).status_code == status
+
+
+async def test_a_call_past_the_servers_timeout_is_refused_and_cancelled_upstream(
+    approved: Stack,
+) -> None:
+    key, _ = approved.key("tools.slow")
+    before = approved.tools.control("GET", "seen")["cancelled"]
+    async with session(approved.mcp_url, key) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("tools.slow", {"seconds": 60})  # timeout_seconds: 5
+    assert refused.value.error.message == "tool tools.slow did not answer within 5 s"
+    assert refused.value.error.data == {"type": "upstream_error", "code": "upstream_timeout"}
+    for _ in range(50):
+        if approved.tools.control("GET", "seen")["cancelled"] > before:
+            break
+        await anyio.sleep(0.1)
+    assert approved.tools.control("GET", "seen")["cancelled"] == before + 1
