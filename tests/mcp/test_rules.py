@@ -93,5 +93,5 @@ def test_an_mcp_server_must_be_on_the_egress_allowlist_or_explicitly_private() -
     with pytest.raises(ConfigError, match="not on the egress allowlist for provider mcp"):
         enforce_mcp(servers, Path("."), EgressPolicy("egress.yaml", {"openai": ("*.example.com",)}))
     local = parse_config(BASE.replace("https://mcp.example.com", "http://127.0.0.1:9"), "gw.yaml")
-    with pytest.raises(ConfigError, match="mcp.servers.0.url.*allow_private_network"):
+    with pytest.raises(ConfigError, match=r"mcp\.servers\.0\.url.*allow_private_network"):
         enforce_mcp(local.mcp.servers, Path("."), EgressPolicy("egress.yaml", {}))
