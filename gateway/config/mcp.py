@@ -4,8 +4,9 @@ and the rate limits on tool calls.
     mcp:
       servers:
         - name: tickets                      # tools appear to clients as tickets.<tool>
-          url: https://mcp.example.com/mcp   # Streamable HTTP; its host must be on the egress
-                                             # allowlist (policies/egress.yaml, provider "mcp")
+          url: https://mcp.example.com/mcp   # its host must be on the egress allowlist
+                                             # (policies/egress.yaml, provider "mcp")
+          transport: streamable_http         # or sse: the older HTTP+SSE transport
           credential: vault:kv/mcp/tickets#token   # the server's own credential (a reference)
           credential_header: authorization  # sent as "Bearer <value>" (any other header: as is)
           timeout_seconds: 30                # one tool call, start to answer
@@ -20,7 +21,7 @@ config: the admin API keeps it (``/admin/mcp/...``, docs/mcp.md).
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -42,6 +43,7 @@ class Strict(BaseModel):
 class McpServer(Strict):
     name: str
     url: str
+    transport: Literal["streamable_http", "sse"] = "streamable_http"
     credential: str | None = None
     credential_header: str = "authorization"
     timeout_seconds: float = Field(DEFAULT_TOOL_TIMEOUT, gt=0, le=3600)

@@ -1,4 +1,5 @@
-"""One upstream MCP server, reached with the official ``mcp`` SDK's Streamable HTTP client.
+"""One upstream MCP server, reached with the official ``mcp`` SDK's client: over Streamable
+HTTP, or the older HTTP+SSE transport for a server that speaks only that (``transport: sse``).
 
 The gateway holds one MCP session per server, opened on first use and kept open (a tool call is
 one request on it, not a new handshake), and opened again after it fails. Every HTTP request on
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx2
 import mcp_types as types
 from mcp import ClientSession
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 
@@ -35,6 +37,7 @@ log = logging.getLogger("sealgate.mcp")
 
 CONNECT_SECONDS = 10.0  # the longest a first call waits for the server's handshake
 SSE_SLACK_BYTES = 64 * 1024  # one SSE event may be this much bigger than the result cap
+SSE_IDLE_SECONDS = 300.0  # the older HTTP+SSE transport: its stream's longest silence
 
 Progress = ProgressFnT  # (progress, total, message), awaited for each progress notification
 T = TypeVar("T")
@@ -127,23 +130,43 @@ class Upstream:
             raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable") from None
         return self._session
 
+    def _client(
+        self,
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        """The HTTP client of the session (the SDK's client factory's shape; what the SDK
+        asks for is replaced by the server's own credential, timeouts and pinned transport)."""
+        return httpx2.AsyncClient(
+            auth=BrokerAuth(self.server, self._broker),
+            timeout=httpx2.Timeout(CONNECT_SECONDS, read=self.server.timeout_seconds + 5),
+            transport=PinnedTransport(self.server),
+        )
+
     async def _run(self, opening: asyncio.Future[ClientSession]) -> None:
         """Holds the session open (the SDK's transport lives in this one task) until closed."""
-        timeout = httpx2.Timeout(CONNECT_SECONDS, read=self.server.timeout_seconds + 5)
         try:
-            async with (
-                httpx2.AsyncClient(
-                    auth=BrokerAuth(self.server, self._broker),
-                    timeout=timeout,
-                    transport=PinnedTransport(self.server),
-                ) as http,
-                streamable_http_client(
-                    self.server.url,
-                    http_client=http,
-                    max_sse_event_size=self.server.max_result_bytes + SSE_SLACK_BYTES,
-                ) as (read, write),
-                ClientSession(read, write) as session,
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                if self.server.transport == "sse":
+                    read, write = await stack.enter_async_context(
+                        sse_client(
+                            self.server.url,
+                            timeout=CONNECT_SECONDS,
+                            sse_read_timeout=SSE_IDLE_SECONDS,
+                            httpx_client_factory=self._client,
+                        )
+                    )
+                else:
+                    http = await stack.enter_async_context(self._client())
+                    read, write = await stack.enter_async_context(
+                        streamable_http_client(
+                            self.server.url,
+                            http_client=http,
+                            max_sse_event_size=self.server.max_result_bytes + SSE_SLACK_BYTES,
+                        )
+                    )
+                session = await stack.enter_async_context(ClientSession(read, write))
                 await session.initialize()
                 opening.set_result(session)
                 await asyncio.Event().wait()  # until cancelled by close() or a failure

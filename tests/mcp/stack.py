@@ -1,6 +1,7 @@
-"""The MCP gateway's test stack, all real and on loopback: two upstream MCP servers made with
-the official ``mcp`` SDK (``tools``, open, and ``vaulted``, which wants a bearer token), the
-token in a real OpenBao, a real gateway process in front, and the SDK's client to talk to it.
+"""The MCP gateway's test stack, all real and on loopback: upstream MCP servers made with the
+official ``mcp`` SDK (``tools``, open; ``vaulted``, which wants a bearer token; ``legacy``, on
+the older HTTP+SSE transport), the token in a real OpenBao, a real gateway process in front,
+and the SDK's client to talk to it.
 """
 
 from __future__ import annotations
@@ -30,18 +31,21 @@ START_SECONDS = 30.0
 class UpstreamMcp:
     """``tests/mcp/upstream_server.py`` in a process of its own."""
 
-    def __init__(self, workdir: Path, token: str | None = None) -> None:
+    def __init__(self, workdir: Path, token: str | None = None, sse: bool = False) -> None:
         self.port = free_port()
         self.token = token
+        self.sse = sse
         self.log = workdir / f"upstream-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/mcp"
+        return f"http://127.0.0.1:{self.port}/{'sse' if self.sse else 'mcp'}"
 
     def start(self) -> UpstreamMcp:
         command = [sys.executable, "-m", "tests.mcp.upstream_server", str(self.port)]
+        if self.sse:
+            command.append("--sse")
         if self.token is not None:
             command.append(self.token)
         with self.log.open("ab") as out:
@@ -65,7 +69,9 @@ class UpstreamMcp:
             self.process.wait(10)
 
 
-def gateway_config(tools: UpstreamMcp, vaulted: UpstreamMcp, lab: VaultLab, ref: str) -> str:
+def gateway_config(
+    tools: UpstreamMcp, vaulted: UpstreamMcp, legacy: UpstreamMcp, lab: VaultLab, ref: str
+) -> str:
     return f"""
 deployments:
   - model: mock-gpt
@@ -88,6 +94,10 @@ mcp:
       url: {vaulted.url}
       credential: "{ref}"
       allow_private_network: true
+    - name: legacy
+      url: {legacy.url}
+      transport: sse
+      allow_private_network: true
   calls_per_minute_per_key: 1000
 """
 
@@ -99,12 +109,15 @@ class Stack:
         lab.put(path, token=self.upstream_token)
         self.tools = UpstreamMcp(workdir)
         self.vaulted = UpstreamMcp(workdir, self.upstream_token)
-        config = gateway_config(self.tools, self.vaulted, lab, f"vault:{lab.kv2}/{path}#token")
+        self.legacy = UpstreamMcp(workdir, sse=True)
+        ref = f"vault:{lab.kv2}/{path}#token"
+        config = gateway_config(self.tools, self.vaulted, self.legacy, lab, ref)
         self.gateway = GatewayProcess(workdir / "gateway", config)
 
     def start(self) -> Stack:
         self.tools.start()
         self.vaulted.start()
+        self.legacy.start()
         self.gateway.start()
         return self
 
@@ -112,6 +125,7 @@ class Stack:
         self.gateway.stop()
         self.tools.stop()
         self.vaulted.stop()
+        self.legacy.stop()
 
     @property
     def mcp_url(self) -> str:

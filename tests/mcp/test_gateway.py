@@ -245,3 +245,19 @@ async def test_a_call_past_the_servers_timeout_is_refused_and_cancelled_upstream
             break
         await anyio.sleep(0.1)
     assert approved.tools.control("GET", "seen")["cancelled"] == before + 1
+
+
+async def test_a_server_on_the_older_http_sse_transport_is_aggregated_too(approved: Stack) -> None:
+    approved.approve("legacy", "echo", "count")
+    key, _ = approved.key("legacy.*")
+    steps: list[float] = []
+
+    async def progress(progress: float, total: float | None, message: str | None) -> None:
+        steps.append(progress)
+
+    async with session(approved.mcp_url, key) as client:
+        names = sorted(t.name for t in (await client.list_tools()).tools)
+        assert names == ["legacy.count", "legacy.echo"]
+        assert text_of(await client.call_tool("legacy.echo", {"text": "old"})) == "old"
+        result = await client.call_tool("legacy.count", {"n": 2}, progress_callback=progress)
+    assert text_of(result) == "counted to 2" and steps == [1.0, 2.0]
