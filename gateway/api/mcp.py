@@ -86,12 +86,48 @@ def build_server(aggregator: Aggregator) -> Server[Any]:
         except GatewayError as exc:
             raise _rpc_error(exc) from None
 
+    async def list_prompts(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        try:
+            return types.ListPromptsResult(prompts=await aggregator.prompts_for(_caller(ctx)))
+        except GatewayError as exc:
+            raise _rpc_error(exc) from None
+
+    async def get_prompt(
+        ctx: ServerRequestContext[Any, Any], params: types.GetPromptRequestParams
+    ) -> types.GetPromptResult:
+        try:
+            return await aggregator.get_prompt(_caller(ctx), params.name, params.arguments)
+        except GatewayError as exc:
+            raise _rpc_error(exc) from None
+
+    async def list_resources(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        try:
+            return types.ListResourcesResult(resources=await aggregator.resources_for(_caller(ctx)))
+        except GatewayError as exc:
+            raise _rpc_error(exc) from None
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        try:
+            return await aggregator.read_resource(_caller(ctx), params.uri)
+        except GatewayError as exc:
+            raise _rpc_error(exc) from None
+
     return Server(
         "sealgate",
         version="0.1.0",
         instructions="Tools of the upstream MCP servers this key may use, as <server>.<tool>.",
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_prompts=list_prompts,
+        on_get_prompt=get_prompt,
+        on_list_resources=list_resources,
+        on_read_resource=read_resource,
     )
 
 

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote, unquote
 
 import anyio.to_thread
 import mcp_types as types
@@ -82,6 +83,23 @@ class Offered:
             "description": self.tool.description,
             "input_schema": self.tool.input_schema,
         }
+
+
+URI_SCHEME = "sealgate"
+
+
+def public_uri(server: str, uri: str) -> str:
+    """An upstream resource's URI as the gateway's clients see it: sealgate://<server>/<uri>."""
+    return f"{URI_SCHEME}://{server}/{quote(str(uri), safe='')}"
+
+
+def upstream_uri(uri: str) -> tuple[str, str]:
+    """(server, the upstream's URI) of a public URI; ("", "") when it is not one."""
+    head = f"{URI_SCHEME}://"
+    if not uri.startswith(head):
+        return "", ""
+    server, _, rest = uri[len(head) :].partition("/")
+    return server, unquote(rest)
 
 
 def arguments_digest(arguments: dict[str, Any] | None) -> str:
@@ -262,7 +280,12 @@ class Aggregator:
         return result
 
     def _record(
-        self, record: KeyRecord, tool: str | None, arguments: dict[str, Any] | None, outcome: str
+        self,
+        record: KeyRecord,
+        tool: str | None,
+        arguments: dict[str, Any] | None,
+        outcome: str,
+        action: str = "mcp.call",
     ) -> None:
         """The audit row: queued here, written off the request's path in batches."""
         actor = Actor(f"key:{record.id}", "key", record.team_id)
@@ -272,7 +295,7 @@ class Aggregator:
             "team_id": record.team_id,
         }
         target = f"mcp:{tool}" if tool is not None else "mcp:unknown"
-        self._audit_queue.append((datetime.now(UTC), actor, "mcp.call", target, detail))
+        self._audit_queue.append((datetime.now(UTC), actor, action, target, detail))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_audit())
 
@@ -292,6 +315,82 @@ class Aggregator:
         """Wait for the audit rows still queued to be written."""
         if self._writer is not None:
             await self._writer
+
+    # -- prompts and resources ---------------------------------------------------------------
+    # Offered to a caller only for servers its key (and team) grant whole (``<server>.*``):
+    # they are not pinned one by one as tools are (docs/mcp.md).
+    def _whole(self, record: KeyRecord) -> list[str]:
+        return [s for s in self.upstreams if self._may(record, s, "*")]
+
+    async def _gathered(self, servers: list[str], what: str) -> list[tuple[str, list[Any]]]:
+        async def one(server: str) -> list[Any]:
+            upstream = self.upstreams[server]
+            await upstream.session()
+            if not upstream.offers(what):
+                return []
+            listed: list[Any] = await getattr(upstream, f"list_{what}")()
+            return listed
+
+        found = await asyncio.gather(*(one(s) for s in servers), return_exceptions=True)
+        out: list[tuple[str, list[Any]]] = []
+        for server, items in zip(servers, found, strict=True):
+            if isinstance(items, BaseException):
+                if not isinstance(items, GatewayError):
+                    raise items
+                continue
+            out.append((server, items))
+        return out
+
+    async def prompts_for(self, record: KeyRecord) -> list[types.Prompt]:
+        await self._fresh_state()
+        return [
+            p.model_copy(update={"name": f"{server}{SEPARATOR}{p.name}"})
+            for server, prompts in await self._gathered(self._whole(record), "prompts")
+            for p in prompts
+        ]
+
+    async def get_prompt(
+        self, record: KeyRecord, name: str, arguments: dict[str, str] | None
+    ) -> types.GetPromptResult:
+        await self._fresh_state()
+        server, _, prompt = name.partition(SEPARATOR)
+        if server not in self.upstreams or not prompt or not self._may(record, server, "*"):
+            raise ToolNotFound(f"unknown prompt {name!s:.200}", code="prompt_not_found")
+        outcome = "error"
+        try:
+            result = await self.upstreams[server].get_prompt(prompt, arguments)
+            outcome = "ok"
+            return result
+        finally:
+            self._record(record, name, arguments, outcome, "mcp.prompt")
+
+    async def resources_for(self, record: KeyRecord) -> list[types.Resource]:
+        await self._fresh_state()
+        return [
+            r.model_copy(update={"uri": public_uri(server, r.uri)})
+            for server, resources in await self._gathered(self._whole(record), "resources")
+            for r in resources
+        ]
+
+    async def read_resource(self, record: KeyRecord, uri: str) -> types.ReadResourceResult:
+        await self._fresh_state()
+        server, original = upstream_uri(uri)
+        if server not in self.upstreams or not self._may(record, server, "*"):
+            raise ToolNotFound(f"unknown resource {uri!s:.200}", code="resource_not_found")
+        outcome = "error"
+        try:
+            result = await self.upstreams[server].read_resource(original)
+            outcome = "ok"
+            return result.model_copy(
+                update={
+                    "contents": [
+                        c.model_copy(update={"uri": public_uri(server, c.uri)})
+                        for c in result.contents
+                    ]
+                }
+            )
+        finally:
+            self._record(record, f"{server}{SEPARATOR}{original[:100]}", None, outcome, "mcp.read")
 
     async def close(self) -> None:
         await self.drain()

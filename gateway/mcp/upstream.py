@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncGenerator, Awaitable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,6 +41,7 @@ SSE_IDLE_SECONDS = 300.0  # the older HTTP+SSE transport: its stream's longest s
 
 Progress = ProgressFnT  # (progress, total, message), awaited for each progress notification
 T = TypeVar("T")
+Page = TypeVar("Page", types.ListToolsResult, types.ListPromptsResult, types.ListResourcesResult)
 
 
 class EgressRefused(httpx2.TransportError):
@@ -192,15 +193,8 @@ class Upstream:
 
     async def list_tools(self) -> list[types.Tool]:
         session = await self.session()
-        tools: list[types.Tool] = []
-        cursor: str | None = None
-        while True:
-            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
-            page = await self._guarded(session.list_tools(params=params))
-            tools.extend(page.tools)
-            cursor = page.next_cursor
-            if not cursor:
-                return tools
+        pages = [page.tools async for page in self._pages(session.list_tools)]
+        return [tool for page in pages for tool in page]
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, progress: Progress | None
@@ -214,6 +208,42 @@ class Upstream:
                 progress_callback=progress,
             )
         )
+
+    async def list_prompts(self) -> list[types.Prompt]:
+        session = await self.session()
+        pages = [page.prompts async for page in self._pages(session.list_prompts)]
+        return [prompt for page in pages for prompt in page]
+
+    async def get_prompt(
+        self, name: str, arguments: dict[str, str] | None
+    ) -> types.GetPromptResult:
+        session = await self.session()
+        return await self._guarded(session.get_prompt(name, arguments))
+
+    async def list_resources(self) -> list[types.Resource]:
+        session = await self.session()
+        pages = [page.resources async for page in self._pages(session.list_resources)]
+        return [resource for page in pages for resource in page]
+
+    async def read_resource(self, uri: str) -> types.ReadResourceResult:
+        session = await self.session()
+        return await self._guarded(session.read_resource(uri))
+
+    async def _pages(self, fetch: Callable[..., Awaitable[Page]]) -> AsyncGenerator[Page, None]:
+        """Every page of a paginated list (``params=`` with the cursor of the page before)."""
+        cursor: str | None = None
+        while True:
+            params = types.PaginatedRequestParams(cursor=cursor) if cursor else None
+            page = await self._guarded(fetch(params=params))
+            yield page
+            cursor = page.next_cursor
+            if not cursor:
+                return
+
+    def offers(self, capability: str) -> bool:
+        """Whether the open session's server declared ``capability`` (prompts, resources)."""
+        declared = self._session.server_capabilities if self._session is not None else None
+        return declared is not None and getattr(declared, capability, None) is not None
 
     async def _guarded(self, call: Awaitable[T]) -> T:
         try:

@@ -261,3 +261,29 @@ async def test_a_server_on_the_older_http_sse_transport_is_aggregated_too(approv
         assert text_of(await client.call_tool("legacy.echo", {"text": "old"})) == "old"
         result = await client.call_tool("legacy.count", {"n": 2}, progress_callback=progress)
     assert text_of(result) == "counted to 2" and steps == [1.0, 2.0]
+
+
+async def test_prompts_and_resources_are_offered_only_for_servers_granted_whole(
+    approved: Stack,
+) -> None:
+    whole, _ = approved.key("tools.*")
+    async with session(approved.mcp_url, whole) as client:
+        prompts = (await client.list_prompts()).prompts
+        assert [p.name for p in prompts] == ["tools.greet"]
+        got = await client.get_prompt("tools.greet", {"name": "Ada"})
+        message = got.messages[0].content
+        assert isinstance(message, types.TextContent) and message.text == "Say hello to Ada."
+        resources = (await client.list_resources()).resources
+        assert [str(r.uri) for r in resources] == ["sealgate://tools/note%3A%2F%2Fmotto"]
+        read = await client.read_resource("sealgate://tools/note%3A%2F%2Fmotto")
+        assert [c.text for c in read.contents if isinstance(c, types.TextResourceContents)] == [
+            "Every tool call is checked at the gate."
+        ]
+    one_tool, _ = approved.key("tools.echo")
+    async with session(approved.mcp_url, one_tool) as client:
+        assert (await client.list_prompts()).prompts == []
+        assert (await client.list_resources()).resources == []
+        with pytest.raises(MCPError):
+            await client.get_prompt("tools.greet", {"name": "Ada"})
+        with pytest.raises(MCPError):
+            await client.read_resource("sealgate://tools/note%3A%2F%2Fmotto")

@@ -4,8 +4,9 @@ and served by uvicorn on loopback: ``python -m tests.mcp.upstream_server <port> 
 
 Its tools: ``echo`` (answers its text), ``fail`` (a tool error), ``count`` (a streamed result:
 a progress notification per step, then the answer), ``slow`` (sleeps, to be cancelled),
-``big`` (an answer of the size asked), ``motto`` (no arguments: the tool an agent calls). With
-a ``token``, every request must carry ``Authorization: Bearer <token>``; any other gets a 401.
+``big`` (an answer of the size asked), ``motto`` (no arguments: the tool an agent calls); a
+prompt ``greet`` and a resource ``note://motto``. With a ``token``, every request must carry
+``Authorization: Bearer <token>``; any other gets a 401.
 
 For the tests to look inside: ``GET /control/seen`` lists every Authorization header received
 (so a test can prove the gateway sent the server's own credential and never the client's),
@@ -64,6 +65,14 @@ def build(token: str | None, sse: bool = False) -> ASGIApp:
 
     @server.tool(description="Tells the house motto.")
     def motto() -> str:
+        return MOTTO
+
+    @server.prompt(description="Greets someone by name.")
+    def greet(name: str) -> str:
+        return f"Say hello to {name}."
+
+    @server.resource("note://motto", description="The house motto, as a note.")
+    def motto_note() -> str:
         return MOTTO
 
     @server.tool(description="Answers a text of the given size.")
