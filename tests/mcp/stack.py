@@ -98,7 +98,8 @@ mcp:
       url: {legacy.url}
       transport: sse
       allow_private_network: true
-  calls_per_minute_per_key: 1000
+  calls_per_minute_per_key: 5
+  calls_per_minute_per_team: 3
 """
 
 

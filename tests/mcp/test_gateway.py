@@ -11,7 +11,7 @@ import anyio
 import httpx
 import mcp_types as types
 import pytest
-from mcp import MCPError
+from mcp import ClientSession, MCPError
 
 from tests.mcp.stack import Stack, session
 
@@ -144,18 +144,23 @@ async def test_a_result_over_the_servers_cap_is_refused(approved: Stack) -> None
     assert "larger than 4096 bytes" in refused.value.error.message
 
 
+async def calls_until_refused(clients: list[ClientSession], most: int) -> tuple[int, MCPError]:
+    """Calls tools.echo with each client in turn until one is refused: (calls that passed, the
+    refusal). A limit per minute lets ``limit`` calls in a minute, so with a minute's turn
+    between them at most twice that: ``most`` bounds the loop."""
+    for made in range(most):
+        try:
+            await clients[made % len(clients)].call_tool("tools.echo", {"text": "x"})
+        except MCPError as exc:
+            return made, exc
+    raise AssertionError(f"{most} calls and none refused")
+
+
 async def test_tool_calls_over_the_keys_limit_are_refused(approved: Stack) -> None:
-    # calls_per_minute_per_key is 1000 in the stack's config: a key of its own spends it
-    key, _ = approved.key("tools.echo")
+    key, _ = approved.key("tools.echo")  # calls_per_minute_per_key is 5 in the stack's config
     async with session(approved.mcp_url, key) as client:
-        refused = None
-        for _ in range(1001):
-            try:
-                await client.call_tool("tools.echo", {"text": "x"})
-            except MCPError as exc:
-                refused = exc
-                break
-    assert refused is not None and refused.error.code == -32029
+        passed, refused = await calls_until_refused([client], 11)
+    assert passed >= 5 and refused.error.code == -32029
     assert "tool calls per minute of this key exhausted" in refused.error.message
 
 
@@ -287,3 +292,21 @@ async def test_prompts_and_resources_are_offered_only_for_servers_granted_whole(
             await client.get_prompt("tools.greet", {"name": "Ada"})
         with pytest.raises(MCPError):
             await client.read_resource("sealgate://tools/note%3A%2F%2Fmotto")
+
+
+async def test_tool_calls_over_the_teams_limit_are_refused_whichever_key_makes_them(
+    approved: Stack,
+) -> None:
+    # calls_per_minute_per_team is 3 in the stack's config
+    team = approved.gateway.admin(
+        "POST", "/admin/teams", json={"name": "l-" + secrets.token_hex(3)}
+    )
+    team_id = team.json()["id"]
+    path = f"/admin/mcp/grants/teams/{team_id}"
+    assert approved.gateway.admin("PUT", path, json={"tools": ["tools.echo"]}).status_code == 200
+    first, _ = approved.key("tools.echo", team_id=team_id)
+    second, _ = approved.key("tools.echo", team_id=team_id)
+    async with session(approved.mcp_url, first) as one, session(approved.mcp_url, second) as two:
+        passed, refused = await calls_until_refused([one, two], 7)
+    assert passed >= 3 and refused.error.code == -32029
+    assert "tool calls per minute of this team exhausted" in refused.error.message
