@@ -310,3 +310,37 @@ async def test_tool_calls_over_the_teams_limit_are_refused_whichever_key_makes_t
         passed, refused = await calls_until_refused([one, two], 7)
     assert passed >= 3 and refused.error.code == -32029
     assert "tool calls per minute of this team exhausted" in refused.error.message
+
+
+def test_only_the_gateway_admin_may_read_or_change_the_mcp_gateway_and_changes_are_audited(
+    approved: Stack,
+) -> None:
+    made = approved.gateway.admin(
+        "POST", "/admin/tokens", json={"role": "viewer", "name": "v-" + secrets.token_hex(3)}
+    )
+    assert made.status_code == 201, made.text
+    viewer = {"Authorization": f"Bearer {made.json()['token']}"}
+    _, key_id = approved.key()
+    for method, path, body in (
+        ("GET", "/admin/mcp/servers", None),
+        ("GET", "/admin/mcp/grants", None),
+        ("PUT", f"/admin/mcp/grants/keys/{key_id}", {"tools": ["tools.*"]}),
+        ("POST", "/admin/mcp/approvals", {"server": "tools", "tool": "big", "digest": "0" * 64}),
+    ):
+        url = approved.gateway.url + path
+        assert httpx.request(method, url, headers=viewer, json=body).status_code == 403
+    approved.grant_key(key_id, "tools.echo", "legacy.*")
+    grants = approved.gateway.admin("GET", "/admin/mcp/grants").json()["data"]
+    assert {"principal": f"key:{key_id}", "tools": ["legacy.*", "tools.echo"]} in grants
+    rows = [
+        r
+        for r in approved.audit()
+        if r["action"] == "mcp.grants" and r["target"] == f"key:{key_id}"
+    ]
+    assert [(r["actor"], r["action"], r["detail"]) for r in rows] == [
+        ("admin", "mcp.grants", {"tools": ["legacy.*", "tools.echo"]})
+    ]
+    unknown = approved.gateway.admin(
+        "PUT", f"/admin/mcp/grants/keys/{key_id}", json={"tools": ["nowhere.*"]}
+    )
+    assert unknown.status_code == 400 and "names no configured MCP server" in unknown.text
