@@ -9,7 +9,8 @@
     ├── AuthenticationFailed        401 authentication_error
     ├── PermissionDenied            403 permission_error
     ├── NotFound                    404 not_found_error
-    │   └── ModelNotFound
+    │   ├── ModelNotFound
+    │   └── ToolNotFound            an MCP tool that does not exist, or the caller may not use
     ├── Conflict                    409 conflict (a name or scope that is taken)
     ├── RateLimited                 429 rate_limit_error (Retry-After, x-ratelimit-* headers)
     │   ├── BudgetExceeded          429 budget_exceeded (a hard budget would be passed)
@@ -136,6 +137,10 @@ class NotFound(GatewayError):
 
 class ModelNotFound(NotFound):
     default_code = "model_not_found"
+
+
+class ToolNotFound(NotFound):
+    default_code = "tool_not_found"
 
 
 class Conflict(GatewayError):

@@ -28,16 +28,20 @@ from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
+from gateway.api.mcp import McpEndpoint
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, guardrails_section
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
+from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
 from gateway.guardrails import webhook
 from gateway.guardrails.pipeline import Guardrails
 from gateway.hardening import harden_process
+from gateway.mcp.aggregator import Aggregator
+from gateway.mcp.state import McpStore
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
@@ -108,6 +112,7 @@ class Services:
     governance: Governance
     readiness: Readiness
     inference: Inference
+    mcp: McpEndpoint
     data_dir_lock: IO[str]
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
@@ -121,6 +126,7 @@ class Services:
             await self.router.breakers.start()
             if self.router.probes is not None:
                 self.router.probes.start()
+            await self.mcp.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -130,6 +136,7 @@ class Services:
         async def stop() -> None:
             for task in tasks:
                 task.cancel()
+            await self.mcp.stop()
             await self.governance.close()
             await self.router.breakers.close()
             if self.router.probes is not None:
@@ -151,6 +158,7 @@ class Services:
             self.auth,
             self.governance,
             lambda: self.router.models(),
+            self.mcp.aggregator,
         )
         return build_app(
             self.inference,
@@ -160,6 +168,7 @@ class Services:
             [start],
             [stop],
             access_log=self.config.logging.access_log,
+            mcp=self.mcp,
         )
 
 
@@ -209,6 +218,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         [secrets, credentials, deployments, governance.health],
         tenancy=governance.tenancy,
     )
+    tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
     return Services(
         config=config,
         engine=engine,
@@ -221,6 +231,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         governance=governance,
         readiness=readiness,
         inference=inference,
+        mcp=McpEndpoint(tools, auth),
         data_dir_lock=held,
     )
 
@@ -235,6 +246,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         egress.enforce(config.deployments, integrity.policies_dir(config.verify))
         policies = integrity.policies_dir(config.verify)
         webhook.check_egress(guardrails_section(config, policies), policies)
+        egress.enforce_mcp(config.mcp.servers, policies)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

@@ -20,6 +20,7 @@ from gateway.api.admin.context import AdminContext
 from gateway.api.admin.gate import AdminGate, is_admin
 from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
+from gateway.api.mcp import McpEndpoint, is_mcp
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest
 
@@ -39,12 +40,18 @@ class Gateway:
     body), everything else by the FastAPI app."""
 
     def __init__(
-        self, inference: Inference, app: FastAPI, admin: AdminGate, access: AccessLayer
+        self,
+        inference: Inference,
+        app: FastAPI,
+        admin: AdminGate,
+        access: AccessLayer,
+        mcp: McpEndpoint | None = None,
     ) -> None:
         self.inference = inference
         self.app = app
         self.admin = admin
         self.access = access
+        self.mcp = mcp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +62,8 @@ class Gateway:
             await self.access(scope, receive, send, handler, counted, scope["path"])
         elif is_admin(scope["path"]):
             await self.access(scope, receive, send, self.admin, uncounted, None)
+        elif self.mcp is not None and is_mcp(scope["path"]):
+            await self.access(scope, receive, send, self.mcp, uncounted, None)
         else:
             await self.access(scope, receive, send, self.app, uncounted, None)
 
@@ -75,6 +84,7 @@ def build_app(
     startup: list[Hook],
     shutdown: list[Hook],
     access_log: bool = True,
+    mcp: McpEndpoint | None = None,
 ) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -134,4 +144,4 @@ def build_app(
     for routes in admin.routers(admin_context):
         app.include_router(routes)
     gate = AdminGate(app, admin_context, inference.limit)
-    return Gateway(inference, app, gate, AccessLayer(access_log))
+    return Gateway(inference, app, gate, AccessLayer(access_log), mcp)

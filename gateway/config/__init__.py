@@ -34,6 +34,7 @@ from pydantic import (
 from gateway.config.cache import Cache
 from gateway.config.governance import Governance
 from gateway.config.guardrails import Guardrails
+from gateway.config.mcp import Mcp
 from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
 from gateway.errors import ConfigError
@@ -253,6 +254,7 @@ class GatewayConfig(Strict):
     tracing: Tracing = Tracing()
     cache: Cache | None = None
     guardrails: Guardrails = Guardrails()
+    mcp: Mcp = Mcp()
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -304,6 +306,10 @@ class GatewayConfig(Strict):
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
+        } | {
+            f"mcp.servers.{index}.credential": ref
+            for index, s in enumerate(self.mcp.servers)
+            if (ref := s.credential_ref) is not None
         }
         if self.cache is not None and self.cache.encryption_key is not None:
             found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)

@@ -30,6 +30,9 @@ class Actor:
     team_id: str | None = None
 
 
+Entry = tuple[datetime, Actor, str, str, dict[str, Any]]  # when, who, action, target, detail
+
+
 def _digest(
     prev: str, at: str, actor: str, role: str, action: str, target: str, detail: str
 ) -> str:
@@ -43,8 +46,10 @@ class AuditLog:
         self._lock = threading.Lock()
 
     def record(self, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
-        at = datetime.now(UTC)
-        body = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+        self.record_many([(datetime.now(UTC), actor, action, target, detail)])
+
+    def record_many(self, rows: list[Entry]) -> None:
+        """Append ``rows`` (when, actor, action, target, detail) in order, in one transaction."""
         with self._lock, self._engine.begin() as connection:
             if connection.dialect.name == "postgresql":
                 connection.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
@@ -52,19 +57,22 @@ class AuditLog:
                 select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
             ).scalar()
             prev = last or GENESIS
-            digest = _digest(prev, at.isoformat(), actor.name, actor.role, action, target, body)
-            connection.execute(
-                insert(audit_log).values(
-                    at=at,
-                    actor=actor.name,
-                    role=actor.role,
-                    action=action,
-                    target=target,
-                    detail=body,
-                    prev_hash=prev,
-                    hash=digest,
+            for at, actor, action, target, detail in rows:
+                body = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
+                digest = _digest(prev, at.isoformat(), actor.name, actor.role, action, target, body)
+                connection.execute(
+                    insert(audit_log).values(
+                        at=at,
+                        actor=actor.name,
+                        role=actor.role,
+                        action=action,
+                        target=target,
+                        detail=body,
+                        prev_hash=prev,
+                        hash=digest,
+                    )
                 )
-            )
+                prev = digest
 
     def entries(self, limit: int = 1000) -> list[dict[str, Any]]:
         with self._engine.connect() as connection:

@@ -12,6 +12,9 @@ Two checks, both failing closed:
   or otherwise not global, unless the deployment allows private networks. The check applies to the
   addresses actually connected to, so a DNS name that points at the metadata service is caught.
 
+The MCP gateway's upstream servers (``gateway.mcp.upstream``) get the same two checks:
+``enforce_mcp`` at start-up, and a ``GuardedResolver`` for each request's connection.
+
 Redirects are never followed (``pool.py``), so the request that carries a key cannot be steered
 to another host after the check.
 """
@@ -32,6 +35,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 from gateway.config import Deployment
+from gateway.config.mcp import McpServer
 from gateway.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -151,6 +155,34 @@ def enforce(
                 where,
                 f"host {host} is not on the egress allowlist for provider "
                 f"{deployment.provider} ({policy.source})",
+            )
+
+
+def enforce_mcp(
+    servers: list[McpServer], policies: Path, policy: EgressPolicy | None = None
+) -> None:
+    """The same start-up check for the MCP gateway's upstream servers: each server's host must
+    be on the allowlist under the provider name ``mcp``, or a private address the server
+    allows explicitly (``allow_private_network``)."""
+    for index, server in enumerate(servers):
+        where = f"mcp.servers.{index}.url"
+        if is_local_literal(server.host):
+            if not server.allow_private_network:
+                raise ConfigError(
+                    "config",
+                    where,
+                    f"{server.host} is a private, loopback or link-local address; set "
+                    "allow_private_network: true on this server for a local MCP server",
+                )
+            continue
+        if policy is None:
+            policy = load_policy(policies / POLICY_FILE)
+        if not policy.allows("mcp", server.host):
+            raise ConfigError(
+                "config",
+                where,
+                f"host {server.host} is not on the egress allowlist for provider mcp "
+                f"({policy.source})",
             )
 
 

@@ -153,3 +153,24 @@ Index("ix_spend_at", spend.c.at)
 Index("ix_spend_key_at", spend.c.key_id, spend.c.at)
 Index("ix_spend_team_at", spend.c.team_id, spend.c.at)
 Index("ix_spend_user_at", spend.c.user_id, spend.c.at)
+
+# The MCP gateway (gateway.mcp): the tools an operator approved, each pinned by the SHA-256 of
+# its description and input schema, and who may call which server's tools.
+mcp_approvals = Table(
+    "mcp_approvals",
+    metadata,
+    Column("server", String(48), primary_key=True),
+    Column("tool", String(128), primary_key=True),
+    Column("digest", String(64), nullable=False),
+    Column("approved_by", String(64), nullable=False),
+    Column("approved_at", DateTime(timezone=True), nullable=False),
+)
+
+mcp_grants = Table(
+    "mcp_grants",
+    metadata,
+    Column("principal", String(48), primary_key=True),  # key:<id> or team:<id>
+    Column("pattern", String(180), primary_key=True),  # <server>.<tool> or <server>.*
+    Column("granted_by", String(64), nullable=False),
+    Column("granted_at", DateTime(timezone=True), nullable=False),
+)

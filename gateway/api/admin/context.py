@@ -24,6 +24,7 @@ from gateway.governance import principals, roles
 from gateway.governance.audit import Actor, AuditLog
 from gateway.governance.core import Governance
 from gateway.governance.tenancy import Team, Tenancy
+from gateway.mcp.aggregator import Aggregator
 from gateway.store.keys import KeyStore
 
 log = logging.getLogger("sealgate.admin")
@@ -47,6 +48,7 @@ class AdminContext:
     auth: Authenticator
     governance: Governance
     models: Callable[[], list[str]]
+    mcp: Aggregator | None = None  # the MCP gateway (gateway.api.admin.mcp)
 
     def __post_init__(self) -> None:
         self.tenancy: Tenancy = self.governance.tenancy
