@@ -143,6 +143,10 @@ class Inference:
         anthropic: bool,
     ) -> None:
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        # observability (issue 17): content on the span only for a team that asked, redacted
+        content = access.content_traced(self.governance, admission.team_id)
+        if content:
+            tracing.record_input(body.get("messages"))
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
@@ -162,6 +166,8 @@ class Inference:
         )
         answer = reply.body
         tracing.record_reply(answer)  # observability (issue 17): response model, finish reasons
+        if content:
+            tracing.record_output(answer)
         if anthropic:
             try:
                 message = anthropic_wire.message_from_openai(json.loads(reply.body), model)
