@@ -30,6 +30,7 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
+from gateway.governance.pricing import NANOS_PER_USD
 from gateway.logs import ACCESS_LOGGER
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
 
@@ -48,7 +49,6 @@ CONTENT_FLAG = "trace_content"
 MAX_REQUEST_ID = 128
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % MAX_REQUEST_ID)
 MAX_LOGGED_PATH = 200
-NANOS_PER_USD = 1_000_000_000
 EVENT_STREAM = b"text/event-stream"
 
 
