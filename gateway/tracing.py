@@ -7,9 +7,11 @@ for the limit check, a CLIENT child for each upstream attempt and, under an atte
 secret fetch from its backend. An incoming W3C ``traceparent`` makes the request's span its
 child; with ``propagate_upstream`` the attempt's own context goes to the deployment.
 
-What never goes into a span: a key, a token, a header value, a prompt or an answer, an exception
-message (errors are recorded by their code, ``error.type``). Attribute values are the operator's
-names (models, deployments, providers), ids the gateway made, and numbers.
+What never goes into a span: a key, a token, a header value, an exception message (errors are
+recorded by their code, ``error.type``). Attribute values are the operator's names (models,
+deployments, providers), ids the gateway made, and numbers. Prompts and answers only for a team
+whose operator turned it on (``record_input``, ``record_output``), and then through the log
+redactor (every secret the process holds, every credential shape) and capped in size.
 
 When tracing is off every helper here returns at its first line, so the hot path pays one
 attribute read per call site.
@@ -31,6 +33,8 @@ from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
+from gateway.logs import REDACTOR
+
 # The provider names of the GenAI conventions' registry, by Sealgate provider.
 PROVIDER_NAMES = {
     "openai": "openai",
@@ -44,6 +48,7 @@ OPERATIONS = {
     "/v1/embeddings": "embeddings",
 }
 PROPAGATOR = TraceContextTextMapPropagator()
+MAX_CONTENT_CHARS = 16384  # of one content attribute, after redaction
 Attributes = Mapping[str, str | int | float | bool | list[str]]
 
 
@@ -187,6 +192,29 @@ def record_reply(body: bytes) -> None:
         ]
         if reasons:
             current.set_attribute("gen_ai.response.finish_reasons", reasons)
+
+
+def record_input(messages: object) -> None:
+    """The request's messages on its span as ``gen_ai.input.messages``, redacted."""
+    if STATE.tracer is not None:
+        trace.get_current_span().set_attribute("gen_ai.input.messages", _redacted(messages))
+
+
+def record_output(body: bytes) -> None:
+    """A complete answer's messages as ``gen_ai.output.messages``, redacted."""
+    if STATE.tracer is None:
+        return
+    try:
+        choices = json.loads(body).get("choices")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(choices, list):
+        messages = [c.get("message") for c in choices if isinstance(c, dict)]
+        trace.get_current_span().set_attribute("gen_ai.output.messages", _redacted(messages))
+
+
+def _redacted(value: object) -> str:
+    return REDACTOR.scrub(json.dumps(value, default=str))[:MAX_CONTENT_CHARS]
 
 
 def outbound() -> dict[str, str]:

@@ -30,11 +30,13 @@ from starlette.types import Message, Receive, Scope, Send
 from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
+from gateway.governance.pricing import NANOS_PER_USD
 from gateway.logs import ACCESS_LOGGER
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
 
 if TYPE_CHECKING:
     from gateway.governance.admission import Admission
+    from gateway.governance.core import Governance
     from gateway.store.keys import KeyRecord
 
 log = logging.getLogger(ACCESS_LOGGER)
@@ -42,10 +44,11 @@ log = logging.getLogger(ACCESS_LOGGER)
 App = Callable[[Scope, Receive, Send], Awaitable[None]]
 Guard = Callable[[Scope, Receive, Send, App], Awaitable[None]]
 
+# A team's metadata flag that puts its prompts and answers (redacted) on its requests' spans.
+CONTENT_FLAG = "trace_content"
 MAX_REQUEST_ID = 128
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % MAX_REQUEST_ID)
 MAX_LOGGED_PATH = 200
-NANOS_PER_USD = 1_000_000_000
 EVENT_STREAM = b"text/event-stream"
 
 
@@ -161,6 +164,15 @@ def observe(access: Access, route: str) -> None:
                 TOKENS[(("model", model), ("deployment", deployment), ("type", kind))] += count
         if spend.cost_nanos:
             COST[(("model", model), ("deployment", deployment))] += spend.cost_nanos / NANOS_PER_USD
+
+
+def content_traced(governance: Governance, team_id: str | None) -> bool:
+    """Does this team's operator want its prompts and answers in its traces (team metadata
+    ``trace_content: true``)? Never without tracing on, never for a key of no team."""
+    if team_id is None or not tracing.enabled():
+        return False
+    team = governance.snapshot.teams.get(team_id)
+    return team is not None and team.metadata.get(CONTENT_FLAG) is True
 
 
 def span_facts(access: Access) -> dict[str, object]:

@@ -189,6 +189,10 @@ class Inference:
             return
         extra = cached.MISS if lookup is not None else []
         # --
+        # observability (issue 17): content on the span only for a team that asked, redacted
+        content = access.content_traced(self.governance, admission.team_id)
+        if content:
+            tracing.record_input(body.get("messages"))
         if body.get("stream"):
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
@@ -225,6 +229,8 @@ class Inference:
                     reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
                 )
                 raise
+        if content:
+            tracing.record_output(answer)
         if anthropic:
             try:
                 message = anthropic_wire.message_from_openai(json.loads(answer), model)

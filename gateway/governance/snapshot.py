@@ -18,11 +18,11 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.governance import periods
+from gateway.governance.pricing import NANOS_PER_USD
 from gateway.governance.tenancy import Budget, Team, Tenancy, User
 from gateway.metrics import METRICS
 from gateway.store.tables import spend
 
-NANOS_PER_USD = 1_000_000_000
 TEAM_BUDGET_REMAINING = METRICS.gauge(
     "sealgate_team_budget_remaining_usd",
     "what is left of each team budget in its period, as of the last governance refresh",

@@ -137,3 +137,35 @@ def test_a_tracing_header_that_is_a_literal_is_refused_at_start(
     gateway.start(wait=False)
     assert gateway.wait_exit() != 0
     assert "tracing.headers" in gateway.stderr() and "xyz" not in gateway.stderr()
+
+
+def test_content_is_on_spans_only_for_a_team_that_asked_and_then_redacted(
+    upstream: FakeUpstream, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    gateway = traced(upstream, receiver, tmp_path)
+    try:
+        teams = {
+            name: gateway.admin("POST", "/admin/teams", json={"name": name, "metadata": meta})
+            for name, meta in (("open", {"trace_content": True}), ("closed", {}))
+        }
+        assert all(t.status_code == 201 for t in teams.values())
+        shaped = "sk-proj-" + secrets.token_hex(16)  # a key shape the redactor knows
+        words = f"{PROMPT} my key is {shaped} and {PROVIDER_KEY}"
+        for name, team in teams.items():
+            key = gateway.create_key(["gpt"], team_id=team.json()["id"])["key"]
+            headers = {"x-request-id": f"content-{name}"}
+            sent = chat(
+                gateway, key, headers=headers, messages=[{"role": "user", "content": words}]
+            )
+            assert sent.status_code == 200
+    finally:
+        gateway.stop()
+    spans = {s.attributes.get("sealgate.request_id"): s for s in receiver.named("chat gpt")}
+    opened, closed = spans["content-open"].attributes, spans["content-closed"].attributes
+    assert PROMPT in opened["gen_ai.input.messages"]
+    assert "[REDACTED]" in opened["gen_ai.input.messages"]
+    assert FakeUpstream.REPLY_TEXT in opened["gen_ai.output.messages"]
+    assert "gen_ai.input.messages" not in closed and "gen_ai.output.messages" not in closed
+    everything = b"".join(receiver.raw)
+    assert shaped.encode() not in everything and PROVIDER_KEY.encode() not in everything
+    assert everything.count(PROMPT.encode()) == 1  # the open team's span, nowhere else
