@@ -122,3 +122,19 @@ def test_the_migration_lock_is_released_once_the_schema_is_at_head(
         assert [o.returncode for o in start_together(url, 1)] == [0]
     finally:
         engine.dispose()
+
+
+def test_the_migrations_form_one_chain_with_one_head_and_unique_revision_ids() -> None:
+    """Branches that each add a migration on the same parent make two heads, and `migrate`
+    (upgrade to "head") then refuses to start: the chain must stay linear."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from gateway.store.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(config)
+    assert len(script.get_heads()) == 1, script.get_heads()
+    chain = [r.revision for r in script.walk_revisions()]
+    assert len(chain) == len(set(chain)) == len(list(MIGRATIONS.glob("versions/0*.py")))
