@@ -271,14 +271,14 @@ class Router:
                     request.refusals.add(id(skipped))
                     last = skipped
                     continue
-            if not await self.breakers.attempt(route.deployment.name) and queue:
-                continue  # another request is probing its half-open breaker
             if tries:
                 wait = max(backoff(tries, self._settings.backoff, self._rng), again_after or 0.0)
                 if loop.time() + wait >= request.deadline:
                     break  # the retry could not finish in time: the last failure stands
                 if wait > 0:
                     await asyncio.sleep(wait)
+            if not await self.breakers.attempt(route.deployment.name) and queue:
+                continue  # another request is probing its half-open breaker
             tries += 1
             try:
                 return await self._attempt(route, call, request), route.deployment
@@ -328,6 +328,7 @@ class Router:
             raise
         finally:
             stats.in_flight -= 1
+            self.breakers.release(name)  # a probe cancelled, or refused as a bad request
         self.breakers.succeeded(name)
         elapsed = time.perf_counter() - started
         stats.count(int(self._clock() // 60), requests=1)

@@ -4,6 +4,7 @@ refusals, a stream cut after its first event, and a deployment that recovers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from typing import Any
@@ -252,3 +253,24 @@ def test_failures_older_than_the_window_do_not_open_the_breaker() -> None:
     assert breakers.state("a") == "closed"
     breakers.failed("a")
     assert breakers.state("a") == "open"
+
+
+async def test_a_probe_that_is_cancelled_lets_the_next_request_probe(
+    upstreams: dict[str, FakeUpstream], routing: Routing
+) -> None:
+    a = upstreams["a"]
+    clock = Clock()
+    r = routing.router(config([deployment("m", a, "a")], {"cooldown_seconds": 30}), clock)
+    r.breakers.failed("a")
+    clock.now += 31
+    a.then(delay=5)  # the probe hangs, and its client goes away
+    probe = asyncio.ensure_future(r.chat("m", BODY))
+    while not a.requests:
+        await asyncio.sleep(0.01)
+    assert not r.breakers.available("a")  # the probe is in flight
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert r.breakers.available("a") and r.breakers.state("a") == "half_open"
+    _, served_by = await r.chat("m", BODY)  # the next request is the probe, and closes it
+    assert served_by.name == "a" and r.breakers.state("a") == "closed"
