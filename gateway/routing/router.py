@@ -31,9 +31,11 @@ from typing import Any, TypeVar, cast
 
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
+from gateway.config.routing import ERROR_CLASSES
 from gateway.config.routing import Router as RouterSettings
 from gateway.errors import (
     GatewayError,
+    InvalidRequest,
     ModelNotFound,
     SecretUnavailable,
     UpstreamCredentialRejected,
@@ -50,6 +52,7 @@ from gateway.routing.retries import backoff, error_class, retry_after
 from gateway.routing.strategies import Order, Stats, strategy
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.secret import Secret
+from gateway.store.keys import KeyRecord
 from gateway.values import Reply, Stream, Usage
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,11 @@ class Route:
     stats: Stats = field(default_factory=Stats)
 
 
-Plan = list[Route]
+class Plan(list[Route]):
+    """The order one request tries its model's deployments in, and the key's own fallbacks by
+    error class (its metadata's ``fallbacks``), which stand in for the group's for that class."""
+
+    fallbacks: dict[str, list[str]] | None = None
 
 
 def routes_for(deployments: list[Deployment], pool: UpstreamPool) -> list[Route]:
@@ -182,11 +189,36 @@ class Router:
     ) -> tuple[Reply, Deployment]:
         return await self._run(model, lambda r, k: r.adapter.embeddings(body, k), gate, plan, False)
 
-    def plan(self, model: str, stream: bool = False) -> Plan:
+    def plan(self, model: str, stream: bool = False, key: KeyRecord | None = None) -> Plan:
         """The order this request will try the model's deployments in, chosen now: governance
         reserves the first one's limits together with the request's own (one counter round
-        trip instead of two), and the call then follows the same order."""
-        return self._ordered(model, stream)
+        trip instead of two), and the call then follows the same order. With ``key``, its own
+        fallbacks come along (InvalidRequest when its metadata names them wrongly)."""
+        planned = Plan(self._ordered(model, stream))
+        if key is not None and "fallbacks" in key.metadata:
+            planned.fallbacks = self._key_fallbacks(key)
+        return planned
+
+    def _key_fallbacks(self, key: KeyRecord) -> dict[str, list[str]]:
+        """A key's ``metadata.fallbacks``: {error class: [model, ...]}, each model one this
+        router serves and the key may use."""
+        given = key.metadata["fallbacks"]
+        where = "this key's metadata.fallbacks"
+        if not isinstance(given, dict):
+            raise InvalidRequest(f"{where} must map error classes to lists of models")
+        found: dict[str, list[str]] = {}
+        for kind, models in given.items():
+            if kind not in ERROR_CLASSES:
+                raise InvalidRequest(f"{where} names {kind!r}; known: {', '.join(ERROR_CLASSES)}")
+            if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+                raise InvalidRequest(f"{where}.{kind} must be a list of model names")
+            for name in models:
+                if name not in self.groups or not key.allows(name):
+                    raise InvalidRequest(
+                        f"{where}.{kind} names model {name!r}, which this key cannot use"
+                    )
+            found[kind] = models
+        return found
 
     def _ordered(self, model: str, stream: bool) -> list[Route]:
         group = self.groups[model]
@@ -234,7 +266,13 @@ class Router:
                 return await self._group(routes, call, gate, request)
             except GatewayError as exc:
                 kind = "general" if id(exc) in request.refusals else error_class(exc)
-                fallbacks = self._settings.fallbacks_for(model, kind) if kind else []
+                own = plan.fallbacks if isinstance(plan, Plan) else None
+                if kind is None:
+                    fallbacks = []
+                elif own is not None and kind in own:
+                    fallbacks = own[kind]
+                else:
+                    fallbacks = self._settings.fallbacks_for(model, kind)
                 if not fallbacks:
                     raise
                 last = exc
