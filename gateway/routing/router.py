@@ -25,7 +25,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -49,7 +49,8 @@ from gateway.refs import CredentialRef
 from gateway.routing.breaker import Breakers
 from gateway.routing.health import PROBE, Probes
 from gateway.routing.retries import backoff, error_class, retry_after
-from gateway.routing.strategies import Order, Stats, strategy
+from gateway.routing.stats import Stats, TimedStream
+from gateway.routing.strategies import Order, strategy
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.secret import Secret
 from gateway.store.keys import KeyRecord
@@ -373,7 +374,7 @@ class Router:
         if request.stream:
             stats.observe(ttfb=elapsed)
             stats.in_flight += 1  # until the stream ends
-            return cast(T, _TimedStream(cast(Stream, result), stats, started, self._clock))
+            return cast(T, TimedStream(cast(Stream, result), stats, started, self._clock))
         stats.observe(elapsed, elapsed)
         usage = getattr(result, "usage", None)
         if usage is not None:
@@ -433,37 +434,3 @@ class Router:
                 raise
             self._broker.invalidate(ref, key)
             return await call(route, await self._broker.get(ref))
-
-
-class _TimedStream:
-    """A stream passed on as it is, that tells the deployment's stats when it ended: its total
-    latency, its tokens, and that it is no longer in flight."""
-
-    def __init__(
-        self, inner: Stream, stats: Stats, started: float, clock: Callable[[], float]
-    ) -> None:
-        self._inner = inner
-        self._stats = stats
-        self._started = started
-        self._clock = clock
-        self._open = True
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner.chunks():
-            yield chunk
-        self._stats.observe(total=time.perf_counter() - self._started)
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._open:
-                self._open = False
-                self._stats.in_flight -= 1
-                usage = self._inner.usage
-                if usage is not None:
-                    self._stats.count(int(self._clock() // 60), tokens=usage.total_tokens)
