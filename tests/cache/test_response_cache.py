@@ -282,3 +282,21 @@ def test_a_malformed_encryption_key_turns_the_redis_cache_off_loudly_not_into_cl
             client.delete(name)
         client.close()
     assert "cache disabled: the cache encryption key must be 32 bytes" in process.stderr()
+
+
+def test_the_messages_route_is_cached_apart_from_chat(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    key = gateway.create_key(["fake-gpt"])["key"]
+    text = unique()
+    body = {"model": "fake-gpt", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    answers = [
+        httpx.post(gateway.url + "/v1/messages", json=body, headers=headers, timeout=10)
+        for _ in range(2)
+    ]
+    assert [a.headers["x-sealgate-cache"] for a in answers] == ["miss", "hit"]
+    assert answers[1].json()["type"] == "message" and answers[1].content == answers[0].content
+    # the same question on the OpenAI route is another entry (another answer shape)
+    assert ask(gateway, key, text, max_tokens=64).headers["x-sealgate-cache"] == "miss"
+    assert len(upstream.requests) == 2
