@@ -132,7 +132,7 @@ class Inference:
         """Limits and budgets, and the first deployment's limits, reserved before routing
         (settled, with the spend record durable, before the answer goes out: governance/); the
         plan is the order routing follows."""
-        plan = router.plan(model, stream=bool(body.get("stream")))
+        plan = router.plan(model, stream=bool(body.get("stream")), key=record)
         with tracing.span("sealgate.limits"):  # observability (issue 17): the limit check
             admission = await self.governance.admit(
                 record, model, body, headers, kind, plan[0].deployment

@@ -21,6 +21,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.exceptions import RedisError
 
+from gateway.errors import GatewayError
+
 log = logging.getLogger("sealgate.cache")
 
 NONCE_BYTES = 12
@@ -114,7 +116,9 @@ class RedisStore:
             return None
         if not isinstance(sealed, bytes) or len(sealed) <= NONCE_BYTES:
             return None
-        cipher = await self._cipher()
+        cipher = await self._usable_cipher()
+        if cipher is None:
+            return None
         try:
             return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], name.encode())
         except InvalidTag:
@@ -123,12 +127,24 @@ class RedisStore:
 
     async def put(self, key: str, value: bytes) -> None:
         name = self.name(key)
+        cipher = await self._usable_cipher()
+        if cipher is None:
+            return
         nonce = os.urandom(NONCE_BYTES)
-        sealed = nonce + (await self._cipher()).encrypt(nonce, value, name.encode())
+        sealed = nonce + cipher.encrypt(nonce, value, name.encode())
         try:
             await self._client.set(name, sealed, px=self._ttl_ms)
         except RedisError as exc:
             log.warning("cache unreachable", extra={"sg_error": type(exc).__name__})
+
+    async def _usable_cipher(self) -> AESGCM | None:
+        """The cipher, or None (logged) when its key cannot be had or is not a key: the cache
+        is then a miss for every request, never a failed request and never a clear entry."""
+        try:
+            return await self._cipher()
+        except (ValueError, GatewayError) as exc:
+            log.error("cache disabled: %s", exc)
+            return None
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -90,6 +90,17 @@ class Breakers:
             breaker.probing = True
         return True
 
+    def release(self, name: str) -> None:
+        """The call that was the probe ended without a verdict on the deployment (cancelled,
+        or the request itself refused): the next request probes instead. No-op otherwise."""
+        breaker = self._by_name.get(name)
+        if breaker is not None and breaker.probing:
+            breaker.probing = False
+            self._released(name)
+
+    def _released(self, name: str) -> None:
+        return None
+
     def succeeded(self, name: str) -> None:
         breaker = self._by_name.get(name)
         if breaker is None:

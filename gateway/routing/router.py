@@ -25,16 +25,18 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from gateway import tracing
 from gateway.config import Deployment
 from gateway.config.governance import Governance as GovernanceSettings
+from gateway.config.routing import ERROR_CLASSES
 from gateway.config.routing import Router as RouterSettings
 from gateway.errors import (
     GatewayError,
+    InvalidRequest,
     ModelNotFound,
     SecretUnavailable,
     UpstreamCredentialRejected,
@@ -48,9 +50,11 @@ from gateway.refs import CredentialRef
 from gateway.routing.breaker import Breakers
 from gateway.routing.health import PROBE, Probes
 from gateway.routing.retries import backoff, error_class, retry_after
-from gateway.routing.strategies import Order, Stats, strategy
+from gateway.routing.stats import Stats, TimedStream
+from gateway.routing.strategies import Order, strategy
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.secret import Secret
+from gateway.store.keys import KeyRecord
 from gateway.values import Reply, Stream, Usage
 
 log = logging.getLogger(__name__)
@@ -75,7 +79,11 @@ class Route:
     stats: Stats = field(default_factory=Stats)
 
 
-Plan = list[Route]
+class Plan(list[Route]):
+    """The order one request tries its model's deployments in, and the key's own fallbacks by
+    error class (its metadata's ``fallbacks``), which stand in for the group's for that class."""
+
+    fallbacks: dict[str, list[str]] | None = None
 
 
 def routes_for(deployments: list[Deployment], pool: UpstreamPool) -> list[Route]:
@@ -186,11 +194,36 @@ class Router:
             model, lambda r, k: r.adapter.embeddings(body, k), gate, plan, False, "embeddings"
         )
 
-    def plan(self, model: str, stream: bool = False) -> Plan:
+    def plan(self, model: str, stream: bool = False, key: KeyRecord | None = None) -> Plan:
         """The order this request will try the model's deployments in, chosen now: governance
         reserves the first one's limits together with the request's own (one counter round
-        trip instead of two), and the call then follows the same order."""
-        return self._ordered(model, stream)
+        trip instead of two), and the call then follows the same order. With ``key``, its own
+        fallbacks come along (InvalidRequest when its metadata names them wrongly)."""
+        planned = Plan(self._ordered(model, stream))
+        if key is not None and "fallbacks" in key.metadata:
+            planned.fallbacks = self._key_fallbacks(key)
+        return planned
+
+    def _key_fallbacks(self, key: KeyRecord) -> dict[str, list[str]]:
+        """A key's ``metadata.fallbacks``: {error class: [model, ...]}, each model one this
+        router serves and the key may use."""
+        given = key.metadata["fallbacks"]
+        where = "this key's metadata.fallbacks"
+        if not isinstance(given, dict):
+            raise InvalidRequest(f"{where} must map error classes to lists of models")
+        found: dict[str, list[str]] = {}
+        for kind, models in given.items():
+            if kind not in ERROR_CLASSES:
+                raise InvalidRequest(f"{where} names {kind!r}; known: {', '.join(ERROR_CLASSES)}")
+            if not isinstance(models, list) or not all(isinstance(m, str) for m in models):
+                raise InvalidRequest(f"{where}.{kind} must be a list of model names")
+            for name in models:
+                if name not in self.groups or not key.allows(name):
+                    raise InvalidRequest(
+                        f"{where}.{kind} names model {name!r}, which this key cannot use"
+                    )
+            found[kind] = models
+        return found
 
     def _ordered(self, model: str, stream: bool) -> list[Route]:
         group = self.groups[model]
@@ -239,7 +272,13 @@ class Router:
                 return await self._group(routes, call, gate, request)
             except GatewayError as exc:
                 kind = "general" if id(exc) in request.refusals else error_class(exc)
-                fallbacks = self._settings.fallbacks_for(model, kind) if kind else []
+                own = plan.fallbacks if isinstance(plan, Plan) else None
+                if kind is None:
+                    fallbacks = []
+                elif own is not None and kind in own:
+                    fallbacks = own[kind]
+                else:
+                    fallbacks = self._settings.fallbacks_for(model, kind)
                 if not fallbacks:
                     raise
                 last = exc
@@ -276,14 +315,14 @@ class Router:
                     request.refusals.add(id(skipped))
                     last = skipped
                     continue
-            if not await self.breakers.attempt(route.deployment.name) and queue:
-                continue  # another request is probing its half-open breaker
             if tries:
                 wait = max(backoff(tries, self._settings.backoff, self._rng), again_after or 0.0)
                 if loop.time() + wait >= request.deadline:
                     break  # the retry could not finish in time: the last failure stands
                 if wait > 0:
                     await asyncio.sleep(wait)
+            if not await self.breakers.attempt(route.deployment.name) and queue:
+                continue  # another request is probing its half-open breaker
             tries += 1
             try:
                 return await self._attempt(route, call, request), route.deployment
@@ -345,6 +384,7 @@ class Router:
             raise
         finally:
             stats.in_flight -= 1
+            self.breakers.release(name)  # a probe cancelled, or refused as a bad request
         self.breakers.succeeded(name)
         _attempted(route, "ok", started)
         elapsed = time.perf_counter() - started
@@ -352,7 +392,7 @@ class Router:
         if request.stream:
             stats.observe(ttfb=elapsed)
             stats.in_flight += 1  # until the stream ends
-            return cast(T, _TimedStream(cast(Stream, result), stats, started, self._clock))
+            return cast(T, TimedStream(cast(Stream, result), stats, started, self._clock))
         stats.observe(elapsed, elapsed)
         usage = getattr(result, "usage", None)
         if usage is not None:
@@ -413,40 +453,6 @@ class Router:
                 raise
             self._broker.invalidate(ref, key)
             return await call(route, await self._broker.get(ref))
-
-
-class _TimedStream:
-    """A stream passed on as it is, that tells the deployment's stats when it ended: its total
-    latency, its tokens, and that it is no longer in flight."""
-
-    def __init__(
-        self, inner: Stream, stats: Stats, started: float, clock: Callable[[], float]
-    ) -> None:
-        self._inner = inner
-        self._stats = stats
-        self._started = started
-        self._clock = clock
-        self._open = True
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._inner.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner.chunks():
-            yield chunk
-        self._stats.observe(total=time.perf_counter() - self._started)
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._open:
-                self._open = False
-                self._stats.in_flight -= 1
-                usage = self._inner.usage
-                if usage is not None:
-                    self._stats.count(int(self._clock() // 60), tokens=usage.total_tokens)
 
 
 def _attempted(route: Route, outcome: str, began: float) -> None:

@@ -98,6 +98,15 @@ class SharedBreakers(Breakers):
         except RedisError as exc:
             log.warning("breaker state not shared", extra={"sg_error": type(exc).__name__})
 
+    def _released(self, name: str) -> None:
+        self._later(self._unclaim(name))
+
+    async def _unclaim(self, name: str) -> None:
+        try:
+            await self._client.delete(self._keys(name)[3])
+        except RedisError as exc:
+            log.warning("breaker state not shared", extra={"sg_error": type(exc).__name__})
+
     async def attempt(self, name: str) -> bool:
         if self.state(name) != "half_open":
             return True

@@ -26,50 +26,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from gateway.config.routing import Strategy as StrategyName
-
-# How much one new latency sample moves the moving average (an EWMA).
-EWMA_ALPHA = 0.3
-
-
-@dataclass(slots=True)
-class Stats:
-    """What this replica measured of one deployment, updated by the router around each call."""
-
-    weight: float = 1.0
-    cost: float = 0.0  # nano-dollars for 1k tokens in and 1k out
-    rpm_limit: int | None = None
-    tpm_limit: int | None = None
-    in_flight: int = 0
-    ttfb: float | None = None  # EWMA seconds to the first byte (a stream's status and headers)
-    total: float | None = None  # EWMA seconds to the whole answer
-    minute: int = -1
-    requests: int = 0  # in ``minute``
-    tokens: int = 0  # in ``minute``
-    healthy: bool = True  # the last health probe's verdict (``routing.health``)
-
-    def observe(self, ttfb: float | None = None, total: float | None = None) -> None:
-        if ttfb is not None:
-            self.ttfb = ttfb if self.ttfb is None else self.ttfb + EWMA_ALPHA * (ttfb - self.ttfb)
-        if total is not None:
-            self.total = (
-                total if self.total is None else self.total + EWMA_ALPHA * (total - self.total)
-            )
-
-    def count(self, minute: int, requests: int = 0, tokens: int = 0) -> None:
-        if minute != self.minute:
-            self.minute, self.requests, self.tokens = minute, 0, 0
-        self.requests += requests
-        self.tokens += tokens
-
-    def headroom(self, minute: int) -> float:
-        """The smaller of the RPM and TPM shares left in ``minute`` (1.0 without limits)."""
-        requests, tokens = (self.requests, self.tokens) if minute == self.minute else (0, 0)
-        left = 1.0
-        if self.rpm_limit:
-            left = min(left, 1 - requests / self.rpm_limit)
-        if self.tpm_limit:
-            left = min(left, 1 - tokens / self.tpm_limit)
-        return left
+from gateway.routing.stats import Stats
 
 
 class Choosable(Protocol):

@@ -257,3 +257,46 @@ def test_entries_in_redis_are_encrypted_and_hits_are_served_from_them(
         for name in client.scan_iter(match="{" + prefix + "}:*"):
             client.delete(name)
         client.close()
+
+
+@pytest.mark.redis
+def test_a_malformed_encryption_key_turns_the_redis_cache_off_loudly_not_into_clear_entries(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
+    prefix = "sgtest-" + secrets.token_hex(6)
+    governance = f"  counters: redis\n  redis: {{url: '{REDIS_URL}', prefix: {prefix}}}\n"
+    cache = "{backend: redis, encryption_key: 'env:SEALGATE_BAD_CACHE_KEY'}"
+    text = CONFIG.format(upstream=upstream.base_url, cache=cache, governance=governance)
+    env = {"SEALGATE_BAD_CACHE_KEY": "not-a-key"}
+    process = GatewayProcess(tmp_path, text, env=env).start()
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        key = process.create_key(["fake-gpt"])["key"]
+        answers = [ask(process, key, "same question") for _ in range(2)]
+        assert [a.status_code for a in answers] == [200, 200]
+        assert [a.headers["x-sealgate-cache"] for a in answers] == ["miss", "miss"]
+        assert list(client.scan_iter(match="{" + prefix + "}:cache:*")) == []
+    finally:
+        process.stop()
+        for name in client.scan_iter(match="{" + prefix + "}:*"):
+            client.delete(name)
+        client.close()
+    assert "cache disabled: the cache encryption key must be 32 bytes" in process.stderr()
+
+
+def test_the_messages_route_is_cached_apart_from_chat(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    key = gateway.create_key(["fake-gpt"])["key"]
+    text = unique()
+    body = {"model": "fake-gpt", "max_tokens": 64, "messages": [{"role": "user", "content": text}]}
+    headers = {"x-api-key": key, "anthropic-version": "2023-06-01"}
+    answers = [
+        httpx.post(gateway.url + "/v1/messages", json=body, headers=headers, timeout=10)
+        for _ in range(2)
+    ]
+    assert [a.headers["x-sealgate-cache"] for a in answers] == ["miss", "hit"]
+    assert answers[1].json()["type"] == "message" and answers[1].content == answers[0].content
+    # the same question on the OpenAI route is another entry (another answer shape)
+    assert ask(gateway, key, text, max_tokens=64).headers["x-sealgate-cache"] == "miss"
+    assert len(upstream.requests) == 2

@@ -4,20 +4,25 @@ refusals, a stream cut after its first event, and a deployment that recovers."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from gateway.config.routing import Backoff, Breaker
 from gateway.errors import (
+    InvalidRequest,
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
 )
 from gateway.routing.breaker import Breakers
 from gateway.routing.retries import backoff, error_class
+from gateway.store.keys import KeyRecord
 from tests.routing.conftest import BODY, Clock, Routing, config, deployment, served
 from tests.support.fake_upstream import FakeUpstream
 
@@ -252,3 +257,67 @@ def test_failures_older_than_the_window_do_not_open_the_breaker() -> None:
     assert breakers.state("a") == "closed"
     breakers.failed("a")
     assert breakers.state("a") == "open"
+
+
+async def test_a_probe_that_is_cancelled_lets_the_next_request_probe(
+    upstreams: dict[str, FakeUpstream], routing: Routing
+) -> None:
+    a = upstreams["a"]
+    clock = Clock()
+    r = routing.router(config([deployment("m", a, "a")], {"cooldown_seconds": 30}), clock)
+    r.breakers.failed("a")
+    clock.now += 31
+    a.then(delay=5)  # the probe hangs, and its client goes away
+    probe = asyncio.ensure_future(r.chat("m", BODY))
+    while not a.requests:
+        await asyncio.sleep(0.01)
+    assert not r.breakers.available("a")  # the probe is in flight
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    assert r.breakers.available("a") and r.breakers.state("a") == "half_open"
+    _, served_by = await r.chat("m", BODY)  # the next request is the probe, and closes it
+    assert served_by.name == "a" and r.breakers.state("a") == "closed"
+
+
+def key(metadata: dict[str, Any], models: tuple[str, ...] = ("*",)) -> KeyRecord:
+    now = datetime.now(UTC)
+    return KeyRecord("k1", "hash", models, metadata, now, None, None)
+
+
+async def test_a_keys_own_fallbacks_stand_in_for_the_groups_for_their_class(
+    upstreams: dict[str, FakeUpstream], routing: Routing
+) -> None:
+    r = routing.router(three_groups(upstreams, {"context_window": ["big"]}))
+    upstreams["a"].then(status=400, error_code="context_length_exceeded")
+    plan = r.plan("m", key=key({"fallbacks": {"context_window": ["safe"]}}))
+    _, served_by = await r.chat("m", BODY, plan=plan)
+    assert served_by.name == "c"  # the key's list, not the group's
+    upstreams["a"].then(status=500)
+    plan = r.plan("m", key=key({"fallbacks": {"general": ["safe"]}}))
+    _, served_by = await r.chat("m", BODY, plan=plan)
+    assert served_by.name == "c"  # the group has no general fallback; the key has
+    assert served(upstreams) == {"a": 2, "b": 0, "c": 2}
+
+
+@pytest.mark.parametrize(
+    ("fallbacks", "models", "says"),
+    [
+        ({"context_window": ["safe"]}, ("m",), "names model 'safe', which this key cannot use"),
+        ({"context_window": ["nope"]}, ("*",), "names model 'nope', which this key cannot use"),
+        ({"timeouts": ["safe"]}, ("*",), "names 'timeouts'; known: general, context_window"),
+        ({"general": "safe"}, ("*",), "metadata.fallbacks.general must be a list of model names"),
+        (["safe"], ("*",), "must map error classes to lists of models"),
+    ],
+)
+async def test_a_keys_fallbacks_that_it_may_not_use_or_that_are_malformed_are_refused(
+    upstreams: dict[str, FakeUpstream],
+    routing: Routing,
+    fallbacks: Any,
+    models: tuple[str, ...],
+    says: str,
+) -> None:
+    r = routing.router(three_groups(upstreams, {}))
+    with pytest.raises(InvalidRequest, match=re.escape(says)):
+        r.plan("m", key=key({"fallbacks": fallbacks}, models))
+    assert served(upstreams) == {"a": 0, "b": 0, "c": 0}

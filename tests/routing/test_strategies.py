@@ -8,9 +8,9 @@ import random
 
 import pytest
 
+from gateway.routing.stats import Stats
 from gateway.routing.strategies import (
     Latency,
-    Stats,
     Weighted,
     least_busy,
     lowest_cost,
