@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConfigError
+from gateway.config import Secrets
+from gateway.config.mcp import McpServer
+from gateway.errors import ConfigError, UpstreamUnavailable
 from gateway.mcp import grants, pins
+from gateway.mcp.upstream import Upstream
 from gateway.providers.egress import EgressPolicy, enforce_mcp
+from gateway.secrets.setup import build_broker
 from gateway.serve import parse_config
 
 SCHEMA = {"type": "object", "properties": {"text": {"type": "string"}}}
@@ -95,3 +99,19 @@ def test_an_mcp_server_must_be_on_the_egress_allowlist_or_explicitly_private() -
     local = parse_config(BASE.replace("https://mcp.example.com", "http://127.0.0.1:9"), "gw.yaml")
     with pytest.raises(ConfigError, match=r"mcp\.servers\.0\.url.*allow_private_network"):
         enforce_mcp(local.mcp.servers, Path("."), EgressPolicy("egress.yaml", {}))
+
+
+@pytest.mark.anyio
+async def test_a_server_whose_name_resolves_to_a_private_address_is_refused_at_connect_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # "localhost" passes no start-up check here: the connection's own guard must refuse it
+    server = McpServer(name="sneaky", url="http://localhost:9/mcp")
+    upstream = Upstream(server, build_broker(Secrets(), {}))
+    try:
+        with pytest.raises(UpstreamUnavailable, match="MCP server 'sneaky' is unavailable"):
+            await upstream.list_tools()
+    finally:
+        await upstream.close()
+    refusals = [r.getMessage() for r in caplog.records if r.name == "gateway.providers.egress"]
+    assert "egress refused: the host resolves to a non-public address" in refusals
