@@ -84,6 +84,9 @@ class Plan(list[Route]):
     error class (its metadata's ``fallbacks``), which stand in for the group's for that class."""
 
     fallbacks: dict[str, list[str]] | None = None
+    # The models the key may use: the group's fallbacks are tried only where it may (a key
+    # scoped to one model is never answered by a model it could not have asked for).
+    allows: Callable[[str], bool] | None = None
 
 
 def routes_for(deployments: list[Deployment], pool: UpstreamPool) -> list[Route]:
@@ -200,8 +203,10 @@ class Router:
         trip instead of two), and the call then follows the same order. With ``key``, its own
         fallbacks come along (InvalidRequest when its metadata names them wrongly)."""
         planned = Plan(self._ordered(model, stream))
-        if key is not None and "fallbacks" in key.metadata:
-            planned.fallbacks = self._key_fallbacks(key)
+        if key is not None:
+            planned.allows = key.allows
+            if "fallbacks" in key.metadata:
+                planned.fallbacks = self._key_fallbacks(key)
         return planned
 
     def _key_fallbacks(self, key: KeyRecord) -> dict[str, list[str]]:
@@ -279,6 +284,9 @@ class Router:
                     fallbacks = own[kind]
                 else:
                     fallbacks = self._settings.fallbacks_for(model, kind)
+                    allows = plan.allows if isinstance(plan, Plan) else None
+                    if allows is not None:
+                        fallbacks = [name for name in fallbacks if allows(name)]
                 if not fallbacks:
                     raise
                 last = exc

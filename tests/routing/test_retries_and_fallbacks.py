@@ -300,6 +300,20 @@ async def test_a_keys_own_fallbacks_stand_in_for_the_groups_for_their_class(
     assert served(upstreams) == {"a": 2, "b": 0, "c": 2}
 
 
+async def test_a_groups_fallbacks_skip_the_models_the_key_may_not_use(
+    upstreams: dict[str, FakeUpstream], routing: Routing
+) -> None:
+    r = routing.router(three_groups(upstreams, {"general": ["big", "safe"]}))
+    upstreams["a"].then(status=500)
+    plan = r.plan("m", key=key({}, ("m", "safe")))
+    _, served_by = await r.chat("m", BODY, plan=plan)
+    assert served_by.name == "c"  # not "big": this key may not use it
+    upstreams["a"].then(status=500)
+    with pytest.raises(UpstreamError):
+        await r.chat("m", BODY, plan=r.plan("m", key=key({}, ("m",))))
+    assert served(upstreams) == {"a": 2, "b": 0, "c": 1}
+
+
 @pytest.mark.parametrize(
     ("fallbacks", "models", "says"),
     [
