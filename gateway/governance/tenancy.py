@@ -201,6 +201,8 @@ class Tenancy:
 
     def set_team_limits(self, team_id: str, **limits: int | None) -> None:
         """Set any of ``rpm_limit``, ``tpm_limit``, ``max_parallel_requests``."""
+        if not limits:
+            return
         with self._engine.begin() as connection:
             connection.execute(update(teams).where(teams.c.id == team_id).values(**limits))
 
@@ -223,6 +225,8 @@ class Tenancy:
 
     def set_user_limits(self, user_id: str, **limits: int | None) -> None:
         """Set any of ``rpm_limit``, ``tpm_limit``."""
+        if not limits:
+            return
         with self._engine.begin() as connection:
             connection.execute(update(users).where(users.c.id == user_id).values(**limits))
 

@@ -204,6 +204,8 @@ class KeyStore:
         ``tpm_limit``, ``max_parallel_requests`` (``AliasTaken`` when another key has the
         alias)."""
         values = dict(fields)
+        if not values:
+            return
         if "models" in values:
             values["models"] = json.dumps(list(values["models"]))
         if "metadata" in values:

@@ -167,6 +167,8 @@ def test_a_patch_changes_only_the_fields_it_names(pair: list[GatewayProcess]) ->
     assert (after["key_alias"], after["rpm_limit"], after["tpm_limit"]) == ("nightly", 5, 500)
     cleared = first.admin("PATCH", path, json={"tpm_limit": None}).json()
     assert (cleared["rpm_limit"], cleared["tpm_limit"]) == (5, None)
+    empty = first.admin("PATCH", path, json={})
+    assert empty.status_code == 400 and "nothing to change" in empty.text
     refused = first.admin("PATCH", path, json={"models": None})
     assert refused.status_code == 400 and "models cannot be null" in refused.text
     unknown = first.admin("PATCH", path, json={"models": ["no-such-model"]})

@@ -6,6 +6,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from gateway.errors import InvalidRequest
+
 Limit = Annotated[int, Field(ge=0, le=10**12)]  # requests or tokens per minute
 Parallel = Annotated[int, Field(ge=1, le=10**6)]  # requests in flight at once
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -24,6 +26,9 @@ class Limits(Strict):
     tpm_limit: Limit | None = None
 
     def named(self) -> dict[str, int | None]:
+        """The fields the body named; InvalidRequest when it named none."""
+        if not self.model_fields_set:
+            raise InvalidRequest("nothing to change: name at least one limit")
         return {name: getattr(self, name) for name in sorted(self.model_fields_set)}
 
 

@@ -137,6 +137,8 @@ def router(ctx: AdminContext) -> APIRouter:
         found = await key_or_404(who, key_id)
         roles.require(who, "keys:write", found.team_id)
         changes = {name: getattr(spec, name) for name in spec.model_fields_set}
+        if not changes:
+            raise InvalidRequest("nothing to change: name at least one field")
         for name in ("models", "metadata"):
             if name in changes and changes[name] is None:
                 raise InvalidRequest(f"{name} cannot be null", param=name)
