@@ -122,3 +122,23 @@ Index("ix_spend_at", spend.c.at)
 Index("ix_spend_key_at", spend.c.key_id, spend.c.at)
 Index("ix_spend_team_at", spend.c.team_id, spend.c.at)
 Index("ix_spend_user_at", spend.c.user_id, spend.c.at)
+
+# The sinks this deployment delivers to (config ``sinks``), and what each has still to take:
+# one row per event per sink, deleted once the sink acknowledged it. A trigger (migration 0003)
+# queues every new spend row for every registered sink in the row's own transaction.
+sinks = Table("sinks", metadata, Column("name", String(64), primary_key=True))
+
+sink_queue = Table(
+    "sink_queue",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("sink", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),  # a spend event's is the spend row's id
+    Column("type", String(32), nullable=False),  # spend | budget_alert | ...
+    Column("body", Text, nullable=True),  # JSON; none for spend (read from the spend row)
+    Column("lease_until", Float, nullable=True),  # unix time; a replica is delivering it
+    Column("lease_owner", String(32), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("sink", "event_id", name="uq_sink_queue_event"),
+)
+Index("ix_sink_queue_sink_seq", sink_queue.c.sink, sink_queue.c.seq)
