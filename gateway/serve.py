@@ -34,6 +34,8 @@ from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
 from gateway.governance.setup import build_governance, check_prices
+from gateway.governance.sink_queue import SinkQueue
+from gateway.governance.webhook import Sinks, WebhookSink
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -105,6 +107,7 @@ class Services:
     readiness: Readiness
     inference: Inference
     data_dir_lock: IO[str]
+    sinks: Sinks
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
 
@@ -114,6 +117,7 @@ class Services:
 
         async def start() -> None:
             await self.governance.start()
+            self.sinks.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -123,6 +127,7 @@ class Services:
         async def stop() -> None:
             for task in tasks:
                 task.cancel()
+            await self.sinks.close()
             await self.governance.close()
             await self.pool.close()
             if self.reloader is not None:
@@ -174,8 +179,17 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         # The router a reload swapped in, not the one this closure was made with.
         return {"credentials": await inference.router.credentials_health()}
 
+    queue = SinkQueue(engine)
+    for name in queue.register(sink.name for sink in config.sinks):
+        log.warning(
+            "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
+        )
+    sinks = Sinks([WebhookSink(sink, queue, broker) for sink in config.sinks], queue)
     readiness = Readiness(
-        engine, admin, [secrets, credentials, governance.health], tenancy=governance.tenancy
+        engine,
+        admin,
+        [secrets, credentials, governance.health, sinks.health],
+        tenancy=governance.tenancy,
     )
     return Services(
         config=config,
@@ -190,6 +204,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         readiness=readiness,
         inference=inference,
         data_dir_lock=held,
+        sinks=sinks,
     )
 
 

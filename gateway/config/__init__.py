@@ -12,6 +12,7 @@ the same file, key and line as every other error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -62,6 +63,8 @@ DEFAULT_OTLP_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_SINK_BATCH = 100
+DEFAULT_SINK_TIMEOUT = 10.0
 MAX_EVENT_BYTES = 64 * 1024 * 1024  # the most max_event_bytes may be set to
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
@@ -237,6 +240,48 @@ class Tracing(Strict):
         return value
 
 
+class WebhookSink(Strict):
+    """A sink that POSTs JSON batches of events (docs/observability.md). ``secret`` is a
+    credential reference (env:, file: or vault:) to the HMAC-SHA256 key the body is signed with;
+    ``url``'s host is the only one the sink connects to, and a private address needs
+    ``allow_private_network``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    type: Literal["webhook"]
+    url: str
+    secret: str
+    allow_private_network: bool = False
+    batch_size: int = Field(DEFAULT_SINK_BATCH, ge=1, le=10000)  # events per POST, in memory
+    timeout_seconds: PositiveSeconds = DEFAULT_SINK_TIMEOUT
+    backoff_seconds: PositiveSeconds = 0.5  # the first retry's wait, doubled up to backoff_max
+    backoff_max_seconds: PositiveSeconds = 60.0
+    poll_seconds: PositiveSeconds = 1.0  # how often an idle sink looks for new events
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected an http(s) URL such as https://siem.example.com/sealgate")
+        if parts.username or parts.password:
+            raise ValueError("no credentials in the URL: the body is signed with 'secret'")
+        return value
+
+    @field_validator("secret")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        parse_ref(value)  # raises ValueError with an explanation that never echoes the value
+        return value
+
+    @property
+    def secret_ref(self) -> CredentialRef:
+        return parse_ref(self.secret)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+
 class Verify(Strict):
     mode: Literal["enforce", "warn", "off"] = "enforce"
     interval_seconds: float = Field(5.0, ge=0, le=86400)
@@ -255,6 +300,7 @@ class GatewayConfig(Strict):
     verify: Verify = Verify()
     governance: Governance = Governance()
     tracing: Tracing = Tracing()
+    sinks: list[WebhookSink] = []
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -283,6 +329,25 @@ class GatewayConfig(Strict):
                 problems.append(
                     (("governance", "deployments", name), f"names no deployment; known: {known}")
                 )
+        named: dict[str, int] = {}
+        for index, sink in enumerate(self.sinks):
+            if sink.name in named:
+                problems.append(
+                    (
+                        ("sinks", index, "name"),
+                        f"sink name {sink.name!r} is already used by sinks.{named[sink.name]}",
+                    )
+                )
+            named.setdefault(sink.name, index)
+            host = sink.host
+            if not sink.allow_private_network and _private_literal(host):
+                problems.append(
+                    (
+                        ("sinks", index, "url"),
+                        f"{host} is a private, loopback or link-local address; set "
+                        "allow_private_network: true on this sink for a receiver on it",
+                    )
+                )
         if self.secrets.vault is None:
             for key, ref in self.credentials().items():
                 if ref.scheme == "vault":
@@ -298,12 +363,22 @@ class GatewayConfig(Strict):
         return sorted({d.model for d in self.deployments})
 
     def credentials(self) -> dict[str, CredentialRef]:
-        """Every credential reference the deployments name, by its config key."""
-        return {
+        """Every credential reference the deployments and sinks name, by its config key."""
+        refs = {
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
         }
+        return refs | {f"sinks.{i}.secret": sink.secret_ref for i, sink in enumerate(self.sinks)}
+
+
+def _private_literal(host: str) -> bool:
+    """localhost, or an IP literal that is not a global address (the connect-time guard never
+    sees a literal: nothing is resolved)."""
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return host.lower().rstrip(".") == "localhost"
 
 
 BUNDLED_CONFIG = "default-config.yaml"
