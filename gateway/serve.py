@@ -33,9 +33,11 @@ from gateway.config import GatewayConfig
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.core import Governance
+from gateway.governance.s3 import S3Sink
 from gateway.governance.setup import build_governance, check_prices
 from gateway.governance.sink_queue import SinkQueue
-from gateway.governance.webhook import Sinks, WebhookSink
+from gateway.governance.sinks import QueueSink, Sinks
+from gateway.governance.webhook import WebhookSink
 from gateway.hardening import harden_process
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
@@ -184,7 +186,11 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         log.warning(
             "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
         )
-    sinks = Sinks([WebhookSink(sink, queue, broker) for sink in config.sinks], queue)
+    delivering: list[QueueSink] = [
+        WebhookSink(sink, queue, broker) if sink.type == "webhook" else S3Sink(sink, queue, broker)
+        for sink in config.sinks
+    ]
+    sinks = Sinks(delivering, queue)
     readiness = Readiness(
         engine,
         admin,

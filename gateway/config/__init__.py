@@ -240,38 +240,44 @@ class Tracing(Strict):
         return value
 
 
-class WebhookSink(Strict):
-    """A sink that POSTs JSON batches of events (docs/observability.md). ``secret`` is a
-    credential reference (env:, file: or vault:) to the HMAC-SHA256 key the body is signed with;
-    ``url``'s host is the only one the sink connects to, and a private address needs
-    ``allow_private_network``."""
+def _sink_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL such as https://siem.example.com/sealgate")
+    if parts.username or parts.password:
+        raise ValueError("no credentials in the URL: they go in the sink's references")
+    return value
+
+
+def _reference(value: str) -> str:
+    parse_ref(value)  # raises ValueError with an explanation that never echoes the value
+    return value
+
+
+class SinkBase(Strict):
+    """What every sink has (docs/observability.md): its name (the queue's and the metrics'),
+    the batch it holds in memory, its timeout and backoff, and whether its host may be a
+    private address."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    type: Literal["webhook"]
-    url: str
-    secret: str
     allow_private_network: bool = False
-    batch_size: int = Field(DEFAULT_SINK_BATCH, ge=1, le=10000)  # events per POST, in memory
+    batch_size: int = Field(DEFAULT_SINK_BATCH, ge=1, le=10000)  # events per delivery
     timeout_seconds: PositiveSeconds = DEFAULT_SINK_TIMEOUT
     backoff_seconds: PositiveSeconds = 0.5  # the first retry's wait, doubled up to backoff_max
     backoff_max_seconds: PositiveSeconds = 60.0
     poll_seconds: PositiveSeconds = 1.0  # how often an idle sink looks for new events
 
-    @field_validator("url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http(s) URL such as https://siem.example.com/sealgate")
-        if parts.username or parts.password:
-            raise ValueError("no credentials in the URL: the body is signed with 'secret'")
-        return value
 
-    @field_validator("secret")
-    @classmethod
-    def _reference(cls, value: str) -> str:
-        parse_ref(value)  # raises ValueError with an explanation that never echoes the value
-        return value
+class WebhookSink(SinkBase):
+    """POSTs JSON batches of events, signed with HMAC-SHA256 under ``secret``, a credential
+    reference (env:, file: or vault:); ``url``'s host is the only one it connects to."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: str
+
+    _url = field_validator("url")(_sink_url)
+    _secret = field_validator("secret")(_reference)
 
     @property
     def secret_ref(self) -> CredentialRef:
@@ -280,6 +286,46 @@ class WebhookSink(Strict):
     @property
     def host(self) -> str:
         return urlsplit(self.url).hostname or ""
+
+    @property
+    def address_key(self) -> str:
+        return "url"
+
+    def refs(self) -> dict[str, CredentialRef]:
+        return {"secret": self.secret_ref}
+
+
+class S3Sink(SinkBase):
+    """PUTs each batch as one JSONL object (path-style: ``endpoint/bucket/key``), signed with
+    AWS SigV4; the access key id and secret are credential references."""
+
+    type: Literal["s3"]
+    endpoint: str  # e.g. https://s3.eu-west-1.amazonaws.com, or a MinIO / Ceph address
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("sealgate/", pattern=r"^[A-Za-z0-9_./-]{0,200}$")
+    region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+    access_key_id: str
+    secret_access_key: str
+
+    _endpoint = field_validator("endpoint")(_sink_url)
+    _keys = field_validator("access_key_id", "secret_access_key")(_reference)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
+
+    @property
+    def address_key(self) -> str:
+        return "endpoint"
+
+    def refs(self) -> dict[str, CredentialRef]:
+        return {
+            "access_key_id": parse_ref(self.access_key_id),
+            "secret_access_key": parse_ref(self.secret_access_key),
+        }
+
+
+Sink = Annotated[WebhookSink | S3Sink, Field(discriminator="type")]
 
 
 class Verify(Strict):
@@ -300,7 +346,7 @@ class GatewayConfig(Strict):
     verify: Verify = Verify()
     governance: Governance = Governance()
     tracing: Tracing = Tracing()
-    sinks: list[WebhookSink] = []
+    sinks: list[Sink] = []
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -343,7 +389,7 @@ class GatewayConfig(Strict):
             if not sink.allow_private_network and _private_literal(host):
                 problems.append(
                     (
-                        ("sinks", index, "url"),
+                        ("sinks", index, sink.address_key),
                         f"{host} is a private, loopback or link-local address; set "
                         "allow_private_network: true on this sink for a receiver on it",
                     )
@@ -369,7 +415,9 @@ class GatewayConfig(Strict):
             for index, d in enumerate(self.deployments)
             if (ref := d.credential_ref) is not None
         }
-        return refs | {f"sinks.{i}.secret": sink.secret_ref for i, sink in enumerate(self.sinks)}
+        for index, sink in enumerate(self.sinks):
+            refs |= {f"sinks.{index}.{key}": ref for key, ref in sink.refs().items()}
+        return refs
 
 
 def _private_literal(host: str) -> bool:

@@ -140,5 +140,6 @@ sink_queue = Table(
     Column("lease_owner", String(32), nullable=True),
     Column("attempts", Integer, nullable=False, server_default="0"),
     UniqueConstraint("sink", "event_id", name="uq_sink_queue_event"),
+    sqlite_autoincrement=True,  # a seq is never reused: S3 object names are made of them
 )
 Index("ix_sink_queue_sink_seq", sink_queue.c.sink, sink_queue.c.seq)

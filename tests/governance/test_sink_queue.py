@@ -160,3 +160,16 @@ def test_a_sink_no_longer_configured_is_removed_with_its_backlog(
     assert queued(engine, "old") == 0
     write(engine, tmp_path, range(3, 5))
     assert queue.backlog() == {"hook": 5}
+
+
+def test_a_delivered_event_s_sequence_number_is_never_reused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    queue = SinkQueue(engine)
+    queue.register(["bucket"])
+    write(engine, tmp_path, range(3))
+    first = queue.claim("bucket", 10, 30.0)
+    queue.ack([event.seq for event in first])
+    write(engine, tmp_path, range(3, 6))
+    later = queue.claim("bucket", 10, 30.0)
+    assert min(event.seq for event in later) > max(event.seq for event in first)

@@ -10,6 +10,7 @@ from gateway.reload import restart_only_changes
 from gateway.serve import parse_config
 
 BASE = "deployments: [{model: m, provider: mock}]\n"
+S3 = "sinks: [{name: a, type: s3, endpoint: 'https://s3.example.com', bucket: b-1, "
 
 
 @pytest.mark.parametrize(
@@ -39,6 +40,11 @@ BASE = "deployments: [{model: m, provider: mock}]\n"
         ),
         ("sinks: [{name: s, type: webhook, url: 'http://10.0.0.8/x', secret: 'env:S'}]", "private"),
         ("sinks: [{name: s, type: webhook, url: 'https://h/x', secret: 'vault:kv/a#b'}]", "vault"),
+        (S3 + "access_key_id: AKIAABCDEF, secret_access_key: 'env:K'}]", "reference"),
+        (S3 + "access_key_id: 'env:I', secret_access_key: abcdef}]", "reference"),
+        (S3 + "access_key_id: 'env:I', secret_access_key: 'env:K', bucket: 'A B'}]", "pattern"),
+        (S3 + "access_key_id: 'env:I', secret_access_key: 'env:K', prefix: 'a b'}]", "pattern"),
+        (S3 + "access_key_id: 'env:I'}]", "Field required"),
         (
             "sinks: [{name: s, type: webhook, url: 'https://h/x', secret: 'env:S', batch_size: 0}]",
             "greater than or equal to 1",

@@ -56,6 +56,9 @@ def upgrade() -> None:
         sa.Column("lease_owner", sa.String(32), nullable=True),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.UniqueConstraint("sink", "event_id", name="uq_sink_queue_event"),
+        # Never reuse a deleted row's seq (SQLite would, without AUTOINCREMENT): S3 object names
+        # are made of them.
+        sqlite_autoincrement=True,
     )
     op.create_index("ix_sink_queue_sink_seq", "sink_queue", ["sink", "seq"])
     if op.get_bind().dialect.name == "sqlite":
