@@ -18,12 +18,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.observability.test_s3_sink import MotoS3
 from tests.secrets.gateway_vault import HI, VaultGateway
 from tests.secrets.openbao_server import OpenBao
 from tests.secrets.vaultlab import VaultLab
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import free_port
+from tests.support.moto_s3 import MotoS3
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.openbao
