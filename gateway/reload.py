@@ -42,7 +42,7 @@ from gateway.secrets.setup import take_environment
 log = logging.getLogger("sealgate.reload")
 
 # Sections a reload may not change, and the parts of the others it may.
-RESTART_SECTIONS = ("storage", "secrets", "verify", "tracing", "cache", "mcp")
+RESTART_SECTIONS = ("storage", "secrets", "verify", "tracing", "cache", "mcp", "sinks")
 RELOADABLE_PARTS = {
     "server": {"max_body_bytes", "auth_cache_seconds"},
     "governance": {"deployments", "default_max_tokens"},

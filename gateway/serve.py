@@ -36,7 +36,11 @@ from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
+from gateway.governance.s3 import S3Sink
 from gateway.governance.setup import build_governance, check_prices
+from gateway.governance.sink_queue import SinkQueue
+from gateway.governance.sinks import AlertEvents, QueueSink, Sinks
+from gateway.governance.webhook import WebhookSink
 from gateway.guardrails import webhook
 from gateway.guardrails.pipeline import Guardrails
 from gateway.hardening import harden_process
@@ -114,6 +118,7 @@ class Services:
     inference: Inference
     mcp: McpEndpoint
     data_dir_lock: IO[str]
+    sinks: Sinks
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
 
@@ -127,6 +132,7 @@ class Services:
             if self.router.probes is not None:
                 self.router.probes.start()
             await self.mcp.start()
+            self.sinks.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -137,6 +143,7 @@ class Services:
             for task in tasks:
                 task.cancel()
             await self.mcp.stop()
+            await self.sinks.close()
             await self.governance.close()
             await self.router.breakers.close()
             if self.router.probes is not None:
@@ -184,7 +191,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     keys = KeyStore(engine)
     broker = build_broker(config.secrets, config.credentials())
     pool = UpstreamPool()
-    governance = build_governance(config.governance, config.deployments, engine, data_dir)
+    alerts = AlertEvents()  # budget alerts, to the log and to the sinks once they are built
+    governance = build_governance(
+        config.governance, config.deployments, engine, data_dir, alert_sink=alerts
+    )
     shared = config.governance.redis if config.governance.counters == "redis" else None
     breakers = build_breakers(config.router.breaker, config.router.cooldown_seconds, shared)
     router = build_router(
@@ -212,10 +222,21 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     async def deployments() -> dict[str, Any]:
         return {"deployments": inference.router.health()}
 
+    queue = SinkQueue(engine)
+    for name in queue.register(sink.name for sink in config.sinks):
+        log.warning(
+            "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
+        )
+    delivering: list[QueueSink] = [
+        WebhookSink(sink, queue, broker) if sink.type == "webhook" else S3Sink(sink, queue, broker)
+        for sink in config.sinks
+    ]
+    sinks = Sinks(delivering, queue)
+    alerts.sinks = sinks
     readiness = Readiness(
         engine,
         admin,
-        [secrets, credentials, deployments, governance.health],
+        [secrets, credentials, deployments, governance.health, sinks.health],
         tenancy=governance.tenancy,
     )
     tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
@@ -233,6 +254,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         inference=inference,
         mcp=McpEndpoint(tools, auth),
         data_dir_lock=held,
+        sinks=sinks,
     )
 
 

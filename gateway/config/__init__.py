@@ -12,6 +12,7 @@ the same file, key and line as every other error.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -64,6 +65,8 @@ DEFAULT_OTLP_TIMEOUT = 10.0
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_STREAM_BYTES = 256 * 1024 * 1024
 DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
+DEFAULT_SINK_BATCH = 100
+DEFAULT_SINK_TIMEOUT = 10.0
 MAX_EVENT_BYTES = 64 * 1024 * 1024  # the most max_event_bytes may be set to
 
 PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
@@ -234,6 +237,94 @@ class Tracing(Strict):
         return value
 
 
+def _sink_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("expected an http(s) URL such as https://siem.example.com/sealgate")
+    if parts.username or parts.password:
+        raise ValueError("no credentials in the URL: they go in the sink's references")
+    return value
+
+
+def _reference(value: str) -> str:
+    parse_ref(value)  # raises ValueError with an explanation that never echoes the value
+    return value
+
+
+class SinkBase(Strict):
+    """What every sink has (docs/observability.md): its name (the queue's and the metrics'),
+    the batch it holds in memory, its timeout and backoff, and whether its host may be a
+    private address."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    allow_private_network: bool = False
+    batch_size: int = Field(DEFAULT_SINK_BATCH, ge=1, le=10000)  # events per delivery
+    timeout_seconds: PositiveSeconds = DEFAULT_SINK_TIMEOUT
+    backoff_seconds: PositiveSeconds = 0.5  # the first retry's wait, doubled up to backoff_max
+    backoff_max_seconds: PositiveSeconds = 60.0
+    poll_seconds: PositiveSeconds = 1.0  # how often an idle sink looks for new events
+
+
+class WebhookSink(SinkBase):
+    """POSTs JSON batches of events, signed with HMAC-SHA256 under ``secret``, a credential
+    reference (env:, file: or vault:); ``url``'s host is the only one it connects to."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: str
+
+    _url = field_validator("url")(_sink_url)
+    _secret = field_validator("secret")(_reference)
+
+    @property
+    def secret_ref(self) -> CredentialRef:
+        return parse_ref(self.secret)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    @property
+    def address_key(self) -> str:
+        return "url"
+
+    def refs(self) -> dict[str, CredentialRef]:
+        return {"secret": self.secret_ref}
+
+
+class S3Sink(SinkBase):
+    """PUTs each batch as one JSONL object (path-style: ``endpoint/bucket/key``), signed with
+    AWS SigV4; the access key id and secret are credential references."""
+
+    type: Literal["s3"]
+    endpoint: str  # e.g. https://s3.eu-west-1.amazonaws.com, or a MinIO / Ceph address
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    prefix: str = Field("sealgate/", pattern=r"^[A-Za-z0-9_./-]{0,200}$")
+    region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{1,32}$")
+    access_key_id: str
+    secret_access_key: str
+
+    _endpoint = field_validator("endpoint")(_sink_url)
+    _keys = field_validator("access_key_id", "secret_access_key")(_reference)
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
+
+    @property
+    def address_key(self) -> str:
+        return "endpoint"
+
+    def refs(self) -> dict[str, CredentialRef]:
+        return {
+            "access_key_id": parse_ref(self.access_key_id),
+            "secret_access_key": parse_ref(self.secret_access_key),
+        }
+
+
+Sink = Annotated[WebhookSink | S3Sink, Field(discriminator="type")]
+
+
 class Verify(Strict):
     mode: Literal["enforce", "warn", "off"] = "enforce"
     interval_seconds: float = Field(5.0, ge=0, le=86400)
@@ -255,6 +346,7 @@ class GatewayConfig(Strict):
     cache: Cache | None = None
     guardrails: Guardrails = Guardrails()
     mcp: Mcp = Mcp()
+    sinks: list[Sink] = []
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:
@@ -285,6 +377,25 @@ class GatewayConfig(Strict):
             problems.append(
                 (("cache", "backend"), "the redis cache needs a governance.redis section")
             )
+        named: dict[str, int] = {}
+        for index, sink in enumerate(self.sinks):
+            if sink.name in named:
+                problems.append(
+                    (
+                        ("sinks", index, "name"),
+                        f"sink name {sink.name!r} is already used by sinks.{named[sink.name]}",
+                    )
+                )
+            named.setdefault(sink.name, index)
+            host = sink.host
+            if not sink.allow_private_network and _private_literal(host):
+                problems.append(
+                    (
+                        ("sinks", index, sink.address_key),
+                        f"{host} is a private, loopback or link-local address; set "
+                        "allow_private_network: true on this sink for a receiver on it",
+                    )
+                )
         if self.secrets.vault is None:
             for key, ref in self.credentials().items():
                 if ref.scheme == "vault":
@@ -301,7 +412,7 @@ class GatewayConfig(Strict):
 
     def credentials(self) -> dict[str, CredentialRef]:
         """Every credential reference the config names (the deployments', the cache's
-        encryption key), by its config key."""
+        encryption key, the sinks'), by its config key."""
         found = {
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
@@ -313,7 +424,18 @@ class GatewayConfig(Strict):
         }
         if self.cache is not None and self.cache.encryption_key is not None:
             found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
+        for index, sink in enumerate(self.sinks):
+            found |= {f"sinks.{index}.{key}": ref for key, ref in sink.refs().items()}
         return found
+
+
+def _private_literal(host: str) -> bool:
+    """localhost, or an IP literal that is not a global address (the connect-time guard never
+    sees a literal: nothing is resolved)."""
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return host.lower().rstrip(".") == "localhost"
 
 
 BUNDLED_CONFIG = "default-config.yaml"

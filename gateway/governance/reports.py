@@ -180,12 +180,13 @@ def spend_logs(engine: Engine, where: LogFilter, limit: int, cursor: str | None)
     last = page[-1] if page else None
     return {
         "object": "list",
-        "data": [_record(r) for r in page],
+        "data": [spend_record(r) for r in page],
         "next_cursor": encode_cursor(last.at, last.id) if more and last is not None else None,
     }
 
 
-def _record(row: Any) -> dict[str, Any]:
+def spend_record(row: Any) -> dict[str, Any]:
+    """A spend row as the API and the sinks show it (never a key: ids, names, counts)."""
     return {
         "id": row.id,
         "at": _utc(row.at).isoformat(),

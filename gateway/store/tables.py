@@ -174,3 +174,24 @@ mcp_grants = Table(
     Column("granted_by", String(64), nullable=False),
     Column("granted_at", DateTime(timezone=True), nullable=False),
 )
+
+# The sinks this deployment delivers to (config ``sinks``), and what each has still to take:
+# one row per event per sink, deleted once the sink acknowledged it. A trigger (migration 0007)
+# queues every new spend row for every registered sink in the row's own transaction.
+sinks = Table("sinks", metadata, Column("name", String(64), primary_key=True))
+
+sink_queue = Table(
+    "sink_queue",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("sink", String(64), nullable=False),
+    Column("event_id", String(64), nullable=False),  # a spend event's is the spend row's id
+    Column("type", String(32), nullable=False),  # spend | budget_alert | ...
+    Column("body", Text, nullable=True),  # JSON; none for spend (read from the spend row)
+    Column("lease_until", Float, nullable=True),  # unix time; a replica is delivering it
+    Column("lease_owner", String(32), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    UniqueConstraint("sink", "event_id", name="uq_sink_queue_event"),
+    sqlite_autoincrement=True,  # a seq is never reused: S3 object names are made of them
+)
+Index("ix_sink_queue_sink_seq", sink_queue.c.sink, sink_queue.c.seq)

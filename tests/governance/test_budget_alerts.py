@@ -12,11 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from gateway.config import WebhookSink
 from gateway.errors import BudgetExceeded
 from gateway.governance.alerts import BudgetAlert
 from gateway.governance.core import Governance
 from gateway.governance.pricing import nanos
 from gateway.governance.redis_counters import RedisCounters
+from gateway.governance.sink_queue import SinkQueue
+from gateway.governance.sinks import AlertEvents, QueueSink, Sinks
 from gateway.governance.spend import Outbox
 from gateway.store.keys import KeyStore
 from gateway.values import Usage
@@ -25,6 +28,8 @@ from tests.governance.conftest import REDIS_URL
 from tests.governance.test_admission import BODY, CONFIGURED, M
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
+
+URL = "https://alerts.example.com/hook"
 
 
 class Recording:
@@ -85,6 +90,58 @@ async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_
         else:
             assert (alert["kind"], budget.id) not in delivered  # the failing replica's
     assert len(sinks[0].delivered) == sum(a["delivered_at"] is not None for a in listed)
+    for gov in replicas:
+        await gov.close()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_each_alert_is_queued_once_for_every_sink_as_a_budget_alert_event(
+    engine: Engine, tmp_path: Path, redis_prefix: str
+) -> None:
+    """The gateway's alert sink (serve.build_services): the two replicas' alerts reach every
+    configured sink's queue (the webhook's, the bucket's) once each, in the documented envelope."""
+    queue = SinkQueue(engine)
+    queue.register(["hook", "bucket"])
+    replicas = []
+    for index in range(2):
+        (tmp_path / str(index)).mkdir()
+        outbox = Outbox(engine, tmp_path / str(index), 0.01, 0.05)
+        outbox.start()
+        counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
+        events = AlertEvents()
+        configured = [
+            QueueSink(WebhookSink(type="webhook", name=name, url=URL, secret="env:S"), queue)
+            for name in ("hook", "bucket")
+        ]
+        events.sinks = Sinks(configured, queue)  # built, never started: the queue is the proof
+        settings, deployments = CONFIGURED.governance, CONFIGURED.deployments
+        replicas.append(
+            Governance(settings, deployments, engine, outbox, counters, alert_sink=events)
+        )
+    team = replicas[0].tenancy.create_team("t", None, None, {})
+    budget = replicas[0].tenancy.create_budget(
+        "team", team.id, "daily", nanos(Decimal("0.10")), nanos(Decimal("0.05"))
+    )
+    for gov in replicas:
+        gov.refresh()
+    record = KeyStore(engine).create(["*"], team_id=team.id)[1]
+
+    async def one(gov: Governance) -> None:
+        try:
+            admission = await gov.admit(record, "m", BODY, {})
+        except BudgetExceeded:
+            return
+        admission.settle(Usage(prompt_tokens=11, completion_tokens=5), M, "ok")
+
+    await asyncio.gather(*(one(replicas[i % 2]) for i in range(20)))
+    await asyncio.gather(*(gov.alerts.drain() for gov in replicas))
+    for sink in ("hook", "bucket"):
+        alerts = [e for e in queue.claim(sink, 1000, 30.0) if e.type == "budget_alert"]
+        envelopes = [e.envelope() for e in alerts]
+        assert sorted(e["data"]["kind"] for e in envelopes) == ["hard", "soft"], envelopes
+        assert {e["data"]["budget_id"] for e in envelopes} == {budget.id}
+        assert len({e["id"] for e in envelopes}) == 2
     for gov in replicas:
         await gov.close()
 

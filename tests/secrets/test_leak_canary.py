@@ -5,7 +5,9 @@ values included), and every file it wrote (the SQLite database and its WAL as th
 runs, and after it stopped). Since issue 12 the upstream also puts the key in its error codes and
 in an error event in the middle of a stream. Since issue 17 the search also covers the access log
 (one line per request, every status), the spend logs API and the histogram families, and the
-caller's virtual key is a canary too."""
+caller's virtual key is a canary too; and the webhook sink's bodies as a real receiver got them
+(its signing secret is a canary as well), and the S3 sink's objects as moto's S3 server
+stored them (its secret access key too)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ from tests.secrets.gateway_vault import HI, VaultGateway
 from tests.secrets.openbao_server import OpenBao
 from tests.secrets.vaultlab import VaultLab
 from tests.support.fake_upstream import FakeUpstream
+from tests.support.gateway_process import free_port
+from tests.support.moto_s3 import MotoS3
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.openbao
 
@@ -46,15 +51,34 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     bao_lab.root.auth.token.create(id=vault_token, policies=["canary"], ttl="1h")
     workdir, scratch = tmp_path / "gateway", tmp_path / "gateway" / "tmp"
     scratch.mkdir(parents=True)
+    sink_secret = "sgcanarysinksecret" + secrets.token_hex(16)
+    receiver = WebhookReceiver(sink_secret, free_port()).start()
+    s3 = MotoS3(free_port()).start()
+    s3.client().create_bucket(Bucket=s3.bucket)
+    s3.require_signatures()
+    sink = (
+        f"sinks:\n  - {{name: siem, type: webhook, url: '{receiver.url}', "
+        "secret: 'env:SEALGATE_CANARY_SINK_SECRET', allow_private_network: true, "
+        "poll_seconds: 0.1}\n"
+        f"  - {{name: archive, type: s3, endpoint: '{s3.endpoint}', bucket: {s3.bucket}, "
+        "access_key_id: 'env:SEALGATE_CANARY_S3_KEY_ID', "
+        "secret_access_key: 'env:SEALGATE_CANARY_S3_SECRET', allow_private_network: true, "
+        "poll_seconds: 0.1}\n"
+    )
+    sink_env = {
+        "SEALGATE_CANARY_SINK_SECRET": sink_secret,
+        "SEALGATE_CANARY_S3_KEY_ID": s3.access_key,
+        "SEALGATE_CANARY_S3_SECRET": s3.secret_key,
+    }
     gw = VaultGateway(
         bao_lab,
         upstream,
         workdir,
         provider_key,
         token=vault_token,
-        env={"TMPDIR": str(scratch)},
+        env={"TMPDIR": str(scratch), **sink_env},
         ttl=1,
-        extra="logging:\n  level: debug\n",
+        extra="logging:\n  level: debug\n" + sink,
     )
     gw.start()
     bodies: list[str] = []
@@ -97,6 +121,13 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
             time.sleep(0.1)
         spend_logs = keep(gw.process.admin("GET", "/admin/spend/logs", params={"limit": 1000}))
         assert len(spend_logs.json()["data"]) >= 13
+        while time.monotonic() < deadline and len(receiver.events()) < 13:
+            time.sleep(0.1)
+        assert len(receiver.events()) >= 13 and receiver.bad_signatures == 0
+        while time.monotonic() < deadline and len(s3.events()) < 13:
+            time.sleep(0.1)
+        stored = s3.objects()
+        assert len(s3.events()) >= 13
         running = [p.read_bytes().decode("latin-1") for p in files_under(gw.process.data_dir)]
         assert any(p.name.endswith("-wal") for p in files_under(gw.process.data_dir))
         ready = keep(gw.ready())
@@ -122,14 +153,19 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         )
     finally:
         gw.stop()
+        receiver.stop()
+        s3.trust_everyone()  # moto's settings are this process's: leave them as found
+        s3.stop()
 
     stderr = gw.process.stderr()
     assert '"level": "debug"' in stderr  # the log was captured at every level
     assert "credential" in stderr  # and it did record the failures (by reference)
     assert stderr.count('"logger": "sealgate.access"') >= 20  # and an access line per request
-    searched = [*bodies, stderr, *running]
+    searched = [*bodies, stderr, *running, *(b.decode("latin-1") for b in receiver.bodies)]
+    searched += [body.decode("latin-1") for body in stored.values()]
     searched += [p.read_bytes().decode("latin-1") for p in files_under(workdir)]
     assert files_under(gw.process.data_dir)  # the database is among them
-    for canary in (provider_key, vault_token, provider_key[-20:], vault_token[-16:], gw.key):
+    canaries = (provider_key, vault_token, provider_key[-20:], vault_token[-16:], gw.key)
+    for canary in (*canaries, sink_secret, s3.secret_key):
         leaks = [text[:200] for text in searched if canary in text]
         assert leaks == []
