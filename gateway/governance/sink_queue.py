@@ -86,19 +86,18 @@ class SinkQueue:
         """Queue an event other than spend (a budget alert, ...) for every registered sink;
         the same id again is ignored."""
         body = json.dumps(dict(data), separators=(",", ":"))
+        # One statement, so it takes the write lock at once: a read then a write in one SQLite
+        # transaction fails with "database is locked" when another writer (the spend batch and
+        # its trigger) went first, whatever the busy timeout.
         with self._engine.begin() as connection:
-            queued = set(
-                connection.execute(
-                    select(sink_queue.c.sink).where(sink_queue.c.event_id == event_id)
-                ).scalars()
+            connection.execute(
+                text(
+                    "INSERT INTO sink_queue (sink, event_id, type, body) "
+                    "SELECT name, :event_id, :type, :body FROM sinks WHERE true "
+                    "ON CONFLICT (sink, event_id) DO NOTHING"
+                ),
+                {"event_id": event_id, "type": type_, "body": body},
             )
-            for name in connection.execute(select(sinks.c.name)).scalars():
-                if name not in queued:
-                    connection.execute(
-                        insert(sink_queue).values(
-                            sink=name, event_id=event_id, type=type_, body=body
-                        )
-                    )
 
     def claim(self, sink: str, limit: int, lease_seconds: float) -> list[Event]:
         """Lease up to ``limit`` of the sink's oldest undelivered events to this process."""
