@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from sqlalchemy import Engine, select
 
-from gateway.governance.pricing import usd
+from gateway.governance.reports import spend_record
 from gateway.store.tables import spend
 
 Format = Literal["csv", "jsonl"]
@@ -53,26 +53,8 @@ def records(engine: Engine, day: date, team_id: str | None) -> Iterator[dict[str
     with engine.connect() as connection:
         result = connection.execution_options(stream_results=True, yield_per=BATCH).execute(query)
         for row in result:
-            at = row.at
-            yield {
-                "id": row.id,
-                "at": at.isoformat() if at.tzinfo else at.isoformat() + "+00:00",
-                "day": row.day,
-                "key_id": row.key_id,
-                "team_id": row.team_id,
-                "user_id": row.user_id,
-                "project": row.project,
-                "tags": json.loads(row.tags),
-                "model": row.model,
-                "deployment": row.deployment,
-                "prompt_tokens": row.prompt_tokens,
-                "completion_tokens": row.completion_tokens,
-                "cached_tokens": row.cached_tokens,
-                "cost_nanos": row.cost_nanos,
-                "cost_usd": usd(row.cost_nanos),
-                "latency_ms": row.latency_ms,
-                "status": row.status,
-            }
+            shown = spend_record(row)  # the spend logs' and sinks' form, with the day beside
+            yield {"id": shown.pop("id"), "at": shown.pop("at"), "day": row.day, **shown}
 
 
 def _cell(value: Any) -> str:

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from gateway.config import WebhookSink
 from gateway.errors import BudgetExceeded
-from gateway.governance.alerts import BudgetAlert
+from gateway.governance.alerts import AlertSink, BudgetAlert
 from gateway.governance.core import Governance
 from gateway.governance.pricing import nanos
 from gateway.governance.redis_counters import RedisCounters
@@ -47,12 +47,11 @@ class Failing:
         raise ConnectionError("the webhook is down")
 
 
-@pytest.mark.redis
-@pytest.mark.anyio
-async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_listed(
-    engine: Engine, tmp_path: Path, redis_prefix: str
-) -> None:
-    sinks = [Recording(), Failing()]
+async def past_both_lines(
+    engine: Engine, tmp_path: Path, redis_prefix: str, sinks: list[AlertSink]
+) -> tuple[list[Governance], str]:
+    """One in-process replica per alert sink, on one database and one Redis, spending a team's
+    daily budget (0.10 USD, soft at 0.05) past both its lines; the replicas and the budget id."""
     replicas = []
     for index, sink in enumerate(sinks):
         (tmp_path / str(index)).mkdir()
@@ -77,18 +76,28 @@ async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_
             return
         admission.settle(Usage(prompt_tokens=11, completion_tokens=5), M, "ok")
 
-    await asyncio.gather(*(one(replicas[i % 2]) for i in range(20)))
+    await asyncio.gather(*(one(replicas[i % len(replicas)]) for i in range(20)))
     await asyncio.gather(*(gov.alerts.drain() for gov in replicas))
+    return replicas, budget.id
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_listed(
+    engine: Engine, tmp_path: Path, redis_prefix: str
+) -> None:
+    sinks = [Recording(), Failing()]
+    replicas, budget_id = await past_both_lines(engine, tmp_path, redis_prefix, list(sinks))
     listed = replicas[0].alerts.list()
     assert sorted(a["kind"] for a in listed) == ["hard", "soft"]
-    assert {a["budget_id"] for a in listed} == {budget.id}
+    assert {a["budget_id"] for a in listed} == {budget_id}
     delivered = {(a.kind, a.budget_id) for a in sinks[0].delivered}
     # Each alert was delivered by whichever replica recorded it first, and only by it.
     for alert in listed:
         if alert["delivered_at"] is not None:
-            assert (alert["kind"], budget.id) in delivered
+            assert (alert["kind"], budget_id) in delivered
         else:
-            assert (alert["kind"], budget.id) not in delivered  # the failing replica's
+            assert (alert["kind"], budget_id) not in delivered  # the failing replica's
     assert len(sinks[0].delivered) == sum(a["delivered_at"] is not None for a in listed)
     for gov in replicas:
         await gov.close()
@@ -103,44 +112,19 @@ async def test_each_alert_is_queued_once_for_every_sink_as_a_budget_alert_event(
     configured sink's queue (the webhook's, the bucket's) once each, in the documented envelope."""
     queue = SinkQueue(engine)
     queue.register(["hook", "bucket"])
-    replicas = []
-    for index in range(2):
-        (tmp_path / str(index)).mkdir()
-        outbox = Outbox(engine, tmp_path / str(index), 0.01, 0.05)
-        outbox.start()
-        counters = RedisCounters(REDIS_URL, redis_prefix, 2.0)
-        events = AlertEvents()
-        configured = [
-            QueueSink(WebhookSink(type="webhook", name=name, url=URL, secret="env:S"), queue)
-            for name in ("hook", "bucket")
-        ]
-        events.sinks = Sinks(configured, queue)  # built, never started: the queue is the proof
-        settings, deployments = CONFIGURED.governance, CONFIGURED.deployments
-        replicas.append(
-            Governance(settings, deployments, engine, outbox, counters, alert_sink=events)
-        )
-    team = replicas[0].tenancy.create_team("t", None, None, {})
-    budget = replicas[0].tenancy.create_budget(
-        "team", team.id, "daily", nanos(Decimal("0.10")), nanos(Decimal("0.05"))
-    )
-    for gov in replicas:
-        gov.refresh()
-    record = KeyStore(engine).create(["*"], team_id=team.id)[1]
-
-    async def one(gov: Governance) -> None:
-        try:
-            admission = await gov.admit(record, "m", BODY, {})
-        except BudgetExceeded:
-            return
-        admission.settle(Usage(prompt_tokens=11, completion_tokens=5), M, "ok")
-
-    await asyncio.gather(*(one(replicas[i % 2]) for i in range(20)))
-    await asyncio.gather(*(gov.alerts.drain() for gov in replicas))
+    configured = [
+        QueueSink(WebhookSink(type="webhook", name=name, url=URL, secret="env:S"), queue)
+        for name in ("hook", "bucket")
+    ]
+    events = [AlertEvents(), AlertEvents()]
+    for each in events:
+        each.sinks = Sinks(configured, queue)  # built, never started: the queue is the proof
+    replicas, budget_id = await past_both_lines(engine, tmp_path, redis_prefix, list(events))
     for sink in ("hook", "bucket"):
         alerts = [e for e in queue.claim(sink, 1000, 30.0) if e.type == "budget_alert"]
         envelopes = [e.envelope() for e in alerts]
         assert sorted(e["data"]["kind"] for e in envelopes) == ["hard", "soft"], envelopes
-        assert {e["data"]["budget_id"] for e in envelopes} == {budget.id}
+        assert {e["data"]["budget_id"] for e in envelopes} == {budget_id}
         assert len({e["id"] for e in envelopes}) == 2
     for gov in replicas:
         await gov.close()
