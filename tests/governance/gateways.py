@@ -85,6 +85,14 @@ def start(workdir: Path, text: str) -> GatewayProcess:
 
 
 @contextmanager
+def pair(workdir: Path, text: str) -> Iterator[list[GatewayProcess]]:
+    """Two replicas on ``text`` (in ``workdir``/a and /b) for the length of the block; the first
+    starts alone, so it runs the migrations."""
+    with running(workdir / "a", text) as first, running(workdir / "b", text) as second:
+        yield [first, second]
+
+
+@contextmanager
 def running(workdir: Path, text: str) -> Iterator[GatewayProcess]:
     """A gateway process on ``text`` for the length of the block."""
     process = start(workdir, text)

@@ -142,11 +142,8 @@ def pair(
         storage_url=postgres_database(),
         redis={"url": REDIS_URL, "prefix": redis_prefix},
     )
-    first = gateways.start(tmp_path / "a", text)
-    second = gateways.start(tmp_path / "b", text)
-    yield [first, second]
-    first.stop()
-    second.stop()
+    with gateways.pair(tmp_path, text) as replicas:
+        yield replicas
 
 
 @pytest.mark.postgres

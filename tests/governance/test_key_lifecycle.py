@@ -48,11 +48,8 @@ def pair(
     text = text.replace(
         price, f'    {OTHER}/openai_compatible: {{prices: {{input: "1", output: "1"}}}}\n' + price
     )
-    first = gateways.start(tmp_path / "a", text)  # runs the migrations
-    second = gateways.start(tmp_path / "b", text)
-    yield [first, second]
-    first.stop()
-    second.stop()
+    with gateways.pair(tmp_path, text) as replicas:
+        yield replicas
 
 
 def status(gateway: GatewayProcess, key: str, model: str = gateways.MODEL) -> int:
