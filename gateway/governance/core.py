@@ -134,7 +134,7 @@ class Governance:
         alert_sink: AlertSink | None = None,
     ) -> None:
         self.engine = engine
-        self.alerts = Alerts(engine, alert_sink)
+        self.alerts = Alerts(engine, alert_sink, settings.alert_retry_seconds)
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
         self.counters = counters
