@@ -126,6 +126,9 @@ class Deployment(Strict):
     max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
     weight: float = Field(1.0, gt=0, le=1_000_000)  # its share under the weighted strategy
+    # What the deployment serves, for its health probe (LiteLLM's ``model_info.mode``): a
+    # one-token chat, or the embedding of one word.
+    mode: Literal["chat", "embeddings"] = "chat"
 
     @field_validator("credential")
     @classmethod
