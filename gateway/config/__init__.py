@@ -425,6 +425,8 @@ class GatewayConfig(Strict):
             for index, s in enumerate(self.mcp.servers)
             if (ref := s.credential_ref) is not None
         }
+        for index, server in enumerate(self.mcp.servers):
+            found |= {f"mcp.servers.{index}.env.{n}": r for n, r in server.env_refs.items()}
         if self.cache is not None and self.cache.encryption_key is not None:
             found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
         for index, sink in enumerate(self.sinks):
