@@ -29,6 +29,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx2
 import mcp_types as types
 from mcp import ClientSession
@@ -39,6 +40,7 @@ from mcp.shared.dispatcher import ProgressFnT
 
 from gateway.config.mcp import McpServer
 from gateway.errors import UpstreamUnavailable
+from gateway.mcp.direct import DirectCaller
 from gateway.providers.egress import GuardedResolver
 from gateway.secrets.broker import SecretBroker
 
@@ -121,6 +123,11 @@ class Upstream:
         self._runner: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[ClientSession] | None = None
         self._lock = asyncio.Lock()
+        # tools/call on a Streamable HTTP server goes the direct way (direct.py) unless the
+        # client asked for progress, which the SDK's session relays
+        self._direct = (
+            DirectCaller(server, broker) if server.transport == "streamable_http" else None
+        )
 
     async def session(self) -> ClientSession:
         async with self._lock:
@@ -229,6 +236,12 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, progress: Progress | None
     ) -> types.CallToolResult:
+        if self._direct is not None and progress is None:
+            try:
+                return await self._direct.call_tool(name, arguments)
+            except (aiohttp.ClientError, OSError):
+                await self._direct.close()  # the next call opens a new session
+                raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable") from None
         session = await self.session()
         return await self._guarded(
             session.call_tool(
@@ -283,6 +296,8 @@ class Upstream:
             raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable") from None
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         runner, self._runner = self._runner, None
         self._session = None
         if runner is not None:
