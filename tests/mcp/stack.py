@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import httpx2
+import mcp_types as types
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
@@ -175,3 +176,10 @@ async def session(url: str, key: str) -> AsyncIterator[ClientSession]:
     ):
         await client.initialize()
         yield client
+
+
+def text_of(result: types.CallToolResult) -> str:
+    """The text of a tool result's first content block."""
+    block = result.content[0]
+    assert isinstance(block, types.TextContent)
+    return block.text

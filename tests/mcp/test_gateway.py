@@ -13,7 +13,7 @@ import mcp_types as types
 import pytest
 from mcp import ClientSession, MCPError
 
-from tests.mcp.stack import Stack, session
+from tests.mcp.stack import Stack, session, text_of
 
 pytestmark = [pytest.mark.openbao, pytest.mark.anyio]
 
@@ -25,12 +25,6 @@ def approved(stack: Stack) -> Stack:
     stack.approve("tools", *TOOLS)
     stack.approve("vaulted", "echo")
     return stack
-
-
-def text_of(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def test_a_key_sees_only_the_approved_tools_it_is_granted_under_server_names(

@@ -14,12 +14,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import mcp_types as types
 import pytest
 
 from gateway.errors import ConfigError
 from gateway.serve import parse_config
-from tests.mcp.stack import session
+from tests.mcp.stack import session, text_of
 from tests.support.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.anyio
@@ -81,12 +80,6 @@ def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
     ).start()
     yield Local(gateway, token, canary)
     gateway.stop()
-
-
-def text_of(result: types.CallToolResult) -> str:
-    block = result.content[0]
-    assert isinstance(block, types.TextContent)
-    return block.text
 
 
 async def test_a_stdio_server_gets_its_credential_by_reference_and_none_of_the_gateways_env(
