@@ -38,6 +38,7 @@ from gateway.wire import responses as wire
 
 # The providers whose deployments speak the Responses API themselves.
 PASS_THROUGH = frozenset({"openai", "azure"})
+IGNORED_TOOLS = b"x-sealgate-ignored-tools"
 
 
 def render(exc: GatewayError) -> dict[str, Any]:
@@ -142,7 +143,7 @@ class ResponsesRoute:
                 if guarded is not None:
                     inner = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
                 events = wire.ResponsesEventStream(
-                    inner, body, translation.custom, wire.new_id("resp")
+                    inner, body, translation.tools, wire.new_id("resp")
                 )
                 out = events
             passed, raw = chosen.passed, chosen.raw
@@ -160,7 +161,7 @@ class ResponsesRoute:
                     assert translation is not None
                     self._keep(record.id, translation, events.completed, previous)
 
-            await send_stream(receive, send, out, finished, render)
+            await send_stream(receive, send, out, finished, render, _said(translation, passed))
             return
         reply, deployment = await routed(
             receive, admission, router.run(group, call, admission.gate, plan, False)
@@ -187,7 +188,7 @@ class ResponsesRoute:
             admission.guardrails = guarded.evidence.summary()
         try:
             response = wire.response_from_chat(
-                json.loads(answer), body, translation.custom, reply.usage, wire.new_id("resp")
+                json.loads(answer), body, translation.tools, reply.usage, wire.new_id("resp")
             )
         except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
             await admission.finish(reply.usage, deployment, "upstream_error", reply_tokens(reply))
@@ -198,7 +199,8 @@ class ResponsesRoute:
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
         if body.get("store") is not False:
             self._keep(record.id, translation, response, previous)
-        await send_body(send, 200, json.dumps(response).encode(), JSON_HEADERS)
+        extra = _said(translation, False)
+        await send_body(send, 200, json.dumps(response).encode(), JSON_HEADERS + extra)
 
     def _keep(
         self,
@@ -229,6 +231,13 @@ class ResponsesRoute:
         pinned.fallbacks = {}
         pinned.allows = lambda _: False
         return pinned
+
+
+def _said(translation: wire.Translation | None, passed: bool) -> list[tuple[bytes, bytes]]:
+    """The header that names the hosted tools a translated deployment was not offered."""
+    if passed or translation is None or not translation.tools.ignored:
+        return []
+    return [(IGNORED_TOOLS, ",".join(translation.tools.ignored).encode())]
 
 
 def _id_of(body: bytes) -> str | None:

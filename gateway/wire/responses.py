@@ -12,9 +12,11 @@ object (or the Responses event sequence). What the translation does with each re
                                 ``reasoning`` items are dropped (only the model that wrote them
                                 can read them back)
     instructions                a ``system`` message first (not carried to a follow-up turn)
-    tools                       ``function`` tools as they are; ``custom`` tools (freeform input,
-                                what the Codex CLI's apply_patch is) as a function taking one
-                                string ``input``; every other tool type is refused
+    tools                       ``function`` tools as they are; ``namespace`` tools as one function
+                                each, named ``<namespace>__<name>``; ``custom`` tools (freeform
+                                input, what the Codex CLI's apply_patch is) as a function taking
+                                one string ``input``; ``web_search`` is not offered (said in the
+                                ``x-sealgate-ignored-tools`` header); other tool types are refused
     tool_choice                 the same choice in chat's shape
     text.format                 ``response_format`` (json_schema, json_object)
     reasoning.effort            ``reasoning_effort``
@@ -69,12 +71,18 @@ FIELDS = frozenset(
         "service_tier",
         "max_tool_calls",
         "background",
+        "client_metadata",  # the Codex CLI's (its installation and session ids)
     }
 )
 # Fields only the pass-through (an OpenAI or Azure deployment) can honour: refused on a
 # translated deployment when they ask for something (their "off" value is fine).
 PASS_THROUGH_ONLY = {"background": False, "max_tool_calls": None, "top_logprobs": None}
 CUSTOM_INPUT = "input"  # the one argument a custom tool becomes as a function
+NAMESPACE_JOIN = "__"  # a namespace's function as one chat function: <namespace>__<name>
+# Hosted tools a translated deployment does not offer the model, and says so (the
+# ``x-sealgate-ignored-tools`` header) instead of refusing: the Codex CLI sends web_search by
+# default, and a coding agent must not break on its defaults. Every other hosted tool is refused.
+HOSTED_IGNORED = frozenset({"web_search", "web_search_preview"})
 ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system"}
 FINISH = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
@@ -201,6 +209,8 @@ def input_messages(given: Any) -> list[dict[str, Any]]:
         elif kind in ("function_call", "custom_tool_call"):
             call_id = _expect(item.get("call_id"), str, f"{at}.call_id")
             name = _expect(item.get("name"), str, f"{at}.name")
+            space = item.get("namespace")
+            name = flat_name(space if isinstance(space, str) else None, name)
             if kind == "function_call":
                 arguments = _arguments(item.get("arguments"), f"{at}.arguments")
             else:
@@ -225,21 +235,61 @@ def input_messages(given: Any) -> list[dict[str, Any]]:
     return messages
 
 
-def _tools(tools: list[Any]) -> tuple[list[dict[str, Any]], set[str]]:
-    """Chat tools, and the names of the custom (freeform) ones."""
+class Tools:
+    """What the translation back needs to know of the request's tools: which chat functions
+    are custom (freeform) tools, which stand for a function in a namespace (``flat`` name ->
+    (namespace, name)), and which hosted tools were not offered to the model."""
+
+    __slots__ = ("custom", "ignored", "namespaced")
+
+    def __init__(self) -> None:
+        self.custom: set[str] = set()
+        self.namespaced: dict[str, tuple[str, str]] = {}
+        self.ignored: list[str] = []
+
+    def item(self, flat: str) -> tuple[str, str | None]:
+        """The Responses name and namespace of chat function ``flat``."""
+        found = self.namespaced.get(flat)
+        return (found[1], found[0]) if found is not None else (flat, None)
+
+
+def flat_name(namespace: str | None, name: str) -> str:
+    return f"{namespace}{NAMESPACE_JOIN}{name}" if namespace else name
+
+
+def _function(tool: dict[str, Any], at: str, name: str) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": name}
+    for field in ("description", "parameters", "strict"):
+        if tool.get(field) is not None:
+            function[field] = tool[field]
+    return {"type": "function", "function": function}
+
+
+def _tools(tools: list[Any]) -> tuple[list[dict[str, Any]], Tools]:
+    """Chat tools, and what their translation back needs."""
     out: list[dict[str, Any]] = []
-    custom: set[str] = set()
+    known = Tools()
+    custom = known.custom
     for index, tool in enumerate(tools):
         at = f"tools[{index}]"
         _expect(tool, dict, at)
         kind = tool.get("type")
         name = tool.get("name")
         if kind == "function":
-            function: dict[str, Any] = {"name": _expect(name, str, f"{at}.name")}
-            for field in ("description", "parameters", "strict"):
-                if tool.get(field) is not None:
-                    function[field] = tool[field]
-            out.append({"type": "function", "function": function})
+            out.append(_function(tool, at, _expect(name, str, f"{at}.name")))
+        elif kind == "namespace":
+            space = _expect(name, str, f"{at}.name")
+            for inner, member in enumerate(_expect(tool.get("tools"), list, f"{at}.tools")):
+                where = f"{at}.tools[{inner}]"
+                _expect(member, dict, where)
+                if member.get("type") != "function":
+                    raise _refuse(f"a namespace tool of type {member.get('type')!r}", where)
+                own = _expect(member.get("name"), str, f"{where}.name")
+                flat = flat_name(space, own)
+                known.namespaced[flat] = (space, own)
+                out.append(_function(member, where, flat))
+        elif kind in HOSTED_IGNORED:
+            known.ignored.append(str(kind))
         elif kind == "custom":
             custom.add(_expect(name, str, f"{at}.name"))
             parameters = {
@@ -248,13 +298,13 @@ def _tools(tools: list[Any]) -> tuple[list[dict[str, Any]], set[str]]:
                 "required": [CUSTOM_INPUT],
                 "additionalProperties": False,
             }
-            function = {"name": name, "parameters": parameters}
+            function: dict[str, Any] = {"name": name, "parameters": parameters}
             if isinstance(tool.get("description"), str):
                 function["description"] = tool["description"]
             out.append({"type": "function", "function": function})
         else:
             raise _refuse(f"a tool of type {kind!r}", at)
-    return out, custom
+    return out, known
 
 
 def _tool_choice(choice: Any) -> Any:
@@ -262,7 +312,9 @@ def _tool_choice(choice: Any) -> Any:
         return choice
     if isinstance(choice, dict) and choice.get("type") in ("function", "custom"):
         name = _expect(choice.get("name"), str, "tool_choice.name")
-        return {"type": "function", "function": {"name": name}}
+        space = choice.get("namespace")
+        flat = flat_name(space if isinstance(space, str) else None, name)
+        return {"type": "function", "function": {"name": flat}}
     raise _refuse("this 'tool_choice'", "tool_choice")
 
 
@@ -290,13 +342,13 @@ def _response_format(text: dict[str, Any]) -> dict[str, Any] | None:
 
 class Translation:
     """A Responses request as a chat-completions request, with what the answer's translation
-    back needs (the custom tools' names)."""
+    back needs (``tools``)."""
 
-    __slots__ = ("chat", "custom", "turn")
+    __slots__ = ("chat", "tools", "turn")
 
-    def __init__(self, chat: dict[str, Any], custom: set[str], turn: list[dict[str, Any]]):
+    def __init__(self, chat: dict[str, Any], tools: Tools, turn: list[dict[str, Any]]):
         self.chat = chat
-        self.custom = custom
+        self.tools = tools
         self.turn = turn  # this request's own input as chat messages (kept for a follow-up)
 
 
@@ -311,9 +363,11 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]]) -> Tran
     if isinstance(body.get("instructions"), str):
         messages.insert(0, {"role": "system", "content": body["instructions"]})
     chat: dict[str, Any] = {"model": body["model"], "messages": messages}
-    custom: set[str] = set()
+    tools = Tools()
     if body.get("tools"):
-        chat["tools"], custom = _tools(body["tools"])
+        offered, tools = _tools(body["tools"])
+        if offered:
+            chat["tools"] = offered
     choice = _tool_choice(body.get("tool_choice"))
     if choice is not None:
         chat["tool_choice"] = choice
@@ -338,7 +392,10 @@ def request_to_chat(body: dict[str, Any], history: list[dict[str, Any]]) -> Tran
     if body.get("stream"):
         chat["stream"] = True
         chat["stream_options"] = {"include_usage": True}
-    return Translation(chat, custom, turn)
+    if "tools" not in chat:
+        chat.pop("tool_choice", None)  # nothing left to choose from (only hosted tools)
+        chat.pop("parallel_tool_calls", None)
+    return Translation(chat, tools, turn)
 
 
 # -- a chat answer as a Responses object ----------------------------------------------------------
@@ -404,11 +461,11 @@ def envelope(
     }
 
 
-def _call_item(call: dict[str, Any], custom: set[str]) -> dict[str, Any]:
+def _call_item(call: dict[str, Any], tools: Tools) -> dict[str, Any]:
     function = call["function"]
     name = function["name"]
     arguments = function.get("arguments") or ""
-    if name in custom:
+    if name in tools.custom:
         try:
             raw = json.loads(arguments).get(CUSTOM_INPUT, "") if arguments else ""
         except (ValueError, AttributeError):
@@ -421,14 +478,18 @@ def _call_item(call: dict[str, Any], custom: set[str]) -> dict[str, Any]:
             "input": raw if isinstance(raw, str) else json.dumps(raw),
             "status": "completed",
         }
-    return {
+    own, space = tools.item(name)
+    item = {
         "type": "function_call",
         "id": new_id("fc"),
         "call_id": call.get("id") or new_id("call"),
-        "name": name,
+        "name": own,
         "arguments": arguments,
         "status": "completed",
     }
+    if space is not None:
+        item["namespace"] = space
+    return item
 
 
 def _message_item(text: str, item_id: str | None = None) -> dict[str, Any]:
@@ -444,7 +505,7 @@ def _message_item(text: str, item_id: str | None = None) -> dict[str, Any]:
 def response_from_chat(
     completion: dict[str, Any],
     body: dict[str, Any],
-    custom: set[str],
+    tools: Tools,
     usage: Usage | None,
     response_id: str,
 ) -> dict[str, Any]:
@@ -466,7 +527,7 @@ def response_from_chat(
                 "content": [{"type": "refusal", "refusal": refusal}],
             }
         )
-    output += [_call_item(call, custom) for call in message.get("tool_calls") or []]
+    output += [_call_item(call, tools) for call in message.get("tool_calls") or []]
     finish = choice.get("finish_reason")
     reason = FINISH.get(finish) if isinstance(finish, str) else None
     created = completion.get("created")
@@ -500,12 +561,10 @@ class ResponsesEventStream:
     item's ``added`` / deltas / ``done``, then ``response.completed`` (or ``.incomplete``) with
     usage. ``completed`` holds the final Responses object once the stream has ended."""
 
-    def __init__(
-        self, inner: Stream, body: dict[str, Any], custom: set[str], response_id: str
-    ) -> None:
+    def __init__(self, inner: Stream, body: dict[str, Any], tools: Tools, response_id: str) -> None:
         self._inner = inner
         self._body = body
-        self._custom = custom
+        self._tools = tools
         self._id = response_id
         self._reader = EventReader(MAX_EVENT_BYTES)
         self._sequence = 0
@@ -604,14 +663,17 @@ class ResponsesEventStream:
         state = self._calls.get(index)
         if state is None:
             name = function.get("name") or ""
-            kind = "custom_tool_call" if name in self._custom else "function_call"
+            kind = "custom_tool_call" if name in self._tools.custom else "function_call"
+            own, space = self._tools.item(name)
             item: dict[str, Any] = {
                 "type": kind,
                 "id": new_id("ctc" if kind == "custom_tool_call" else "fc"),
                 "call_id": call.get("id") or new_id("call"),
-                "name": name,
+                "name": own,
                 "status": "in_progress",
             }
+            if space is not None:
+                item["namespace"] = space
             item["input" if kind == "custom_tool_call" else "arguments"] = ""
             state = {"item": item, "index": len(self._output), "arguments": []}
             self._calls[index] = state
@@ -659,7 +721,7 @@ class ResponsesEventStream:
                         "id": item["call_id"],
                         "function": {"name": item["name"], "arguments": arguments},
                     },
-                    self._custom,
+                    self._tools,
                 )
                 item["input"] = done["input"]
             item["status"] = "completed"

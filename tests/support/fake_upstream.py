@@ -54,6 +54,10 @@ class Behaviour:
     unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
     answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
     content: list[str] | None = None  # the answer's text: joined, or streamed one event a piece
+    # Responses and Messages: call this tool (when it is offered) with these JSON arguments,
+    # instead of the first tool with the recorded ones (an agent's scripted turn)
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -388,23 +392,34 @@ class FakeUpstream:
             return early
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
-        tool = body["tools"][0]["name"] if body.get("tools") and not answered else None
+        names = [t["name"] for t in body.get("tools") or []]
+        if b.tool_name is not None:
+            names = [n for n in names if n == b.tool_name]
+        tool = names[0] if names and not answered else None
         if not body.get("stream"):
             message = recorded.reply("anthropic", "message_tool_use" if tool else "message")
             message["model"] = body["model"]
             for block in message["content"]:
                 if block["type"] == "tool_use":
                     block["name"] = tool
+                    if b.tool_arguments is not None:
+                        block["input"] = json.loads(b.tool_arguments)
             return web.json_response(message, headers=b.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         events = []
+        scripted = False
         for item in recorded.reply("anthropic", "stream_tool_use" if tool else "stream"):
             data = item["data"]
             if "message" in data:
                 data["message"]["model"] = body["model"]
             if data.get("content_block", {}).get("type") == "tool_use":
                 data["content_block"]["name"] = tool
+            delta = data.get("delta", {})
+            if b.tool_arguments is not None and delta.get("type") == "input_json_delta":
+                if scripted:
+                    continue  # the scripted arguments go in the first delta
+                delta["partial_json"], scripted = b.tool_arguments, True
             events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
 
         def event(kind: str, data: dict[str, Any]) -> bytes:
@@ -443,8 +458,10 @@ class FakeUpstream:
         items = body.get("input")
         last = items[-1] if isinstance(items, list) and items else {}
         answered = isinstance(last, dict) and last.get("type") == "function_call_output"
-        tools = [t for t in body.get("tools") or [] if t.get("type") == "function"]
-        tool = tools[0]["name"] if tools and not answered else None
+        tools = [t["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
+        if b.tool_name is not None:
+            tools = [t for t in tools if t == b.tool_name]
+        tool = tools[0] if tools and not answered else None
         response_id = f"resp_fake_{len(self.response_ids) + 1}"
         self.response_ids.add(response_id)
 
@@ -454,8 +471,13 @@ class FakeUpstream:
             for item in response["output"]:
                 if item["type"] == "function_call":
                     item["name"] = tool
-                elif answered and item["type"] == "message":
-                    item["content"][0]["text"] = f"The tool said: {last.get('output')}"
+                    if b.tool_arguments is not None:
+                        item["arguments"] = b.tool_arguments
+                elif item["type"] == "message" and item["content"][0]["text"]:
+                    if answered:
+                        item["content"][0]["text"] = f"The tool said: {last.get('output')}"
+                    if b.content is not None:
+                        item["content"][0]["text"] = "".join(b.content)
             return response
 
         if not body.get("stream"):
@@ -470,6 +492,15 @@ class FakeUpstream:
                 fill(event["response"])
             if event.get("item", {}).get("type") == "function_call":
                 event["item"]["name"] = tool
+                if b.tool_arguments is not None and event["item"]["arguments"]:
+                    event["item"]["arguments"] = b.tool_arguments
+            if b.tool_arguments is not None and event["type"].startswith(
+                "response.function_call_arguments."
+            ):
+                key = "delta" if event["type"].endswith("delta") else "arguments"
+                if key == "delta" and event["sequence_number"] > 3:
+                    continue  # the scripted arguments go in the first delta
+                event[key] = b.tool_arguments
             events.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
         if b.stream_error is not None:  # response.created, then an error event
             error = {"type": "error", "code": b.error_code, "message": b.stream_error}
