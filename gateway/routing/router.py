@@ -176,7 +176,8 @@ class Router:
             )
 
     def models(self) -> list[str]:
-        return sorted(self.groups)
+        """Every public name: the groups', wildcards included, and the aliases (issue 14)."""
+        return sorted({*self.groups, *self._settings.aliases})
 
     # -- aliases and wildcards (issue 14) ---------------------------------------------------
     def resolve(self, requested: str) -> tuple[str, str] | None:
