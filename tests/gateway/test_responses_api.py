@@ -349,9 +349,11 @@ def test_an_upstream_error_event_mid_stream_ends_the_clients_stream_with_an_erro
     client: OpenAI, upstream: FakeUpstream
 ) -> None:
     upstream.then(stream_error=f"exploded; key was {PROVIDER_KEY}")
-    with pytest.raises(openai.APIError) as caught:  # noqa: PT012 - the error comes mid-iteration
-        with client.responses.stream(model="gpt", input="hi") as stream:
-            list(stream)
+    with (
+        pytest.raises(openai.APIError) as caught,
+        client.responses.stream(model="gpt", input="hi") as stream,
+    ):
+        list(stream)
     assert PROVIDER_KEY not in str(caught.value)
 
 
