@@ -551,6 +551,13 @@ def output_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 # -- streams --------------------------------------------------------------------------------------
+TEXT_DELTA = (
+    'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", '
+    '"item_id": "%s", "output_index": %d, "content_index": 0, "delta": %s, "logprobs": [], '
+    '"sequence_number": %d}\n\n'
+)
+
+
 def sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}).encode() + b"\n\n"
 
@@ -638,17 +645,21 @@ class ResponsesEventStream:
                     )
                 )
             self._text["text"].append(text)
-            out.append(
-                self._event(
-                    "response.output_text.delta",
-                    {**self._where(self._text), "content_index": 0, "delta": text, "logprobs": []},
-                )
-            )
+            out.append(self._text_delta(text))
         for call in delta.get("tool_calls") or []:
             out += self._call_delta(call)
         if choice.get("finish_reason"):
             self._finish = choice["finish_reason"]
         return out
+
+    def _text_delta(self, text: str) -> bytes:
+        """A ``response.output_text.delta`` event, the one a stream is mostly made of: written
+        from a template (only the text is JSON-encoded), the same bytes ``_event`` would make."""
+        assert self._text is not None
+        state = self._text
+        made = TEXT_DELTA % (state["item"]["id"], state["index"], json.dumps(text), self._sequence)
+        self._sequence += 1
+        return made.encode()
 
     def _where(self, state: dict[str, Any]) -> dict[str, Any]:
         return {"item_id": state["item"]["id"], "output_index": state["index"]}
