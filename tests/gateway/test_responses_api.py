@@ -203,6 +203,48 @@ def test_a_function_call_and_its_output_make_a_round_trip(
         ]
 
 
+def test_developer_messages_images_and_settings_are_translated_for_a_chat_deployment(
+    client: OpenAI, upstream: FakeUpstream
+) -> None:
+    image = "data:image/png;base64,iVBORw0KGgo="
+    items: Any = [
+        {"role": "developer", "content": "Answer in French."},
+        {
+            "type": "message",
+            "role": "user",
+            "content": [
+                {"type": "input_text", "text": "What is this?"},
+                {"type": "input_image", "image_url": image, "detail": "low"},
+            ],
+        },
+    ]
+    for model in ("compat", "claude"):
+        client.responses.create(
+            model=model,
+            input=items,
+            max_output_tokens=99,
+            reasoning={"effort": "low", "summary": "auto"},
+            include=["reasoning.encrypted_content"],
+            prompt_cache_key="k1",
+            store=False,
+        )
+    compat, claude = (r.body for r in posts(upstream))
+    assert compat["messages"] == [
+        {"role": "system", "content": "Answer in French."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "What is this?"},
+                {"type": "image_url", "image_url": {"url": image, "detail": "low"}},
+            ],
+        },
+    ]
+    assert compat["max_tokens"] == 99 and compat["reasoning_effort"] == "low"
+    assert "include" not in compat and "prompt_cache_key" not in compat
+    assert claude["system"] == "Answer in French." and claude["max_tokens"] == 99
+    assert [b["type"] for b in claude["messages"][0]["content"]] == ["text", "image"]
+
+
 class Weather(BaseModel):
     city: str
     celsius: int
