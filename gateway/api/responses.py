@@ -98,8 +98,9 @@ class ResponsesRoute:
         chat = translation.chat if translation is not None else _estimate_body(body)
         guarded = await inference._guard(record, group, chat)
         translate_all = guarded is not None or (held is not None and held.deployment is None)
-        if translate_all and refusal is not None:
-            raise refusal
+        passable = any(r.deployment.provider in PASS_THROUGH for r in router.groups[group])
+        if refusal is not None and (translate_all or not passable):
+            raise refusal  # before anything is reserved: no deployment could take it as it is
         if guarded is not None and held is not None and held.deployment is not None:
             raise InvalidRequest(
                 "this key's guardrail policy needs every request translated, and the previous "

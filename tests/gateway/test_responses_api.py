@@ -412,6 +412,17 @@ def test_responses_count_against_the_keys_rpm_limit_like_chat(
     assert len(posts(upstream)) == 1
 
 
+def test_a_request_refused_for_its_translation_reserves_nothing(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    limited = gateway.create_key(["claude"], rpm_limit=1)["key"]
+    search: Any = {"type": "file_search", "vector_store_ids": ["vs_1"]}
+    with OpenAI(base_url=gateway.url + "/v1", api_key=limited, max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError):
+            client.responses.create(model="claude", input="find it", tools=[search])
+        assert client.responses.create(model="claude", input="hi").output_text == TEXT
+
+
 @pytest.mark.parametrize(("model", "prompt_tokens"), [("gpt", 11), ("claude", 13)])
 def test_a_responses_call_is_recorded_in_spend_with_its_deployment_and_tokens(
     gateway: GatewayProcess, upstream: FakeUpstream, model: str, prompt_tokens: int
