@@ -18,11 +18,13 @@ from gateway.api import admin, health
 from gateway.api.access import AccessLayer
 from gateway.api.admin.context import AdminContext
 from gateway.api.admin.gate import AdminGate, is_admin
+from gateway.api.completions import CompletionsRoute
 from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint, is_mcp
+from gateway.api.responses import ResponsesRoute
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, InvalidRequest
+from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 
 JSON = "application/json"
 Hook = Callable[[], Awaitable[None]]
@@ -139,9 +141,23 @@ def build_app(
         ]
         return JSONResponse({"object": "list", "data": data})
 
+    @app.get("/v1/models/{model_id:path}")
+    async def model(request: Request, model_id: str) -> Response:
+        # issue 14: only a model this key may use; any other name is a 404, as an unknown one
+        record = await authenticator.authenticate(request.headers.get("authorization"))
+        found = inference.router.resolve(model_id)
+        if found is None or not (record.allows(model_id) or record.allows(found[0])):
+            raise ModelNotFound(f"model {model_id!r} does not exist", param="model")
+        return JSONResponse(
+            {"id": model_id, "object": "model", "created": 0, "owned_by": "sealgate"}
+        )
+
     app.state.admin = admin_context
     app.include_router(readiness.router())
     for routes in admin.routers(admin_context):
         app.include_router(routes)
+    # issue 14: the Responses and legacy completions routes, on the inference path
+    inference.routes["/v1/responses"] = ResponsesRoute(inference).handle
+    inference.routes["/v1/completions"] = CompletionsRoute(inference).handle
     gate = AdminGate(app, admin_context, inference.limit)
     return Gateway(inference, app, gate, AccessLayer(access_log), mcp)

@@ -13,6 +13,7 @@ by the outer guard (``gateway.api.errors``) in the route's own shape.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -24,7 +25,13 @@ from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream, un
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
-from gateway.errors import GuardrailBlocked, ModelNotFound, PermissionDenied, UpstreamError
+from gateway.errors import (
+    GuardrailBlocked,
+    InvalidRequest,
+    ModelNotFound,
+    PermissionDenied,
+    UpstreamError,
+)
 from gateway.governance.admission import Admission
 from gateway.governance.core import Governance, Kind
 from gateway.governance.streams import CountingStream, reply_tokens
@@ -37,6 +44,7 @@ from gateway.wire.anthropic import messages as anthropic_wire
 from gateway.wire.anthropic.streams import AnthropicEventStream
 
 T = TypeVar("T")
+WILDCARD_NAME = re.compile(r"[A-Za-z0-9._:/@-]{1,256}")
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -106,6 +114,29 @@ class Inference:
         if not record.allows(model):
             raise PermissionDenied(f"this key may not use model {model!r}", param="model")
 
+    def _resolve(
+        self, router: Router, record: KeyRecord, body: dict[str, Any], requested: str
+    ) -> str:
+        """The group that serves ``requested`` for this key (issue 14: an alias, or a wildcard
+        group such as ``anthropic/*``); ``body["model"]`` becomes the model it means. The key
+        must allow the name asked for or the model it means."""
+        if requested in router.groups:
+            self._allow(router, record, requested)
+            return requested
+        found = router.resolve(requested)
+        if found is None:
+            raise ModelNotFound(f"model {requested!r} does not exist", param="model")
+        model, group = found
+        if not (record.allows(requested) or record.allows(model)):
+            raise PermissionDenied(f"this key may not use model {requested!r}", param="model")
+        if model != group and not WILDCARD_NAME.fullmatch(model):
+            raise InvalidRequest(
+                f"model {requested!r}: a name a wildcard serves is letters, digits and . _ - : / @",
+                param="model",
+            )
+        body["model"] = model
+        return group
+
     # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
     async def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Guarded | None:
         """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
@@ -147,8 +178,7 @@ class Inference:
         headers = dict(scope["headers"])
         record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
-        model = validation.check_chat(body)
-        self._allow(router, record, model)
+        model = self._resolve(router, record, body, validation.check_chat(body))
         guarded = await self._guard(record, model, body)
         await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
@@ -162,8 +192,7 @@ class Inference:
         raw: dict[str, Any] = await read_json(receive, headers, limit)
         validation.check_fields(raw, anthropic_wire.FIELDS)
         body = anthropic_wire.request_to_openai(raw)
-        model = validation.check_chat(body)
-        self._allow(router, record, model)
+        model = self._resolve(router, record, body, validation.check_chat(body))
         guarded = await self._guard(record, model, body)
         await self._complete(router, receive, send, headers, body, model, record, guarded, True)
 
@@ -201,7 +230,7 @@ class Inference:
             stream: Stream = counting
             if guarded is not None:
                 stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
-            stream = AnthropicEventStream(stream, model) if anthropic else stream
+            stream = AnthropicEventStream(stream, body["model"]) if anthropic else stream
             recording = cached.Recording(stream, lookup) if lookup is not None else None
 
             async def finished(_: Stream, outcome: str) -> None:
@@ -233,7 +262,7 @@ class Inference:
             tracing.record_output(answer)
         if anthropic:
             try:
-                message = anthropic_wire.message_from_openai(json.loads(answer), model)
+                message = anthropic_wire.message_from_openai(json.loads(answer), body["model"])
             except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
                 await admission.finish(
                     reply.usage, deployment, "upstream_error", reply_tokens(reply)
@@ -254,8 +283,7 @@ class Inference:
         headers = dict(scope["headers"])
         record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
-        model = validation.check_embeddings(body)
-        self._allow(router, record, model)
+        model = self._resolve(router, record, body, validation.check_embeddings(body))
         guarded = await self._guard(record, model, body)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         if guarded is not None:

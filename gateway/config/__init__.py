@@ -176,6 +176,32 @@ class Deployment(Strict):
     def name(self) -> str:
         return self.id or f"{self.model}/{self.provider}"
 
+    # -- model wildcards (issue 14): ``model: anthropic/*`` serves every ``anthropic/<name>`` --
+    @model_validator(mode="after")
+    def _wildcard_rules(self) -> Deployment:
+        if "*" in self.model:
+            if not self.model.endswith("*") or self.model.count("*") != 1:
+                raise ValueError("a wildcard model ends in its only '*', e.g. anthropic/*")
+            if self.upstream_model is not None:
+                raise ValueError(
+                    "a wildcard model takes its upstream model from the name asked for; "
+                    "upstream_model does not apply"
+                )
+            if self.provider == "azure":
+                raise ValueError("azure deployments name one upstream deployment: no wildcard")
+        return self
+
+    @property
+    def wildcard(self) -> bool:
+        return self.model.endswith("*")
+
+    def upstream_model_for(self, requested: str) -> str:
+        """The upstream model a request for public model ``requested`` is sent as: the part a
+        wildcard matched, else ``upstream_model`` (or the public name)."""
+        if self.wildcard and requested.startswith(self.model[:-1]):
+            return requested[len(self.model) - 1 :]
+        return self.upstream_model or self.model
+
 
 class Server(Strict):
     max_body_bytes: int = Field(DEFAULT_MAX_BODY_BYTES, ge=1024, le=256 * 1024 * 1024)
@@ -356,9 +382,13 @@ class GatewayConfig(Strict):
         """Names that must refer to something elsewhere in the file."""
         problems: list[tuple[Path_, str]] = []
         names = {d.model for d in self.deployments}
+        prefixes = [n[:-1] for n in names if n.endswith("*")]  # wildcards (issue 14)
         for where, name in self.router.names():
-            if name not in names:
+            if name not in names and not any(name.startswith(p) for p in prefixes):
                 problems.append((where, f"names unknown model {name!r}"))
+        for alias in self.router.aliases:  # issue 14: an alias may not hide a deployed model
+            if alias in names:
+                problems.append((("router", "aliases", alias), f"{alias!r} is a deployed model"))
         seen: dict[str, int] = {}
         for index, deployment in enumerate(self.deployments):
             if deployment.name in seen:

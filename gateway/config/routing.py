@@ -96,6 +96,9 @@ class Router(_Strict):
     fallbacks: dict[str, list[str]] = {}
     groups: dict[str, Group] = {}
     health_checks: HealthChecks | None = None  # no background probes unless set
+    # One public name for another (issue 14): {alias: model}, the model deployed or matched by a
+    # wildcard deployment (``anthropic/*``).
+    aliases: dict[str, str] = {}
 
     def fallbacks_for(self, model: str, error_class: ErrorClass) -> list[str]:
         """The groups tried, in order, after ``model``'s group failed with ``error_class``: the
@@ -113,6 +116,8 @@ class Router(_Strict):
         found: list[tuple[tuple[str | int, ...], str]] = []
         for source, targets in self.fallbacks.items():
             found += [(("router", "fallbacks", source), n) for n in [source, *targets]]
+        for alias, target in self.aliases.items():
+            found.append((("router", "aliases", alias), target))
         for model, group in self.groups.items():
             found.append((("router", "groups", model), model))
             for kind in ERROR_CLASSES:

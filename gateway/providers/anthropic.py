@@ -30,7 +30,6 @@ class AnthropicAdapter:
         self.deployment = deployment
         self._pool = pool
         self._url = f"{deployment.base_url}/v1/messages"
-        self._upstream_model = deployment.upstream_model or deployment.model
 
     def _headers(self, key: Secret | None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "anthropic-version": API_VERSION}
@@ -39,7 +38,9 @@ class AnthropicAdapter:
         return headers
 
     def _payload(self, body: dict[str, Any]) -> bytes:
-        return json.dumps(request_to_anthropic(body, self._upstream_model)).encode()
+        return json.dumps(
+            request_to_anthropic(body, self.deployment.upstream_model_for(body.get("model", "")))
+        ).encode()
 
     async def chat(self, body: dict[str, Any], key: Secret | None) -> Reply:
         name = self.deployment.name

@@ -22,6 +22,13 @@ class AzureAdapter(OpenAIAdapter):
         prefix = f"{base}/openai/deployments/{name}"
         return f"{prefix}/chat/completions{query}", f"{prefix}/embeddings{query}"
 
+    def responses_url(self, base: str) -> str:
+        return f"{base}/openai/responses?api-version={self.deployment.api_version}"
+
+    def responses_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        # Azure's Responses API names the deployment in the body's ``model``.
+        return {**body, "model": self.deployment.upstream_model or self.deployment.model}
+
     def auth_headers(self, key: Secret) -> dict[str, str]:
         return {"api-key": key.reveal()}
 

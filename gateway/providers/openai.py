@@ -26,7 +26,7 @@ from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
-from gateway.wire import openai
+from gateway.wire import openai, responses
 from gateway.wire.sse import Event
 
 
@@ -36,7 +36,7 @@ class OpenAIAdapter:
         self.deployment = deployment
         self._pool = pool
         self._chat_url, self._embed_url = self.urls(deployment.base_url)
-        self._upstream_model = deployment.upstream_model or deployment.model
+        self._responses_url = self.responses_url(deployment.base_url)
 
     # -- what a variant of the format changes ------------------------------------------------
     def urls(self, base: str) -> tuple[str, str]:
@@ -47,7 +47,14 @@ class OpenAIAdapter:
         return {"Authorization": "Bearer " + key.reveal()}
 
     def upstream_body(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {**body, "model": self._upstream_model}
+        return {**body, "model": self.deployment.upstream_model_for(body.get("model", ""))}
+
+    def responses_url(self, base: str) -> str:
+        """The Responses API URL under the pinned base URL (issue 14)."""
+        return f"{base}/responses"
+
+    def responses_body(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.upstream_body(body)
 
     # -- requests ---------------------------------------------------------------------------
     def _headers(self, key: Secret | None) -> dict[str, str]:
@@ -58,6 +65,9 @@ class OpenAIAdapter:
 
     def _payload(self, body: dict[str, Any]) -> bytes:
         return json.dumps(self.upstream_body(body), separators=(",", ":")).encode()
+
+    def _json(self, body: dict[str, Any]) -> bytes:
+        return json.dumps(self.responses_body(body), separators=(",", ":")).encode()
 
     async def chat(self, body: dict[str, Any], key: Secret | None) -> Reply:
         return await self._post(self._chat_url, body, key)
@@ -83,6 +93,28 @@ class OpenAIAdapter:
             session, self.deployment, self._chat_url, self._payload(body), self._headers(key)
         )
         return OpenAIUpstreamStream(response, self.deployment)
+
+    # -- the Responses API, passed through (issue 14; gateway.wire.responses) ----------------
+    async def responses(self, body: dict[str, Any], key: Secret | None) -> Reply:
+        name = self.deployment.name
+        session = self._pool.session(self.deployment)
+        data = await http.post(
+            session, self.deployment, self._responses_url, self._json(body), self._headers(key)
+        )
+        try:
+            usage = responses.usage_from(json.loads(data).get("usage"))
+        except (ValueError, AttributeError, RecursionError):
+            raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
+        return Reply(data, usage)
+
+    async def responses_stream(
+        self, body: dict[str, Any], key: Secret | None
+    ) -> ResponsesUpstreamStream:
+        session = self._pool.session(self.deployment)
+        response = await http.open_stream(
+            session, self.deployment, self._responses_url, self._json(body), self._headers(key)
+        )
+        return ResponsesUpstreamStream(response, self.deployment)
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
@@ -130,6 +162,71 @@ class OpenAIUpstreamStream:
         if b'"usage"' in data:
             try:
                 usage = openai.usage_from(json.loads(data).get("usage"))
+            except (ValueError, AttributeError, RecursionError):
+                return
+            if usage is not None:
+                self.usage = usage
+
+    async def aclose(self) -> None:
+        self._response.close()
+
+
+# The events that end a Responses stream; one of them must come before the stream ends.
+RESPONSES_END = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
+
+
+class ResponsesUpstreamStream:
+    """An OpenAI upstream's Responses event stream, passed through event by event: ``usage`` is
+    read from the final ``response.*`` event; an ``error`` event (or ``response.failed``) ends
+    the stream with the gateway's own error, and a stream without a final event with
+    ``UpstreamTruncated``."""
+
+    def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment) -> None:
+        self._response = response
+        self._deployment = deployment
+        self.usage: Usage | None = None
+        self.response_id: str | None = None  # the upstream's id, from response.created
+        self._done = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        try:
+            async for events in http.event_batches(self._response, self._deployment):
+                for event in events:
+                    self._read(event)
+                yield b"".join(event.raw for event in events)
+        finally:
+            self._response.release()
+        if not self._done:
+            name = self._deployment.name
+            raise UpstreamTruncated(f"deployment {name} ended the stream before it completed")
+
+    def _created(self, data: bytes) -> None:
+        try:
+            found = json.loads(data)["response"]["id"]
+        except (ValueError, KeyError, TypeError, RecursionError):
+            return
+        if isinstance(found, str):
+            self.response_id = found
+
+    def _read(self, event: Event) -> None:
+        kind = event.name
+        if kind == b"error" or kind == b"response.failed":
+            try:
+                payload = json.loads(event.data)
+            except (ValueError, RecursionError):
+                payload = None
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if kind == b"response.failed" and isinstance(payload, dict):
+                failed = payload.get("response")
+                error = failed.get("error") if isinstance(failed, dict) else None
+            raise http.mid_stream_failure(self._deployment.name, error or payload)
+        if kind == b"response.created":
+            self._created(event.data)
+        if kind in RESPONSES_END:
+            self._done = True
+            try:
+                final = json.loads(event.data).get("response")
+                usage = responses.usage_from(final.get("usage"))
             except (ValueError, AttributeError, RecursionError):
                 return
             if usage is not None:

@@ -159,6 +159,7 @@ class Router:
             route.stats.rpm_limit, route.stats.tpm_limit = (limits or {}).get(d.name, (None, None))
             self.groups.setdefault(d.model, []).append(route)
         self._turn = {name: itertools.count() for name in self.groups}
+        self._wildcards = [name for name in self.groups if name.endswith("*")]
         self._by_name = {r.deployment.name: r for r in routes}
         self.probes: Probes | None = None
         if settings.health_checks is not None:
@@ -175,7 +176,38 @@ class Router:
             )
 
     def models(self) -> list[str]:
-        return sorted(self.groups)
+        """Every public name: the groups', wildcards included, and the aliases (issue 14)."""
+        return sorted({*self.groups, *self._settings.aliases})
+
+    # -- aliases and wildcards (issue 14) ---------------------------------------------------
+    def resolve(self, requested: str) -> tuple[str, str] | None:
+        """The model a requested name means and the group that serves it: an alias is replaced
+        by its target; a name no group has is served by the wildcard group (``anthropic/*``)
+        with the longest prefix it starts with. None when nothing serves it."""
+        model = self._settings.aliases.get(requested, requested)
+        if model in self.groups:
+            return model, model
+        best: str | None = None
+        for group in self._wildcards:
+            matches = model.startswith(group[:-1]) and len(model) > len(group) - 1
+            if matches and (best is None or len(group) > len(best)):
+                best = group
+        return (model, best) if best is not None else None
+
+    def aliases(self) -> dict[str, str]:
+        return dict(self._settings.aliases)
+
+    async def run(
+        self,
+        model: str,
+        call: Callable[[Route, Secret | None], Awaitable[T]],
+        gate: Gate | None,
+        plan: Plan | None,
+        stream: bool,
+    ) -> tuple[T, Deployment]:
+        """Route a call the caller makes of each deployment's adapter (the Responses route
+        picks, per deployment, between its pass-through and the chat translation)."""
+        return await self._run(model, call, gate, plan, stream)
 
     def credentials(self) -> list[CredentialRef]:
         return [r.credential for g in self.groups.values() for r in g if r.credential]

@@ -56,7 +56,10 @@ class KeyRecord:
         return self.previous_expires_at is not None and now < self.previous_expires_at
 
     def allows(self, model: str) -> bool:
-        return "*" in self.models or model in self.models
+        if "*" in self.models or model in self.models:
+            return True
+        # a wildcard (issue 14): "anthropic/*" allows every "anthropic/<name>"
+        return any(m.endswith("*") and model.startswith(m[:-1]) for m in self.models)
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

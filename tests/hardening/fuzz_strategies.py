@@ -389,3 +389,84 @@ def upstream_answers(draw: st.DrawFn, anthropic: bool) -> bytes:
         parts = [name + b"data: " + _json(e) + b"\n\n" for e in events]
         return b"".join(parts) + (b"" if anthropic else b"data: [DONE]\n\n")
     return draw(st.binary(max_size=200))
+
+
+# -- /v1/responses and /v1/completions (issue 14) ------------------------------------------------
+response_part = body(
+    {
+        "type": st.sampled_from(
+            ["input_text", "output_text", "input_image", "refusal", "input_file"]
+        )
+    },
+    {"text": text, "image_url": st.sampled_from(URLS) | text, "detail": text, "refusal": text},
+)
+response_item = st.one_of(
+    body(
+        {
+            "role": st.sampled_from(["user", "assistant", "system", "developer", "tool"]),
+            "content": st.one_of(text, st.lists(maybe(response_part), max_size=3)),
+        },
+        {"type": st.just("message")},
+    ),
+    body(
+        {
+            "type": st.sampled_from(
+                ["function_call", "custom_tool_call", "function_call_output", "reasoning"]
+            ),
+            "call_id": text,
+        },
+        {"name": text, "arguments": text, "input": text, "output": text, "namespace": text},
+    ),
+)
+response_tool = body(
+    {"type": st.sampled_from(["function", "namespace", "custom", "web_search", "file_search"])},
+    {
+        "name": text,
+        "parameters": json_values,
+        "tools": st.lists(json_values, max_size=2),
+        "description": text,
+    },
+)
+responses = body(
+    {
+        "model": st.sampled_from(MODELS),
+        "input": st.one_of(text, st.lists(maybe(response_item), max_size=4)),
+    },
+    {
+        "instructions": text,
+        "tools": st.lists(maybe(response_tool), max_size=3),
+        "tool_choice": st.sampled_from(["auto", "none", "required"])
+        | body({"type": st.sampled_from(["function", "custom", "allowed_tools"])}, {"name": text}),
+        "text": body(
+            {},
+            {
+                "format": body(
+                    {"type": st.sampled_from(["text", "json_object", "json_schema", "grammar"])},
+                    {"name": text, "schema": json_values, "strict": st.booleans()},
+                )
+            },
+        ),
+        "reasoning": body({}, {"effort": text, "summary": text}),
+        "max_output_tokens": integers,
+        "previous_response_id": text,
+        "store": st.booleans(),
+        "stream": st.booleans(),
+        "temperature": numbers,
+        "include": st.lists(text, max_size=2),
+        "background": st.booleans(),
+        "metadata": st.dictionaries(text, text, max_size=2),
+    },
+)
+completions = body(
+    {"model": st.sampled_from(MODELS), "prompt": st.one_of(text, st.lists(text, max_size=2))},
+    {
+        "max_tokens": integers,
+        "stream": st.booleans(),
+        "echo": st.booleans(),
+        "suffix": text,
+        "logprobs": integers,
+        "best_of": integers,
+        "n": integers,
+        "stop": text,
+    },
+)

@@ -221,7 +221,25 @@ def test_fuzzed_anthropic_messages_get_no_server_error(
     found.check()
 
 
-API = ["/v1/chat/completions", "/v1/embeddings", "/v1/messages"]
+@pytest.mark.parametrize(
+    ("path", "bodies"), [("/v1/responses", fs.responses), ("/v1/completions", fs.completions)]
+)
+def test_fuzzed_responses_and_completions_get_no_server_error(
+    client: httpx.Client, credentials: dict[str, str], path: str, bodies: Any
+) -> None:
+    found = Findings()
+
+    @fuzzing(300)
+    @given(body=bodies, who=st.sampled_from(WHO), noise=header_text)
+    def probe(body: dict[str, Any], who: str, noise: str) -> None:
+        headers = sent(credentials, who, noise)
+        found.send(client, "POST", path, content=encoded(body), headers=headers)
+
+    probe()
+    found.check()
+
+
+API = ["/v1/chat/completions", "/v1/embeddings", "/v1/messages", "/v1/responses", "/v1/completions"]
 ADMIN_POSTS = ["/admin/keys", "/admin/teams", "/admin/users", "/admin/budgets", "/admin/tokens"]
 
 

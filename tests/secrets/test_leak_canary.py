@@ -3,7 +3,8 @@ wrong in every way we know is run through a real gateway process, and then every
 produced is searched for them: answers and their headers, streams, the log, /metrics (label
 values included), and every file it wrote (the SQLite database and its WAL as they are while it
 runs, and after it stopped). Since issue 12 the upstream also puts the key in its error codes and
-in an error event in the middle of a stream. Since issue 17 the search also covers the access log
+in an error event in the middle of a stream (since issue 14 on /v1/responses and
+/v1/completions too). Since issue 17 the search also covers the access log
 (one line per request, every status), the spend logs API and the histogram families, and the
 caller's virtual key is a canary too; and the webhook sink's bodies as a real receiver got them
 (its signing secret is a canary as well), and the S3 sink's objects as moto's S3 server
@@ -110,6 +111,26 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         for _ in range(2):
             streamed = keep(gw.chat(stream=True))
             assert streamed.status_code == 200 and "event: error" in streamed.text
+
+        # issue 14: the Responses and legacy completions routes, their answers, streams and
+        # errors (the upstream echoing the key in an error body and in a mid-stream event)
+        def post(path: str, **body: object) -> httpx.Response:
+            return httpx.post(
+                gw.process.url + path,
+                json={"model": "vault-gpt", **body},
+                headers={"Authorization": f"Bearer {gw.key}"},
+                timeout=60,
+            )
+
+        assert keep(post("/v1/responses", input="hi")).status_code == 200
+        assert keep(post("/v1/responses", input="hi", stream=True)).status_code == 200
+        assert keep(post("/v1/completions", prompt="hi")).status_code == 200
+        upstream.then(status=400, error_message=echo).then(status=400, error_message=echo)
+        assert keep(post("/v1/responses", input="hi")).status_code == 400
+        assert keep(post("/v1/completions", prompt="hi")).status_code == 400
+        upstream.then(stream_error=echo)
+        streamed = keep(post("/v1/responses", input="hi", stream=True))
+        assert streamed.status_code == 200 and "event: error" in streamed.text
         for wrong in ("sk-sg-" + secrets.token_hex(20), provider_key, vault_token, "garbage"):
             assert keep(gw.chat(key=wrong)).status_code == 401
         metrics = keep(gw.process.admin("GET", "/metrics"))

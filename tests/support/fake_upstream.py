@@ -1,7 +1,8 @@
 """A local upstream that speaks the OpenAI and Anthropic wire formats, for tests (no provider is
 reachable here).
 
-It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, Azure's
+It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, OpenAI's Responses API
+``/v1/responses`` (JSON and SSE; Azure's ``/openai/responses``), Azure's
 ``/openai/deployments/<name>/...`` and Anthropic's ``/v1/messages`` (JSON and SSE) on a free
 loopback port, answering with the replies recorded in tests/assets/providers/ (``recorded.py``),
 so the adapters are tested against the providers' documented shapes rather than against a copy of
@@ -53,6 +54,10 @@ class Behaviour:
     unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
     answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
     content: list[str] | None = None  # the answer's text: joined, or streamed one event a piece
+    # Responses and Messages: call this tool (when it is offered) with these JSON arguments,
+    # instead of the first tool with the recorded ones (an agent's scripted turn)
+    tool_name: str | None = None
+    tool_arguments: str | None = None
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -84,6 +89,7 @@ class FakeUpstream:
         # an earlier test still sleeping (a delay longer than the gateway's timeout) cannot
         # count in the next test.
         self._epoch = 0
+        self.response_ids: set[str] = set()  # the Responses ids this fake has answered with
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -128,6 +134,8 @@ class FakeUpstream:
         app.router.add_post("/openai/deployments/{name}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{name}/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/responses", self._responses)
+        app.router.add_post("/openai/responses", self._responses)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -384,23 +392,34 @@ class FakeUpstream:
             return early
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
-        tool = body["tools"][0]["name"] if body.get("tools") and not answered else None
+        names = [t["name"] for t in body.get("tools") or []]
+        if b.tool_name is not None:
+            names = [n for n in names if n == b.tool_name]
+        tool = names[0] if names and not answered else None
         if not body.get("stream"):
             message = recorded.reply("anthropic", "message_tool_use" if tool else "message")
             message["model"] = body["model"]
             for block in message["content"]:
                 if block["type"] == "tool_use":
                     block["name"] = tool
+                    if b.tool_arguments is not None:
+                        block["input"] = json.loads(b.tool_arguments)
             return web.json_response(message, headers=b.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         events = []
+        scripted = False
         for item in recorded.reply("anthropic", "stream_tool_use" if tool else "stream"):
             data = item["data"]
             if "message" in data:
                 data["message"]["model"] = body["model"]
             if data.get("content_block", {}).get("type") == "tool_use":
                 data["content_block"]["name"] = tool
+            delta = data.get("delta", {})
+            if b.tool_arguments is not None and delta.get("type") == "input_json_delta":
+                if scripted:
+                    continue  # the scripted arguments go in the first delta
+                delta["partial_json"], scripted = b.tool_arguments, True
             events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
 
         def event(kind: str, data: dict[str, Any]) -> bytes:
@@ -416,6 +435,77 @@ class FakeUpstream:
             return await self._write_events(
                 request, response, _padded(events, 3, pad, b.stream_bytes), b
             )
+        return await self._write_events(request, response, events, b)
+
+    async def _responses(self, request: web.Request) -> web.StreamResponse:
+        """OpenAI's Responses API: a text answer, or a function call when function tools are
+        offered and the last input item is not a function call's output. A previous_response_id
+        it did not answer with is a 400, as OpenAI's own (the state lives with one upstream)."""
+        body = await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b)
+        if early is not None:
+            return early
+        previous = body.get("previous_response_id")
+        if previous is not None and previous not in self.response_ids:
+            error = recorded.reply("openai", "error")
+            error["error"].update(
+                message=f"Previous response with id '{previous}' not found.",
+                param="previous_response_id",
+                code="previous_response_not_found",
+            )
+            return web.json_response(error, status=400)
+        items = body.get("input")
+        last = items[-1] if isinstance(items, list) and items else {}
+        answered = isinstance(last, dict) and last.get("type") == "function_call_output"
+        tools = [t["name"] for t in body.get("tools") or [] if t.get("type") == "function"]
+        if b.tool_name is not None:
+            tools = [t for t in tools if t == b.tool_name]
+        tool = tools[0] if tools and not answered else None
+        response_id = f"resp_fake_{len(self.response_ids) + 1}"
+        self.response_ids.add(response_id)
+
+        def fill(response: dict[str, Any]) -> dict[str, Any]:
+            response.update(id=response_id, model=body.get("model", ""))
+            response["previous_response_id"] = previous
+            for item in response["output"]:
+                if item["type"] == "function_call":
+                    item["name"] = tool
+                    if b.tool_arguments is not None:
+                        item["arguments"] = b.tool_arguments
+                elif item["type"] == "message" and item["content"][0]["text"]:
+                    if answered:
+                        item["content"][0]["text"] = f"The tool said: {last.get('output')}"
+                    if b.content is not None:
+                        item["content"][0]["text"] = "".join(b.content)
+            return response
+
+        if not body.get("stream"):
+            name = "response_function_call" if tool else "response"
+            return web.json_response(fill(recorded.reply("openai", name)), headers=b.headers)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        name = "response_stream_function_call" if tool else "response_stream"
+        events = []
+        for event in recorded.reply("openai", name)["events"]:
+            if "response" in event:
+                fill(event["response"])
+            if event.get("item", {}).get("type") == "function_call":
+                event["item"]["name"] = tool
+                if b.tool_arguments is not None and event["item"]["arguments"]:
+                    event["item"]["arguments"] = b.tool_arguments
+            if b.tool_arguments is not None and event["type"].startswith(
+                "response.function_call_arguments."
+            ):
+                key = "delta" if event["type"].endswith("delta") else "arguments"
+                if key == "delta" and event["sequence_number"] > 3:
+                    continue  # the scripted arguments go in the first delta
+                event[key] = b.tool_arguments
+            events.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        if b.stream_error is not None:  # response.created, then an error event
+            error = {"type": "error", "code": b.error_code, "message": b.stream_error}
+            failed = f"event: error\ndata: {json.dumps(error)}\n\n".encode()
+            return await self._write_events(request, response, [events[0], failed], b)
         return await self._write_events(request, response, events, b)
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:

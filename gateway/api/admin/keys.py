@@ -64,7 +64,13 @@ def router(ctx: AdminContext) -> APIRouter:
     tenancy = ctx.tenancy
 
     def known_models(models: list[str]) -> None:
-        unknown = sorted(set(models) - set(ctx.models()) - {"*"})
+        known = set(ctx.models())
+        wildcards = [name[:-1] for name in known if name.endswith("*")]  # issue 14
+        unknown = sorted(
+            m
+            for m in set(models) - known - {"*"}
+            if not any(m.startswith(prefix) for prefix in wildcards)
+        )
         if unknown:
             raise ModelNotFound(f"unknown model(s): {', '.join(unknown)}", param="models")
 

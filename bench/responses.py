@@ -1,0 +1,181 @@
+"""What the Responses API's translation adds per request over chat on the same (translated)
+deployment, in process (no server, no network; issue 14 bounds it at 50 us):
+
+- **chat**: what the chat route does with a body and an answer of its own: the field and shape
+  checks (``check_chat``), and the answer's bytes go out as they came;
+- **responses**: what ``/v1/responses`` does instead: its field and shape checks, the
+  translation to chat (``request_to_chat``) and the chat checks on it, then the chat answer
+  parsed and written back as a Responses object;
+- **responses stream**: the event translation (``ResponsesEventStream``) of a 20-delta chat
+  stream with usage, against passing the same chunks on (chat's stream).
+
+The two sides of each pair run interleaved, batch by batch, and the median batch per request is
+printed in microseconds with the difference, beside the load average (the machine is shared:
+compare within one run).
+
+    .venv-dev/bin/python -m bench.responses [--batch 2000] [--batches 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from gateway.api import validation
+from gateway.values import Usage
+from gateway.wire import openai
+from gateway.wire import responses as wire
+
+INSTRUCTIONS = "You are a helpful assistant."
+QUESTION = "Summarise the quarterly report in three bullet points."
+CHAT: dict[str, Any] = {
+    "model": "m",
+    "messages": [
+        {"role": "system", "content": INSTRUCTIONS},
+        {"role": "user", "content": QUESTION},
+    ],
+    "temperature": 0.2,
+    "max_tokens": 256,
+}
+RESPONSES: dict[str, Any] = {
+    "model": "m",
+    "instructions": INSTRUCTIONS,
+    "input": [{"role": "user", "content": [{"type": "input_text", "text": QUESTION}]}],
+    "temperature": 0.2,
+    "max_output_tokens": 256,
+}
+ANSWER = json.dumps(
+    {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "- Revenue up\n- Costs flat\n- Hiring"},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
+    }
+).encode()
+USAGE = Usage(30, 12)
+DELTAS = 20
+
+
+def chat_side() -> bytes:
+    body = dict(CHAT)
+    validation.check_chat(body)
+    return ANSWER
+
+
+def responses_side() -> bytes:
+    body = dict(RESPONSES)
+    validation.check_fields(body, wire.FIELDS)
+    wire.check(body)
+    translation = wire.request_to_chat(body, [])
+    validation.check_chat(translation.chat)
+    response = wire.response_from_chat(
+        json.loads(ANSWER), body, translation.tools, USAGE, wire.new_id("resp")
+    )
+    return json.dumps(response).encode()
+
+
+def chunks() -> list[bytes]:
+    out = [openai.chunk("c", 1, "m", {"role": "assistant", "content": ""})]
+    out += [openai.chunk("c", 1, "m", {"content": f"word{i} "}) for i in range(DELTAS)]
+    out.append(openai.chunk("c", 1, "m", {}, "stop"))
+    out.append(openai.usage_chunk("c", 1, "m", USAGE))
+    out.append(openai.DONE)
+    return out
+
+
+class Replay:
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.pieces = pieces
+        self.usage: Usage | None = USAGE
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def drain(stream: Any) -> int:
+    total = 0
+    async for piece in stream.chunks():
+        total += len(piece)
+    return total
+
+
+def timed(work: Callable[[], object], batch: int) -> float:
+    started = time.perf_counter()
+    for _ in range(batch):
+        work()
+    return (time.perf_counter() - started) / batch * 1e6
+
+
+async def timed_async(work: Callable[[], Any], batch: int) -> float:
+    started = time.perf_counter()
+    for _ in range(batch):
+        await work()
+    return (time.perf_counter() - started) / batch * 1e6
+
+
+def pair(
+    a: Callable[[], object], b: Callable[[], object], batch: int, batches: int
+) -> tuple[float, float]:
+    left, right = [], []
+    for _ in range(batches):
+        left.append(timed(a, batch))
+        right.append(timed(b, batch))
+    return statistics.median(left), statistics.median(right)
+
+
+async def stream_pair(batch: int, batches: int) -> tuple[float, float]:
+    pieces = chunks()
+    body = {**RESPONSES, "stream": True}
+    tools = wire.Tools()
+
+    async def passed() -> int:
+        return await drain(Replay(pieces))
+
+    async def translated() -> int:
+        return await drain(wire.ResponsesEventStream(Replay(pieces), body, tools, "resp_1"))
+
+    left, right = [], []
+    for _ in range(batches):
+        left.append(await timed_async(passed, batch))
+        right.append(await timed_async(translated, batch))
+    return statistics.median(left), statistics.median(right)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--batches", type=int, default=15)
+    args = parser.parse_args()
+    load = os.getloadavg()
+    chat, responses = pair(chat_side, responses_side, args.batch, args.batches)
+    passed, translated = asyncio.run(stream_pair(args.batch // 4 or 1, args.batches))
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print("| per request | chat (us) | responses (us) | added (us) |")
+    print("|---|---|---|---|")
+    print(f"| request + answer | {chat:.1f} | {responses:.1f} | {responses - chat:.1f} |")
+    print(
+        f"| stream of {DELTAS} deltas | {passed:.1f} | {translated:.1f} | "
+        f"{translated - passed:.1f} |"
+    )
+
+
+if __name__ == "__main__":
+    main()
