@@ -35,6 +35,7 @@ class EmailDetector:
     name: str = "email"
     placeholder: str = "[EMAIL]"
     confidence: float = 0.95
+    gate: str | None = r"@[A-Za-z0-9-]"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if "@" not in text:
@@ -97,6 +98,8 @@ CARD = PatternDetector(
     re.compile(r"\d(?<![\w.-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?!\w|[.-]\d)"),
     check=card_number,
     regions=digit_runs,
+    gate=r"(?:^|[^0-9A-Za-z_.-])\p{Nd}(?:[ -]?\p{Nd}){12}",
+    shortest=13,
 )
 
 # ISO 13616 lengths of the countries that issue IBANs (SWIFT's IBAN registry).
@@ -131,6 +134,7 @@ class IbanDetector:
     name: str = "iban"
     placeholder: str = "[IBAN]"
     confidence: float = 0.98
+    gate: str | None = r"[A-Z]{2}\p{Nd}{2}"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for found in _IBAN.finditer(text):
@@ -181,6 +185,8 @@ SSN = PatternDetector(
     re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
     check=ssn,
     regions=digit_runs,
+    gate=r"(?:^|[^\p{Nd}-])\p{Nd}{3}[- ]\p{Nd}{2}[- ]\p{Nd}{4}",
+    shortest=11,
 )
 
 _IPV4 = re.compile(r"\d(?<![\d.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)")
@@ -193,10 +199,13 @@ class IpDetector:
     name: str = "ip"
     placeholder: str = "[IP]"
     confidence: float = 0.8
+    gate: str | None = r"\p{Nd}\.\p{Nd}{1,3}\.\p{Nd}{1,3}\.\p{Nd}|:[0-9A-Fa-f]{0,4}:"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if "." in text:
             for start, end in digit_runs(text):
+                if end - start < 7:
+                    continue
                 for found in _IPV4.finditer(text, start, end):
                     if all(int(octet) <= 255 for octet in found.group().split(".")):
                         yield found.span()
@@ -227,9 +236,12 @@ class PhoneDetector:
     name: str = "phone"
     placeholder: str = "[PHONE]"
     confidence: float = 0.85
+    gate: str | None = r"(?:^|[^0-9A-Za-z_+.-])[+(\p{Nd}][\p{Nd} ().-]{5,18}\p{Nd}"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for start, end in digit_runs(text):
+            if end - start < 7:
+                continue
             for found in _PHONE.finditer(text, start, end):
                 span = _phone_in(found.group(), self.regions)
                 if span is not None:
