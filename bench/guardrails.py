@@ -21,6 +21,7 @@ import time
 from datetime import UTC, datetime
 
 from gateway.config.guardrails import Guardrails as Section
+from gateway.guardrails import personal
 from gateway.guardrails.pipeline import Guardrails
 from gateway.guardrails.policy import DEFAULT_DETECTORS
 from gateway.store.keys import KeyRecord
@@ -36,9 +37,9 @@ CODE = (
 JSON = '{"id": "7f464450-0436-481f-a90c-16370f6f2585", "total": 1299.5, "currency": "EUR"}\n'
 PII = "Contact jane.roe@example.com about card 4111 1111 1111 1111 today. "
 DENSE = (
-    "Call (415) 555-2671 or +44 20 7946 0958 before 2026-03-14 10:30; server 10.20.30.40 and "
+    "Call (415) 555-{n:04} or +44 20 7946 {n:04} before 2026-03-14 10:30; server 10.20.30.40 and "
     "fe80::1ff:fe23:4567:890a are down. Refund to DE89 3704 0044 0532 0130 00, order "
-    "1234-5678-9012, commit 9fceb02d0ae598e95dc970b74767f19372d61af8. "
+    "1234-5678-{n:04}, commit 9fceb02d0ae598e95dc970b74767f19372d61af8. "
     "build_artifact_upload_retry_count_limit = 3; data:image/png;base64,"
     + "iVBORw0KGgoAAAANSUhEUg" * 6
     + "\n"
@@ -46,10 +47,14 @@ DENSE = (
 
 
 def text_of(size: int, with_pii: bool, dense: bool = False) -> str:
-    parts = [PROSE, CODE, JSON] + ([PII] if with_pii else []) + ([DENSE] if dense else [])
+    """The mix, repeated to ``size``; in the dense one each repetition has its own phone and
+    order numbers, so no check's work is the same twice."""
+    parts = [PROSE, CODE, JSON] + ([PII] if with_pii else [])
     out = ""
+    n = 0
     while len(out) < size:
-        out += "".join(parts)
+        out += "".join(parts) + (DENSE.format(n=2000 + n % 8000) if dense else "")
+        n += 1
     return out[:size]
 
 
@@ -64,8 +69,11 @@ def per_kb(guardrails: Guardrails, size: int, rounds: int, dense: bool) -> tuple
     assert policy is not None
     texts = [text_of(size, with_pii=i % 4 == 0, dense=dense) for i in range(4)]
     wall, cpu = [], []
+    # the phone parses a round caches are forgotten before the next: each round pays them
+    forget = getattr(personal._phone_in, "cache_clear", lambda: None)
     for _ in range(rounds):
         bodies = [{"messages": [{"role": "user", "content": t}]} for t in texts]
+        forget()
         start, start_cpu = time.perf_counter(), time.thread_time()
         for body in bodies:
             guardrails.check_request(policy, body)

@@ -153,6 +153,7 @@ class Services:
             await self.pool.close()
             if self.inference.guardrails is not None:
                 await self.inference.guardrails.close()
+            await self.inference.drain()
             if self.reloader is not None:
                 await self.reloader.close()
             await self.broker.close()
@@ -213,7 +214,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     auth = Authenticator(keys, config.server.auth_cache_seconds)
     cache = build_cache(config.cache, config.governance.redis, broker)
     guardrails = Guardrails(guardrails_section(config, integrity.policies_dir(config.verify)))
-    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache, guardrails)
+    inference = Inference(
+        router, governance, auth, config.server.max_body_bytes, cache, guardrails, AuditLog(engine)
+    )
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.

@@ -10,10 +10,11 @@ grammar (``ipaddress``) for an IP.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phonenumbers
@@ -248,11 +249,27 @@ class PhoneDetector:
                     yield found.start() + span[0], found.start() + span[1]
 
 
-def _phone_in(candidate: str, regions: Sequence[str]) -> tuple[int, int] | None:
+@functools.cache
+def _shortest_national(regions: tuple[str, ...]) -> int:
+    """The fewest digits a valid national number of any of ``regions`` has (its numbering
+    plan's possible lengths; a number only dialled locally is not valid without its area)."""
+    lengths = [7]
+    for region in regions:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is not None and metadata.general_desc is not None:
+            lengths += metadata.general_desc.possible_length or ()
+    return max(7, min(lengths[1:] or lengths))
+
+
+# A conversation sends its history again with every turn, so the same candidates come back:
+# the library's parse (about 100 µs) is paid once per distinct candidate, not per request.
+@functools.lru_cache(maxsize=4096)
+def _phone_in(candidate: str, regions: tuple[str, ...]) -> tuple[int, int] | None:
     digits = len(candidate) - sum(candidate.count(c) for c in " ().-+")
-    if digits < 7 or digits > 15:
+    international = candidate.startswith("+")
+    if digits > 15 or digits < (7 if international else _shortest_national(regions)):
         return None
-    for region in (None,) if candidate.startswith("+") else regions:
+    for region in (None,) if international else regions:
         for number in phonenumbers.PhoneNumberMatcher(candidate, region, leniency=_STRICT):
             return number.start, number.end
     return None

@@ -8,8 +8,10 @@
 
 A stage either raises ``GuardrailBlocked`` (naming the detector, never the match) or returns what
 it found as ``Evidence``: detector names and counts, never the matched text. Evidence goes to the
-metrics (``sealgate_guardrail_findings_total``), to one log line, and to whoever asked
-(``gateway.api.inference`` puts it in the spend record).
+metrics (``sealgate_guardrail_findings_total``), to one log line, to the audit log (one row per
+stage that found something: the stage, the policy, each detector's count and action, what
+blocked; through ``Evidence.audit``, which ``gateway.api`` connects to the audit chain) and to
+whoever asked (``gateway.api.inference`` puts it in the spend record).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,27 +40,57 @@ FINDINGS = METRICS.counter(
 )
 
 
+AuditSink = Callable[[str, dict[str, Any]], None]  # (target, detail): one audit row
+AUDIT_ACTION = "guardrail.findings"
+
+
 @dataclass
 class Evidence:
-    """What the stages of one request found: per detector, how many; and what blocked, if any."""
+    """What the stages of one request found: per detector, how many; and what blocked, if any.
+    ``subject`` (the key, ``key:<id>``) and ``about`` (the model, the request id) go with each
+    audit row ``audit`` is given."""
 
     counts: Counter[str] = field(default_factory=Counter)
     blocked: str | None = None
+    audit: AuditSink | None = None
+    subject: str = ""
+    about: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> str:
         """``card=1,email=2``: the form the spend record and the log line carry."""
         return ",".join(f"{name}={n}" for name, n in sorted(self.counts.items()))
 
 
-def record(policy: Policy, stage: str, found: Counter[str], evidence: Evidence | None) -> None:
-    """Count ``found`` in the metrics, the log and ``evidence``."""
+def record(
+    policy: Policy,
+    stage: str,
+    found: Counter[str],
+    evidence: Evidence | None,
+    blocked: str | None = None,
+) -> None:
+    """Count ``found`` in the metrics, the log, ``evidence`` and its audit sink; ``blocked``,
+    the detector that blocked."""
     if not found:
         return
+    actions: dict[str, str] = {}
     for name, count in found.items():
-        action = policy.actions.get(name, "block")  # size: always a block
+        action = policy.actions.get(name, "block")  # size, a webhook: always a block
+        actions[name] = action
         FINDINGS[(("detector", name), ("action", action), ("stage", stage))] += count
     if evidence is not None:
         evidence.counts.update(found)
+        if blocked is not None:
+            evidence.blocked = blocked
+        if evidence.audit is not None:
+            detail = {
+                **evidence.about,
+                "stage": stage,
+                "policy": policy.name,
+                "findings": dict(sorted(found.items())),
+                "actions": dict(sorted(actions.items())),
+                "blocked": blocked,
+            }
+            evidence.audit(evidence.subject, detail)
     LOG.info(
         "guardrail policy %s, %s stage: %s",
         policy.name,
@@ -111,9 +143,7 @@ def _apply(
         found.update(m.detector for m in matches)
         blocked = policy.blocking(matches)
         if blocked is not None:
-            record(policy, stage, found, evidence)
-            if evidence is not None:
-                evidence.blocked = blocked
+            record(policy, stage, found, evidence, blocked)
             raise GuardrailBlocked(blocked, stage)
         new = policy.mask(text, matches)
         if new != text:
@@ -142,26 +172,31 @@ class Guardrails:
     def __bool__(self) -> bool:
         return bool(self.policies) and bool(self.default or self.keys or self.teams or self.models)
 
-    def policy_for(self, record: KeyRecord, model: str) -> Policy | None:
+    def policy_for(
+        self, record: KeyRecord, model: str, team: Mapping[str, Any] | None = None
+    ) -> Policy | None:
         """The key's own (``guardrail_policy`` in the metadata the admin API gave it, audited
-        with the key), then the config's key, team, model and default. A key that names a
-        policy the config does not have is refused: a policy is never silently dropped."""
-        named = record.metadata.get(KEY_METADATA)
-        if named is not None:
-            if not isinstance(named, str) or named not in self.policies:
-                raise PermissionDenied(
-                    "this key names a guardrail policy the gateway does not have; "
-                    "ask the operator to fix the key's guardrail_policy",
-                    code="guardrail_policy_unknown",
-                )
-            return self.policies[named]
-        name = (
-            self.keys.get(record.id)
-            or (self.teams.get(record.team_id) if record.team_id else None)
-            or self.models.get(model)
-            or self.default
-        )
+        with the key), then the config's for the key, then the team's own (the same entry in
+        the team's metadata, ``team``, set through the admin API and audited), then the
+        config's team, model and default. A key or team that names a policy the config does
+        not have is refused: a policy is never silently dropped."""
+        name = self._named(record.metadata, "key") or self.keys.get(record.id)
+        if name is None and record.team_id:
+            name = self._named(team or {}, "team") or self.teams.get(record.team_id)
+        name = name or self.models.get(model) or self.default
         return self.policies[name] if name is not None else None
+
+    def _named(self, metadata: Mapping[str, Any], owner: str) -> str | None:
+        named = metadata.get(KEY_METADATA)
+        if named is None:
+            return None
+        if not isinstance(named, str) or named not in self.policies:
+            raise PermissionDenied(
+                f"this {owner} names a guardrail policy the gateway does not have; "
+                f"ask the operator to fix the {owner}'s guardrail_policy",
+                code="guardrail_policy_unknown",
+            )
+        return named
 
     def check_request(
         self, policy: Policy, body: dict[str, Any], evidence: Evidence | None = None
@@ -172,9 +207,7 @@ class Guardrails:
             return
         slots = list(_text_slots(body))
         if sum(len(container[key]) for container, key in slots) > policy.max_chars:
-            record(policy, "request", Counter({SIZE: 1}), evidence)
-            if evidence is not None:
-                evidence.blocked = SIZE
+            record(policy, "request", Counter({SIZE: 1}), evidence, SIZE)
             raise GuardrailBlocked(SIZE, "request")
         _apply(policy, "request", slots, evidence)
 
@@ -190,9 +223,7 @@ class Guardrails:
         try:
             await webhook.check("request", model, texts)
         except GuardrailBlocked as exc:
-            record(policy, "request", Counter({exc.detector: 1}), evidence)
-            if evidence is not None:
-                evidence.blocked = exc.detector
+            record(policy, "request", Counter({exc.detector: 1}), evidence, exc.detector)
             raise
 
     async def close(self) -> None:
@@ -226,7 +257,7 @@ class Guardrails:
         if "response" not in policy.stages:
             return inner
 
-        def on_found(found: Counter[str]) -> None:
-            record(policy, "stream", found, evidence)
+        def on_found(found: Counter[str], blocked: str | None = None) -> None:
+            record(policy, "stream", found, evidence, blocked)
 
         return GuardedStream(inner, policy, on_found)

@@ -34,7 +34,10 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024  # the upstream reader already capped each ev
 
 class GuardedStream:
     def __init__(
-        self, inner: Stream, policy: Policy, on_found: Callable[[Counter[str]], None]
+        self,
+        inner: Stream,
+        policy: Policy,
+        on_found: Callable[[Counter[str], str | None], None],
     ) -> None:
         self._inner = inner
         self._policy = policy
@@ -113,7 +116,7 @@ class GuardedStream:
         matches = policy.inspect(text)
         blocked = policy.blocking(matches)
         if blocked is not None:
-            self._on_found(Counter(m.detector for m in matches))
+            self._on_found(Counter(m.detector for m in matches), blocked)
             raise GuardrailBlocked(blocked, "stream")
         cut = len(text) if final else max(0, len(text) - HOLD)
         for match in matches:
@@ -125,7 +128,7 @@ class GuardedStream:
         out = [m for m in matches if m.end <= cut]
         self._held[index] = text[cut:]
         if out:
-            self._on_found(Counter(m.detector for m in out))
+            self._on_found(Counter(m.detector for m in out), None)
         return policy.mask(text[:cut], out)
 
     def _flush(self) -> bytes:

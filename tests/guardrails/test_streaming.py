@@ -41,7 +41,7 @@ class Scripted:
 async def run(pieces: list[bytes]) -> tuple[list[str], Counter[str]]:
     """The text of each chunk event the guarded stream sent, and what it reported finding."""
     found: Counter[str] = Counter()
-    stream = GuardedStream(Scripted(pieces), default_policy(), found.update)
+    stream = GuardedStream(Scripted(pieces), default_policy(), lambda seen, _: found.update(seen))
     texts = []
     async for out in stream.chunks():
         for event in out.split(b"\n\n"):
@@ -65,7 +65,9 @@ async def test_text_goes_out_while_it_streams_holding_back_at_most_the_bound() -
     words = [f"word{i} " for i in range(2000)]
     sent: list[int] = []
     found: Counter[str] = Counter()
-    stream = GuardedStream(Scripted([chunk(w) for w in words]), default_policy(), found.update)
+    stream = GuardedStream(
+        Scripted([chunk(w) for w in words]), default_policy(), lambda seen, _: found.update(seen)
+    )
     total_in = 0
     async for out in stream.chunks():
         total_in += 1
