@@ -14,7 +14,6 @@ from gateway.api.admin.context import AdminContext, Caller
 from gateway.api.admin.fields import Limit, Name, Parallel, Strict, TeamLimits
 from gateway.governance import roles
 
-
 GUARDRAIL_POLICY = "guardrail_policy"  # the metadata entry gateway.guardrails reads
 
 
