@@ -25,7 +25,13 @@ from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream, un
 from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
-from gateway.errors import GuardrailBlocked, ModelNotFound, PermissionDenied, UpstreamError
+from gateway.errors import (
+    GuardrailBlocked,
+    GuardrailUnavailable,
+    ModelNotFound,
+    PermissionDenied,
+    UpstreamError,
+)
 from gateway.governance.admission import Admission
 from gateway.governance.audit import Actor, AuditLog, AuditQueue
 from gateway.governance.core import Governance, Kind
@@ -133,13 +139,13 @@ class Inference:
         try:
             guardrails.check_request(policy, body, evidence)
             await guardrails.consult(policy, model, body, evidence)
-        except GuardrailBlocked:
+        except (GuardrailBlocked, GuardrailUnavailable) as exc:
             await record_refusal(
                 self.governance,
                 record,
                 model,
                 headers,
-                "guardrail_blocked",
+                exc.code,
                 evidence.summary(),
                 (time.perf_counter() - started) * 1000,
             )
@@ -268,11 +274,12 @@ class Inference:
         if guarded is not None:
             try:
                 answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
-            except GuardrailBlocked:
-                admission.guardrails = guarded.evidence.summary()
-                await admission.finish(
-                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
+                await guarded.guardrails.consult_reply(
+                    guarded.policy, model, answer, guarded.evidence
                 )
+            except (GuardrailBlocked, GuardrailUnavailable) as exc:
+                admission.guardrails = guarded.evidence.summary()
+                await admission.finish(reply.usage, deployment, exc.code, reply_tokens(reply))
                 raise
         if content:
             tracing.record_output(answer)

@@ -129,6 +129,26 @@ def _tool_slots(calls: Any) -> Iterator[tuple[Any, Any]]:
             yield function, "arguments"
 
 
+def _answer(body: bytes) -> dict[str, Any] | None:
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return None
+    return answer if isinstance(answer, dict) else None
+
+
+def _reply_slots(answer: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
+    """(container, key) of every text of a chat completion: each choice's content and tool-call
+    arguments."""
+    for choice in answer.get("choices") or ():
+        message = choice.get("message") if isinstance(choice, dict) else None
+        if not isinstance(message, dict):
+            continue
+        if isinstance(message.get("content"), str):
+            yield message, "content"
+        yield from _tool_slots(message.get("tool_calls"))
+
+
 def _apply(
     policy: Policy, stage: str, slots: list[tuple[Any, Any]], evidence: Evidence | None
 ) -> bool:
@@ -216,14 +236,33 @@ class Guardrails:
     ) -> None:
         """The policy's external guardrail, after the built-in request stage (so it sees the
         request as the upstream will)."""
-        webhook = self.webhooks.get(policy.name)
-        if webhook is None or "request" not in policy.stages:
+        if policy.name not in self.webhooks:
             return
         texts = [container[key] for container, key in _text_slots(body)]
+        await self._ask(policy, "request", model, texts, evidence)
+
+    async def consult_reply(
+        self, policy: Policy, model: str, body: bytes, evidence: Evidence | None = None
+    ) -> None:
+        """The policy's external guardrail on a complete answer (after the built-in response
+        stage: it sees what the client would): its texts and tool-call arguments."""
+        if policy.name not in self.webhooks:
+            return
+        answer = _answer(body)
+        if answer is not None:
+            texts = [c[k] for c, k in _reply_slots(answer)]
+            await self._ask(policy, "response", model, texts, evidence)
+
+    async def _ask(
+        self, policy: Policy, stage: str, model: str, texts: list[str], evidence: Evidence | None
+    ) -> None:
+        webhook = self.webhooks.get(policy.name)
+        if webhook is None or stage not in policy.stages or stage not in webhook.settings.stages:
+            return
         try:
-            await webhook.check("request", model, texts)
+            await webhook.check(stage, model, texts)
         except GuardrailBlocked as exc:
-            record(policy, "request", Counter({exc.detector: 1}), evidence, exc.detector)
+            record(policy, stage, Counter({exc.detector: 1}), evidence, exc.detector)
             raise
 
     async def close(self) -> None:
@@ -234,20 +273,10 @@ class Guardrails:
         """The response stage over a complete chat completion: the body as it may go out."""
         if "response" not in policy.stages:
             return body
-        try:
-            answer = json.loads(body)
-        except ValueError:
+        answer = _answer(body)
+        if answer is None:
             return body  # not JSON: the route's own translation refuses it
-        if not isinstance(answer, dict):
-            return body
-        slots: list[tuple[Any, Any]] = []
-        for choice in answer.get("choices") or ():
-            message = choice.get("message") if isinstance(choice, dict) else None
-            if not isinstance(message, dict):
-                continue
-            if isinstance(message.get("content"), str):
-                slots.append((message, "content"))
-            slots += _tool_slots(message.get("tool_calls"))
+        slots = list(_reply_slots(answer))
         if _apply(policy, "response", slots, evidence):
             return json.dumps(answer).encode()
         return body
