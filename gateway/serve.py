@@ -29,6 +29,7 @@ from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint
+from gateway.api.mcp_guard import McpGuardrails
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, guardrails_section
@@ -243,6 +244,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         tenancy=governance.tenancy,
     )
     tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
+    tools.guard = McpGuardrails(inference)  # guardrails over tool arguments and results
     return Services(
         config=config,
         engine=engine,

@@ -149,6 +149,26 @@ def _reply_slots(answer: dict[str, Any]) -> Iterator[tuple[Any, Any]]:
         yield from _tool_slots(message.get("tool_calls"))
 
 
+def json_slots(value: Any) -> Iterator[tuple[Any, Any]]:
+    """(container, key) of every string inside ``value`` (dicts and lists, walked without
+    recursion, so depth costs no stack)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        pairs: Iterator[tuple[Any, Any]]
+        if isinstance(item, dict):
+            pairs = iter(item.items())
+        elif isinstance(item, list):
+            pairs = enumerate(item)
+        else:
+            continue
+        for key, inner in pairs:
+            if isinstance(inner, str):
+                yield item, key
+            elif isinstance(inner, dict | list):
+                stack.append(inner)
+
+
 def _apply(
     policy: Policy, stage: str, slots: list[tuple[Any, Any]], evidence: Evidence | None
 ) -> bool:
@@ -230,6 +250,15 @@ class Guardrails:
             record(policy, "request", Counter({SIZE: 1}), evidence, SIZE)
             raise GuardrailBlocked(SIZE, "request")
         _apply(policy, "request", slots, evidence)
+
+    def check_values(
+        self, policy: Policy, stage: str, gate: str, value: Any, evidence: Evidence | None
+    ) -> None:
+        """A stage over every string inside a JSON value (an MCP tool call's arguments or
+        result), masked in place; ``gate`` is the policy stage it belongs to (``request`` for
+        what goes to an upstream, ``response`` for what comes back)."""
+        if gate in policy.stages:
+            _apply(policy, stage, list(json_slots(value)), evidence)
 
     async def consult(
         self, policy: Policy, model: str, body: dict[str, Any], evidence: Evidence | None = None
