@@ -183,7 +183,8 @@ SSN = PatternDetector(
     "ssn",
     "[SSN]",
     0.85,
-    re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
+    # not after a "+" or inside a longer run of digit groups (a phone number: +992 372 12 3456)
+    re.compile(r"\d(?<![\d+-]\d)(?<!\d[ -]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
     check=ssn,
     regions=digit_runs,
     gate=r"(?:^|[^\p{Nd}-])\p{Nd}{3}[- ]\p{Nd}{2}[- ]\p{Nd}{4}",
