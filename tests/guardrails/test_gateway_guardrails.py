@@ -263,12 +263,21 @@ def test_a_virtual_key_pasted_into_a_prompt_is_blocked_and_leaks_nowhere(
         ask(client, f"my gateway key is {canary}, is it valid?")
     assert blocked(caught.value)["param"] == "sealgate_key"
     engine = sqlalchemy.create_engine(f"sqlite:///{gateway.data_dir / 'sealgate.db'}")
+    query = "SELECT * FROM audit_log WHERE action = 'guardrail.findings' AND detail LIKE :found"
+    deadline = time.monotonic() + 10
     try:
+        while True:  # the block's own audit row is written (its spend row, before the 400)
+            with engine.connect() as connection:
+                if connection.execute(sqlalchemy.text(query), {"found": '%"sealgate_key"%'}).all():
+                    break
+            assert time.monotonic() < deadline, "the block's audit row"
+            time.sleep(0.05)
         with engine.connect() as connection:
             rows = repr(connection.execute(sqlalchemy.text("SELECT * FROM spend")).all())
             audit = repr(connection.execute(sqlalchemy.text("SELECT * FROM audit_log")).all())
     finally:
         engine.dispose()
+    assert "guardrail_blocked" in rows and "sealgate_key=1" in rows
     searched = [
         caught.value.response.text,
         gateway.stderr(),
