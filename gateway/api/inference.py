@@ -13,6 +13,7 @@ by the outer guard (``gateway.api.errors``) in the route's own shape.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
@@ -46,6 +47,7 @@ from gateway.wire.anthropic import messages as anthropic_wire
 from gateway.wire.anthropic.streams import AnthropicEventStream
 
 T = TypeVar("T")
+LOG = logging.getLogger("sealgate.guardrails")
 GUARDRAILS_ACTOR = Actor("guardrails", "gateway")  # who the audit rows of findings name
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -140,15 +142,18 @@ class Inference:
             guardrails.check_request(policy, body, evidence)
             await guardrails.consult(policy, model, body, evidence)
         except (GuardrailBlocked, GuardrailUnavailable) as exc:
-            await record_refusal(
-                self.governance,
-                record,
-                model,
-                headers,
-                exc.code,
-                evidence.summary(),
-                (time.perf_counter() - started) * 1000,
-            )
+            try:
+                await record_refusal(
+                    self.governance,
+                    record,
+                    model,
+                    headers,
+                    exc.code,
+                    evidence.summary(),
+                    (time.perf_counter() - started) * 1000,
+                )
+            except Exception:  # the refusal still goes out as itself, not as a 500
+                LOG.exception("the spend record of a request the guardrails refused was lost")
             raise
         return Guarded(guardrails, policy, evidence)
 
