@@ -29,6 +29,7 @@ from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint
+from gateway.api.mcp_guard import McpGuardrails
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, guardrails_section
@@ -153,6 +154,7 @@ class Services:
             await self.pool.close()
             if self.inference.guardrails is not None:
                 await self.inference.guardrails.close()
+            await self.inference.drain()
             if self.reloader is not None:
                 await self.reloader.close()
             await self.broker.close()
@@ -213,7 +215,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     auth = Authenticator(keys, config.server.auth_cache_seconds)
     cache = build_cache(config.cache, config.governance.redis, broker)
     guardrails = Guardrails(guardrails_section(config, integrity.policies_dir(config.verify)))
-    inference = Inference(router, governance, auth, config.server.max_body_bytes, cache, guardrails)
+    inference = Inference(
+        router, governance, auth, config.server.max_body_bytes, cache, guardrails, AuditLog(engine)
+    )
 
     async def credentials() -> dict[str, Any]:
         # The router a reload swapped in, not the one this closure was made with.
@@ -240,6 +244,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         tenancy=governance.tenancy,
     )
     tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
+    tools.guard = McpGuardrails(inference)  # guardrails over tool arguments and results
     return Services(
         config=config,
         engine=engine,

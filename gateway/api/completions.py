@@ -33,7 +33,7 @@ class CompletionsRoute:
         validation.check_fields(raw, wire.FIELDS)
         body = wire.request_to_chat(raw)
         group = inference._resolve(router, record, body, validation.check_chat(body))
-        guarded = await inference._guard(record, group, body)
+        guarded = await inference._guard(record, group, body, headers)
         admission, plan = await inference._admit(router, record, group, body, headers, "chat")
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()

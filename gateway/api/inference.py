@@ -13,7 +13,9 @@ by the outer guard (``gateway.api.errors``) in the route's own shape.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NamedTuple, TypeVar
 
@@ -27,15 +29,18 @@ from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
 from gateway.errors import (
     GuardrailBlocked,
+    GuardrailUnavailable,
     InvalidRequest,
     ModelNotFound,
     PermissionDenied,
     UpstreamError,
 )
 from gateway.governance.admission import Admission
+from gateway.governance.audit import Actor, AuditLog, AuditQueue
 from gateway.governance.core import Governance, Kind
+from gateway.governance.refusals import record_refusal
 from gateway.governance.streams import CountingStream, reply_tokens
-from gateway.guardrails.pipeline import Evidence, Guardrails
+from gateway.guardrails.pipeline import AUDIT_ACTION, Evidence, Guardrails
 from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
@@ -45,6 +50,8 @@ from gateway.wire.anthropic.streams import AnthropicEventStream
 
 T = TypeVar("T")
 WILDCARD_NAME = re.compile(r"[A-Za-z0-9._:/@-]{1,256}")
+LOG = logging.getLogger("sealgate.guardrails")
+GUARDRAILS_ACTOR = Actor("guardrails", "gateway")  # who the audit rows of findings name
 
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -80,6 +87,7 @@ class Inference:
         max_body_bytes: int,
         cache: ResponseCache | None = None,
         guardrails: Guardrails | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.router = router
         self.cache = cache
@@ -87,6 +95,8 @@ class Inference:
         self.auth = auth
         self.limit = max_body_bytes
         self.guardrails = guardrails if guardrails else None
+        # the guardrails' findings, to the audit chain (outlives a reload, as the log does)
+        self.findings = AuditQueue(audit, "guardrail findings") if audit is not None else None
         self.routes: dict[str, Handler] = {
             "/v1/chat/completions": self.chat,
             "/v1/embeddings": self.embeddings,
@@ -138,18 +148,59 @@ class Inference:
         return group
 
     # --- guardrails (gateway.guardrails): the request stage here, the answer stages in _complete
-    async def _guard(self, record: KeyRecord, model: str, body: dict[str, Any]) -> Guarded | None:
+    async def _guard(
+        self, record: KeyRecord, model: str, body: dict[str, Any], headers: Mapping[bytes, bytes]
+    ) -> Guarded | None:
         """The request stage, before anything is reserved: blocks, or masks ``body`` in place.
         The policy the answer stages run under and what was found so far, or None when no
-        policy applies (then nothing else is paid)."""
+        policy applies (then nothing else is paid). A block leaves a spend record (nothing
+        charged, status ``guardrail_blocked``, the evidence) before it is answered."""
         guardrails = self.guardrails
-        policy = guardrails.policy_for(record, model) if guardrails is not None else None
-        if guardrails is None or policy is None:
+        if guardrails is None:
             return None
-        evidence = Evidence()
-        guardrails.check_request(policy, body, evidence)
-        await guardrails.consult(policy, model, body, evidence)
+        team = self.governance.snapshot.teams.get(record.team_id) if record.team_id else None
+        policy = guardrails.policy_for(record, model, team.metadata if team is not None else None)
+        if policy is None:
+            return None
+        started = time.perf_counter()
+        evidence = self.evidence(record, model)
+        try:
+            guardrails.check_request(policy, body, evidence)
+            await guardrails.consult(policy, model, body, evidence)
+        except (GuardrailBlocked, GuardrailUnavailable) as exc:
+            try:
+                await record_refusal(
+                    self.governance,
+                    record,
+                    model,
+                    headers,
+                    exc.code,
+                    evidence.summary(),
+                    (time.perf_counter() - started) * 1000,
+                )
+            except Exception:  # the refusal still goes out as itself, not as a 500
+                LOG.exception("the spend record of a request the guardrails refused was lost")
+            raise
         return Guarded(guardrails, policy, evidence)
+
+    def evidence(self, record: KeyRecord, model: str) -> Evidence:
+        """A request's evidence, its audit rows naming the key, the model and the request id."""
+        about: dict[str, Any] = {"model": model}
+        if (seen := access.current()) is not None:
+            about["request_id"] = seen.request_id
+        findings = self.findings
+        if findings is None:
+            return Evidence(subject=f"key:{record.id}", about=about)
+
+        def audit(target: str, detail: dict[str, Any]) -> None:
+            findings.add(GUARDRAILS_ACTOR, AUDIT_ACTION, target, detail)
+
+        return Evidence(audit=audit, subject=f"key:{record.id}", about=about)
+
+    async def drain(self) -> None:
+        """Wait for the audit rows of findings still queued (at shutdown)."""
+        if self.findings is not None:
+            await self.findings.drain()
 
     async def _admit(
         self,
@@ -179,7 +230,7 @@ class Inference:
         record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = self._resolve(router, record, body, validation.check_chat(body))
-        guarded = await self._guard(record, model, body)
+        guarded = await self._guard(record, model, body, headers)
         await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
     async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -193,7 +244,7 @@ class Inference:
         validation.check_fields(raw, anthropic_wire.FIELDS)
         body = anthropic_wire.request_to_openai(raw)
         model = self._resolve(router, record, body, validation.check_chat(body))
-        guarded = await self._guard(record, model, body)
+        guarded = await self._guard(record, model, body, headers)
         await self._complete(router, receive, send, headers, body, model, record, guarded, True)
 
     async def _complete(
@@ -252,11 +303,12 @@ class Inference:
         if guarded is not None:
             try:
                 answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
-            except GuardrailBlocked:
-                admission.guardrails = guarded.evidence.summary()
-                await admission.finish(
-                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
+                await guarded.guardrails.consult_reply(
+                    guarded.policy, model, answer, guarded.evidence
                 )
+            except (GuardrailBlocked, GuardrailUnavailable) as exc:
+                admission.guardrails = guarded.evidence.summary()
+                await admission.finish(reply.usage, deployment, exc.code, reply_tokens(reply))
                 raise
         if content:
             tracing.record_output(answer)
@@ -284,7 +336,7 @@ class Inference:
         record = await self._caller(headers.get(b"authorization"))
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = self._resolve(router, record, body, validation.check_embeddings(body))
-        guarded = await self._guard(record, model, body)
+        guarded = await self._guard(record, model, body, headers)
         admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()

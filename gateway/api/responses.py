@@ -96,7 +96,7 @@ class ResponsesRoute:
         except InvalidRequest as exc:
             translation, refusal = None, exc
         chat = translation.chat if translation is not None else _estimate_body(body)
-        guarded = await inference._guard(record, group, chat)
+        guarded = await inference._guard(record, group, chat, headers)
         translate_all = guarded is not None or (held is not None and held.deployment is None)
         passable = any(r.deployment.provider in PASS_THROUGH for r in router.groups[group])
         if refusal is not None and (translate_all or not passable):

@@ -110,6 +110,9 @@ class Webhook(Strict):
     timeout_seconds: float = Field(DEFAULT_WEBHOOK_TIMEOUT, gt=0, le=30)
     on_error: Literal["fail_closed", "fail_open"] = "fail_closed"
     allow_private_network: bool = False
+    # where it is asked: the request, and a complete (not streamed) answer before the client
+    # sees it; within the policy's own stages
+    stages: list[Literal["request", "response"]] = ["request", "response"]
 
     @field_validator("url")
     @classmethod

@@ -7,18 +7,23 @@ under a lock (a thread lock here, a table lock on PostgreSQL for other replicas)
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 from sqlalchemy import Engine, insert, select, text
 
 from gateway.store.tables import audit_log
 
 GENESIS = "0" * 64
+LOG = logging.getLogger("sealgate.audit")
+BATCH_SECONDS = 0.05  # rows queued by requests are written together, this often
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +114,34 @@ class AuditLog:
 
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class AuditQueue:
+    """Rows a request adds (a guardrail's findings), written off the request's path: queued, and
+    appended every ``BATCH_SECONDS`` in one transaction on a worker thread, through the same
+    chain as every other row. A batch the database refuses is logged as lost (with its count,
+    never its content); ``drain`` waits for what is queued (at shutdown)."""
+
+    def __init__(self, log: AuditLog, what: str) -> None:
+        self._log = log
+        self._what = what
+        self._queue: list[Entry] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    def add(self, actor: Actor, action: str, target: str, detail: dict[str, Any]) -> None:
+        self._queue.append((datetime.now(UTC), actor, action, target, detail))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        while self._queue:
+            await asyncio.sleep(BATCH_SECONDS)
+            batch, self._queue = self._queue, []
+            try:
+                await anyio.to_thread.run_sync(self._log.record_many, batch)
+            except Exception:
+                LOG.exception("%d audit rows of %s not written", len(batch), self._what)
+
+    async def drain(self) -> None:
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)

@@ -204,6 +204,7 @@ def spend_record(row: Any) -> dict[str, Any]:
         "cost_usd": usd(row.cost_nanos),
         "latency_ms": row.latency_ms,
         "status": row.status,
+        "guardrails": row.guardrails,  # detector names and counts (``card=1``), never the text
     }
 
 

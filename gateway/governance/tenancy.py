@@ -242,6 +242,22 @@ class Tenancy:
         with self._engine.begin() as connection:
             connection.execute(update(teams).where(teams.c.id == team_id).values(**limits))
 
+    def set_team_metadata(self, team_id: str, name: str, value: Any) -> None:
+        """Set (or, with None, remove) one entry of a team's metadata, in one transaction."""
+        with self._engine.begin() as connection:
+            query = select(teams.c.metadata).where(teams.c.id == team_id).with_for_update()
+            row = connection.execute(query).first()
+            if row is None:
+                return
+            metadata = json.loads(row.metadata)
+            if value is None:
+                metadata.pop(name, None)
+            else:
+                metadata[name] = value
+            connection.execute(
+                update(teams).where(teams.c.id == team_id).values(metadata=json.dumps(metadata))
+            )
+
     # -- users ------------------------------------------------------------------------------
     def create_user(
         self, name: str, team_id: str | None, rpm: int | None = None, tpm: int | None = None

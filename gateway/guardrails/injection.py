@@ -23,6 +23,9 @@ _PHRASE_WORDS = (
     "developer mode",
     "do anything now",
     "new instructions",
+    "new system instructions",
+    "hidden instructions",
+    "initial instructions",
 )
 
 
@@ -48,6 +51,9 @@ INJECTION_PHRASE = PatternDetector(
         r"|\bnew (?:system )?instructions\s{0,3}:"
     ),
     hint=_phrase_hint,
+    gate=r"(?i)ignore|disregard|forget|override|bypass|you are now|system prompt|developer mode"
+    r"|do anything now|new instructions|new system instructions|hidden instructions"
+    r"|initial instructions",
 )
 
 
@@ -61,6 +67,7 @@ HIDDEN_TEXT = PatternDetector(
     0.9,
     re.compile("[\u200b-\u200d\u2060-\u2064\ufeff\U000e0000-\U000e007f]+"),
     hint=_not_ascii,
+    gate=r"[\x{200b}-\x{200d}\x{2060}-\x{2064}\x{feff}\x{e0000}-\x{e007f}]",
 )
 BIDI_CONTROL = PatternDetector(
     "bidi_control",
@@ -68,6 +75,7 @@ BIDI_CONTROL = PatternDetector(
     0.9,
     re.compile("[\u202a-\u202e\u2066-\u2069]+"),
     hint=_not_ascii,
+    gate=r"[\x{202a}-\x{202e}\x{2066}-\x{2069}]",
 )
 # Cyrillic and Greek letters that are drawn like Latin ones (Unicode's confusables for Latin).
 _CONFUSABLE = (
@@ -84,4 +92,5 @@ HOMOGLYPH = PatternDetector(
         rf"(?<!\w)\w{{0,40}}?(?:[A-Za-z][{_CONFUSABLE}]|[{_CONFUSABLE}][A-Za-z])\w{{0,40}}(?!\w)"
     ),
     hint=_not_ascii,
+    gate=rf"[A-Za-z][{_CONFUSABLE}]|[{_CONFUSABLE}][A-Za-z]",
 )

@@ -10,10 +10,11 @@ grammar (``ipaddress``) for an IP.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import phonenumbers
@@ -35,6 +36,7 @@ class EmailDetector:
     name: str = "email"
     placeholder: str = "[EMAIL]"
     confidence: float = 0.95
+    gate: str | None = r"@[A-Za-z0-9-]"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if "@" not in text:
@@ -97,6 +99,8 @@ CARD = PatternDetector(
     re.compile(r"\d(?<![\w.-]\d)(?<!\d[ -]\d)(?:[ -]?\d){12,18}(?!\w|[.-]\d)"),
     check=card_number,
     regions=digit_runs,
+    gate=r"(?:^|[^0-9A-Za-z_.-])\p{Nd}(?:[ -]?\p{Nd}){12}",
+    shortest=13,
 )
 
 # ISO 13616 lengths of the countries that issue IBANs (SWIFT's IBAN registry).
@@ -131,6 +135,7 @@ class IbanDetector:
     name: str = "iban"
     placeholder: str = "[IBAN]"
     confidence: float = 0.98
+    gate: str | None = r"[A-Z]{2}\p{Nd}{2}"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for found in _IBAN.finditer(text):
@@ -178,9 +183,12 @@ SSN = PatternDetector(
     "ssn",
     "[SSN]",
     0.85,
-    re.compile(r"\d(?<![\d-]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
+    # not after a "+" or inside a longer run of digit groups (a phone number: +992 372 12 3456)
+    re.compile(r"\d(?<![\d+-]\d)(?<!\d[ -]\d)\d\d([- ])\d{2}\1\d{4}(?![\d]|-\d)"),
     check=ssn,
     regions=digit_runs,
+    gate=r"(?:^|[^\p{Nd}-])\p{Nd}{3}[- ]\p{Nd}{2}[- ]\p{Nd}{4}",
+    shortest=11,
 )
 
 _IPV4 = re.compile(r"\d(?<![\d.]\d)\d{0,2}(?:\.\d{1,3}){3}(?!\d|\.\d)")
@@ -193,10 +201,13 @@ class IpDetector:
     name: str = "ip"
     placeholder: str = "[IP]"
     confidence: float = 0.8
+    gate: str | None = r"\p{Nd}\.\p{Nd}{1,3}\.\p{Nd}{1,3}\.\p{Nd}|:[0-9A-Fa-f]{0,4}:"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         if "." in text:
             for start, end in digit_runs(text):
+                if end - start < 7:
+                    continue
                 for found in _IPV4.finditer(text, start, end):
                     if all(int(octet) <= 255 for octet in found.group().split(".")):
                         yield found.span()
@@ -227,20 +238,39 @@ class PhoneDetector:
     name: str = "phone"
     placeholder: str = "[PHONE]"
     confidence: float = 0.85
+    gate: str | None = r"(?:^|[^0-9A-Za-z_+.-])[+(\p{Nd}][\p{Nd} ().-]{5,18}\p{Nd}"
 
     def find(self, text: str) -> Iterator[tuple[int, int]]:
         for start, end in digit_runs(text):
+            if end - start < 7:
+                continue
             for found in _PHONE.finditer(text, start, end):
                 span = _phone_in(found.group(), self.regions)
                 if span is not None:
                     yield found.start() + span[0], found.start() + span[1]
 
 
-def _phone_in(candidate: str, regions: Sequence[str]) -> tuple[int, int] | None:
+@functools.cache
+def _shortest_national(regions: tuple[str, ...]) -> int:
+    """The fewest digits a valid national number of any of ``regions`` has (its numbering
+    plan's possible lengths; a number only dialled locally is not valid without its area)."""
+    lengths = [7]
+    for region in regions:
+        metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+        if metadata is not None and metadata.general_desc is not None:
+            lengths += metadata.general_desc.possible_length or ()
+    return max(7, min(lengths[1:] or lengths))
+
+
+# A conversation sends its history again with every turn, so the same candidates come back:
+# the library's parse (about 100 µs) is paid once per distinct candidate, not per request.
+@functools.lru_cache(maxsize=4096)
+def _phone_in(candidate: str, regions: tuple[str, ...]) -> tuple[int, int] | None:
     digits = len(candidate) - sum(candidate.count(c) for c in " ().-+")
-    if digits < 7 or digits > 15:
+    international = candidate.startswith("+")
+    if digits > 15 or digits < (7 if international else _shortest_national(regions)):
         return None
-    for region in (None,) if candidate.startswith("+") else regions:
+    for region in (None,) if international else regions:
         for number in phonenumbers.PhoneNumberMatcher(candidate, region, leniency=_STRICT):
             return number.start, number.end
     return None

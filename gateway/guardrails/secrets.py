@@ -53,12 +53,22 @@ def _jwt(candidate: str) -> bool:
     return isinstance(decoded, dict)
 
 
+# What a candidate needs before its entropy is worth working out: 32 token characters in a row,
+# one of them outside hexadecimal (or padding after them), for a run of hexadecimal digits and
+# dashes (a UUID, a digest) is never a finding. A window of 32 with the non-hex character at each
+# of its places: RE2 matches the alternation in the same one pass.
+_ENTROPY_GATE = (
+    "|".join(f"[A-Za-z0-9+/_-]{{{k}}}[G-Zg-z+/_][A-Za-z0-9+/_-]{{{31 - k}}}" for k in range(32))
+    + "|[A-Za-z0-9+/_-]{32}="
+)
+
 OPENAI_KEY = PatternDetector(
     "openai_key",
     "[OPENAI_KEY]",
     0.95,
     re.compile(r"(?<![\w-])sk-(?!ant-|sg-)(?:(?:proj|svcacct|admin)-)?([A-Za-z0-9_-]{20,200})"),
     hint=contains("sk-"),
+    gate=r"sk-",
     check=_mixed,
     group=0,
 )
@@ -68,6 +78,7 @@ ANTHROPIC_KEY = PatternDetector(
     0.99,
     re.compile(r"(?<![\w-])sk-ant-(?:[a-z]{2,6}\d{2}-)?[A-Za-z0-9_-]{20,200}"),
     hint=contains("sk-ant-"),
+    gate=r"sk-ant-",
 )
 GOOGLE_KEY = PatternDetector(
     "google_key",
@@ -75,6 +86,7 @@ GOOGLE_KEY = PatternDetector(
     0.95,
     re.compile(r"(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])"),
     hint=contains("AIza"),
+    gate=r"AIza",
 )
 AWS_ACCESS_KEY = PatternDetector(
     "aws_access_key",
@@ -82,6 +94,7 @@ AWS_ACCESS_KEY = PatternDetector(
     0.95,
     re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
     hint=contains("AKIA", "ASIA", "ABIA", "ACCA"),
+    gate=r"A(?:KI|SI|BI|CC)A",
 )
 # A secret access key is 40 characters of base64 with nothing of its own to recognise it by, so
 # it is found by what names it: the credential files' and environment's key names.
@@ -94,6 +107,7 @@ AWS_SECRET_KEY = PatternDetector(
         r"[\"']?\s{0,4}[:=]>?\s{0,4}[\"']?([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])"
     ),
     hint=lambda text: "ecret" in text or "ECRET" in text,
+    gate=r"(?i)secret",
     group=1,
 )
 GITHUB_TOKEN = PatternDetector(
@@ -102,6 +116,7 @@ GITHUB_TOKEN = PatternDetector(
     0.99,
     re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,255})"),
     hint=contains("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
+    gate=r"gh[pousr]_|github_pat_",
 )
 SLACK_TOKEN = PatternDetector(
     "slack_token",
@@ -112,6 +127,7 @@ SLACK_TOKEN = PatternDetector(
         r"|https://hooks\.slack\.com/services/[A-Za-z0-9_/-]{20,200}"
     ),
     hint=contains("xox", "hooks.slack.com"),
+    gate=r"xox|hooks\.slack\.com",
 )
 STRIPE_KEY = PatternDetector(
     "stripe_key",
@@ -119,6 +135,7 @@ STRIPE_KEY = PatternDetector(
     0.99,
     re.compile(r"(?<![\w-])(?:sk|rk)_(?:live|test)_[A-Za-z0-9]{16,247}(?![\w-])"),
     hint=contains("_live_", "_test_"),
+    gate=r"_(?:live|test)_",
 )
 # The block when its end is there; otherwise from the header to the end of what is there (a
 # stream holds it back while it grows, ``gateway.guardrails.streaming``).
@@ -132,6 +149,7 @@ PRIVATE_KEY = PatternDetector(
         r"|[A-Za-z0-9+/=:,\s]{0,16384})"
     ),
     hint=contains("PRIVATE KEY"),
+    gate=r"PRIVATE KEY",
 )
 JWT = PatternDetector(
     "jwt",
@@ -141,6 +159,7 @@ JWT = PatternDetector(
         r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,2000}\.eyJ[A-Za-z0-9_-]{5,8000}\.[A-Za-z0-9_-]{0,2000}"
     ),
     hint=contains("eyJ"),
+    gate=r"eyJ",
     check=_jwt,
 )
 _TOKEN_PREFIXES = tuple(kind.prefix for kind in (tokens.VIRTUAL_KEY, tokens.ADMIN_TOKEN))
@@ -154,6 +173,7 @@ SEALGATE_KEY = PatternDetector(
         + rf")[0-9a-f]{{{tokens.ID_HEX}}}-[A-Za-z0-9_-]{{{tokens.SECRET_CHARS}}}(?![\w-])"
     ),
     hint=contains(*_TOKEN_PREFIXES),
+    gate="|".join(re.escape(p) for p in _TOKEN_PREFIXES),
 )
 HIGH_ENTROPY = PatternDetector(
     "high_entropy",
@@ -162,4 +182,5 @@ HIGH_ENTROPY = PatternDetector(
     re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{32,100}={0,2}(?![A-Za-z0-9+/=_-])"),
     check=high_entropy,
     regions=long_words,
+    gate=_ENTROPY_GATE,
 )

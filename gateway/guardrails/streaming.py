@@ -11,8 +11,12 @@ found. The chunk that finishes a choice, and the stream's ``[DONE]``, release ev
 
 A chunk whose only news was text that is now held back is not sent (the text goes out in a later
 chunk). A blocked finding ends the stream with a ``guardrail_blocked`` error event: the status
-line is already sent. Tool-call arguments in a stream are not inspected (the complete answer's
-are: ``pipeline.Guardrails.check_reply``).
+line is already sent.
+
+A tool call's arguments (``delta.tool_calls[].function.arguments``, JSON text in pieces) are held
+and released the same way, each call of each choice on its own buffer, so a card number split
+over two argument deltas is masked too; what a call still holds goes out with the chunk that
+finishes its choice (as one more ``tool_calls`` entry for that call's index).
 """
 
 from __future__ import annotations
@@ -34,12 +38,15 @@ MAX_EVENT_BYTES = 64 * 1024 * 1024  # the upstream reader already capped each ev
 
 class GuardedStream:
     def __init__(
-        self, inner: Stream, policy: Policy, on_found: Callable[[Counter[str]], None]
+        self,
+        inner: Stream,
+        policy: Policy,
+        on_found: Callable[[Counter[str], str | None], None],
     ) -> None:
         self._inner = inner
         self._policy = policy
         self._on_found = on_found
-        self._held: dict[int, str] = {}
+        self._held: dict[Any, str] = {}  # a choice's text by its index; a call's by (choice, call)
         self._last: dict[str, Any] | None = None  # the last chunk, to frame a flush from
 
     @property
@@ -82,11 +89,13 @@ class GuardedStream:
             content = delta.get("content") if isinstance(delta, dict) else None
             finished = choice.get("finish_reason") is not None
             index = choice.get("index", 0)
+            if not isinstance(index, int):
+                index = 0
+            if isinstance(delta, dict) and self._tool_calls(index, delta, finished):
+                changed = True
             if not isinstance(content, str) and not finished:
                 kept.append(choice)
                 continue
-            if not isinstance(index, int):
-                index = 0
             text = self._release(index, content or "", finished)
             changed = True
             if isinstance(delta, dict):
@@ -104,7 +113,7 @@ class GuardedStream:
         chunk["choices"] = kept
         return _frame(chunk)
 
-    def _release(self, index: int, added: str, final: bool) -> str:
+    def _release(self, index: Any, added: str, final: bool) -> str:
         """What of choice ``index``'s text may go out now, masked."""
         text = self._held.get(index, "") + added
         if not text:
@@ -113,7 +122,7 @@ class GuardedStream:
         matches = policy.inspect(text)
         blocked = policy.blocking(matches)
         if blocked is not None:
-            self._on_found(Counter(m.detector for m in matches))
+            self._on_found(Counter(m.detector for m in matches), blocked)
             raise GuardrailBlocked(blocked, "stream")
         cut = len(text) if final else max(0, len(text) - HOLD)
         for match in matches:
@@ -125,18 +134,53 @@ class GuardedStream:
         out = [m for m in matches if m.end <= cut]
         self._held[index] = text[cut:]
         if out:
-            self._on_found(Counter(m.detector for m in out))
+            self._on_found(Counter(m.detector for m in out), None)
         return policy.mask(text[:cut], out)
+
+    def _tool_calls(self, index: int, delta: dict[str, Any], finished: bool) -> bool:
+        """Hold and mask the argument pieces of ``delta``'s tool calls in place; when the choice
+        finishes, add what its calls still hold. Whether anything was there to look at."""
+        calls = delta.get("tool_calls")
+        seen = False
+        if isinstance(calls, list):
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                arguments = function.get("arguments") if isinstance(function, dict) else None
+                if not isinstance(arguments, str) or function is None:
+                    continue
+                number = call.get("index", 0)
+                number = number if isinstance(number, int) else 0
+                function["arguments"] = self._release((index, number), arguments, False)
+                seen = True
+        if finished:
+            rest = self._rest_of_calls(index)
+            if rest:
+                delta["tool_calls"] = [*(calls if isinstance(calls, list) else []), *rest]
+                seen = True
+        return seen
+
+    def _rest_of_calls(self, index: int) -> list[dict[str, Any]]:
+        """``tool_calls`` entries with what the calls of choice ``index`` still hold (masked)."""
+        out = []
+        for key in sorted(k for k in self._held if isinstance(k, tuple) and k[0] == index):
+            text = self._release(key, "", True)
+            if text:
+                out.append({"index": key[1], "function": {"arguments": text}})
+        return out
 
     def _flush(self) -> bytes:
         """A chunk with whatever is still held (a stream that ended without finishing)."""
-        held = {i: t for i, t in self._held.items() if t}
+        held = {i for i, t in self._held.items() if t}
         if not held or self._last is None:
             return b""
-        choices = [
-            {"index": i, "delta": {"content": self._release(i, "", True)}, "finish_reason": None}
-            for i in sorted(held)
-        ]
+        indexes = sorted({i if isinstance(i, int) else i[0] for i in held})
+        choices = []
+        for i in indexes:
+            delta: dict[str, Any] = {"content": self._release(i, "", True)}
+            calls = self._rest_of_calls(i)
+            if calls:
+                delta["tool_calls"] = calls
+            choices.append({"index": i, "delta": delta, "finish_reason": None})
         chunk = {k: v for k, v in self._last.items() if k not in ("choices", "usage")}
         return _frame({**chunk, "choices": choices})
 

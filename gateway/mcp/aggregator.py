@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, unquote
 
 import anyio.to_thread
@@ -107,6 +107,19 @@ def arguments_digest(arguments: dict[str, Any] | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+class CallGuard(Protocol):
+    """What checks a tool call's arguments before the upstream sees them and its result before
+    the client does: each returns what may go on (masked), or raises a GatewayError (a block)."""
+
+    async def arguments(
+        self, record: KeyRecord, name: str, arguments: dict[str, Any] | None
+    ) -> dict[str, Any] | None: ...
+
+    async def result(
+        self, record: KeyRecord, name: str, result: types.CallToolResult
+    ) -> types.CallToolResult: ...
+
+
 class Aggregator:
     def __init__(
         self,
@@ -126,6 +139,8 @@ class Aggregator:
         self._digests: dict[tuple[str, str], tuple[types.Tool, str]] = {}
         self._audit_queue: list[Entry] = []
         self._writer: asyncio.Task[None] | None = None
+        # the guardrails over a call's arguments and its result (gateway.api.mcp_guard sets it)
+        self.guard: CallGuard | None = None
 
     # -- what a server offers ---------------------------------------------------------------
     async def offered(self, server: str) -> list[Offered]:
@@ -201,7 +216,12 @@ class Aggregator:
             await self._callable(record, server, tool)
             labels = (("server", server), ("tool", tool))
             await self._admit(record)
+            guard = self.guard
+            if guard is not None:
+                arguments = await guard.arguments(record, name, arguments)
             result = await self._forward(server, tool, arguments, progress)
+            if guard is not None:
+                result = await guard.result(record, name, result)
             outcome = "tool_error" if result.is_error else "ok"
             return result
         except asyncio.CancelledError:

@@ -263,12 +263,21 @@ def test_a_virtual_key_pasted_into_a_prompt_is_blocked_and_leaks_nowhere(
         ask(client, f"my gateway key is {canary}, is it valid?")
     assert blocked(caught.value)["param"] == "sealgate_key"
     engine = sqlalchemy.create_engine(f"sqlite:///{gateway.data_dir / 'sealgate.db'}")
+    query = "SELECT * FROM audit_log WHERE action = 'guardrail.findings' AND detail LIKE :found"
+    deadline = time.monotonic() + 10
     try:
+        while True:  # the block's own audit row is written (its spend row, before the 400)
+            with engine.connect() as connection:
+                if connection.execute(sqlalchemy.text(query), {"found": '%"sealgate_key"%'}).all():
+                    break
+            assert time.monotonic() < deadline, "the block's audit row"
+            time.sleep(0.05)
         with engine.connect() as connection:
             rows = repr(connection.execute(sqlalchemy.text("SELECT * FROM spend")).all())
             audit = repr(connection.execute(sqlalchemy.text("SELECT * FROM audit_log")).all())
     finally:
         engine.dispose()
+    assert "guardrail_blocked" in rows and "sealgate_key=1" in rows
     searched = [
         caught.value.response.text,
         gateway.stderr(),
@@ -287,3 +296,36 @@ def test_the_corpus_policy_is_the_one_the_gateway_test_relies_on() -> None:
         "email",
         "openai_key",
     }
+
+
+def sse(*chunks: dict[str, object]) -> bytes:
+    frame = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    events = [b"data: " + json.dumps({**frame, **c}).encode() + b"\n\n" for c in chunks]
+    return b"".join(events) + b"data: [DONE]\n\n"
+
+
+def test_a_card_split_over_two_streamed_tool_call_argument_deltas_reaches_the_client_masked(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    call = {"index": 0, "id": "call_1", "type": "function"}
+    upstream.then(
+        answer=sse(
+            {"choices": [{"index": 0, "delta": {"role": "assistant", "tool_calls": [
+                {**call, "function": {"name": "pay", "arguments": ""}}]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": '{"card": "4111 1111 '}}]},
+                "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"tool_calls": [
+                {"index": 0, "function": {"arguments": '1111 1111"}'}}]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]},
+        )
+    )  # fmt: skip
+    stream = ask(client, "pay it", stream=True)
+    arguments = "".join(
+        call.function.arguments or ""
+        for chunk in stream
+        for choice in chunk.choices
+        for call in choice.delta.tool_calls or []
+        if call.function is not None
+    )
+    assert json.loads(arguments) == {"card": "[CARD]"}

@@ -41,7 +41,7 @@ class Scripted:
 async def run(pieces: list[bytes]) -> tuple[list[str], Counter[str]]:
     """The text of each chunk event the guarded stream sent, and what it reported finding."""
     found: Counter[str] = Counter()
-    stream = GuardedStream(Scripted(pieces), default_policy(), found.update)
+    stream = GuardedStream(Scripted(pieces), default_policy(), lambda seen, _: found.update(seen))
     texts = []
     async for out in stream.chunks():
         for event in out.split(b"\n\n"):
@@ -65,7 +65,9 @@ async def test_text_goes_out_while_it_streams_holding_back_at_most_the_bound() -
     words = [f"word{i} " for i in range(2000)]
     sent: list[int] = []
     found: Counter[str] = Counter()
-    stream = GuardedStream(Scripted([chunk(w) for w in words]), default_policy(), found.update)
+    stream = GuardedStream(
+        Scripted([chunk(w) for w in words]), default_policy(), lambda seen, _: found.update(seen)
+    )
     total_in = 0
     async for out in stream.chunks():
         total_in += 1
@@ -86,3 +88,65 @@ async def test_a_secret_completed_in_a_later_chunk_ends_the_stream_blocked() -> 
     with pytest.raises(GuardrailBlocked) as caught:
         await run(pieces)
     assert caught.value.detector == "openai_key"
+
+
+def tool_chunk(arguments: str | None, finish: str | None = None, call: int = 0) -> bytes:
+    delta: dict[str, object] = {}
+    if arguments is not None:
+        delta["tool_calls"] = [{"index": call, "function": {"arguments": arguments}}]
+    body = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}  # fmt: skip
+    return b"data: " + json.dumps(body).encode() + b"\n\n"
+
+
+async def arguments_sent(pieces: list[bytes]) -> tuple[dict[int, str], Counter[str]]:
+    """Each tool call's arguments as a client joins them, and what the stream reported."""
+    found: Counter[str] = Counter()
+    stream = GuardedStream(Scripted(pieces), default_policy(), lambda seen, _: found.update(seen))
+    joined: dict[int, str] = {}
+    async for out in stream.chunks():
+        for event in out.split(b"\n\n"):
+            if event.startswith(b"data: {"):
+                for choice in json.loads(event[6:])["choices"]:
+                    for call in choice["delta"].get("tool_calls") or []:
+                        piece = call["function"].get("arguments", "")
+                        joined[call["index"]] = joined.get(call["index"], "") + piece
+    return joined, found
+
+
+async def test_a_card_number_split_over_two_tool_call_argument_deltas_is_masked_whole() -> None:
+    arguments = json.dumps({"card": "4111 1111 1111 1111", "note": "pay"})
+    for cut in range(1, len(arguments)):
+        joined, found = await arguments_sent(
+            [
+                tool_chunk(arguments[:cut]),
+                tool_chunk(arguments[cut:]),
+                tool_chunk(None, finish="tool_calls"),
+                b"data: [DONE]\n\n",
+            ]
+        )
+        assert json.loads(joined[0]) == {"card": "[CARD]", "note": "pay"}, cut
+        assert found == Counter({"card": 1})
+
+
+async def test_each_tool_call_is_held_on_its_own_and_a_stream_cut_short_still_releases_them() -> (
+    None
+):
+    first, second = json.dumps({"mail": "jane.roe@example.com"}), json.dumps({"q": "weather"})
+    joined, _ = await arguments_sent(
+        [
+            tool_chunk(first[:12], call=0),
+            tool_chunk(second[:5], call=1),
+            tool_chunk(first[12:], call=0),
+            tool_chunk(second[5:], call=1),
+        ]
+    )  # no finish, no [DONE]: the end of the stream releases what is held
+    assert json.loads(joined[0]) == {"mail": "[EMAIL]"}
+    assert json.loads(joined[1]) == {"q": "weather"}
+
+
+async def test_a_secret_in_streamed_tool_call_arguments_ends_the_stream_blocked() -> None:
+    with pytest.raises(GuardrailBlocked):
+        await arguments_sent(
+            [tool_chunk('{"key": "sk-proj-Zx9Qw3Er7Ty1'), tool_chunk('Ui5Op0As2Df4Gh6Jk8Lm"}')]
+        )

@@ -1,6 +1,7 @@
 """The external guardrail through a running gateway: a real HTTP peer on loopback plays the
 operator's webhook. It is asked before the call with the texts only (no header, no key, every
-secret masked); its block is a 400 naming it; when it cannot be reached, a fail-closed policy
+secret masked), and again about the complete answer before the client sees it; its block (of
+either) is a 400 naming it; when it cannot be reached, a fail-closed policy
 refuses the request (503) and a fail-open one lets it through; a host off the egress allowlist
 is refused at start-up."""
 
@@ -47,8 +48,8 @@ guardrails:
 
 
 class Judge:
-    """The webhook: answers block when a text says 'forbidden', allow otherwise; keeps what it
-    was sent."""
+    """The webhook: answers block when a text says 'forbidden', or when an answer says 'block
+    my answer'; allow otherwise; keeps what it was sent."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -59,7 +60,9 @@ class Judge:
     async def _check(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.seen.append((dict(request.headers), body))
-        verdict = "block" if any("forbidden" in t for t in body["texts"]) else "allow"
+        answer = body["stage"] == "response"
+        bad = [t for t in body["texts"] if "forbidden" in t or (answer and "block my answer" in t)]
+        verdict = "block" if bad else "allow"
         return web.json_response({"verdict": verdict})
 
     async def _start(self) -> None:
@@ -113,7 +116,7 @@ def test_the_webhook_is_sent_the_texts_only_with_secrets_masked_and_no_credentia
     client: openai.OpenAI, judge: Judge
 ) -> None:
     ask(client, "judged", f"why does {SECRET} not work?")
-    headers, body = judge.seen[-1]
+    headers, body = judge.seen[-2]
     assert body == {
         "stage": "request",
         "model": "judged",
@@ -122,6 +125,27 @@ def test_the_webhook_is_sent_the_texts_only_with_secrets_masked_and_no_credentia
     sent = json.dumps([headers, body])
     assert SECRET not in sent and client.api_key not in sent
     assert "authorization" not in {k.lower() for k in headers}
+
+
+def test_the_webhook_is_asked_about_the_answer_too_with_its_secrets_masked(
+    client: openai.OpenAI, judge: Judge
+) -> None:
+    ask(client, "judged", f"repeat {SECRET} please")  # the mock's answer repeats the prompt
+    headers, body = judge.seen[-1]
+    assert body["stage"] == "response" and body["model"] == "judged"
+    assert body["texts"] == ["Mock answer from Sealgate to: repeat [GITHUB_TOKEN] please"]
+    assert SECRET not in json.dumps([headers, body])
+
+
+def test_the_webhooks_block_of_an_answer_refuses_it_after_the_request_was_allowed(
+    client: openai.OpenAI, judge: Judge
+) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask(client, "judged", "please block my answer")
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "guardrail_blocked" and error["param"] == "webhook:judged"
+    assert [body["stage"] for _, body in judge.seen[-2:]] == ["request", "response"]
+    assert "block my answer" not in caught.value.response.text
 
 
 def test_the_webhooks_block_is_a_guardrail_blocked_naming_the_webhook(

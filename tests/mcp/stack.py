@@ -105,7 +105,7 @@ mcp:
 
 
 class Stack:
-    def __init__(self, lab: VaultLab, workdir: Path) -> None:
+    def __init__(self, lab: VaultLab, workdir: Path, extra: str = "") -> None:
         self.upstream_token = "mcp-upstream-" + secrets.token_hex(16)
         path = "mcp/" + uuid.uuid4().hex
         lab.put(path, token=self.upstream_token)
@@ -113,7 +113,7 @@ class Stack:
         self.vaulted = UpstreamMcp(workdir, self.upstream_token)
         self.legacy = UpstreamMcp(workdir, sse=True)
         ref = f"vault:{lab.kv2}/{path}#token"
-        config = gateway_config(self.tools, self.vaulted, self.legacy, lab, ref)
+        config = gateway_config(self.tools, self.vaulted, self.legacy, lab, ref) + extra
         self.gateway = GatewayProcess(workdir / "gateway", config)
 
     def start(self) -> Stack:

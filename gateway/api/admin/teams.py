@@ -1,5 +1,5 @@
-"""Admin API: teams. Create, list, read, change their request, token and in-flight limits
-(gateway admin; a team admin and a viewer read their own team).
+"""Admin API: teams. Create, list, read, change their request, token and in-flight limits and
+their guardrail policy (gateway admin; a team admin and a viewer read their own team).
 """
 
 from __future__ import annotations
@@ -13,6 +13,15 @@ from starlette.responses import JSONResponse
 from gateway.api.admin.context import AdminContext, Caller
 from gateway.api.admin.fields import Limit, Name, Parallel, Strict, TeamLimits
 from gateway.governance import roles
+
+GUARDRAIL_POLICY = "guardrail_policy"  # the metadata entry gateway.guardrails reads
+
+
+class TeamGuardrails(Strict):
+    # The name of a policy in the config's (or the signed bundle's) guardrails section, or None
+    # to go back to what the config says for the team. A name the gateway does not have is
+    # refused on the team's requests (guardrail_policy_unknown), as for a key's own policy.
+    policy: Annotated[str, Field(min_length=1, max_length=128)] | None
 
 
 class CreateTeam(Strict):
@@ -63,6 +72,15 @@ def router(ctx: AdminContext) -> APIRouter:
         roles.require(who, "teams:write", team_id)
         await ctx.run(lambda: tenancy.set_team_limits(team_id, **spec.named()))
         await ctx.record(who, "team.limits", f"team:{team_id}", spec.named())
+        await ctx.refresh()
+        return JSONResponse((await ctx.team_or_404(who, team_id)).public())
+
+    @routes.put("/admin/teams/{team_id}/guardrails")
+    async def set_team_guardrails(who: Caller, team_id: str, spec: TeamGuardrails) -> JSONResponse:
+        await ctx.team_or_404(who, team_id)
+        roles.require(who, "teams:write", None)  # the gateway admin: a team does not pick its own
+        await ctx.run(tenancy.set_team_metadata, team_id, GUARDRAIL_POLICY, spec.policy)
+        await ctx.record(who, "team.guardrails", f"team:{team_id}", {"policy": spec.policy})
         await ctx.refresh()
         return JSONResponse((await ctx.team_or_404(who, team_id)).public())
 
