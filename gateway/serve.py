@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from gateway import config as config_files
-from gateway import integrity, logs, tracing
+from gateway import integrity, logs, runtime, tracing
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
@@ -138,6 +138,7 @@ class Services:
             if self.reloader is not None:
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGHUP, self.reloader.on_hangup)
+            runtime.settle()  # issue 23: no full GC of the start-up heap while serving
 
         async def stop() -> None:
             for task in tasks:
