@@ -205,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--streams", type=int, default=1000)
+    parser.add_argument("--cycles", type=int, default=2, help="open/close cycles of the streams")
     args = parser.parse_args(argv)
     ensure_tools()
     nginx = nginx_binary()
@@ -221,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     load_before = os.getloadavg()
     results: dict[str, list[Point]] = {"floor": [], "sealgate": []}
-    memory: tuple[int, int, int] | None = None
+    memory: list[tuple[int, int, int]] = []
     with Children(work / "logs") as children:
         conf = write_config(work, ctx.upstream_port)
         upstream = children.start("upstream", nginx_argv(nginx, work, conf), os.environ)
@@ -244,11 +245,17 @@ def main(argv: list[str] | None = None) -> int:
                 started = start_sealgate(ctx, children, "trickle")
                 assert started.rss_child is not None
                 try:
-                    memory = asyncio.run(
-                        hold_open(
-                            started.url, started.auth, args.streams, started.rss_child.proc.pid
+                    for _ in range(args.cycles):  # a second cycle: reused, or grown?
+                        memory.append(
+                            asyncio.run(
+                                hold_open(
+                                    started.url,
+                                    started.auth,
+                                    args.streams,
+                                    started.rss_child.proc.pid,
+                                )
+                            )
                         )
-                    )
                 except (OSError, RuntimeError, TimeoutError) as exc:
                     print(f"bench.streaming: open streams not measured: {exc!r}", file=sys.stderr)
         except StartFailed as exc:
@@ -259,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_report(
     results: dict[str, list[Point]],
-    memory: tuple[int, int, int] | None,
+    memory: list[tuple[int, int, int]],
     args: argparse.Namespace,
     load_before: tuple[float, float, float],
     load_after: tuple[float, float, float],
@@ -270,6 +277,8 @@ def print_report(
         f"{[round(x, 2) for x in load_after]} after; {args.rounds} interleaved rounds; median "
         "round per cell (range in brackets).\n"
     )
+    if not all(results.values()):
+        results = {}
     print("| target | TTFB p50 ms @1 | TTFB p99 ms @1 | stream ms p50 @1 | events/s @16 | errors |")
     print("|---|---|---|---|---|---|")
     summary: dict[str, tuple[float, float]] = {}
@@ -285,18 +294,19 @@ def print_report(
             f"| {statistics.median(p99):.3f} | {statistics.median(whole):.3f} "
             f"| {statistics.median(eps):,.0f} ({min(eps):,.0f}-{max(eps):,.0f}) | {errors} |"
         )
-    floor, sealgate = summary["floor"], summary["sealgate"]
-    print(
-        f"\nSealgate adds {sealgate[0] - floor[0]:.3f} ms to the time to first byte (target at "
-        f"most 1 ms) and carries {sealgate[1] / floor[1]:.2f}x the floor's events per second "
-        "(target at least 0.6x)."
-    )
-    if memory is not None:
-        before, held, after = memory
-        mib = 1024 * 1024
+    if summary:
+        floor, sealgate = summary["floor"], summary["sealgate"]
         print(
-            f"\nOpen streams: RSS {before / mib:.1f} MB before, {held / mib:.1f} MB with "
-            f"{args.streams} open ({(held - before) / args.streams / 1024:.1f} KB per stream), "
+            f"\nSealgate adds {sealgate[0] - floor[0]:.3f} ms to the time to first byte (target "
+            f"at most 1 ms) and carries {sealgate[1] / floor[1]:.2f}x the floor's events per "
+            "second (target at least 0.6x)."
+        )
+    mib = 1024 * 1024
+    for number, (before, held, after) in enumerate(memory, 1):
+        print(
+            f"\nOpen streams, cycle {number}: RSS {before / mib:.1f} MB before, "
+            f"{held / mib:.1f} MB with {args.streams} open "
+            f"({(held - before) / args.streams / 1024:.1f} KB per stream), "
             f"{after / mib:.1f} MB 3 s after they closed."
         )
 
