@@ -38,6 +38,7 @@ from bench.sealgate_target import (
     start_sealgate_cache,
     start_sealgate_governance,
     start_sealgate_governance_pg,
+    start_sealgate_governance_pg_workers,
     start_sealgate_observed,
     start_sealgate_quiet,
 )
@@ -66,6 +67,11 @@ TARGETS = (
     Target("sealgate-baseline", "Sealgate at --baseline (before)", start_sealgate_baseline),
     Target("sealgate-gov", "Sealgate + governance, embedded", start_sealgate_governance),
     Target("sealgate-gov-pg", "Sealgate + governance, PG + Redis", start_sealgate_governance_pg),
+    Target(
+        "sealgate-gov-pg-2w",
+        "Sealgate + governance, PG + Redis, 2 workers",
+        start_sealgate_governance_pg_workers,
+    ),
     Target("sealgate-cache", "Sealgate, every answer a cache hit", start_sealgate_cache),
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
     Target("sealgate-quiet", "Sealgate, access log and tracing off", start_sealgate_quiet),
@@ -112,7 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     known = {t.key for t in TARGETS}
     if args.targets is None:
         # the observability pair is asked for by name: --targets sealgate-quiet,sealgate-observed
-        skip = {"sealgate-quiet", "sealgate-observed"}
+        skip = {"sealgate-quiet", "sealgate-observed", "sealgate-gov-pg-2w"}
         skip |= set() if args.baseline else {"sealgate-baseline"}
         args.targets = ",".join(t.key for t in TARGETS if t.key not in skip)
     chosen = [k.strip() for k in args.targets.split(",") if k.strip()]

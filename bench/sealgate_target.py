@@ -134,6 +134,14 @@ def start_sealgate_cache(ctx: RunContext, children: Children) -> Started:
     return _start(ctx, children, "sealgate-cache", CACHE_TEMPLATE, governed=False)
 
 
+def start_sealgate_governance_pg_workers(ctx: RunContext, children: Children) -> Started:
+    """The PostgreSQL + Redis target served by two worker processes on one port (issue 23)."""
+    fresh_database()
+    return _start(
+        ctx, children, "sealgate-gov-pg-2w", GOVERNANCE_PG_TEMPLATE, governed=True, workers=2
+    )
+
+
 def fresh_database() -> None:
     """Drop and create `sealgate_bench` so the run starts with an empty spend table."""
     try:
@@ -157,6 +165,7 @@ def _start(
     command: list[str] | None = None,
     source: Path | None = None,
     more: dict[str, str] | None = None,
+    workers: int = 1,
 ) -> Started:
     if command is None:
         found = sealgate_command(ctx.python)
@@ -177,6 +186,7 @@ def _start(
         }
     )
     argv = [*command, "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port)]
+    argv += ["--workers", str(workers)] if workers > 1 else []
     child = children.start(name, argv, env, cwd=source or ctx.repo)
     base = f"http://127.0.0.1:{port}"
     wait_ready(child, base + "/health/ready", READY_TIMEOUT_S)

@@ -7,6 +7,10 @@ directory. Paths served:
 - POST /v1/chat/completions and /chat/completions: a fixed `chat.completion` JSON body
 - POST /sse/v1/chat/completions (and /sse/chat/completions): a fixed SSE stream of chunks and
   `[DONE]`, for a deployment whose base URL is `http://127.0.0.1:PORT/sse/v1`
+- POST /sse50/v1/chat/completions: the streaming bench point's stream (`python -m
+  bench.streaming`): a role chunk, `STREAM_WORDS` content chunks, a finish chunk and `[DONE]`
+- POST /trickle/v1/chat/completions: the same stream sent at `TRICKLE_BYTES_PER_S`, so a stream
+  stays open for minutes (the open-streams memory point)
 """
 
 from __future__ import annotations
@@ -43,9 +47,15 @@ def _chunk(delta: dict[str, str], finish: str | None) -> str:
     return "data: " + json.dumps(body, separators=(",", ":")) + "\n\n"
 
 
-def sse_stream() -> str:
+STREAM_WORDS = 50
+TRICKLE_BYTES_PER_S = 20
+
+
+def sse_stream(words: int = 0) -> str:
+    """The fixed SSE answer: four words, or ``words`` numbered ones."""
+    said = [f"w{i} " for i in range(words)] if words else ["Hello ", "from ", "the ", "stream."]
     parts = [_chunk({"role": "assistant", "content": ""}, None)]
-    parts += [_chunk({"content": word}, None) for word in ("Hello ", "from ", "the ", "stream.")]
+    parts += [_chunk({"content": word}, None) for word in said]
     parts.append(_chunk({}, "stop"))
     parts.append("data: [DONE]\n\n")
     return "".join(parts)
@@ -82,6 +92,9 @@ def write_config(work: Path, port: int) -> Path:
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     completion = _nginx_string(json.dumps(COMPLETION, separators=(",", ":")))
     stream = _nginx_string(sse_stream())
+    # Too long for an nginx string: a file, served to a POST through error_page (nginx answers
+    # 405 to a POST for a static file, and error_page redirects internally as a GET).
+    (work / "sse50.txt").write_text(sse_stream(STREAM_WORDS))
     conf = f"""\
 # Written by bench/upstream.py for one benchmark run.
 daemon off;
@@ -111,6 +124,25 @@ http {{
             default_type text/event-stream;
             add_header Cache-Control no-cache;
             return 200 {stream};
+        }}
+        location ~ ^/sse50(/v1)?/chat/completions$ {{
+            return 405;
+            error_page 405 =200 /stream/sse50.txt;
+        }}
+        location ~ ^/trickle(/v1)?/chat/completions$ {{
+            return 405;
+            error_page 405 =200 /stream/trickle.txt;
+        }}
+        location = /stream/sse50.txt {{
+            internal;
+            default_type text/event-stream;
+            alias {work / "sse50.txt"};
+        }}
+        location = /stream/trickle.txt {{
+            internal;
+            default_type text/event-stream;
+            limit_rate {TRICKLE_BYTES_PER_S};
+            alias {work / "sse50.txt"};
         }}
         location / {{
             return 404;

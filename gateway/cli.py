@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("SEALGATE_DATA_DIR", DEFAULT_DATA_DIR),
         help="state directory for SQLite (env SEALGATE_DATA_DIR; default .sealgate)",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=_env("SEALGATE_WORKERS", "1"),
+        help="serving processes on the port (env SEALGATE_WORKERS; default 1; more than 1 "
+        "needs storage.url and governance.counters: redis, so limits stay exact)",
+    )
     sub.add_parser(
         "verify", help="supply-chain verifier (see 'sealgate verify --help')", add_help=False
     )
@@ -189,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 host=args.host,
                 port=args.port,
                 data_dir=Path(args.data_dir),
+                worker_count=args.workers,
             )
         except ConfigError as exc:
             print(f"sealgate: configuration error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ import uvicorn
 from sqlalchemy import Engine
 
 from gateway import config as config_files
-from gateway import integrity, logs, tracing
+from gateway import integrity, logs, runtime, tracing, workers
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
@@ -65,6 +65,7 @@ from gateway.store.db import (
     migrate,
 )
 from gateway.store.keys import KeyStore
+from verify.watch import Watch
 
 log = logging.getLogger("sealgate")
 
@@ -139,6 +140,7 @@ class Services:
             if self.reloader is not None:
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGHUP, self.reloader.on_hangup)
+            runtime.settle()  # issue 23: no full GC of the start-up heap while serving
 
         async def stop() -> None:
             for task in tasks:
@@ -263,7 +265,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     )
 
 
-def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
+def serve(
+    config_path: str | None, host: str, port: int, data_dir: Path, worker_count: int = 1
+) -> int:
     config = load_config(config_path)
     check_prices(config.governance, config.deployments)  # cost control fails closed
     logs.configure(config.logging.level, access_log=config.logging.access_log)
@@ -278,11 +282,17 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
         return 1
+    # --workers N (gateway/workers.py): checked, then forked before any thread or loop exists
+    workers.check_shared(config, worker_count, config_path or "<bundled>")
+    worker = workers.fork(worker_count, host, port) if worker_count > 1 else workers.Worker()
+    data_dir = worker.data_dir(data_dir)
+    if worker.count > 1 and checked.watcher is not None:
+        checked.watcher = Watch(checked.watcher.tree)  # inotify of its own
     hardening = harden_process()
     if config.tracing.enabled:
         start_tracing(config.tracing, config_path or "<bundled>")
     services = build_services(config, data_dir, admin)
-    services.readiness.facts["process"] = {"ok": True, **hardening}
+    services.readiness.facts["process"] = {"ok": True, **hardening, **worker.facts()}
     services.readiness.facts["integrity"] = checked.state
     services.readiness.facts["policies"] = signed_policies
     services.integrity = checked
@@ -315,7 +325,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         )
     )
     try:
-        server.run()
+        server.run(sockets=worker.sockets)
     except SystemExit:
         if server.started:
             raise

@@ -14,26 +14,26 @@ whose operator turned it on (``record_input``, ``record_output``), and then thro
 redactor (every secret the process holds, every credential shape) and capped in size.
 
 When tracing is off every helper here returns at its first line, so the hot path pays one
-attribute read per call site.
+attribute read per call site (the span helpers hand back one shared no-op context manager), and
+the SDK and the OTLP exporter (protobuf, requests) are not imported at all: ``start`` imports
+them.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gateway.logs import REDACTOR
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 # The provider names of the GenAI conventions' registry, by Sealgate provider.
 PROVIDER_NAMES = {
@@ -48,6 +48,9 @@ OPERATIONS = {
     "/v1/embeddings": "embeddings",
 }
 PROPAGATOR = TraceContextTextMapPropagator()
+# What every span helper returns while tracing is off: entering it gives None, and one instance
+# serves every call (nullcontext keeps no state).
+OFF: AbstractContextManager[None] = nullcontext(None)
 MAX_CONTENT_CHARS = 16384  # of one content attribute, after redaction
 Attributes = Mapping[str, str | int | float | bool | list[str]]
 
@@ -74,6 +77,12 @@ def start(
     timeout_seconds: float,
 ) -> None:
     """Export spans from now on (a batch processor: the export runs in its own thread)."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
     exporter = OTLPSpanExporter(endpoint=endpoint, headers=dict(headers), timeout=timeout_seconds)
     provider = TracerProvider(
         sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
@@ -92,29 +101,41 @@ def stop() -> None:
         provider.shutdown()
 
 
-@contextmanager
 def span(
     name: str, kind: SpanKind = SpanKind.INTERNAL, attributes: Attributes | None = None
-) -> Iterator[Span | None]:
+) -> AbstractContextManager[Span | None]:
     """A child of the current span (None when tracing is off)."""
     tracer = STATE.tracer
     if tracer is None:
-        yield None
-        return
+        return OFF
+    return _span(tracer, name, kind, attributes)
+
+
+@contextmanager
+def _span(
+    tracer: Tracer, name: str, kind: SpanKind, attributes: Attributes | None
+) -> Iterator[Span | None]:
     with tracer.start_as_current_span(
         name, kind=kind, attributes=attributes, record_exception=False
     ) as current:
         yield current
 
 
-@contextmanager
-def request_span(path: str, headers: Iterable[tuple[bytes, bytes]]) -> Iterator[Span | None]:
+def request_span(
+    path: str, headers: Iterable[tuple[bytes, bytes]]
+) -> AbstractContextManager[Span | None]:
     """The span of one inference request, a child of the client's ``traceparent`` if it sent
     a valid one. Named ``{operation}`` until ``finish_request`` knows the model."""
     tracer = STATE.tracer
     if tracer is None:
-        yield None
-        return
+        return OFF
+    return _request_span(tracer, path, headers)
+
+
+@contextmanager
+def _request_span(
+    tracer: Tracer, path: str, headers: Iterable[tuple[bytes, bytes]]
+) -> Iterator[Span | None]:
     carrier = {
         name.decode("latin-1"): value.decode("latin-1")
         for name, value in headers
@@ -149,6 +170,8 @@ def finish_request(current: Span, path: str, status: int, facts: Mapping[str, An
 
 def attempt_span(operation: str, provider: str, model: str, deployment: str) -> Any:
     """A CLIENT span for one upstream attempt (a context manager)."""
+    if STATE.tracer is None:
+        return OFF
     return span(
         f"{operation} {model}",
         SpanKind.CLIENT,

@@ -70,7 +70,10 @@ async def send_body(
     body: bytes,
     headers: list[tuple[bytes, bytes]] = JSON_HEADERS,
 ) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    """A whole answer, framed by its Content-Length (not chunked: one write for the body, and a
+    client knows it has all of it)."""
+    framed = [*headers, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": framed})
     await send({"type": "http.response.body", "body": body})
 
 

@@ -7,8 +7,11 @@ no ``NaN`` or ``Infinity`` and no number that is not finite as a double, no inte
 bits, and nesting at most ``MAX_DEPTH`` deep (the parser's own recursion fails in the thousands,
 and what reads the document after it recurses too). Each refusal is a 400 that says which rule.
 
-The common body costs one C-speed parse: the tree is walked only when the text could hold what
-the parser lets through (more brackets than ``MAX_DEPTH``, a surrogate escape, a long digit run).
+The common body costs one C-speed parse: integers are bounded as the parser meets them
+(``parse_int``), and the tree is walked only when the text could hold what the parser lets
+through (more brackets than ``MAX_DEPTH``, a surrogate escape). The cost is linear in the body:
+about 10 us per KB, where a regular expression looking for a 19-digit run had cost 45 us per KB
+(185 ms for a 4 MB body, on the event loop; bench/curves.py).
 """
 
 from __future__ import annotations
@@ -24,11 +27,17 @@ MAX_DEPTH = 64
 INT64 = 2**63
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_LONG_DIGITS = re.compile(r"\d{19}")  # 2**63 has 19 digits: anything shorter fits
 
 
 def _not_a_number(name: str) -> Any:
     raise InvalidRequest(f"request body holds {name}, which is not a JSON number")
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise InvalidRequest("request body holds an integer that does not fit in 64 bits")
+    return value
 
 
 def _finite(text: str) -> float:
@@ -45,21 +54,21 @@ def parse(body: bytes) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("request body is not valid UTF-8") from None
     try:
-        data = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+        data = json.loads(text, parse_constant=_not_a_number, parse_float=_finite, parse_int=_int64)
     except RecursionError:
         raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} deep") from None
     except ValueError:
         raise InvalidRequest("request body is not valid JSON") from None
-    surrogates = _SURROGATE_ESCAPE.search(text) is not None
-    numbers = _LONG_DIGITS.search(text) is not None
-    if surrogates or numbers or text.count("[") + text.count("{") > MAX_DEPTH:
-        _check(data, surrogates, numbers)
+    # `in` first: a plain substring search, faster than the pattern's own scan
+    surrogates = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
+    if surrogates or text.count("[") + text.count("{") > MAX_DEPTH:
+        _check(data, surrogates)
     return data
 
 
-def _check(data: Any, surrogates: bool, numbers: bool) -> None:
-    """Walk the document once (no recursion): depth, and lone surrogates and 64-bit integers
-    when the text could hold them."""
+def _check(data: Any, surrogates: bool) -> None:
+    """Walk the document once (no recursion): depth, and lone surrogates when the text could
+    hold them."""
     todo: list[tuple[Any, int]] = [(data, 1)]
     while todo:
         value, depth = todo.pop()
@@ -71,7 +80,7 @@ def _check(data: Any, surrogates: bool, numbers: bool) -> None:
         elif isinstance(value, list):
             items = value
         else:
-            _scalar(value, surrogates, numbers)
+            _scalar(value, surrogates)
             continue
         if depth > MAX_DEPTH:
             raise InvalidRequest(f"request body is nested more than {MAX_DEPTH} deep")
@@ -79,14 +88,12 @@ def _check(data: Any, surrogates: bool, numbers: bool) -> None:
             if isinstance(item, dict | list):
                 todo.append((item, depth + 1))
             else:
-                _scalar(item, surrogates, numbers)
+                _scalar(item, surrogates)
 
 
-def _scalar(value: Any, surrogates: bool, numbers: bool) -> None:
+def _scalar(value: Any, surrogates: bool) -> None:
     if surrogates and isinstance(value, str):
         _text(value)
-    elif numbers and isinstance(value, int) and not -INT64 <= value < INT64:
-        raise InvalidRequest("request body holds an integer that does not fit in 64 bits")
 
 
 def _text(value: str) -> None:

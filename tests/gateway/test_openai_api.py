@@ -501,3 +501,14 @@ def test_no_key_reaches_the_logs(gateway: GatewayProcess, key: str) -> None:
     assert PROVIDER_KEY not in log
     assert gateway.admin_key not in log
     assert key[len("sk-sg-") + 17 :] not in log  # not even the secret half
+
+
+def test_json_answers_and_errors_are_framed_by_content_length_not_chunked(
+    gateway: GatewayProcess, key: str
+) -> None:
+    answered = post(gateway, key, {"model": "fake-gpt", "messages": [HI]})
+    refused = post(gateway, key, b"{not json")
+    for response, status in ((answered, 200), (refused, 400)):
+        assert response.status_code == status
+        assert "transfer-encoding" not in response.headers
+        assert response.headers["content-length"] == str(len(response.content))
