@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import UpstreamError, UpstreamTruncated
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
-from gateway.wire import openai
+from gateway.wire import cohere, openai
 from gateway.wire.sse import Event
 
 
@@ -64,6 +64,28 @@ class OpenAIAdapter:
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         return await self._post(self._embed_url, body, key)
+
+    async def rerank(self, body: dict[str, Any], key: Secret | None) -> Reply:
+        """Cohere's rerank shape at ``{base}/rerank``, for a server that declares it
+        (``rerank: true``: vLLM, Infinity, TEI and the like serve it there)."""
+        if not self.deployment.rerank:
+            raise InvalidRequest(
+                f"model {body.get('model')!r} does not serve rerank", param="model"
+            )
+        base = self.deployment.base_url
+        request = cohere.rerank_request(body, self._upstream_model)
+        payload = json.dumps(request, separators=(",", ":")).encode()
+        session = self._pool.session(self.deployment)
+        data = await http.post(
+            session, self.deployment, f"{base}/rerank", payload, self._headers(key)
+        )
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise UpstreamError(
+                f"deployment {self.deployment.name} answered with invalid JSON"
+            ) from None
+        return cohere.rerank_reply(answer, body, self.deployment.name)
 
     async def _post(self, url: str, body: dict[str, Any], key: Secret | None) -> Reply:
         name = self.deployment.name
@@ -145,4 +167,6 @@ def _adapter(deployment: Deployment, pool: UpstreamPool) -> OpenAIAdapter:
 
 PROVIDER = Provider("openai", _adapter)
 # vLLM, Ollama, llama.cpp and the like often run without a key: a credential is optional.
-COMPATIBLE = Provider("openai_compatible", _adapter, needs_credential=False)
+COMPATIBLE = Provider(
+    "openai_compatible", _adapter, needs_credential=False, options=frozenset({"rerank"})
+)
