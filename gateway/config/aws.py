@@ -22,7 +22,9 @@ class _Strict(BaseModel):
 
 
 class WebIdentity(_Strict):
-    role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[\w+=,.@/-]{1,512}$")
+    role_arn: str = Field(
+        pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]+$", max_length=2048
+    )
     token_file: str = Field(min_length=2, description="absolute path of the projected token")
     session_name: str = Field(DEFAULT_SESSION_NAME, pattern=r"^[\w+=,.@-]{2,64}$")
     duration_seconds: int = Field(DEFAULT_ROLE_SECONDS, ge=900, le=43200)
