@@ -230,7 +230,7 @@ class BedrockAdapter:
                 f"deployment {self.deployment.name} answered with something that is not "
                 "an embedding"
             ) from None
-        listed = wire.embeddings_list(vectors, model, tokens)
+        listed = wire.embeddings_list(vectors, model, tokens, body.get("encoding_format"))
         return Reply(json.dumps(listed).encode(), Usage(prompt_tokens=tokens))
 
     async def rerank(self, body: dict[str, Any], key: Secret | None) -> Reply:

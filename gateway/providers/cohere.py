@@ -111,7 +111,9 @@ class CohereAdapter:
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         answer = await self._post("/v2/embed", wire.embed_request(body, self._model), key)
         try:
-            listed, usage = wire.embeddings_from_cohere(answer, body.get("model", ""))
+            listed, usage = wire.embeddings_from_cohere(
+                answer, body.get("model", ""), body.get("encoding_format")
+            )
         except (KeyError, TypeError, AttributeError):
             raise self._invalid("an embedding") from None
         return Reply(json.dumps(listed).encode(), usage)

@@ -17,7 +17,9 @@ the reads as ``cached_tokens`` and the writes as ``cache_write_tokens``.
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 import time
 import uuid
 from typing import Any
@@ -372,7 +374,18 @@ def cohere_request(texts: list[str], body: dict[str, Any]) -> dict[str, Any]:
     return {"texts": texts, "input_type": body.get("input_type") or "search_document"}
 
 
-def embeddings_list(vectors: list[Any], model: str, prompt_tokens: int) -> dict[str, Any]:
+def _base64(vector: list[Any]) -> str:
+    """A vector as OpenAI's ``encoding_format: base64`` sends it: little-endian float32s."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+def embeddings_list(
+    vectors: list[Any], model: str, prompt_tokens: int, encoding: Any = None
+) -> dict[str, Any]:
+    """An OpenAI embeddings list (each vector base64 when the client asked for it: the
+    openai SDK does by default)."""
+    if encoding == "base64":
+        vectors = [_base64(vector) for vector in vectors]
     return {
         "object": "list",
         "data": [

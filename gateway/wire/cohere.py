@@ -245,8 +245,6 @@ class CohereStreamTranslator:
 
 # -- embed --------------------------------------------------------------------------------------
 def embed_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
-    if body.get("encoding_format") not in (None, "float"):
-        raise unsupported("encoding_format", PROVIDER)
     out: dict[str, Any] = {
         "model": upstream_model,
         "texts": embedding_inputs(body),
@@ -258,14 +256,16 @@ def embed_request(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     return out
 
 
-def embeddings_from_cohere(answer: dict[str, Any], model: str) -> tuple[dict[str, Any], Usage]:
+def embeddings_from_cohere(
+    answer: dict[str, Any], model: str, encoding: Any = None
+) -> tuple[dict[str, Any], Usage]:
     embeddings = answer["embeddings"]
     vectors = embeddings["float"] if isinstance(embeddings, dict) else embeddings
     if not isinstance(vectors, list):
         raise TypeError("embeddings")
     billed = (answer.get("meta") or {}).get("billed_units") or {}
     tokens = count_of(billed.get("input_tokens"))
-    return embeddings_list(vectors, model, tokens), Usage(prompt_tokens=tokens)
+    return embeddings_list(vectors, model, tokens, encoding), Usage(prompt_tokens=tokens)
 
 
 # -- rerank -------------------------------------------------------------------------------------

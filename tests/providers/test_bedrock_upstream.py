@@ -162,7 +162,10 @@ def test_tools_images_and_tool_results_round_trip_through_converse(
         {"role": "user", "content": [{"type": "text", "text": "weather here?"}, image]}
     ]
     first = sdk.chat.completions.create(
-        model="claude-bedrock", messages=messages, tools=TOOLS, tool_choice="required"  # type: ignore[arg-type]
+        model="claude-bedrock",
+        messages=messages,
+        tools=TOOLS,
+        tool_choice="required",  # type: ignore[arg-type]
     )
     assert first.choices[0].finish_reason == "tool_calls"
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -224,9 +227,7 @@ def test_streamed_tool_call_arrives_as_openai_tool_call_deltas(sdk: openai.OpenA
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
 
 
-def test_throttling_becomes_429_with_retry_after(
-    sdk: openai.OpenAI, bedrock: FakeBedrock
-) -> None:
+def test_throttling_becomes_429_with_retry_after(sdk: openai.OpenAI, bedrock: FakeBedrock) -> None:
     bedrock.then(error="error_throttling")
     with pytest.raises(openai.RateLimitError) as raised:
         sdk.chat.completions.create(
@@ -264,7 +265,11 @@ def test_a_stream_exception_ends_the_stream_with_an_error_event_not_the_upstream
         "POST",
         gateway.url + "/v1/chat/completions",
         headers={"Authorization": f"Bearer {virtual_key}"},
-        json={"model": "claude-bedrock", "messages": [{"role": "user", "content": "hi"}], "stream": True},
+        json={
+            "model": "claude-bedrock",
+            "messages": [{"role": "user", "content": "hi"}],
+            "stream": True,
+        },
         timeout=10,
     ) as response:
         body = response.read().decode()
@@ -316,7 +321,9 @@ def test_titan_embeddings_one_invoke_per_text_and_token_counts_summed(
 def test_cohere_embeddings_on_bedrock_in_one_invoke(
     sdk: openai.OpenAI, bedrock: FakeBedrock
 ) -> None:
-    result = sdk.embeddings.create(model="cohere-embed-bedrock", input=["first text", "second text"])
+    result = sdk.embeddings.create(
+        model="cohere-embed-bedrock", input=["first text", "second text"]
+    )
     assert len(result.data) == 2 and result.data[1].embedding == [0.5, 0.25, -0.125]
     assert bedrock.requests[-1].body == {
         "texts": ["first text", "second text"],

@@ -201,9 +201,10 @@ def test_gateway_signs_bedrock_calls_with_the_credentials_sts_issued_and_retrade
         )
         assert reply.choices[0].message.content == "Hello from Bedrock."
         first = bedrock.verified[-1]
-        assert issued(first) is not None and bedrock.requests[-1].headers[
-            "X-Amz-Security-Token"
-        ] == issued(first)[1]  # type: ignore[index]
+        assert (
+            issued(first) is not None
+            and bedrock.requests[-1].headers["X-Amz-Security-Token"] == issued(first)[1]
+        )  # type: ignore[index]
         revoked.add(first)  # Bedrock now refuses those credentials: traded again once
         again = sdk.chat.completions.create(
             model="claude-irsa", messages=[{"role": "user", "content": "hi"}]

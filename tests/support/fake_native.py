@@ -202,7 +202,11 @@ class FakeBedrock(ThreadedServer):
             return body, behaviour, self._error("error_signature", None)
         self.verified.append(AUTH.match(request.headers["Authorization"])["key"])  # type: ignore[index]
         if behaviour.error is not None:
-            return body, behaviour, self._error(behaviour.error, behaviour.planted, behaviour.headers)
+            return (
+                body,
+                behaviour,
+                self._error(behaviour.error, behaviour.planted, behaviour.headers),
+            )
         return body, behaviour, None
 
     def _error(
