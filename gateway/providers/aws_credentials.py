@@ -42,6 +42,7 @@ from botocore.session import get_session
 
 from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
+from gateway.logs import REDACTOR
 from gateway.providers.egress import GuardedResolver
 from gateway.secrets.secret import Secret
 
@@ -80,7 +81,14 @@ def key_pair(secret: Secret) -> ReadOnlyCredentials:
     key_id, secret_key, token = found
     if key_id is None or secret_key is None:
         raise KeyPairInvalid(problem)
+    _redact(secret_key, token)  # the broker redacts the whole document; these are its parts
     return ReadOnlyCredentials(key_id, secret_key, token)
+
+
+def _redact(*values: str | None) -> None:
+    for value in values:
+        if value is not None:
+            REDACTOR.add(value)
 
 
 def sign(
@@ -131,13 +139,22 @@ class WebIdentityCredentials:
         async with self._lock:
             held = self._held
             if held is None or self._clock() >= held.refresh_at:
-                held = self._held = await self._exchange()
+                fresh = await self._exchange()
+                self._forget(held)
+                held = self._held = fresh
             return held.credentials
 
     def invalidate(self, seen: ReadOnlyCredentials) -> None:
         """Drop the held credentials if they are still the ones Bedrock refused."""
         if self._held is not None and self._held.credentials == seen:
+            self._forget(self._held)
             self._held = None
+
+    @staticmethod
+    def _forget(held: Temporary | None) -> None:
+        if held is not None:
+            REDACTOR.discard(held.credentials.secret_key)
+            REDACTOR.discard(held.credentials.token or "")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -168,6 +185,7 @@ class WebIdentityCredentials:
             ) from None
         if not token:
             raise SecretUnavailable("the web identity token file is empty")
+        REDACTOR.add(token)  # the kubelet rotates it: each one read is redacted while we run
         operation = _sts_operation()
         params = {
             "RoleArn": settings.role_arn,
@@ -205,6 +223,7 @@ class WebIdentityCredentials:
             expires: datetime = found["Expiration"]
         except KeyError:
             raise SecretUnavailable("STS answered without credentials") from None
+        _redact(credentials.secret_key, credentials.token)
         lifetime = (expires.astimezone(UTC) - datetime.now(UTC)).total_seconds()
         margin = min(REFRESH_MARGIN, lifetime / 2)
         return Temporary(credentials, self._clock() + max(0.0, lifetime - margin))
