@@ -12,7 +12,6 @@ import secrets
 from pathlib import Path
 
 import httpx
-import pytest
 from moto.server import ThreadedMotoServer
 
 from tests.providers.conftest import COHERE_KEY
