@@ -59,28 +59,25 @@ _FIELDS = (
 )
 
 
-class KeyPairInvalid(SecretUnavailable):
-    """The referenced secret is not an access key pair (its content is never repeated)."""
-
-
 def key_pair(secret: Secret) -> ReadOnlyCredentials:
-    """The access key pair a referenced secret holds."""
+    """The access key pair a referenced secret holds; SecretUnavailable when it is not one
+    (its content is never repeated)."""
     problem = "the AWS credential secret must be JSON with access_key_id and secret_access_key"
     try:
         document = json.loads(secret.reveal())
     except ValueError:
-        raise KeyPairInvalid(problem) from None
+        raise SecretUnavailable(problem) from None
     if not isinstance(document, dict):
-        raise KeyPairInvalid(problem)
+        raise SecretUnavailable(problem)
     found: list[str | None] = []
     for ours, aws in _FIELDS:
         value = document.get(ours, document.get(aws))
         if value is not None and (not isinstance(value, str) or not value):
-            raise KeyPairInvalid(problem)
+            raise SecretUnavailable(problem)
         found.append(value)
     key_id, secret_key, token = found
     if key_id is None or secret_key is None:
-        raise KeyPairInvalid(problem)
+        raise SecretUnavailable(problem)
     _redact(secret_key, token)  # the broker redacts the whole document; these are its parts
     return ReadOnlyCredentials(key_id, secret_key, token)
 

@@ -120,8 +120,18 @@ def parse_policy(data: Any, source: str) -> EgressPolicy:
             raise ConfigError(source, f"{key}.hosts", "expected a list of host names")
         for pattern in listed:
             bare = pattern.removeprefix("*.")
-            inner = [label for label in bare.split(".") if label != "*"]  # one label each
-            if any("*" in label for label in inner) or "/" in bare or ":" in bare or not inner:
+            labels = bare.split(".")
+            inner = [label for label in labels if label != "*"]  # one label each
+            # one inner '*' at most, under a domain of two labels or more (never 'api.*.com')
+            stars = [i for i, label in enumerate(labels) if label == "*"]
+            placed = not stars or (len(stars) == 1 and 0 < stars[0] < len(labels) - 2)
+            if (
+                any("*" in label for label in inner)
+                or not placed
+                or "/" in bare
+                or ":" in bare
+                or not inner
+            ):
                 raise ConfigError(
                     source,
                     f"{key}.hosts",

@@ -12,11 +12,11 @@ import yaml
 from botocore.eventstream import ChecksumMismatch, EventStreamBuffer
 
 from gateway.config import GatewayConfig
-from gateway.errors import ConfigError, InvalidRequest, UpstreamError
+from gateway.errors import ConfigError, InvalidRequest, SecretUnavailable, UpstreamError
 from gateway.integrity import policies_dir
 from gateway.providers import bedrock as provider
-from gateway.providers.aws_credentials import KeyPairInvalid, key_pair
-from gateway.providers.egress import enforce, host_matches
+from gateway.providers.aws_credentials import key_pair
+from gateway.providers.egress import enforce, host_matches, parse_policy
 from gateway.secrets.secret import Secret
 from gateway.serve import parse_config
 from gateway.wire import bedrock as wire
@@ -89,6 +89,9 @@ def test_the_regional_pattern_matches_exactly_one_label() -> None:
     assert not host_matches(pattern, "bedrock-runtime.amazonaws.com")
     assert not host_matches(pattern, "bedrock-runtime.evil.example.amazonaws.com")
     assert not host_matches(pattern, "bedrock-runtime.us-east-1.amazonaws.com.evil.example")
+    for loose in ("api.*.com", "*.*.amazonaws.com", "a.*.*.amazonaws.com"):
+        with pytest.raises(ConfigError):
+            parse_policy({"version": 1, "providers": {"p": {"hosts": [loose]}}}, "egress.yaml")
 
 
 def test_a_non_aws_host_for_bedrock_is_refused_at_start_up() -> None:
@@ -122,7 +125,7 @@ def test_the_key_pair_secret_is_parsed_and_a_bad_one_never_repeated() -> None:
     )
     assert (pair.access_key, pair.secret_key, pair.token) == ("AKIA1", "s", "t")
     for bad in ("AKIA1:plaintext-secret-xyz", json.dumps({"access_key_id": "AKIA1"}), "[]"):
-        with pytest.raises(KeyPairInvalid) as raised:
+        with pytest.raises(SecretUnavailable) as raised:
             key_pair(Secret(bad))
         assert "plaintext-secret-xyz" not in str(raised.value)
 
