@@ -329,3 +329,19 @@ def test_cohere_embeddings_on_bedrock_in_one_invoke(
         "texts": ["first text", "second text"],
         "input_type": "search_document",
     }
+
+
+def test_the_spend_record_carries_input_output_cache_reads_and_cache_writes(
+    sdk: openai.OpenAI, gateway: GatewayProcess
+) -> None:
+    made = sdk.chat.completions.with_raw_response.create(
+        model="claude-bedrock", messages=[{"role": "user", "content": "hi"}]
+    )
+    assert made.http_response.status_code == 200
+    records = gateway.admin("GET", "/admin/spend/logs", params={"limit": 1}).json()["data"]
+    record = records[0]
+    assert record["deployment"] == "claude-bedrock/bedrock" and record["status"] == "ok"
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (13, 7)
+    assert (record["cached_tokens"], record["cache_write_tokens"]) == (4, 2)
+    # 9 uncached at $3/M, 4 cached at $0.30/M, 7 out at $15/M
+    assert record["cost_nanos"] == 9 * 3000 + 4 * 300 + 7 * 15000
