@@ -151,8 +151,8 @@ INSERT_SQLITE = (
 INSERT_POSTGRES_ROW = (
     "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
-    "guardrails, cache_write_tokens) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-    "%s, %s, %s) "
+    "guardrails, cache_write_tokens) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
 SMALL_BATCH_ROWS = 32
