@@ -43,7 +43,7 @@ from botocore.session import get_session
 from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR
-from gateway.providers.egress import GuardedResolver
+from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
 
 log = logging.getLogger("sealgate.aws")
@@ -119,6 +119,8 @@ class WebIdentityCredentials:
         endpoint: str,
         allow_private_network: bool,
         clock: Any = time.monotonic,
+        pool: UpstreamPool | None = None,
+        name: str = "",
     ) -> None:
         self._settings = settings
         self._endpoint = endpoint.rstrip("/") + "/"
@@ -126,7 +128,9 @@ class WebIdentityCredentials:
         self._clock = clock
         self._held: Temporary | None = None
         self._lock = asyncio.Lock()
-        self._session: aiohttp.ClientSession | None = None
+        self._own = pool is None  # without the gateway's pool (a test): one of its own
+        self._pool = pool if pool is not None else UpstreamPool()
+        self._name = name
         self.exchanges = 0  # how many times STS was asked (for tests and metrics)
 
     async def get(self) -> ReadOnlyCredentials:
@@ -154,23 +158,13 @@ class WebIdentityCredentials:
             REDACTOR.discard(held.credentials.token or "")
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the session if it is this object's own (the gateway's pool closes its own)."""
+        if self._own:
+            await self._pool.close()
 
     def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            host = urlsplit(self._endpoint).hostname or ""
-            connector = aiohttp.TCPConnector(
-                limit=4, resolver=GuardedResolver(host, self._allow_private)
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=STS_TIMEOUT),
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-        return self._session
+        host = urlsplit(self._endpoint).hostname or ""
+        return self._pool.pinned(self._name, host, self._allow_private, STS_TIMEOUT)
 
     async def _exchange(self) -> Temporary:
         settings = self._settings

@@ -129,11 +129,16 @@ class BedrockAdapter:
         self._model = model
         self._prefix = f"{deployment.base_url}/model/{quote(model, safe='')}"
         self._identity: WebIdentityCredentials | None = None
+        self._pair: tuple[Secret, ReadOnlyCredentials] | None = None  # the last key parsed
         identity = deployment.aws.web_identity if deployment.aws is not None else None
         endpoint = sts_endpoint(deployment.aws, host)
         if identity is not None and endpoint is not None:
             self._identity = WebIdentityCredentials(
-                identity, endpoint, deployment.allow_private_network
+                identity,
+                endpoint,
+                deployment.allow_private_network,
+                pool=pool,
+                name=deployment.name,
             )
 
     # -- signing and sending ---------------------------------------------------------------------
@@ -142,7 +147,12 @@ class BedrockAdapter:
             return await self._identity.get()
         if key is None:
             raise SecretUnavailable(f"deployment {self.deployment.name} has no AWS credential")
-        return key_pair(key)
+        held = self._pair
+        if held is not None and held[0] is key:  # the broker hands out the same Secret
+            return held[1]
+        pair = key_pair(key)
+        self._pair = (key, pair)
+        return pair
 
     def signed(
         self, credentials: ReadOnlyCredentials, url: str, payload: bytes, accept: str
