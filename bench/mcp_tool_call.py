@@ -29,6 +29,7 @@ from pathlib import Path
 from mcp import ClientSession
 
 from tests.mcp.stack import UpstreamMcp, session
+from tests.support import gateway_process
 from tests.support.gateway_process import GatewayProcess, free_port
 
 CONFIG = """
@@ -89,6 +90,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
+    gateway_process.STARTUP_SECONDS = 180.0  # a loaded machine starts slowly; the timing is after
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     with tempfile.TemporaryDirectory() as tmp:
         upstream = UpstreamMcp(Path(tmp)).start()

@@ -27,20 +27,15 @@ from mcp.shared.exceptions import MCPError
 from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
+from gateway.api.mcp_calls import GATEWAY_REFUSED, DirectCalls, rpc_error
 from gateway.auth import Authenticator
-from gateway.errors import GatewayError, NotFound, RateLimited
+from gateway.errors import GatewayError
 from gateway.mcp.aggregator import Aggregator
 from gateway.store.keys import KeyRecord
 
 PATH = "/mcp"
 CALLER = "sealgate.mcp.caller"  # where the endpoint leaves the caller's key record
 MAX_BODY_BYTES = 1024 * 1024
-
-# JSON-RPC error codes: unknown (or not permitted) tools as the specification's invalid params;
-# the gateway's own refusals in the implementation-defined server-error range.
-INVALID_PARAMS = -32602
-RATE_LIMITED = -32029
-GATEWAY_REFUSED = -32050
 
 
 def is_mcp(path: str) -> bool:
@@ -56,13 +51,8 @@ def _caller(ctx: ServerRequestContext[Any, Any]) -> KeyRecord:
 
 
 def _rpc_error(exc: GatewayError) -> MCPError:
-    if isinstance(exc, NotFound):
-        code = INVALID_PARAMS
-    elif isinstance(exc, RateLimited):
-        code = RATE_LIMITED
-    else:
-        code = GATEWAY_REFUSED
-    return MCPError(code, exc.message, {"type": exc.type, "code": exc.code})
+    error = rpc_error(exc)
+    return MCPError(error["code"], error["message"], error["data"])
 
 
 def build_server(aggregator: Aggregator) -> Server[Any]:
@@ -81,8 +71,11 @@ def build_server(aggregator: Aggregator) -> Server[Any]:
         async def progress(progress: float, total: float | None, message: str | None) -> None:
             await ctx.session.report_progress(progress, total, message)
 
+        asked = params.meta is not None and "progress_token" in params.meta
         try:
-            return await aggregator.call(_caller(ctx), params.name, params.arguments, progress)
+            return await aggregator.call(
+                _caller(ctx), params.name, params.arguments, progress if asked else None
+            )
         except GatewayError as exc:
             raise _rpc_error(exc) from None
 
@@ -141,9 +134,21 @@ class McpEndpoint:
             app=build_server(aggregator), max_request_body_size=MAX_BODY_BYTES
         )
         self._running: contextlib.AsyncExitStack | None = None
+        self.direct = DirectCalls(aggregator, MAX_BODY_BYTES)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        record = await self._auth.authenticate(Headers(scope=scope).get("authorization"))
+        headers = Headers(scope=scope)
+        record = await self._auth.authenticate(headers.get("authorization"))
+        session_id = headers.get("mcp-session-id")
+        if scope["method"] == "POST":
+            left = await self.direct.take(record, scope, receive, send)
+            if left is None:
+                return  # a tools/call answered directly (mcp_calls.py)
+            receive = left
+            if session_id is None:
+                send = self.direct.watch(record, send)  # it opens a session: note whose
+        elif scope["method"] == "DELETE":
+            self.direct.forget(record, session_id)
         scope = dict(scope)
         # The SDK binds a session to this identity (the key's id; the key itself is not kept).
         token = AccessToken(token="-", client_id=record.id, scopes=[])  # noqa: S106 - no secret

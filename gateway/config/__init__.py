@@ -129,6 +129,9 @@ class Deployment(Strict):
     weight: float = Field(1.0, gt=0, le=1_000_000)  # its share under the weighted strategy
     aws: Aws | None = None  # bedrock: region, web identity (gateway/config/aws.py)
     rerank: bool | None = None  # an OpenAI-compatible server that also serves Cohere's rerank
+    # What the deployment serves, for its health probe (LiteLLM's ``model_info.mode``): a
+    # one-token chat, or the embedding of one word.
+    mode: Literal["chat", "embeddings"] = "chat"
 
     @field_validator("credential")
     @classmethod
@@ -425,6 +428,8 @@ class GatewayConfig(Strict):
             for index, s in enumerate(self.mcp.servers)
             if (ref := s.credential_ref) is not None
         }
+        for index, server in enumerate(self.mcp.servers):
+            found |= {f"mcp.servers.{index}.env.{n}": r for n, r in server.env_refs.items()}
         if self.cache is not None and self.cache.encryption_key is not None:
             found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
         for index, sink in enumerate(self.sinks):

@@ -98,6 +98,8 @@ class Governance(_Strict):
     refresh_seconds: float = Field(DEFAULT_REFRESH_SECONDS, gt=0, le=3600)
     in_flight_seconds: float = Field(DEFAULT_IN_FLIGHT_SECONDS, ge=60, le=86400)
     project_header: bool = True
+    # How often each replica delivers again the budget alerts a sink failed to take.
+    alert_retry_seconds: float = Field(30.0, ge=0.1, le=3600)
     outbox: Outbox = Outbox()
     # A deployment whose price is neither set below nor in the bundled table costs this; without
     # it, such a deployment refuses start-up (it would count as free and escape every budget).

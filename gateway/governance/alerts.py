@@ -12,10 +12,15 @@ The sink is the seam to whatever reaches a person (a webhook, a chat channel)::
     class AlertSink(Protocol):
         async def deliver(self, alert: BudgetAlert) -> None: ...
 
-``deliver`` is awaited once per alert, on the gateway's event loop; raising means "not
-delivered" (the row stays, ``delivered_at`` empty, and the failure is logged by exception type;
-it is not retried). ``LogSink``, the default, writes one warning line per alert.
-``BudgetAlert.public()`` is the JSON form (amounts as USD strings), the one the admin API lists.
+``deliver`` is awaited on the gateway's event loop; raising means "not delivered" (the row
+stays, ``delivered_at`` empty, and the failure is logged by exception type). Every replica sweeps
+every ``retry_seconds`` for alerts left undelivered that long (a sink that failed, a replica that
+died between recording and delivering) and delivers each again: it claims the row first (one
+conditional UPDATE, so one replica wins each attempt) and gives the claim back when the sink fails
+again. An alert is thus delivered at least once; a sink keyed by the alert's id (the sink queue
+of ``sinks.AlertEvents``) makes that exactly once. ``LogSink``, the default, writes one warning
+line per alert. ``BudgetAlert.public()`` is the JSON form (amounts as USD strings), the one the
+admin API lists.
 """
 
 from __future__ import annotations
@@ -88,12 +93,16 @@ class LogSink:
 
 
 class Alerts:
-    def __init__(self, engine: Engine, sink: AlertSink | None = None) -> None:
+    def __init__(
+        self, engine: Engine, sink: AlertSink | None = None, retry_seconds: float = 30.0
+    ) -> None:
         self._engine = engine
         self.sink: AlertSink = sink or LogSink()
+        self.retry_seconds = retry_seconds
         self._seen: set[tuple[str, str, str]] = set()
         self._queue: asyncio.Queue[BudgetAlert] = asyncio.Queue(MAX_QUEUED)
         self._worker: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     def raised(self, alert: BudgetAlert) -> bool:
         """Queue ``alert`` unless this replica already did for its budget, period and kind
@@ -112,11 +121,61 @@ class Alerts:
         return True
 
     def start(self) -> None:
-        self._worker = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._worker = loop.create_task(self._run())
+        self._sweeper = loop.create_task(self._sweep())
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        for task in (self._worker, self._sweeper):
+            if task is not None:
+                task.cancel()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(self.retry_seconds)
+            try:
+                await self.redeliver(self.retry_seconds)
+            except Exception as exc:  # noqa: BLE001 - the database failed: try again next time
+                log.warning("budget alerts not swept", extra={"sg_error": type(exc).__name__})
+
+    async def redeliver(self, older_than: float) -> int:
+        """Deliver again every alert left undelivered for ``older_than`` seconds; how many were
+        delivered now."""
+        delivered = 0
+        for alert_id, alert in await anyio.to_thread.run_sync(self._undelivered, older_than):
+            if not await anyio.to_thread.run_sync(self._claim, alert_id, True):
+                continue  # another replica is delivering it
+            try:
+                await self.sink.deliver(alert)
+            except Exception as exc:  # noqa: BLE001 - give the claim back; the next sweep retries
+                log.warning("budget alert not delivered", extra={"sg_error": type(exc).__name__})
+                await anyio.to_thread.run_sync(self._claim, alert_id, False)
+                continue
+            delivered += 1
+        return delivered
+
+    def _undelivered(self, older_than: float) -> list[tuple[str, BudgetAlert]]:
+        before = datetime.fromtimestamp(datetime.now(UTC).timestamp() - older_than, UTC)
+        query = (
+            select(budget_alerts)
+            .where(budget_alerts.c.delivered_at.is_(None), budget_alerts.c.at <= before)
+            .order_by(budget_alerts.c.at)
+            .limit(100)
+        )
+        with self._engine.connect() as connection:
+            return [(row.id, _alert(row)) for row in connection.execute(query).all()]
+
+    def _claim(self, alert_id: str, take: bool) -> bool:
+        """Mark an undelivered alert delivered (``take``), or undo that; whether it changed."""
+        row = budget_alerts.c
+        with self._engine.begin() as connection:
+            if take:
+                query = update(budget_alerts).where(row.id == alert_id, row.delivered_at.is_(None))
+                return connection.execute(query.values(delivered_at=datetime.now(UTC))).rowcount > 0
+            connection.execute(
+                update(budget_alerts).where(row.id == alert_id).values(delivered_at=None)
+            )
+            return True
 
     async def drain(self) -> None:
         """Record and deliver what is queued now (tests; a worker does it when started)."""
@@ -181,18 +240,7 @@ class Alerts:
             rows = connection.execute(query).all()
         found = []
         for row in rows:
-            at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
-            alert = BudgetAlert(
-                row.budget_id,
-                row.scope,
-                row.scope_id,
-                row.period,
-                row.period_label,
-                row.kind,
-                row.threshold_nanos,
-                row.spent_nanos,
-                at,
-            )
+            alert = _alert(row)
             delivered = row.delivered_at
             if delivered is not None and delivered.tzinfo is None:
                 delivered = delivered.replace(tzinfo=UTC)
@@ -204,3 +252,18 @@ class Alerts:
                 }
             )
         return found
+
+
+def _alert(row: Any) -> BudgetAlert:
+    at = row.at if row.at.tzinfo is not None else row.at.replace(tzinfo=UTC)
+    return BudgetAlert(
+        row.budget_id,
+        row.scope,
+        row.scope_id,
+        row.period,
+        row.period_label,
+        row.kind,
+        row.threshold_nanos,
+        row.spent_nanos,
+        at,
+    )

@@ -134,7 +134,7 @@ class Governance:
         alert_sink: AlertSink | None = None,
     ) -> None:
         self.engine = engine
-        self.alerts = Alerts(engine, alert_sink)
+        self.alerts = Alerts(engine, alert_sink, settings.alert_retry_seconds)
         self.tenancy = Tenancy(engine)
         self.outbox = outbox
         self.counters = counters
@@ -241,12 +241,11 @@ class Governance:
         user = snap.users.get(record.user_id) if record.user_id else None
         if user is not None:
             limits.append(("user", f"u:{user.id}", user.rpm_limit, user.tpm_limit))
-        found = self.settings.projects.get(project) if project is not None else None
-        if found is not None:
-            limits.append(("project", f"j:{project}", found.rpm, found.tpm))
+        if project is not None and (found := self._scope_limits(snap, "project", project)):
+            limits.append(("project", f"j:{project}", *found))
         for tag in tags:
-            if (found := self.settings.tags.get(tag)) is not None:
-                limits.append(("tag", f"g:{tag}", found.rpm, found.tpm))
+            if found := self._scope_limits(snap, "tag", tag):
+                limits.append(("tag", f"g:{tag}", *found))
         slots += self._in_flight_slots(parallel, now)
         for scope, name, rpm, tpm in limits:
             if rpm is not None:
@@ -300,6 +299,18 @@ class Governance:
             local=outcome.local if outcome is not None else False,
             ahead=ahead_of,
         )
+
+    def _scope_limits(
+        self, snap: Snapshot, scope: str, name: str
+    ) -> tuple[int | None, int | None] | None:
+        """A project's or tag's (rpm, tpm): the admin API's, which override the config's."""
+        found = snap.scope_limits.get((scope, name))
+        if found is not None:
+            return found
+        configured = (self.settings.projects if scope == "project" else self.settings.tags).get(
+            name
+        )
+        return (configured.rpm, configured.tpm) if configured is not None else None
 
     def _in_flight_slots(self, limits: list[tuple[str, str, int | None]], now: float) -> list[Slot]:
         """Requests in flight, counted in windows of ``in_flight_seconds``: a request charges the

@@ -3,7 +3,8 @@
 Token limits and budgets reserve this estimate and settle to the actual usage afterwards, so the
 prompt estimate is meant to be an upper bound of the provider's own count for ordinary text in any
 script (issue 21; measured in tests/governance/test_estimate_corpus.py against OpenAI's
-cl100k_base tokenizer). It follows the way byte-level BPE tokenizers cut text before merging:
+cl100k_base and o200k_base tokenizers). It follows the way byte-level BPE tokenizers cut text
+before merging:
 
 - a run of ASCII letters costs one token per four letters (at least one); a run of digits one
   per three digits plus one for a space before it; every other printable ASCII character one;

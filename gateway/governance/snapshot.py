@@ -1,5 +1,5 @@
-"""What the hot path needs to know about teams and budgets, held in memory and reloaded from the
-database every ``refresh_seconds`` off the hot path.
+"""What the hot path needs to know about teams, budgets and project and tag limits, held in
+memory and reloaded from the database every ``refresh_seconds`` off the hot path.
 
 A snapshot also carries each budget's spend so far in its current period (from the spend table),
 which seeds the budget's running counter the first time a replica (or, with Redis, the first
@@ -35,6 +35,8 @@ class Snapshot:
     budgets: dict[tuple[str, str], tuple[Budget, ...]] = field(default_factory=dict)
     seeds: dict[tuple[str, str], int] = field(default_factory=dict)  # (budget id, label)
     users: dict[str, User] = field(default_factory=dict)  # the users with a limit
+    # (scope, id) -> (rpm, tpm): the admin API's project and tag limits
+    scope_limits: dict[tuple[str, str], tuple[int | None, int | None]] = field(default_factory=dict)
 
     def budgets_for(self, scope: str, scope_id: str | None) -> tuple[Budget, ...]:
         if scope_id is None:
@@ -88,7 +90,10 @@ def load(engine: Engine, tenancy: Tenancy, now: datetime) -> Snapshot:
         spent = spent_since(engine, scope, sorted({b.scope_id for b in members}), start)
         for budget in members:
             seeds[(budget.id, periods.label(budget.period, start))] = spent.get(budget.scope_id, 0)
-    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds, users)
+    limits: dict[tuple[str, str], tuple[int | None, int | None]] = {
+        (s.scope, s.scope_id): (s.rpm_limit, s.tpm_limit) for s in tenancy.scope_limits()
+    }
+    return Snapshot(teams, {k: tuple(v) for k, v in grouped.items()}, seeds, users, limits)
 
 
 class _Latest:

@@ -1,4 +1,5 @@
-"""Teams, users, budgets and admin tokens in the database (sync; callers use a worker thread).
+"""Teams, users, budgets, project and tag limits, and admin tokens in the database (sync;
+callers use a worker thread).
 
 Admin tokens read ``sg-adm-<id>-<secret>`` and are kept like virtual keys (``gateway.tokens``):
 shown once, stored as the SHA-256 of the whole token, compared in constant time.
@@ -17,9 +18,10 @@ from sqlalchemy.exc import IntegrityError
 from gateway import tokens
 from gateway.errors import Conflict
 from gateway.governance.periods import Period
-from gateway.store.tables import admin_tokens, budgets, teams, users
+from gateway.store.tables import admin_tokens, budgets, scope_limits, teams, users
 
 Scope = Literal["key", "team", "user", "project", "tag"]
+LimitScope = Literal["project", "tag"]
 Role = Literal["admin", "team_admin", "viewer", "metrics"]
 new_id = tokens.new_id
 
@@ -88,6 +90,29 @@ class Budget:
 
 
 @dataclass(frozen=True, slots=True)
+class ScopeLimit:
+    """The request and token limits per minute the admin API set for one project or tag."""
+
+    scope: LimitScope
+    scope_id: str
+    rpm_limit: int | None
+    tpm_limit: int | None
+    updated_by: str
+    updated_at: datetime
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "scope": self.scope,
+            "scope_id": self.scope_id,
+            "rpm_limit": self.rpm_limit,
+            "tpm_limit": self.tpm_limit,
+            "source": "admin",
+            "updated_by": self.updated_by,
+            "updated_at": _iso(self.updated_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class AdminToken:
     id: str
     token_hash: str
@@ -139,6 +164,17 @@ def _budget(row: Any) -> Budget:
         row.max_nanos,
         row.soft_nanos,
         _aware(row.created_at) or datetime.now(UTC),
+    )
+
+
+def _scope_limit(row: Any) -> ScopeLimit:
+    return ScopeLimit(
+        row.scope,
+        row.scope_id,
+        row.rpm_limit,
+        row.tpm_limit,
+        row.updated_by,
+        _aware(row.updated_at) or datetime.now(UTC),
     )
 
 
@@ -281,6 +317,44 @@ class Tenancy:
     def delete_budget(self, budget_id: str) -> None:
         with self._engine.begin() as connection:
             connection.execute(delete(budgets).where(budgets.c.id == budget_id))
+
+    # -- project and tag limits -------------------------------------------------------------
+    def scope_limits(self) -> list[ScopeLimit]:
+        query = select(scope_limits).order_by(scope_limits.c.scope, scope_limits.c.scope_id)
+        with self._engine.connect() as connection:
+            return [_scope_limit(r) for r in connection.execute(query).all()]
+
+    def set_scope_limits(
+        self, scope: LimitScope, scope_id: str, rpm: int | None, tpm: int | None, by: str
+    ) -> ScopeLimit:
+        """Set (create or replace) one project's or tag's limits; None is no limit."""
+        limit = ScopeLimit(scope, scope_id, rpm, tpm, by, datetime.now(UTC))
+        values = {
+            "rpm_limit": rpm,
+            "tpm_limit": tpm,
+            "updated_by": by,
+            "updated_at": limit.updated_at,
+        }
+        where = (scope_limits.c.scope == scope, scope_limits.c.scope_id == scope_id)
+        for attempt in range(2):
+            try:
+                with self._engine.begin() as connection:
+                    changed = connection.execute(update(scope_limits).where(*where).values(values))
+                    if changed.rowcount == 0:
+                        connection.execute(
+                            insert(scope_limits).values(scope=scope, scope_id=scope_id, **values)
+                        )
+                return limit
+            except IntegrityError:  # another writer inserted it first: update theirs
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")
+
+    def delete_scope_limits(self, scope: LimitScope, scope_id: str) -> bool:
+        """Remove the admin API's limits of one project or tag; False when it had none."""
+        where = (scope_limits.c.scope == scope, scope_limits.c.scope_id == scope_id)
+        with self._engine.begin() as connection:
+            return connection.execute(delete(scope_limits).where(*where)).rowcount > 0
 
     # -- admin tokens -----------------------------------------------------------------------
     def create_token(

@@ -122,6 +122,8 @@ class Aggregator:
         self._counters = counters
         self._audit = audit
         self._tools: dict[str, tuple[float, dict[str, types.Tool]]] = {}
+        # (server, tool name) -> the tool as last listed and its digest
+        self._digests: dict[tuple[str, str], tuple[types.Tool, str]] = {}
         self._audit_queue: list[Entry] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -137,7 +139,13 @@ class Aggregator:
         return [self._judge(server, tool) for tool in listed]
 
     def _judge(self, server: str, tool: types.Tool) -> Offered:
-        current = pins.digest(tool.name, tool.description, tool.input_schema)
+        # a listed tool is never changed in place: its digest is worked out once per listing
+        known = self._digests.get((server, tool.name))
+        if known is not None and known[0] is tool:
+            current = known[1]
+        else:
+            current = pins.digest(tool.name, tool.description, tool.input_schema)
+            self._digests[(server, tool.name)] = (tool, current)
         approval = self.store.snapshot.approvals.get((server, tool.name))
         return Offered(server, tool, current, pins.judge(current, approval))
 

@@ -1,5 +1,6 @@
 """One upstream MCP server, reached with the official ``mcp`` SDK's client: over Streamable
-HTTP, or the older HTTP+SSE transport for a server that speaks only that (``transport: sse``).
+HTTP, or the older HTTP+SSE transport for a server that speaks only that (``transport: sse``),
+or, where the operator allowed it (``mcp.allow_stdio``), a local program over stdio.
 
 The gateway holds one MCP session per server, opened on first use and kept open (a tool call is
 one request on it, not a new handshake), and opened again after it fails. Every HTTP request on
@@ -9,6 +10,12 @@ broker holds it in memory for its TTL, never on disk), set on that request alone
 the request goes to the server's pinned scheme, host and port. The
 caller's credential is never on it: the client's request ends at the gateway, and the upstream
 request is made from nothing of it but the tool's name and arguments.
+
+A stdio server is started (by the SDK's ``stdio_client``: no shell, its own session and process
+group, killed with it) with the SDK's short list of non-secret variables and the ones its
+``env`` names, each fetched from the broker when the process starts; none of the gateway's own
+environment (its admin key, Vault token or provider keys). Its standard error goes nowhere: what
+a child prints is not the gateway's to log.
 """
 
 from __future__ import annotations
@@ -16,20 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpx2
 import mcp_types as types
 from mcp import ClientSession
 from mcp.client.sse import sse_client
+from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.dispatcher import ProgressFnT
 
 from gateway.config.mcp import McpServer
 from gateway.errors import UpstreamUnavailable
+from gateway.mcp.direct import DirectCaller
 from gateway.providers.egress import GuardedResolver
 from gateway.secrets.broker import SecretBroker
 
@@ -59,6 +70,7 @@ class BrokerAuth(httpx2.Auth):
     that would leave the server's pinned origin."""
 
     def __init__(self, server: McpServer, broker: SecretBroker) -> None:
+        assert server.url is not None  # an HTTP server (config: a url unless stdio)
         self._origin = origin(server.url)
         self._ref = server.credential_ref
         self._header = server.credential_header
@@ -111,6 +123,11 @@ class Upstream:
         self._runner: asyncio.Task[None] | None = None
         self._opening: asyncio.Future[ClientSession] | None = None
         self._lock = asyncio.Lock()
+        # tools/call on a Streamable HTTP server goes the direct way (direct.py) unless the
+        # client asked for progress, which the SDK's session relays
+        self._direct = (
+            DirectCaller(server, broker) if server.transport == "streamable_http" else None
+        )
 
     async def session(self) -> ClientSession:
         async with self._lock:
@@ -149,10 +166,18 @@ class Upstream:
         """Holds the session open (the SDK's transport lives in this one task) until closed."""
         try:
             async with contextlib.AsyncExitStack() as stack:
-                if self.server.transport == "sse":
+                url = self.server.url or ""
+                if self.server.transport == "stdio":
+                    read, write = await stack.enter_async_context(
+                        stdio_client(
+                            await self._program(),
+                            errlog=stack.enter_context(open(os.devnull, "w")),  # noqa: SIM115
+                        )
+                    )
+                elif self.server.transport == "sse":
                     read, write = await stack.enter_async_context(
                         sse_client(
-                            self.server.url,
+                            url,
                             timeout=CONNECT_SECONDS,
                             sse_read_timeout=SSE_IDLE_SECONDS,
                             httpx_client_factory=self._client,
@@ -162,7 +187,7 @@ class Upstream:
                     http = await stack.enter_async_context(self._client())
                     read, write = await stack.enter_async_context(
                         streamable_http_client(
-                            self.server.url,
+                            url,
                             http_client=http,
                             max_sse_event_size=self.server.max_result_bytes + SSE_SLACK_BYTES,
                         )
@@ -185,6 +210,18 @@ class Upstream:
             if not opening.done():
                 opening.cancel()
 
+    async def _program(self) -> StdioServerParameters:
+        """The stdio server's command, with its environment fetched from the broker now."""
+        command = self.server.command
+        assert command is not None  # config: stdio needs a command
+        env = {
+            name: (await self._broker.get(ref)).reveal()
+            for name, ref in self.server.env_refs.items()
+        }
+        return StdioServerParameters(
+            command=command[0], args=command[1:], env=env, cwd=self.server.cwd or "/"
+        )
+
     def _drop(self) -> None:
         self._session = None
         if self._runner is not None:
@@ -199,6 +236,12 @@ class Upstream:
     async def call_tool(
         self, name: str, arguments: dict[str, Any] | None, progress: Progress | None
     ) -> types.CallToolResult:
+        if self._direct is not None and progress is None:
+            try:
+                return await self._direct.call_tool(name, arguments)
+            except (aiohttp.ClientError, OSError):
+                await self._direct.close()  # the next call opens a new session
+                raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable") from None
         session = await self.session()
         return await self._guarded(
             session.call_tool(
@@ -253,6 +296,8 @@ class Upstream:
             raise UpstreamUnavailable(f"MCP server {self.name!r} is unavailable") from None
 
     async def close(self) -> None:
+        if self._direct is not None:
+            await self._direct.close()
         runner, self._runner = self._runner, None
         self._session = None
         if runner is not None:

@@ -213,6 +213,8 @@ def enforce_mcp(
     allows explicitly (``allow_private_network``)."""
     for index, server in enumerate(servers):
         where = f"mcp.servers.{index}.url"
+        if server.transport == "stdio":
+            continue  # a local process: nothing to pin (allowed only by mcp.allow_stdio)
         if is_local_literal(server.host):
             if not server.allow_private_network:
                 raise ConfigError(

@@ -1,11 +1,12 @@
 """Background health probes of the deployments (``router.health_checks``).
 
-Every ``interval_seconds`` each deployment gets one cheap request (a one-token chat completion),
-sent the way any request is: the key fetched just in time through the secrets broker, a refused
-key refetched once. A probe that fails, or does not answer within ``timeout_seconds``, marks the
-deployment unhealthy: routing puts it behind every healthy one (it is still tried when nothing
-else is left) until a probe succeeds again. The results are in ``/health/ready`` (as details: an
-upstream's outage does not make the replica unready) and in ``sealgate_deployment_healthy``.
+Every ``interval_seconds`` each deployment gets one cheap request of what it serves (its
+``mode``: a one-token chat completion, or the embedding of one word), sent the way any request
+is: the key fetched just in time through the secrets broker, a refused key refetched once. A
+probe that fails, or does not answer within ``timeout_seconds``, marks the deployment unhealthy:
+routing puts it behind every healthy one (it is still tried when nothing else is left) until a
+probe succeeds again. The results are in ``/health/ready`` (as details: an upstream's outage
+does not make the replica unready) and in ``sealgate_deployment_healthy``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ HEALTHY = METRICS.gauge(
     "sealgate_deployment_healthy", "1 when a deployment's last health probe succeeded, else 0"
 )
 PROBE = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+EMBEDDINGS_PROBE = {"input": "ping"}
 
 
 class Probes:

@@ -48,7 +48,7 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import adapter_for
 from gateway.refs import CredentialRef
 from gateway.routing.breaker import Breakers
-from gateway.routing.health import PROBE, Probes
+from gateway.routing.health import EMBEDDINGS_PROBE, PROBE, Probes
 from gateway.routing.retries import backoff, error_class, retry_after
 from gateway.routing.stats import Stats, TimedStream
 from gateway.routing.strategies import Order, strategy
@@ -259,8 +259,13 @@ class Router:
 
     async def _probe(self, name: str) -> None:
         route = self._by_name[name]
-        body = {"model": route.deployment.model, **PROBE}
-        await self._call(route, lambda r, k: r.adapter.chat(body, k))
+        model = {"model": route.deployment.model}
+        if route.deployment.mode == "embeddings":
+            embed = {**model, **EMBEDDINGS_PROBE}
+            await self._call(route, lambda r, k: r.adapter.embeddings(embed, k))
+        else:
+            chat = {**model, **PROBE}
+            await self._call(route, lambda r, k: r.adapter.chat(chat, k))
 
     def _mark_health(self, name: str, ok: bool) -> None:
         self._by_name[name].stats.healthy = ok

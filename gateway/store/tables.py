@@ -81,6 +81,19 @@ budgets = Table(
     UniqueConstraint("scope", "scope_id", "period", name="uq_budgets_scope_period"),
 )
 
+# Request and token limits per minute of a project or a tag, set through the admin API; a row
+# overrides the config's ``governance.projects`` / ``governance.tags`` entry of the same name.
+scope_limits = Table(
+    "scope_limits",
+    metadata,
+    Column("scope", String(8), primary_key=True),  # project | tag
+    Column("scope_id", String(128), primary_key=True),
+    Column("rpm_limit", BigInteger, nullable=True),
+    Column("tpm_limit", BigInteger, nullable=True),
+    Column("updated_by", String(64), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 # Once per budget, period and kind across every replica: the unique constraint decides which
 # replica delivers (gateway/governance/alerts.py).
 budget_alerts = Table(

@@ -81,6 +81,55 @@ async def past_both_lines(
     return replicas, budget.id
 
 
+class Flaky:
+    """A sink that fails its first ``failures`` calls (the webhook down for a while)."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.delivered: list[BudgetAlert] = []
+
+    async def deliver(self, alert: BudgetAlert) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("the webhook is down")
+        self.delivered.append(alert)
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_an_alert_the_sink_failed_to_take_is_delivered_by_a_later_sweep_exactly_once(
+    engine: Engine, tmp_path: Path, redis_prefix: str
+) -> None:
+    flaky, other = Flaky(failures=4), Recording()
+    replicas, _ = await past_both_lines(engine, tmp_path, redis_prefix, [flaky])
+    sweeping = replicas[0]
+    assert [a["delivered_at"] for a in sweeping.alerts.list()] == [None, None]  # both failed
+    assert await sweeping.alerts.redeliver(older_than=3600) == 0  # too young to sweep yet
+    assert await sweeping.alerts.redeliver(older_than=0) == 0  # the sink is still down
+    assert flaky.failures == 0 and not flaky.delivered
+    assert [a["delivered_at"] for a in sweeping.alerts.list()] == [None, None]  # claims given back
+
+    # Two replicas sweep at once: each alert is claimed, and delivered, by one of them.
+    second = Governance(
+        CONFIGURED.governance,
+        CONFIGURED.deployments,
+        engine,
+        sweeping.outbox,
+        RedisCounters(REDIS_URL, redis_prefix, 2.0),
+        alert_sink=other,
+    )
+    swept = await asyncio.gather(
+        sweeping.alerts.redeliver(older_than=0), second.alerts.redeliver(older_than=0)
+    )
+    assert sum(swept) == 2
+    assert sorted(a.kind for a in flaky.delivered + other.delivered) == ["hard", "soft"]
+    assert all(a["delivered_at"] for a in sweeping.alerts.list())
+    assert await sweeping.alerts.redeliver(older_than=0) == 0  # nothing is delivered twice
+    await second.counters.close()
+    for gov in replicas:
+        await gov.close()
+
+
 @pytest.mark.redis
 @pytest.mark.anyio
 async def test_two_replicas_deliver_each_alert_once_and_a_failed_delivery_stays_listed(

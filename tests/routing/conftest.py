@@ -5,6 +5,7 @@ built from a config file's text with the real provider adapters and connection p
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -70,11 +71,15 @@ class Routing:
     def __init__(self) -> None:
         self.pools: list[UpstreamPool] = []
 
-    def router(self, cfg: GatewayConfig, clock: Clock | None = None) -> Router:
+    def router(
+        self, cfg: GatewayConfig, clock: Clock | None = None, rng: random.Random | None = None
+    ) -> Router:
         pool = UpstreamPool()
         self.pools.append(pool)
         broker = SecretBroker({}, ttl=300, stale=0)
-        return Router(cfg.router, routes_for(cfg.deployments, pool), broker, clock or Clock())
+        return Router(
+            cfg.router, routes_for(cfg.deployments, pool), broker, clock or Clock(), rng=rng
+        )
 
 
 @pytest.fixture

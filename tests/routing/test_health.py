@@ -58,3 +58,20 @@ async def test_a_probe_is_a_one_token_chat_for_the_deployments_model(
     (seen,) = a.requests
     assert seen.path == "/v1/chat/completions"
     assert seen.body["max_tokens"] == 1 and seen.body["model"] == "up-m"
+
+
+async def test_an_embeddings_deployment_is_probed_with_an_embedding_and_shows_healthy(
+    upstreams: dict[str, FakeUpstream], routing: Routing
+) -> None:
+    a, b = upstreams["a"], upstreams["b"]
+    cfg = config(
+        [deployment("m", a, "a"), deployment("e", b, "b", mode="embeddings")],
+        {"health_checks": {}},
+    )
+    r = routing.router(cfg)
+    assert r.probes is not None
+    await r.probes.round()
+    assert {n: v["ok"] for n, v in r.probes.results.items()} == {"a": True, "b": True}
+    (seen,) = b.requests
+    assert seen.path == "/v1/embeddings" and seen.body == {"model": "e", "input": "ping"}
+    assert a.requests[0].path == "/v1/chat/completions"
