@@ -1,14 +1,14 @@
 """cache writes: the prompt tokens a provider wrote to its prompt cache, on each spend row
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0016 (main had 0016 on 0007 when this branch merged it)
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
