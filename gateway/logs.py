@@ -50,7 +50,7 @@ class Redactor:
         self._lock = threading.Lock()
 
     def add(self, value: str) -> None:
-        if len(value) >= 6:
+        if len(value) >= 6 and value not in self._values:  # a value held already: nothing new
             with self._lock:
                 self._values.add(value)
                 self._pattern = None

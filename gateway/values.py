@@ -17,6 +17,9 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
+    # Prompt tokens written to the provider's prompt cache (Bedrock, Anthropic): counted in
+    # prompt_tokens, apart so that a cache-write price can be applied to them.
+    cache_write_tokens: int = 0
 
     @property
     def total_tokens(self) -> int:

@@ -45,6 +45,7 @@ from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
 from gateway.values import Stream
+from gateway.wire import cohere as cohere_wire
 from gateway.wire.anthropic import messages as anthropic_wire
 from gateway.wire.anthropic.streams import AnthropicEventStream
 
@@ -101,6 +102,7 @@ class Inference:
             "/v1/chat/completions": self.chat,
             "/v1/embeddings": self.embeddings,
             "/v1/messages": self.messages,
+            "/v1/rerank": self.rerank,
         }
 
     def handler(self, scope: Scope) -> Handler | None:
@@ -350,3 +352,20 @@ class Inference:
         await cached.keep(lookup, "body", reply.body)
         extra = cached.MISS if lookup is not None else []
         await send_body(send, 200, reply.body, JSON_HEADERS + extra)
+
+    async def rerank(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/rerank`` in Cohere's request and answer shape (issue 15), admitted like an
+        embeddings call over the query and the documents."""
+        router, limit = self.router, self.limit
+        headers = dict(scope["headers"])
+        record = await self._caller(headers.get(b"authorization"))
+        body: dict[str, Any] = await read_json(receive, headers, limit)
+        model = cohere_wire.check_rerank(body)
+        self._allow(router, record, model)
+        estimated = {"input": [body["query"], *cohere_wire.texts_of(body)]}
+        admission, plan = await self._admit(router, record, model, estimated, headers, "embeddings")
+        reply, deployment = await routed(
+            receive, admission, router.rerank(model, body, admission.gate, plan)
+        )
+        await admission.finish(reply.usage, deployment, "ok", 0)
+        await send_body(send, 200, reply.body, JSON_HEADERS)

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config.aws import Aws
 from gateway.config.cache import Cache
 from gateway.config.governance import Governance
 from gateway.config.guardrails import Guardrails
@@ -126,6 +127,8 @@ class Deployment(Strict):
     max_stream_bytes: int = Field(DEFAULT_MAX_STREAM_BYTES, ge=1024, le=1 << 40)
     max_event_bytes: int = Field(DEFAULT_MAX_EVENT_BYTES, ge=1024, le=MAX_EVENT_BYTES)
     weight: float = Field(1.0, gt=0, le=1_000_000)  # its share under the weighted strategy
+    aws: Aws | None = None  # bedrock: region, web identity (gateway/config/aws.py)
+    rerank: bool | None = None  # an OpenAI-compatible server that also serves Cohere's rerank
     # What the deployment serves, for its health probe (LiteLLM's ``model_info.mode``): a
     # one-token chat, or the embedding of one word.
     mode: Literal["chat", "embeddings"] = "chat"
@@ -187,8 +190,11 @@ class Deployment(Strict):
                     "a wildcard model takes its upstream model from the name asked for; "
                     "upstream_model does not apply"
                 )
-            if self.provider == "azure":
-                raise ValueError("azure deployments name one upstream deployment: no wildcard")
+            if self.provider in ("azure", "bedrock"):
+                raise ValueError(
+                    f"{self.provider} deployments name one upstream model in the URL they sign "
+                    "or route by: no wildcard"
+                )
         return self
 
     @property

@@ -243,6 +243,7 @@ class Admission:
             latency_ms=round((time.perf_counter() - self.started) * 1000, 2),
             status=status,
             guardrails=self.guardrails,
+            cache_write_tokens=usage.cache_write_tokens,
         )
         return self.record
 

@@ -200,6 +200,7 @@ def spend_record(row: Any) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "cached_tokens": row.cached_tokens,
+        "cache_write_tokens": row.cache_write_tokens,
         "cost_nanos": row.cost_nanos,
         "cost_usd": usd(row.cost_nanos),
         "latency_ms": row.latency_ms,

@@ -86,6 +86,9 @@ class SpendRecord(NamedTuple):
     # What the guardrails found (gateway.guardrails): detector names and counts, ``card=1``;
     # never the text they found.
     guardrails: str = ""
+    # Prompt tokens the provider wrote to its prompt cache (Bedrock, Anthropic), counted in
+    # prompt_tokens too (issue 15).
+    cache_write_tokens: int = 0
 
     def line(self) -> bytes:
         """One outbox line: the fields as a JSON array, in declaration order."""
@@ -94,8 +97,10 @@ class SpendRecord(NamedTuple):
     @classmethod
     def from_line(cls, line: bytes) -> SpendRecord:
         values = json.loads(line)
-        if isinstance(values, list) and len(values) == len(FIELDS) - 1:
+        if isinstance(values, list) and len(values) == len(FIELDS) - 2:
             values.append("")  # written before the record had guardrail evidence
+        if isinstance(values, list) and len(values) == len(FIELDS) - 1:
+            values.append(0)  # written before the record had cache writes
         if not isinstance(values, list) or len(values) != len(FIELDS):
             raise ValueError("not a spend record")
         data = dict(zip(FIELDS, values, strict=True))
@@ -127,6 +132,7 @@ class SpendRecord(NamedTuple):
             self.latency_ms,
             self.status,
             self.guardrails,
+            self.cache_write_tokens,
         )
 
 
@@ -135,7 +141,7 @@ FIELDS = SpendRecord._fields
 INSERT_SQLITE = (
     "INSERT OR IGNORE INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
-    "guardrails) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "guardrails, cache_write_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # PostgreSQL, a small batch (a group commit of the requests answered meanwhile): one INSERT per
 # row, pipelined by psycopg's executemany, so one round trip. A large one (the file's backlog):
@@ -145,7 +151,8 @@ INSERT_SQLITE = (
 INSERT_POSTGRES_ROW = (
     "INSERT INTO spend (id, at, day, key_id, team_id, user_id, project, tags, model, "
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
-    "guardrails) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+    "guardrails, cache_write_tokens) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
     "ON CONFLICT (id) DO NOTHING"
 )
 SMALL_BATCH_ROWS = 32
@@ -155,7 +162,7 @@ STAGING_POSTGRES = (
 COPY_POSTGRES = (
     "COPY spend_incoming (id, at, day, key_id, team_id, user_id, project, tags, model, "
     "deployment, prompt_tokens, completion_tokens, cached_tokens, cost_nanos, latency_ms, status, "
-    "guardrails) FROM STDIN"
+    "guardrails, cache_write_tokens) FROM STDIN"
 )
 INSERT_POSTGRES = "INSERT INTO spend SELECT * FROM spend_incoming ON CONFLICT (id) DO NOTHING"
 

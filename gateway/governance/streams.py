@@ -39,7 +39,9 @@ class CountingStream:
         usage = self.usage
         if finished or usage is None or usage.completion_tokens >= self.counted:
             return usage
-        return Usage(usage.prompt_tokens, self.counted, usage.cached_tokens)
+        return Usage(
+            usage.prompt_tokens, self.counted, usage.cached_tokens, usage.cache_write_tokens
+        )
 
 
 def reply_tokens(reply: Reply) -> int:

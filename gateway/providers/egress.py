@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from gateway.config import Deployment
+from gateway.config import Deployment, aws
 from gateway.config.mcp import McpServer
 from gateway.errors import ConfigError
 
@@ -55,11 +56,22 @@ class EgressPolicy:
 
 
 def host_matches(pattern: str, host: str) -> bool:
-    """``api.openai.com`` matches itself; ``*.openai.azure.com`` matches any name under it."""
+    """``api.openai.com`` matches itself; ``*.openai.azure.com`` matches any name under it;
+    a ``*`` label after the first stands for exactly one label (a region:
+    ``bedrock-runtime.*.amazonaws.com`` matches ``bedrock-runtime.us-east-1.amazonaws.com``)."""
     pattern, host = pattern.lower().rstrip("."), host.lower().rstrip(".")
     if pattern.startswith("*."):
         return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    if "*" in pattern:
+        wanted, labels = pattern.split("."), host.split(".")
+        return len(wanted) == len(labels) and all(
+            w == label or (w == "*" and _LABEL.match(label) is not None)
+            for w, label in zip(wanted, labels, strict=True)
+        )
     return host == pattern
+
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def ip_of(host: str) -> IPAddress | None:
@@ -108,9 +120,22 @@ def parse_policy(data: Any, source: str) -> EgressPolicy:
             raise ConfigError(source, f"{key}.hosts", "expected a list of host names")
         for pattern in listed:
             bare = pattern.removeprefix("*.")
-            if "*" in bare or "/" in bare or ":" in bare or not bare.strip("."):
+            labels = bare.split(".")
+            inner = [label for label in labels if label != "*"]  # one label each
+            # one inner '*' at most, under a domain of two labels or more (never 'api.*.com')
+            stars = [i for i, label in enumerate(labels) if label == "*"]
+            placed = not stars or (len(stars) == 1 and 0 < stars[0] < len(labels) - 2)
+            if (
+                any("*" in label for label in inner)
+                or not placed
+                or "/" in bare
+                or ":" in bare
+                or not inner
+            ):
                 raise ConfigError(
-                    source, f"{key}.hosts", f"{pattern!r} is not a host name or '*.domain'"
+                    source,
+                    f"{key}.hosts",
+                    f"{pattern!r} is not a host name, '*.domain' or 'name.*.domain'",
                 )
         hosts[str(name)] = tuple(listed)
     return EgressPolicy(source, hosts)
@@ -134,28 +159,50 @@ def enforce(
     """Refuse a configuration that would send a key outside the allowlist. The policy file
     (``policies``/egress.yaml) is read only if some deployment needs it."""
     for index, deployment in enumerate(deployments):
-        host = pinned_host(deployment)
-        if deployment.provider == "mock" or host is None:
-            continue
-        where = f"deployments.{index}.base_url"
-        if is_local_literal(host):
-            if not deployment.allow_private_network:
-                raise ConfigError(
-                    "config",
-                    where,
-                    f"{host} is a private, loopback or link-local address; set "
-                    "allow_private_network: true on this deployment for a local model server",
-                )
-            continue
-        if policy is None:
-            policy = load_policy(policies / POLICY_FILE)
-        if not policy.allows(deployment.provider, host):
+        for where, host in _hosts(index, deployment):
+            policy = _enforce_host(deployment, where, host, policies, policy)
+
+
+def _hosts(index: int, deployment: Deployment) -> list[tuple[str, str]]:
+    """Every host a deployment's credential goes to: its pinned base URL and, for a Bedrock
+    deployment with web identity, the STS endpoint the token is exchanged at."""
+    hosts: list[tuple[str, str]] = []
+    host = pinned_host(deployment)
+    if deployment.provider == "mock" or host is None:
+        return hosts
+    hosts.append((f"deployments.{index}.base_url", host))
+    if (sts := sts_host(deployment)) is not None:
+        hosts.append((f"deployments.{index}.aws.web_identity.sts_endpoint", sts))
+    return hosts
+
+
+def sts_host(deployment: Deployment) -> str | None:
+    endpoint = aws.sts_endpoint(deployment.aws, pinned_host(deployment))
+    return urlsplit(endpoint).hostname if endpoint is not None else None
+
+
+def _enforce_host(
+    deployment: Deployment, where: str, host: str, policies: Path, policy: EgressPolicy | None
+) -> EgressPolicy | None:
+    if is_local_literal(host):
+        if not deployment.allow_private_network:
             raise ConfigError(
                 "config",
                 where,
-                f"host {host} is not on the egress allowlist for provider "
-                f"{deployment.provider} ({policy.source})",
+                f"{host} is a private, loopback or link-local address; set "
+                "allow_private_network: true on this deployment for a local model server",
             )
+        return policy
+    if policy is None:
+        policy = load_policy(policies / POLICY_FILE)
+    if not policy.allows(deployment.provider, host):
+        raise ConfigError(
+            "config",
+            where,
+            f"host {host} is not on the egress allowlist for provider "
+            f"{deployment.provider} ({policy.source})",
+        )
+    return policy
 
 
 def enforce_mcp(

@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from gateway import tracing
 from gateway.config import Deployment
@@ -92,6 +93,11 @@ def upstream_failure(
     return UpstreamError(f"deployment {name} answered with unexpected status {status}")
 
 
+# How an upstream's non-200 answer becomes a GatewayError: ``upstream_failure`` unless the
+# provider maps its own error shape (Bedrock, Cohere).
+Failure = Callable[[str, int, bytes, Mapping[str, str]], GatewayError]
+
+
 def error_message(data: bytes | Any) -> tuple[str, str | None]:
     """The message and the known code of an OpenAI- or Anthropic-shaped error (both use
     ``{"error": {"message": ..., "code"|"type": ...}}``), from its bytes or its parsed JSON."""
@@ -141,9 +147,10 @@ async def read_prefix(response: aiohttp.ClientResponse, cap: int) -> bytes:
 async def post(
     session: aiohttp.ClientSession,
     deployment: Deployment,
-    url: str,
+    url: str | URL,
     payload: bytes,
     headers: dict[str, str],
+    failure: Failure = upstream_failure,
 ) -> bytes:
     """POST and read the whole answer (within ``max_response_bytes``); a status other than
     200 becomes a GatewayError."""
@@ -154,9 +161,7 @@ async def post(
         async with session.post(url, data=payload, headers=headers, allow_redirects=False) as r:
             try:
                 if r.status != 200:
-                    raise upstream_failure(
-                        name, r.status, await read_prefix(r, MAX_ERROR_BODY), r.headers
-                    )
+                    raise failure(name, r.status, await read_prefix(r, MAX_ERROR_BODY), r.headers)
                 return await read_capped(r, name, deployment.max_response_bytes)
             except GatewayError:
                 r.close()  # what is left unread is not worth the connection
@@ -168,9 +173,10 @@ async def post(
 async def open_stream(
     session: aiohttp.ClientSession,
     deployment: Deployment,
-    url: str,
+    url: str | URL,
     payload: bytes,
     headers: dict[str, str],
+    failure: Failure = upstream_failure,
 ) -> aiohttp.ClientResponse:
     """POST and return the response once its status is known to be 200 (body unread)."""
     name = deployment.name
@@ -187,7 +193,7 @@ async def open_stream(
             raise transport_failure(name, exc) from None
         finally:
             response.close()
-        raise upstream_failure(name, response.status, data, response.headers)
+        raise failure(name, response.status, data, response.headers)
     return response
 
 

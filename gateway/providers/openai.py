@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import UpstreamError, UpstreamTruncated
+from gateway.errors import InvalidRequest, UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
-from gateway.wire import openai, responses
+from gateway.wire import cohere, openai, responses
 from gateway.wire.sse import Event
 
 
@@ -74,6 +74,30 @@ class OpenAIAdapter:
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         return await self._post(self._embed_url, body, key)
+
+    async def rerank(self, body: dict[str, Any], key: Secret | None) -> Reply:
+        """Cohere's rerank shape at ``{base}/rerank``, for a server that declares it
+        (``rerank: true``: vLLM, Infinity, TEI and the like serve it there)."""
+        if not self.deployment.rerank:
+            raise InvalidRequest(
+                f"model {body.get('model')!r} does not serve rerank", param="model"
+            )
+        base = self.deployment.base_url
+        request = cohere.rerank_request(
+            body, self.deployment.upstream_model_for(body.get("model", ""))
+        )
+        payload = json.dumps(request, separators=(",", ":")).encode()
+        session = self._pool.session(self.deployment)
+        data = await http.post(
+            session, self.deployment, f"{base}/rerank", payload, self._headers(key)
+        )
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            raise UpstreamError(
+                f"deployment {self.deployment.name} answered with invalid JSON"
+            ) from None
+        return cohere.rerank_reply(answer, body, self.deployment.name)
 
     async def _post(self, url: str, body: dict[str, Any], key: Secret | None) -> Reply:
         name = self.deployment.name
@@ -242,4 +266,6 @@ def _adapter(deployment: Deployment, pool: UpstreamPool) -> OpenAIAdapter:
 
 PROVIDER = Provider("openai", _adapter)
 # vLLM, Ollama, llama.cpp and the like often run without a key: a credential is optional.
-COMPATIBLE = Provider("openai_compatible", _adapter, needs_credential=False)
+COMPATIBLE = Provider(
+    "openai_compatible", _adapter, needs_credential=False, options=frozenset({"rerank"})
+)

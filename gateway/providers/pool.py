@@ -12,7 +12,9 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.providers.egress import guarded_resolver
+from gateway.providers.egress import GuardedResolver, guarded_resolver
+
+SIDE_POOL_SIZE = 4
 
 
 class UpstreamPool:
@@ -43,6 +45,29 @@ class UpstreamPool:
             headers={"User-Agent": "sealgate"},
             raise_for_status=False,
         )
+
+    def pinned(
+        self, name: str, host: str, allow_private: bool, timeout: float
+    ) -> aiohttp.ClientSession:
+        """A small session for a deployment's side channel to another host (Bedrock's STS
+        endpoint, for web identity): pinned to ``host`` by the egress guard, no proxies,
+        cookies or redirects, closed with the pool."""
+        key = f"{name}\x00{host}"
+        session = self._sessions.get(key)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=SIDE_POOL_SIZE, resolver=GuardedResolver(host, allow_private)
+            )
+            session = self._sessions[key] = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=timeout),
+                trust_env=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("User-Agent",),
+                headers={"User-Agent": "sealgate"},
+                raise_for_status=False,
+            )
+        return session
 
     async def close(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}

@@ -229,6 +229,20 @@ class Router:
             model, lambda r, k: r.adapter.embeddings(body, k), gate, plan, False, "embeddings"
         )
 
+    async def rerank(
+        self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
+    ) -> tuple[Reply, Deployment]:
+        """Cohere's rerank (issue 15): served by the deployments whose adapter has one."""
+
+        async def call(route: Route, key: Secret | None) -> Reply:
+            rerank = getattr(route.adapter, "rerank", None)
+            if rerank is None:
+                raise InvalidRequest(f"model {model!r} does not serve rerank", param="model")
+            reply: Reply = await rerank(body, key)
+            return reply
+
+        return await self._run(model, call, gate, plan, False, "rerank")
+
     def plan(self, model: str, stream: bool = False, key: KeyRecord | None = None) -> Plan:
         """The order this request will try the model's deployments in, chosen now: governance
         reserves the first one's limits together with the request's own (one counter round

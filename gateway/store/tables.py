@@ -161,6 +161,7 @@ spend = Table(
     Column("latency_ms", Float, nullable=False),
     Column("status", String(64), nullable=False),
     Column("guardrails", String(512), nullable=False, server_default=""),
+    Column("cache_write_tokens", BigInteger, nullable=False, server_default="0"),
 )
 Index("ix_spend_at", spend.c.at)
 Index("ix_spend_key_at", spend.c.key_id, spend.c.at)

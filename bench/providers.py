@@ -1,0 +1,212 @@
+"""What each provider's translation costs per request, in process (no server, no network), and
+what Bedrock's SigV4 signature costs: issue 15's bound is that a native provider's request path
+adds at most 100 µs over the OpenAI-format path.
+
+Per provider, for one chat request with a system prompt, a user turn and a tool:
+
+- **json**: the request body built for the upstream and serialised, then the recorded answer
+  parsed and turned into what the client gets (the OpenAI path: the body with its model
+  replaced, and ``usage`` read out of the answer it passes through);
+- **stream**: the recorded stream's bytes framed and translated into OpenAI chunks (OpenAI: SSE
+  framing and the usage/error look-out of the pass-through; Bedrock: botocore's event-stream
+  decoder and the ConverseStream translator);
+- **sign**: the request signed with botocore's SigV4Auth (part of Bedrock's json and stream
+  rows too; shown alone as well).
+
+The cases run interleaved, one batch each per round, so load on the shared machine falls on
+all of them alike; the median round, per request, is printed in microseconds, with the load
+average.
+
+    .venv-dev/bin/python -m bench.providers [--batch 2000] [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+from botocore.eventstream import EventStreamBuffer
+
+from gateway.providers.aws_credentials import key_pair, sign
+from gateway.secrets.secret import Secret
+from gateway.wire import bedrock, cohere, openai
+from gateway.wire.anthropic.messages import completion_from_anthropic, request_to_anthropic
+from gateway.wire.anthropic.streams import UpstreamEventTranslator
+from gateway.wire.sse import EventReader
+from tests.support import eventstream, recorded
+
+BODY: dict[str, Any] = {
+    "model": "m",
+    "messages": [
+        {"role": "system", "content": "You are a helpful assistant."},
+        {"role": "user", "content": "Summarise the quarterly report in three bullet points."},
+    ],
+    "tools": [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "the weather in a city",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ],
+    "temperature": 0.2,
+    "max_tokens": 256,
+}
+URL = "https://bedrock-runtime.us-east-1.amazonaws.com/model/anthropic.claude-3-5-sonnet-20240620-v1%3A0/converse"
+PAIR = Secret(
+    json.dumps(
+        {
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        }
+    )
+)
+
+
+def _sse(events: list[bytes]) -> bytes:
+    return b"".join(events)
+
+
+def _bytes(name: str) -> bytes:
+    return json.dumps(recorded.reply(*name.split("/"))).encode()
+
+
+OPENAI_ANSWER = _bytes("openai/chat_completion")
+ANTHROPIC_ANSWER = _bytes("anthropic/message")
+BEDROCK_ANSWER = _bytes("bedrock/converse")
+COHERE_ANSWER = _bytes("cohere/chat")
+OPENAI_STREAM = _sse(
+    [
+        b"data: " + json.dumps(e).encode() + b"\n\n"
+        for e in recorded.reply("openai", "chat_completion_stream")["events"]
+    ]
+    + [b"data: [DONE]\n\n"]
+)
+ANTHROPIC_STREAM = _sse(
+    [
+        f"event: {e['event']}\ndata: {json.dumps(e['data'])}\n\n".encode()
+        for e in recorded.reply("anthropic", "stream")
+    ]
+)
+BEDROCK_STREAM = b"".join(
+    eventstream.event(e["event"], e["data"]) for e in recorded.reply("bedrock", "converse_stream")
+)
+COHERE_STREAM = _sse(
+    [
+        f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
+        for e in recorded.reply("cohere", "chat_stream")
+    ]
+)
+
+
+def openai_json() -> None:
+    json.dumps({**BODY, "model": "upstream"}, separators=(",", ":")).encode()
+    openai.usage_from(json.loads(OPENAI_ANSWER).get("usage"))
+
+
+def openai_stream() -> None:
+    reader = EventReader(1 << 20)
+    for event in reader.feed(OPENAI_STREAM):
+        if event.data != b"[DONE]" and b'"usage"' in event.data:
+            openai.usage_from(json.loads(event.data).get("usage"))
+
+
+def anthropic_json() -> None:
+    json.dumps(request_to_anthropic(BODY, "claude")).encode()
+    completion, _ = completion_from_anthropic(json.loads(ANTHROPIC_ANSWER), "m")
+    json.dumps(completion).encode()
+
+
+def anthropic_stream() -> None:
+    translator = UpstreamEventTranslator("m", True)
+    for event in EventReader(1 << 20).feed(ANTHROPIC_STREAM):
+        translator.feed(event.name, event.data)
+
+
+CREDENTIALS = key_pair(PAIR)  # the adapter parses a key pair once per Secret the broker hands out
+
+
+def bedrock_sign() -> None:
+    sign(CREDENTIALS, "us-east-1", URL, b'{"messages":[]}', {"Content-Type": "application/json"})
+
+
+def bedrock_json() -> None:
+    payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
+    sign(CREDENTIALS, "us-east-1", URL, payload, {"Content-Type": "application/json"})
+    completion, _ = bedrock.completion_from_converse(json.loads(BEDROCK_ANSWER), "m")
+    json.dumps(completion).encode()
+
+
+def bedrock_stream() -> None:
+    payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
+    sign(CREDENTIALS, "us-east-1", URL, payload, {"Content-Type": "application/json"})
+    translator = bedrock.ConverseStreamTranslator("m", True)
+    buffer = EventStreamBuffer()
+    buffer.add_data(BEDROCK_STREAM)
+    for message in buffer:
+        translator.feed(str(message.headers[":event-type"]), message.payload)
+
+
+def cohere_json() -> None:
+    json.dumps(cohere.request_to_cohere(BODY, "command")).encode()
+    completion, _ = cohere.completion_from_cohere(json.loads(COHERE_ANSWER), "m")
+    json.dumps(completion).encode()
+
+
+def cohere_stream() -> None:
+    translator = cohere.CohereStreamTranslator("m", True)
+    for event in EventReader(1 << 20).feed(COHERE_STREAM):
+        translator.feed(event.data)
+
+
+CASES: dict[str, Callable[[], None]] = {
+    "openai json": openai_json,
+    "openai stream": openai_stream,
+    "anthropic json": anthropic_json,
+    "anthropic stream": anthropic_stream,
+    "bedrock json": bedrock_json,
+    "bedrock stream": bedrock_stream,
+    "bedrock sign": bedrock_sign,
+    "cohere json": cohere_json,
+    "cohere stream": cohere_stream,
+}
+
+
+def measure(batch: int, rounds: int) -> dict[str, float]:
+    timings: dict[str, list[float]] = {name: [] for name in CASES}
+    for _ in range(rounds):
+        for name, work in CASES.items():
+            started = time.perf_counter()
+            for _ in range(batch):
+                work()
+            timings[name].append((time.perf_counter() - started) / batch)
+    return {name: statistics.median(values) * 1e6 for name, values in timings.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.providers")
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    for work in CASES.values():
+        work()  # warm: imports, botocore's first signer, the SSE reader
+    results = measure(args.batch, args.rounds)
+    load = os.getloadavg()
+    print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"{'case':<18}{'µs/request':>12}{'over openai':>14}")
+    for name, micros in results.items():
+        kind = "stream" if name.endswith("stream") else "json"
+        over = micros - results[f"openai {kind}"] if not name.startswith("openai") else 0.0
+        extra = f"{over:+.1f}" if not name.startswith("openai") and name != "bedrock sign" else ""
+        print(f"{name:<18}{micros:>12.1f}{extra:>14}")
+
+
+if __name__ == "__main__":
+    main()
