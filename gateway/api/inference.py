@@ -163,6 +163,7 @@ class Inference:
             b"Bearer " + api_key if api_key else headers.get(b"authorization")
         )
         raw: dict[str, Any] = await read_json(receive, headers, limit)
+        ingress.refuse_steering(raw)
         validation.check_fields(raw, ingress.COUNT_FIELDS if count else ingress.FIELDS)
         ingress.check(raw, count)
         translated = ingress.translate(raw)

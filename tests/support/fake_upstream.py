@@ -2,7 +2,8 @@
 reachable here).
 
 It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, Azure's
-``/openai/deployments/<name>/...`` and Anthropic's ``/v1/messages`` (JSON and SSE) on a free
+``/openai/deployments/<name>/...``, Anthropic's ``/v1/messages`` (JSON and SSE; with extended
+thinking when the request asks for it) and ``/v1/messages/count_tokens`` on a free
 loopback port, answering with the replies recorded in tests/assets/providers/ (``recorded.py``),
 so the adapters are tested against the providers' documented shapes rather than against a copy of
 their own understanding. It records every request it gets (path, query, headers, JSON body), and
@@ -128,6 +129,7 @@ class FakeUpstream:
         app.router.add_post("/openai/deployments/{name}/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{name}/embeddings", self._embeddings)
         app.router.add_post("/v1/messages", self._messages)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -384,9 +386,12 @@ class FakeUpstream:
             return early
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
-        tool = body["tools"][0]["name"] if body.get("tools") and not answered else None
+        functions = [t for t in body.get("tools") or [] if t.get("type") in (None, "custom")]
+        tool = functions[0]["name"] if functions and not answered else None
+        thinks = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        shape = "tool_use" if tool else "thinking" if thinks else ""
         if not body.get("stream"):
-            message = recorded.reply("anthropic", "message_tool_use" if tool else "message")
+            message = recorded.reply("anthropic", "message_" + shape if shape else "message")
             message["model"] = body["model"]
             for block in message["content"]:
                 if block["type"] == "tool_use":
@@ -395,7 +400,7 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         events = []
-        for item in recorded.reply("anthropic", "stream_tool_use" if tool else "stream"):
+        for item in recorded.reply("anthropic", "stream_" + shape if shape else "stream"):
             data = item["data"]
             if "message" in data:
                 data["message"]["model"] = body["model"]
@@ -417,6 +422,15 @@ class FakeUpstream:
                 request, response, _padded(events, 3, pad, b.stream_bytes), b
             )
         return await self._write_events(request, response, events, b)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: the recorded count, whatever the request."""
+        await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b, anthropic=True)
+        if early is not None:
+            return early
+        return web.json_response(recorded.reply("anthropic", "count_tokens"))
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)

@@ -8,12 +8,13 @@ gets the internal (OpenAI chat) body made here, and what that body cannot carry 
   answers without them, and the answer names them in ``x-sealgate-ignored`` (never silently):
   ``cache_control`` (a price and latency hint), ``thinking`` and ``output_config.effort`` (how
   long the model reasons, not what it answers), thinking blocks in the history (the model's own
-  earlier reasoning), ``context_management``, ``service_tier``, ``metadata`` other than
-  ``user_id``, the ``anthropic-beta`` header.
+  earlier reasoning), ``context_management``, ``service_tier``, ``speed``, ``diagnostics``,
+  ``user_profile_id``, ``metadata`` other than ``user_id``, the ``anthropic-beta`` header.
 - ``refused``: fields whose loss would change what the client asked for. A translated
   deployment refuses the request with a 400 that names them: server tools (web search, code
   execution, ...: the upstream would run them, an OpenAI deployment cannot), ``top_k``,
-  ``container``, ``mcp_servers``, a document given by URL, an image in a tool result.
+  ``container``, ``mcp_servers``, ``inference_geo``, ``output_format``, a document given by URL,
+  an image in a tool result, a block type it has no equivalent for.
 
     Anthropic                         OpenAI chat
     system (string or text blocks)    a system message first
@@ -60,8 +61,16 @@ FIELDS = frozenset(
         "service_tier",
         "container",
         "mcp_servers",
+        "diagnostics",
+        "inference_geo",
+        "speed",
+        "user_profile_id",
+        "output_format",
     }
 )
+# Anthropic fields that steer the operator's account (which workspace, bill or model list), set
+# by the operator and never by a client.
+STEERING = frozenset({"workspace_id", "billing_policy", "fallback_credit_token", "fallbacks"})
 # The fields of a count_tokens request (the Messages request without what only generation uses).
 COUNT_FIELDS = FIELDS - {
     "max_tokens",
@@ -74,11 +83,19 @@ COUNT_FIELDS = FIELDS - {
     "service_tier",
     "container",
 }
-# Top-level fields a translated deployment refuses (their loss changes the answer).
-REFUSED_FIELDS = ("top_k", "container", "mcp_servers")
+# Top-level fields a translated deployment refuses (their loss changes the answer; where the
+# inference runs, ``inference_geo``, may be a residency requirement).
+REFUSED_FIELDS = ("top_k", "container", "mcp_servers", "inference_geo", "output_format")
 # Top-level fields a translated deployment answers without (see the module docstring).
-IGNORED_FIELDS = ("thinking", "cache_control", "context_management", "service_tier")
-THINKING_TYPES = frozenset({"enabled", "disabled", "adaptive"})
+IGNORED_FIELDS = (
+    "thinking",
+    "cache_control",
+    "context_management",
+    "service_tier",
+    "diagnostics",
+    "speed",
+    "user_profile_id",
+)
 
 # What each block type must carry, and of which type, for the gateway to read it.
 BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
@@ -163,6 +180,18 @@ def check_blocks(blocks: Any, where: str) -> list[dict[str, Any]]:
     return blocks
 
 
+def refuse_steering(raw: dict[str, Any]) -> None:
+    """Refuse, by name, a field that steers the operator's Anthropic account."""
+    for name in raw:
+        if name in STEERING:
+            raise InvalidRequest(
+                f"'{name}' is not accepted: the upstream account, its workspace, billing and "
+                "models are set by the gateway's operator",
+                param=name,
+                code="forbidden_parameter",
+            )
+
+
 def check(raw: dict[str, Any], count: bool = False) -> None:
     """The shapes of the fields every path reads (a native body is checked the same way)."""
     if not count:
@@ -199,9 +228,9 @@ def check(raw: dict[str, Any], count: bool = False) -> None:
         raise _invalid("stream", "a boolean")
     thinking = raw.get("thinking")
     if thinking is not None and (
-        not isinstance(thinking, dict) or thinking.get("type") not in THINKING_TYPES
+        not isinstance(thinking, dict) or not isinstance(thinking.get("type"), str)
     ):
-        raise _invalid("thinking", "an object whose type is enabled, disabled or adaptive")
+        raise _invalid("thinking", "an object with a string 'type' (enabled, adaptive, ...)")
     for name in ("metadata", "context_management", "output_config", "cache_control"):
         if raw.get(name) is not None and not isinstance(raw[name], dict):
             raise _invalid(name, "an object")

@@ -5,9 +5,8 @@ body goes on as the client wrote it (``thinking`` of every type, thinking blocks
 signatures, ``cache_control``, ``document`` blocks, ``top_k``, server tools, ``context_management``,
 ``output_config``, ``metadata``), with only what the gateway owns changed:
 
-- ``model`` becomes the deployment's upstream model;
-- a ``system``-role message in the middle of ``messages`` (which the Messages API does not take)
-  is moved, in order, to the end of the top-level ``system`` blocks, where the API takes it;
+- ``model`` becomes the deployment's upstream model (a ``system``-role message in the middle of
+  ``messages``, as current Claude Code sends, goes on where it is);
 - the ``anthropic-beta`` header keeps only the values the operator's allowlist names
   (``DEFAULT_BETAS`` unless the deployment sets ``anthropic_beta``); the others are not sent,
   and the answer says which in ``x-sealgate-ignored-beta``.
@@ -30,9 +29,10 @@ from gateway.wire.openai import count_of
 from gateway.wire.sse import Event
 
 # The ``anthropic-beta`` values forwarded when the deployment names no allowlist of its own:
-# the ones current Claude Code sends with an API key (read from its 2.1 client) and the
-# features the Messages API documents behind a beta header. ``oauth-*`` is never in it: the
-# gateway authenticates upstream with its own credential.
+# every one Claude Code 2.1.332 sends with an API key in ``claude -p`` (recorded through the
+# gateway by tests/agents/test_claude_code.py), and the features the Messages API documents
+# behind a beta header. ``oauth-*`` is never in it: the gateway authenticates upstream with its
+# own credential.
 DEFAULT_BETAS = frozenset(
     {
         "claude-code-20250219",
@@ -56,6 +56,10 @@ DEFAULT_BETAS = frozenset(
         "files-api-2025-04-14",
         "skills-2025-10-02",
         "prompt-caching-scope-2026-01-05",
+        "per-turn-control-2026-07-01",
+        "mid-conversation-tool-changes-2026-07-01",
+        "mid-conversation-system-2026-04-07",
+        "thinking-token-count-2026-05-13",
     }
 )
 BETA_HEADER = "anthropic-beta"
@@ -93,31 +97,7 @@ def betas(header: bytes | None, allowed: Iterable[str]) -> tuple[list[str], list
 
 def request(raw: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """The client's Messages body as it goes to the deployment (see the module docstring)."""
-    out = dict(raw)
-    out["model"] = upstream_model
-    messages = raw.get("messages")
-    if isinstance(messages, list) and any(
-        isinstance(m, dict) and m.get("role") == "system" for m in messages
-    ):
-        moved: list[dict[str, Any]] = []
-        kept = []
-        for message in messages:
-            if isinstance(message, dict) and message.get("role") == "system":
-                moved += system_blocks(message.get("content"))
-            else:
-                kept.append(message)
-        out["messages"] = kept
-        out["system"] = system_blocks(raw.get("system")) + moved
-    return out
-
-
-def system_blocks(system: Any) -> list[dict[str, Any]]:
-    """Anthropic ``system`` (a string or text blocks) as a list of blocks."""
-    if system is None:
-        return []
-    if isinstance(system, str):
-        return [{"type": "text", "text": system}] if system else []
-    return [dict(b) for b in system if isinstance(b, dict)]
+    return {**raw, "model": upstream_model}
 
 
 def usage_of_message(message: Any) -> Usage:
