@@ -95,6 +95,12 @@ def _post(
 USER = [{"role": "user", "content": "hi"}]
 
 
+def _drain(sdk: anthropic.Anthropic) -> None:
+    with sdk.messages.stream(model="claude", max_tokens=64, messages=USER) as stream:
+        for _ in stream:
+            pass
+
+
 # -- count_tokens -----------------------------------------------------------------------------
 def test_count_tokens_on_an_anthropic_deployment_is_the_upstreams_count(
     sdk: anthropic.Anthropic, upstream: FakeUpstream
@@ -124,9 +130,11 @@ def test_count_tokens_refuses_a_model_the_key_may_not_use(
     gateway: GatewayProcess, upstream: FakeUpstream
 ) -> None:
     narrow = gateway.create_key(["fake-gpt"])["key"]
-    with anthropic.Anthropic(base_url=gateway.url, api_key=narrow, max_retries=0) as client:
-        with pytest.raises(anthropic.PermissionDeniedError):
-            client.messages.count_tokens(model="claude", messages=USER)
+    with (
+        anthropic.Anthropic(base_url=gateway.url, api_key=narrow, max_retries=0) as client,
+        pytest.raises(anthropic.PermissionDeniedError),
+    ):
+        client.messages.count_tokens(model="claude", messages=USER)
     assert upstream.requests == []
 
 
@@ -437,9 +445,7 @@ def test_an_error_event_mid_stream_from_an_anthropic_upstream_reaches_the_client
 ) -> None:
     upstream.then(stream_error="overloaded", error_code="overloaded_error")
     with pytest.raises(anthropic.APIError):
-        with sdk.messages.stream(model="claude", max_tokens=64, messages=USER) as stream:
-            for _ in stream:
-                pass
+        _drain(sdk)
 
 
 def test_an_anthropic_stream_cut_before_message_stop_is_an_error(
@@ -447,6 +453,4 @@ def test_an_anthropic_stream_cut_before_message_stop_is_an_error(
 ) -> None:
     upstream.then(end_after=3)
     with pytest.raises(anthropic.APIError):
-        with sdk.messages.stream(model="claude", max_tokens=64, messages=USER) as stream:
-            for _ in stream:
-                pass
+        _drain(sdk)
