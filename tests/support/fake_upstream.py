@@ -54,6 +54,10 @@ class Behaviour:
     unframed_bytes: int | None = None  # a stream of this many bytes without one blank line
     answer: bytes | None = None  # a 200 with exactly these bytes as its body (any content)
     content: list[str] | None = None  # the answer's text: joined, or streamed one event a piece
+    # Anthropic: call this (offered) tool with this input, instead of the first tool with the
+    # recorded input, when the last turn is not a tool result
+    tool: str | None = None
+    tool_input: dict[str, Any] | None = None
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -387,7 +391,9 @@ class FakeUpstream:
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
         functions = [t for t in body.get("tools") or [] if t.get("type") in (None, "custom")]
-        tool = functions[0]["name"] if functions and not answered else None
+        names = [t["name"] for t in functions]
+        chosen = b.tool if b.tool in names else names[0] if names and b.tool is None else None
+        tool = chosen if not answered else None
         thinks = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
         shape = "tool_use" if tool else "thinking" if thinks else ""
         if not body.get("stream"):
@@ -396,16 +402,22 @@ class FakeUpstream:
             for block in message["content"]:
                 if block["type"] == "tool_use":
                     block["name"] = tool
+                    if b.tool_input is not None:
+                        block["input"] = b.tool_input
             return web.json_response(message, headers=b.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         events = []
+        given = False  # the tool input, when given, goes out whole in the first delta
         for item in recorded.reply("anthropic", "stream_" + shape if shape else "stream"):
             data = item["data"]
             if "message" in data:
                 data["message"]["model"] = body["model"]
             if data.get("content_block", {}).get("type") == "tool_use":
                 data["content_block"]["name"] = tool
+            if data.get("delta", {}).get("type") == "input_json_delta" and b.tool_input is not None:
+                data["delta"]["partial_json"] = "" if given else json.dumps(b.tool_input)
+                given = True
             events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
 
         def event(kind: str, data: dict[str, Any]) -> bytes:
