@@ -108,7 +108,9 @@ class MessagesCall:
         """What the answer says about fields the deployment did not get (never silently)."""
         if self.native:
             _, dropped = native.betas(self.beta, allowed_betas(route_deployment))
-            return [(native.IGNORED_BETA_HEADER, ",".join(dropped).encode())] if dropped else []
+            if not dropped:
+                return []
+            return [(native.IGNORED_BETA_HEADER, native.ignored_betas(dropped).encode())]
         ignored = list(self.translated.ignored)
         if self.beta:
             ignored.append("anthropic-beta")

@@ -454,3 +454,46 @@ def test_an_anthropic_stream_cut_before_message_stop_is_an_error(
     upstream.then(end_after=3)
     with pytest.raises(anthropic.APIError):
         _drain(sdk)
+
+
+# -- the leak canary, over the pass-through's credential path -------------------------------------
+def test_the_anthropic_key_never_reaches_an_answer_header_log_or_file_of_the_native_path(
+    gateway: GatewayProcess, key: str, upstream: FakeUpstream
+) -> None:
+    """The upstream echoes the deployment's key in its error messages, error types and a
+    mid-stream error event, on messages, streams and count_tokens: none of it comes back."""
+    echo = f"invalid x-api-key: {ANTHROPIC_KEY}"
+    seen: list[str] = []
+
+    def keep(response: httpx.Response) -> None:
+        seen.append(response.text)
+        seen.append(str(response.headers))
+
+    body = {"model": "claude", "max_tokens": 64, "messages": USER}
+    for status in (400, 401, 429, 500):
+        upstream.then(status=status, error_message=echo, error_code=ANTHROPIC_KEY)
+        keep(_post(gateway, key, body))
+        upstream.then(status=status, error_message=echo)
+        keep(
+            httpx.post(
+                gateway.url + "/v1/messages/count_tokens",
+                json={"model": "claude", "messages": USER},
+                headers={"x-api-key": key},
+                timeout=10,
+            )
+        )
+    upstream.then(stream_error=echo, error_code=ANTHROPIC_KEY)
+    with httpx.stream(
+        "POST",
+        gateway.url + "/v1/messages",
+        json={**body, "stream": True},
+        headers={"x-api-key": key, "anthropic-beta": ANTHROPIC_KEY},
+        timeout=10,
+    ) as streamed:
+        seen.append(streamed.read().decode())
+        seen.append(str(streamed.headers))
+    assert any("error" in text for text in seen)
+    seen.append(gateway.stderr())
+    seen += [p.read_bytes().decode("latin-1") for p in gateway.workdir.rglob("*") if p.is_file()]
+    for canary in (ANTHROPIC_KEY, ANTHROPIC_KEY[-20:], key):
+        assert [text[:200] for text in seen if canary in text] == []

@@ -19,6 +19,7 @@ without ``message_stop``. Pure: bytes and dicts in and out.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -79,6 +80,18 @@ def server_tools(tools: Any) -> list[str]:
         for t in tools
         if isinstance(t, dict) and t.get("type") is not None and t["type"] not in CLIENT_TOOL_TYPES
     ]
+
+
+# What a beta name looks like (``<feature>-YYYY-MM-DD``): only such a value is named back in
+# ``x-sealgate-ignored-beta``; anything else a client put in the header is counted, never echoed.
+BETA_NAME = re.compile(r"[a-z][a-z0-9-]{0,79}-\d{4}-\d{2}-\d{2}")
+
+
+def ignored_betas(dropped: list[str]) -> str:
+    """The ``x-sealgate-ignored-beta`` value: the beta names, and how many other values."""
+    named = [d for d in dropped if BETA_NAME.fullmatch(d)]
+    others = len(dropped) - len(named)
+    return ",".join(named + ([f"({others} value(s) that are not beta names)"] if others else []))
 
 
 def betas(header: bytes | None, allowed: Iterable[str]) -> tuple[list[str], list[str]]:
