@@ -234,6 +234,8 @@ class Inference:
                 upstream, deployment = await routed(
                     receive, admission, router.chat_stream(model, body, admission.gate, plan)
                 )
+                if isinstance(messages, MessagesCall):  # translated: what it left out, named
+                    extra = extra + messages.headers(deployment)
             counting = CountingStream(upstream)
             stream: Stream = counting
             if guarded is not None:
@@ -290,6 +292,7 @@ class Inference:
                     reply.usage, deployment, "upstream_error", reply_tokens(reply)
                 )
                 raise
+            extra = extra + messages.headers(deployment)
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
