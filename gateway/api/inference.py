@@ -211,6 +211,8 @@ class Inference:
         # translated chat body goes through the chat path, read by the guardrails, as before
         native = messages if isinstance(messages, MessagesCall) and guarded is None else None
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        if isinstance(messages, MessagesCall):  # admission estimated the prompt already
+            messages.input_estimate = admission.estimate.prompt_tokens
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()
         # -- the response cache (gateway/api/cached.py) --

@@ -51,7 +51,18 @@ class MessagesCall:
         self.beta = beta
         self.model: str = translated.body["model"]
         self.native = False
-        self.input_estimate = estimate.prompt_tokens(translated.body)
+        self._estimate: int | None = None
+
+    @property
+    def input_estimate(self) -> int:
+        """The prompt's tokens as the gateway estimates them (admission's, when it ran)."""
+        if self._estimate is None:
+            self._estimate = estimate.prompt_tokens(self.translated.body)
+        return self._estimate
+
+    @input_estimate.setter
+    def input_estimate(self, value: int) -> None:
+        self._estimate = value
 
     def cache_body(self) -> dict[str, Any]:
         """What the response cache keys the request on: the client's body and its betas."""

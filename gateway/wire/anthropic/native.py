@@ -29,40 +29,39 @@ from gateway.wire.anthropic import vocabulary as v
 from gateway.wire.openai import count_of
 from gateway.wire.sse import Event
 
-# The ``anthropic-beta`` values forwarded when the deployment names no allowlist of its own:
-# every one Claude Code 2.1.332 sends with an API key in ``claude -p`` (recorded through the
-# gateway by tests/agents/test_claude_code.py), and the features the Messages API documents
-# behind a beta header. ``oauth-*`` is never in it: the gateway authenticates upstream with its
-# own credential.
-DEFAULT_BETAS = frozenset(
+# The ``anthropic-beta`` values forwarded when the deployment names no allowlist of its own.
+# First, every one Claude Code 2.1.332 sends with an API key in ``claude -p`` (recorded through
+# the fake upstream by tests/agents/test_claude_code.py, which fails if this stops covering
+# them). Then beta names that same client carries for features a user can turn on (a 1M context,
+# fast mode, structured outputs, web search, files, tool search, cache scope and TTL, redacted
+# thinking, MCP servers, token counting), each found in its shipped binary. ``oauth-*`` is never
+# in it: the gateway authenticates upstream with its own credential.
+CLAUDE_CODE_BETAS = frozenset(
     {
         "claude-code-20250219",
         "interleaved-thinking-2025-05-14",
-        "fine-grained-tool-streaming-2025-05-14",
         "context-management-2025-06-27",
-        "context-1m-2025-08-07",
-        "effort-2025-11-24",
-        "structured-outputs-2025-11-13",
-        "tool-search-tool-2025-10-19",
-        "advanced-tool-use-2025-11-20",
-        "web-search-2025-03-05",
-        "web-fetch-2025-09-10",
-        "code-execution-2025-08-25",
-        "token-efficient-tools-2025-02-19",
-        "prompt-caching-2024-07-31",
-        "extended-cache-ttl-2025-04-11",
-        "output-128k-2025-02-19",
-        "computer-use-2025-01-24",
-        "mcp-client-2025-04-04",
-        "files-api-2025-04-14",
-        "skills-2025-10-02",
-        "prompt-caching-scope-2026-01-05",
         "per-turn-control-2026-07-01",
         "mid-conversation-tool-changes-2026-07-01",
-        "mid-conversation-system-2026-04-07",
         "thinking-token-count-2026-05-13",
+        "advanced-tool-use-2025-11-20",
+        "effort-2025-11-24",
     }
 )
+DEFAULT_BETAS = CLAUDE_CODE_BETAS | {
+    "context-1m-2025-08-07",
+    "fast-mode-2026-02-01",
+    "structured-outputs-2025-12-15",
+    "web-search-2025-03-05",
+    "files-api-2025-04-14",
+    "tool-search-tool-2025-10-19",
+    "prompt-caching-scope-2026-01-05",
+    "extended-cache-ttl-2025-04-11",
+    "redact-thinking-2026-02-12",
+    "mid-conversation-system-2026-04-07",
+    "mcp-servers-2025-12-04",
+    "token-counting-2024-11-01",
+}
 BETA_HEADER = "anthropic-beta"
 IGNORED_BETA_HEADER = b"x-sealgate-ignored-beta"
 
