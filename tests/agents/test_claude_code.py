@@ -35,7 +35,8 @@ PLATFORMS = {("Linux", "x86_64"): "linux-x64", ("Linux", "aarch64"): "linux-arm6
 
 def _binary() -> Path:
     suffix = PLATFORMS.get((platform.system(), platform.machine()))
-    assert suffix is not None, f"no Claude Code package for {platform.system()} {platform.machine()}"
+    where = f"{platform.system()} {platform.machine()}"
+    assert suffix is not None, f"no Claude Code package for {where}"
     return PACKAGE / "node_modules" / "@anthropic-ai" / f"claude-code-{suffix}" / "claude"
 
 
