@@ -289,17 +289,22 @@ def _tool_result(block: dict[str, Any], out: Translated) -> dict[str, Any]:
     return {"role": "tool", "tool_call_id": block.get("tool_use_id"), "content": text}
 
 
+def _blocks(content: Any) -> list[dict[str, Any]]:
+    """Content ``check`` has already checked, as a list of blocks."""
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
 def _messages(raw: dict[str, Any], out: Translated) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     if raw.get("system") is not None:
-        blocks = check_blocks(raw["system"], "system")
+        blocks = _blocks(raw["system"])
         for block in blocks:
             _cached(out, block)
         system = v.text_of_blocks(blocks)
         if system:
             messages.append({"role": "system", "content": system})
     for turn in raw["messages"]:
-        blocks = check_blocks(turn.get("content"), "messages")
+        blocks = _blocks(turn.get("content"))
         role = turn["role"]
         if role == "system":
             for block in blocks:
