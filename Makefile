@@ -43,8 +43,8 @@ run: install
 	  serve --host $(HOST) --port $(PORT)
 
 lint: install-dev
-	.venv-dev/bin/ruff check gateway verify tests bench
-	.venv-dev/bin/ruff format --check gateway verify tests bench
+	.venv-dev/bin/ruff check gateway verify sealgate tests bench
+	.venv-dev/bin/ruff format --check gateway verify sealgate tests bench
 	.venv-dev/bin/mypy
 	.venv-dev/bin/lint-imports --no-cache
 

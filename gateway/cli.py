@@ -7,6 +7,9 @@
     sealgate policy check [--policies DIR]   validate every policy file (file, line, key)
     sealgate governance reconcile [--config FILE] [--data-dir DIR] [--json]
                                    budget counters (Redis) against the spend table
+    sealgate config import-litellm FILE [--output FILE]
+                                   a Sealgate config from a LiteLLM proxy config; every setting
+                                   not carried over on stderr, one a line (exit 1 if any)
 
 Every option can also be set by an environment variable (named in ``--help``). Exit codes: 0 ok,
 1 findings or refused start-up, 2 usage or environment error.
@@ -107,6 +110,18 @@ def build_parser() -> argparse.ArgumentParser:
     reconcile.add_argument("--json", action="store_true", help="one JSON object per budget")
     sub.add_parser(
         "sbom", help="CycloneDX SBOM: generate, verify (see 'sealgate sbom --help')", add_help=False
+    )
+    config = sub.add_parser("config", help="config files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    litellm = config_sub.add_parser(
+        "import-litellm",
+        help="write a Sealgate config from a LiteLLM proxy config (docs/migrating-from-litellm.md)",
+    )
+    litellm.add_argument("litellm_config", help="the LiteLLM proxy config.yaml")
+    litellm.add_argument(
+        "--output",
+        default=_env("SEALGATE_IMPORT_OUTPUT"),
+        help="where to write the Sealgate config (env SEALGATE_IMPORT_OUTPUT; default stdout)",
     )
     return parser
 
@@ -209,5 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as exc:
             print(f"sealgate: configuration error: {exc}", file=sys.stderr)
             return 2
+    if args.command == "config":
+        from gateway.config_import import import_litellm
+
+        return import_litellm(args.litellm_config, args.output)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -12,7 +12,6 @@ by the outer guard (``gateway.api.errors``) in the route's own shape.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -25,6 +24,7 @@ from gateway import tracing
 from gateway.api import access, cached, validation
 from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream, unless_disconnected
 from gateway.api.errors import Renderer, anthropic_body, openai_body
+from gateway.api.messages import MessagesCall
 from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
 from gateway.errors import (
@@ -44,9 +44,9 @@ from gateway.guardrails.pipeline import AUDIT_ACTION, Evidence, Guardrails
 from gateway.guardrails.policy import Policy
 from gateway.routing.router import Plan, Router
 from gateway.store.keys import KeyRecord
-from gateway.values import Stream
+from gateway.values import Reply, Stream
 from gateway.wire import cohere as cohere_wire
-from gateway.wire.anthropic import messages as anthropic_wire
+from gateway.wire.anthropic import ingress
 from gateway.wire.anthropic.streams import AnthropicEventStream
 
 T = TypeVar("T")
@@ -103,6 +103,7 @@ class Inference:
             "/v1/embeddings": self.embeddings,
             "/v1/messages": self.messages,
             "/v1/rerank": self.rerank,
+            "/v1/messages/count_tokens": self.count_tokens,
         }
 
     def handler(self, scope: Scope) -> Handler | None:
@@ -235,7 +236,9 @@ class Inference:
         guarded = await self._guard(record, model, body, headers)
         await self._complete(router, receive, send, headers, body, model, record, guarded, False)
 
-    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _anthropic_request(
+        self, scope: Scope, receive: Receive, count: bool
+    ) -> tuple[Router, dict[bytes, bytes], KeyRecord, MessagesCall, str]:
         router, limit = self.router, self.limit
         headers = dict(scope["headers"])
         api_key = headers.get(b"x-api-key")  # the Anthropic SDKs' header
@@ -243,11 +246,37 @@ class Inference:
             b"Bearer " + api_key if api_key else headers.get(b"authorization")
         )
         raw: dict[str, Any] = await read_json(receive, headers, limit)
-        validation.check_fields(raw, anthropic_wire.FIELDS)
-        body = anthropic_wire.request_to_openai(raw)
-        model = self._resolve(router, record, body, validation.check_chat(body))
+        ingress.refuse_steering(raw)
+        validation.check_fields(raw, ingress.COUNT_FIELDS if count else ingress.FIELDS)
+        ingress.check(raw, count)
+        translated = ingress.translate(raw)
+        if count:  # the internal body needs what count_tokens leaves out
+            translated.body["max_tokens"] = 1
+        body = translated.body
+        group = self._resolve(router, record, body, validation.check_chat(body))
+        raw["model"] = body["model"]  # what an alias or a wildcard resolved to (issue 14)
+        call = MessagesCall(raw, translated, headers.get(b"anthropic-beta"))
+        return router, headers, record, call, group
+
+    async def messages(self, scope: Scope, receive: Receive, send: Send) -> None:
+        router, headers, record, call, model = await self._anthropic_request(scope, receive, False)
+        body = call.translated.body
         guarded = await self._guard(record, model, body, headers)
-        await self._complete(router, receive, send, headers, body, model, record, guarded, True)
+        if guarded is not None:
+            # the guardrails read (and mask) the translated body, so every deployment gets it
+            refusal = call.translated.refusal("this key's guardrail policy reads requests as chat")
+            if refusal is not None:
+                raise refusal
+        await self._complete(router, receive, send, headers, body, model, record, guarded, call)
+
+    async def count_tokens(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/messages/count_tokens``: no tokens are generated, so nothing is reserved
+        or spent (docs/anthropic.md); the key and its models are checked as for messages."""
+        router, _, _, call, group = await self._anthropic_request(scope, receive, True)
+        reply, deployment = await unless_disconnected(
+            receive, router.messages(group, call.count(), operation="count_tokens")
+        )
+        await send_body(send, 200, reply.body, JSON_HEADERS + call.headers(deployment))
 
     async def _complete(
         self,
@@ -259,14 +288,21 @@ class Inference:
         model: str,
         record: KeyRecord,
         guarded: Guarded | None,
-        anthropic: bool,
+        messages: MessagesCall | bool,
     ) -> None:
+        anthropic = bool(messages)
+        # a Messages call served per deployment (gateway/api/messages.py); under guardrails the
+        # translated chat body goes through the chat path, read by the guardrails, as before
+        native = messages if isinstance(messages, MessagesCall) and guarded is None else None
         admission, plan = await self._admit(router, record, model, body, headers, "chat")
+        if isinstance(messages, MessagesCall):  # admission estimated the prompt already
+            messages.input_estimate = admission.estimate.prompt_tokens
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()
         # -- the response cache (gateway/api/cached.py) --
         route: Route = "messages" if anthropic else "chat"
-        lookup = cached.lookup(self.cache, route, record, body, headers)
+        keyed = messages.cache_body() if isinstance(messages, MessagesCall) else body
+        lookup = cached.lookup(self.cache, route, record, keyed, headers)
         if await cached.answered(lookup, receive, send, admission):
             return
         extra = cached.MISS if lookup is not None else []
@@ -276,14 +312,23 @@ class Inference:
         if content:
             tracing.record_input(body.get("messages"))
         if body.get("stream"):
-            upstream, deployment = await routed(
-                receive, admission, router.chat_stream(model, body, admission.gate, plan)
-            )
+            if native is not None:
+                call = router.messages(model, native.attempt(True), admission.gate, plan, True)
+                upstream, deployment = await routed(receive, admission, call)
+                extra = extra + native.headers(deployment)
+            else:
+                upstream, deployment = await routed(
+                    receive, admission, router.chat_stream(model, body, admission.gate, plan)
+                )
+                if isinstance(messages, MessagesCall):  # translated: what it left out, named
+                    extra = extra + messages.headers(deployment)
             counting = CountingStream(upstream)
             stream: Stream = counting
             if guarded is not None:
                 stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
-            stream = AnthropicEventStream(stream, body["model"]) if anthropic else stream
+            if anthropic and native is None:
+                estimate = messages.input_estimate if isinstance(messages, MessagesCall) else 0
+                stream = AnthropicEventStream(stream, body["model"], estimate)
             recording = cached.Recording(stream, lookup) if lookup is not None else None
 
             async def finished(_: Stream, outcome: str) -> None:
@@ -296,6 +341,18 @@ class Inference:
 
             render: Renderer = anthropic_body if anthropic else openai_body
             await send_stream(receive, send, recording or stream, finished, render, extra)
+            return
+        if native is not None:
+            reply: Reply
+            reply, deployment = await routed(
+                receive,
+                admission,
+                router.messages(model, native.attempt(False), admission.gate, plan),
+            )
+            await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
+            await cached.keep(lookup, "body", reply.body)
+            headers_out = JSON_HEADERS + extra + native.headers(deployment)
+            await send_body(send, 200, reply.body, headers_out)
             return
         reply, deployment = await routed(
             receive, admission, router.chat(model, body, admission.gate, plan)
@@ -314,18 +371,15 @@ class Inference:
                 raise
         if content:
             tracing.record_output(answer)
-        if anthropic:
+        if isinstance(messages, MessagesCall):
             try:
-                message = anthropic_wire.message_from_openai(json.loads(answer), body["model"])
-            except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
+                answer = messages.message_of(answer, deployment.name)
+            except UpstreamError:
                 await admission.finish(
                     reply.usage, deployment, "upstream_error", reply_tokens(reply)
                 )
-                raise UpstreamError(
-                    f"deployment {deployment.name} answered with something that is not a chat "
-                    "completion"
-                ) from None
-            answer = json.dumps(message).encode()
+                raise
+            extra = extra + messages.headers(deployment)
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))

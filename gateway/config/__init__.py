@@ -120,6 +120,8 @@ class Deployment(Strict):
     base_url: str | None = None
     credential: str | None = None
     api_version: str | None = None
+    # anthropic: the anthropic-beta values forwarded (None: the built-in list, docs/anthropic.md)
+    anthropic_beta: tuple[str, ...] | None = None
     timeouts: Timeouts = Timeouts()
     pool_size: int = Field(DEFAULT_POOL_SIZE, ge=1, le=10000)
     allow_private_network: bool = False

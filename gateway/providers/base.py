@@ -64,4 +64,4 @@ class Provider:
 
 
 # The deployment keys that only some providers take (each provider names its own in ``options``).
-PROVIDER_OPTIONS = ("api_version", "aws", "rerank")
+PROVIDER_OPTIONS = ("api_version", "aws", "rerank", "anthropic_beta")

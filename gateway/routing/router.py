@@ -222,6 +222,20 @@ class Router:
     ) -> tuple[Stream, Deployment]:
         return await self._run(model, lambda r, k: r.adapter.chat_stream(body, k), gate, plan, True)
 
+    async def messages(
+        self,
+        model: str,
+        call: Callable[[Route, Secret | None], Awaitable[T]],
+        gate: Gate | None = None,
+        plan: Plan | None = None,
+        stream: bool = False,
+        operation: str = "chat",
+    ) -> tuple[T, Deployment]:
+        """An Anthropic Messages call (or its count_tokens), with the same retries, fallbacks
+        and breakers as chat: ``call`` says how each deployment serves it (passed through to an
+        Anthropic deployment, translated for the others: ``gateway.api.messages``)."""
+        return await self._run(model, call, gate, plan, stream, operation)
+
     async def embeddings(
         self, model: str, body: dict[str, Any], gate: Gate | None = None, plan: Plan | None = None
     ) -> tuple[Reply, Deployment]:

@@ -129,7 +129,7 @@ def test_errors_are_anthropic_shaped(gateway: GatewayProcess, key: str) -> None:
     ("body", "param"),
     [
         ({"model": "fake-gpt", "messages": [{"role": "user", "content": "x"}]}, "max_tokens"),
-        ({"model": "fake-gpt", "max_tokens": 5, "messages": [], "top_k": 3}, "top_k"),
+        ({"model": "fake-gpt", "max_tokens": 5, "messages": [], "best_of": 3}, "best_of"),
         (
             {
                 "model": "fake-gpt",

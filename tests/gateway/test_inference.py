@@ -129,7 +129,12 @@ async def test_an_anthropic_call_is_translated_in_and_its_errors_come_back_in_an
     message = answer.json()
     assert message["type"] == "message" and message["id"] == "msg_1"
     assert message["content"] == [{"type": "text", "text": "hello"}]
-    assert message["usage"] == {"input_tokens": 3, "output_tokens": 1}
+    assert message["usage"] == {
+        "input_tokens": 3,
+        "output_tokens": 1,
+        "cache_read_input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+    }
 
     gateway.adapter.script.append(UpstreamRejected("the upstream said no", upstream_status=400))
     refused = await gateway.client.post(

@@ -3,7 +3,8 @@ reachable here).
 
 It serves ``/v1/chat/completions`` (JSON and SSE), ``/v1/embeddings``, OpenAI's Responses API
 ``/v1/responses`` (JSON and SSE; Azure's ``/openai/responses``), Azure's
-``/openai/deployments/<name>/...`` and Anthropic's ``/v1/messages`` (JSON and SSE) on a free
+``/openai/deployments/<name>/...``, Anthropic's ``/v1/messages`` (JSON and SSE; with extended
+thinking when the request asks for it) and ``/v1/messages/count_tokens`` on a free
 loopback port, answering with the replies recorded in tests/assets/providers/ (``recorded.py``),
 so the adapters are tested against the providers' documented shapes rather than against a copy of
 their own understanding. It records every request it gets (path, query, headers, JSON body), and
@@ -58,6 +59,10 @@ class Behaviour:
     # instead of the first tool with the recorded ones (an agent's scripted turn)
     tool_name: str | None = None
     tool_arguments: str | None = None
+    # Anthropic: call this (offered) tool with this input, instead of the first tool with the
+    # recorded input, when the last turn is not a tool result
+    tool: str | None = None
+    tool_input: dict[str, Any] | None = None
 
 
 PIECE = 64 * 1024  # how much a large answer writes at a time
@@ -136,6 +141,7 @@ class FakeUpstream:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/responses", self._responses)
         app.router.add_post("/openai/responses", self._responses)
+        app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
         app.router.add_route("*", "/{tail:.*}", self._anything)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -392,34 +398,43 @@ class FakeUpstream:
             return early
         last = body["messages"][-1]["content"]
         answered = isinstance(last, list) and any(p.get("type") == "tool_result" for p in last)
-        names = [t["name"] for t in body.get("tools") or []]
-        if b.tool_name is not None:
-            names = [n for n in names if n == b.tool_name]
-        tool = names[0] if names and not answered else None
+        functions = [t for t in body.get("tools") or [] if t.get("type") in (None, "custom")]
+        names = [t["name"] for t in functions]
+        wanted = b.tool if b.tool is not None else b.tool_name
+        chosen = wanted if wanted in names else names[0] if names and wanted is None else None
+        tool = chosen if not answered else None
+        thinks = (body.get("thinking") or {}).get("type") in ("enabled", "adaptive")
+        shape = "tool_use" if tool else "thinking" if thinks else ""
+        scripted_input = (
+            b.tool_input
+            if b.tool_input is not None
+            else json.loads(b.tool_arguments)
+            if b.tool_arguments is not None
+            else None
+        )
         if not body.get("stream"):
-            message = recorded.reply("anthropic", "message_tool_use" if tool else "message")
+            message = recorded.reply("anthropic", "message_" + shape if shape else "message")
             message["model"] = body["model"]
             for block in message["content"]:
                 if block["type"] == "tool_use":
                     block["name"] = tool
-                    if b.tool_arguments is not None:
-                        block["input"] = json.loads(b.tool_arguments)
+                    if scripted_input is not None:
+                        block["input"] = scripted_input
             return web.json_response(message, headers=b.headers)
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         events = []
-        scripted = False
-        for item in recorded.reply("anthropic", "stream_tool_use" if tool else "stream"):
+        given = False  # the tool input, when given, goes out whole in the first delta
+        for item in recorded.reply("anthropic", "stream_" + shape if shape else "stream"):
             data = item["data"]
             if "message" in data:
                 data["message"]["model"] = body["model"]
             if data.get("content_block", {}).get("type") == "tool_use":
                 data["content_block"]["name"] = tool
             delta = data.get("delta", {})
-            if b.tool_arguments is not None and delta.get("type") == "input_json_delta":
-                if scripted:
-                    continue  # the scripted arguments go in the first delta
-                delta["partial_json"], scripted = b.tool_arguments, True
+            if delta.get("type") == "input_json_delta" and scripted_input is not None:
+                delta["partial_json"] = "" if given else json.dumps(scripted_input)
+                given = True
             events.append(f"event: {item['event']}\ndata: {json.dumps(data)}\n\n".encode())
 
         def event(kind: str, data: dict[str, Any]) -> bytes:
@@ -507,6 +522,15 @@ class FakeUpstream:
             failed = f"event: error\ndata: {json.dumps(error)}\n\n".encode()
             return await self._write_events(request, response, [events[0], failed], b)
         return await self._write_events(request, response, events, b)
+
+    async def _count_tokens(self, request: web.Request) -> web.StreamResponse:
+        """Anthropic's token counting: the recorded count, whatever the request."""
+        await self._record(request)
+        b = self._next()
+        early = await self._prelude(request, b, anthropic=True)
+        if early is not None:
+            return early
+        return web.json_response(recorded.reply("anthropic", "count_tokens"))
 
     async def _embeddings(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)

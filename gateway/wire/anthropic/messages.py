@@ -1,8 +1,9 @@
 """Anthropic Messages requests and answers, translated both ways.
 
-    ingress (client speaks Anthropic)        egress (an Anthropic deployment serves OpenAI)
-    request_to_openai: Messages -> chat      request_to_anthropic: chat -> Messages
-    message_from_openai: completion -> msg   completion_from_anthropic: msg -> completion
+    egress (an Anthropic deployment serves an OpenAI-shaped call; the ingress half, a client
+    speaking Anthropic, is ``ingress``, and the untranslated pass-through is ``native``)
+    request_to_anthropic: chat -> Messages
+    completion_from_anthropic: msg -> completion
 
     OpenAI                               Anthropic
     system messages                      system
@@ -13,6 +14,8 @@
     max_completion_tokens | max_tokens   max_tokens (required there: DEFAULT_MAX_TOKENS if unset)
     stop                                 stop_sequences
     user                                 metadata.user_id
+    response_format json_schema|object   one tool whose input is the schema, forced by
+                                         tool_choice; its input comes back as the message text
 
 Deny by default in both directions: an Anthropic field the translation does not know is refused,
 and so is an OpenAI parameter Anthropic has no equivalent for, with a 400 that names it.
@@ -30,22 +33,6 @@ from gateway.wire.anthropic import vocabulary as v
 
 DEFAULT_MAX_TOKENS = 4096
 SAMPLING = ("temperature", "top_p")
-# The Anthropic request fields ingress accepts.
-FIELDS = frozenset(
-    {
-        "model",
-        "messages",
-        "max_tokens",
-        "system",
-        "stop_sequences",
-        "temperature",
-        "top_p",
-        "tools",
-        "tool_choice",
-        "metadata",
-        "stream",
-    }
-)
 # OpenAI parameters Anthropic has no equivalent for (``n`` only when it is not 1).
 UNSUPPORTED = frozenset(
     {
@@ -55,7 +42,6 @@ UNSUPPORTED = frozenset(
         "logit_bias",
         "presence_penalty",
         "frequency_penalty",
-        "response_format",
         "seed",
         "audio",
         "modalities",
@@ -67,12 +53,47 @@ UNSUPPORTED = frozenset(
 )
 
 
-def _unsupported(name: str) -> InvalidRequest:
+def _unsupported(names: list[str]) -> InvalidRequest:
+    listed = ", ".join(f"'{n}'" for n in names)
     return InvalidRequest(
-        f"'{name}' is not supported by this model's provider (anthropic)",
-        param=name,
+        f"not supported by this model's provider (anthropic): {listed}",
+        param=names[0],
         code="unsupported_parameter",
     )
+
+
+# The tool a structured answer (``response_format``) is asked for through: the schema is its input.
+FORMAT_TOOL = "structured_output"
+FORMAT_DESCRIPTION = "Answer with the requested structure by calling this tool."
+
+
+def structured_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The forced tool that serves ``response_format`` (None for text or no format)."""
+    fmt = body.get("response_format")
+    if fmt is None:
+        return None
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        schema: Any = {"type": "object"}
+    elif kind == "json_schema" and isinstance(fmt.get("json_schema"), dict):
+        schema = fmt["json_schema"].get("schema") or {"type": "object"}
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format.json_schema.schema must be an object", param="response_format"
+            )
+    else:
+        raise InvalidRequest(
+            "response_format must be text, json_object or json_schema", param="response_format"
+        )
+    if body.get("tools"):
+        raise InvalidRequest(
+            "this model's provider (anthropic) serves response_format through a forced tool "
+            "call, so it cannot be combined with tools in one request",
+            param="response_format",
+        )
+    return {"name": FORMAT_TOOL, "description": FORMAT_DESCRIPTION, "input_schema": schema}
 
 
 # -- egress: an OpenAI chat body for an Anthropic upstream ---------------------------------------
@@ -114,9 +135,9 @@ def _text(content: Any) -> str:
 
 def request_to_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str, Any]:
     """An OpenAI chat-completions body as an Anthropic Messages body."""
-    for name in body:
-        if name in UNSUPPORTED and not (name == "n" and body[name] == 1):
-            raise _unsupported(name)
+    refused = [n for n in body if n in UNSUPPORTED and not (n == "n" and body[n] in (1, None))]
+    if refused:
+        raise _unsupported(refused)
     system, messages = _turns(body["messages"])
     if not messages:
         raise InvalidRequest(
@@ -141,6 +162,10 @@ def request_to_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str,
     choice = v.tool_choice_to_anthropic(body.get("tool_choice"), body.get("parallel_tool_calls"))
     if choice is not None:
         out["tool_choice"] = choice
+    structured = structured_tool(body)
+    if structured is not None:
+        out["tools"] = [structured]
+        out["tool_choice"] = {"type": "tool", "name": FORMAT_TOOL}
     if isinstance(body.get("user"), str):
         out["metadata"] = {"user_id": body["user"]}
     if body.get("stream"):
@@ -148,11 +173,19 @@ def request_to_anthropic(body: dict[str, Any], upstream_model: str) -> dict[str,
     return out
 
 
-def completion_from_anthropic(message: dict[str, Any], model: str) -> tuple[dict[str, Any], Usage]:
-    """An Anthropic Messages answer as an OpenAI chat.completion, and its usage."""
+def completion_from_anthropic(
+    message: dict[str, Any], model: str, structured: bool = False
+) -> tuple[dict[str, Any], Usage]:
+    """An Anthropic Messages answer as an OpenAI chat.completion, and its usage. ``structured``:
+    the request asked for ``response_format``, and the forced tool's input is the answer."""
     content = message.get("content", [])
     text = "".join(b.get("text", "") for b in content if b.get("type") == "text")
     calls = [v.tool_call(b) for b in content if b.get("type") == "tool_use"]
+    finish = v.finish_reason(message.get("stop_reason"))
+    if structured:
+        answers = [c for c in calls if c["function"]["name"] == FORMAT_TOOL]
+        if answers:
+            text, calls, finish = answers[0]["function"]["arguments"], [], "stop"
     reply: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         reply["tool_calls"] = calls
@@ -167,158 +200,9 @@ def completion_from_anthropic(message: dict[str, Any], model: str) -> tuple[dict
                 "index": 0,
                 "message": reply,
                 "logprobs": None,
-                "finish_reason": v.finish_reason(message.get("stop_reason")),
+                "finish_reason": finish,
             }
         ],
         "usage": openai.usage_json(usage),
     }
     return completion, usage
-
-
-# -- ingress: an Anthropic client served by any deployment ---------------------------------------
-# What each block type must carry, and of which type, for the translation to read it.
-BLOCK_FIELDS: dict[str, tuple[tuple[str, type], ...]] = {
-    "text": (("text", str),),
-    "image": (("source", dict),),
-    "tool_use": (("id", str), ("name", str), ("input", dict)),
-    "tool_result": (("tool_use_id", str),),
-}
-SOURCE_FIELDS = {"base64": (("media_type", str), ("data", str)), "url": (("url", str),)}
-
-
-def _invalid(where: str, what: str) -> InvalidRequest:
-    return InvalidRequest(f"'{where}' must be {what}", param=where)
-
-
-def _fields(item: dict[str, Any], needs: tuple[tuple[str, type], ...], where: str) -> None:
-    for name, kind in needs:
-        if not isinstance(item.get(name), kind):
-            raise _invalid(f"{where}.{name}", "a string" if kind is str else "an object")
-
-
-def check_blocks(blocks: Any, where: str) -> list[dict[str, Any]]:
-    """Anthropic content as a list of blocks, each an object with a string ``type`` and the
-    fields its type needs, of the right types (a string is one text block)."""
-    if isinstance(blocks, str):
-        return [{"type": "text", "text": blocks}]
-    if not isinstance(blocks, list):
-        raise _invalid(where, "a string or an array of content blocks")
-    for index, block in enumerate(blocks):
-        at = f"{where}[{index}]"
-        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
-            raise _invalid(at, "an object with a string 'type'")
-        _fields(block, BLOCK_FIELDS.get(block["type"], ()), at)
-        if block["type"] == "image":
-            kind = block["source"].get("type")
-            _fields(block["source"], SOURCE_FIELDS.get(kind, ()), f"{at}.source")
-        if block["type"] == "tool_result" and block.get("content") is not None:
-            check_blocks(block["content"], f"{at}.content")
-        if block.get("is_error") is not None and not isinstance(block["is_error"], bool):
-            raise _invalid(f"{at}.is_error", "a boolean")
-    return blocks
-
-
-def _messages_to_openai(turns: Any) -> list[dict[str, Any]]:
-    if not isinstance(turns, list) or not turns:
-        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-    out: list[dict[str, Any]] = []
-    for index, turn in enumerate(turns):
-        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
-            raise InvalidRequest(
-                f"messages[{index}] needs role 'user' or 'assistant'", param=f"messages[{index}]"
-            )
-        blocks = check_blocks(turn.get("content"), f"messages[{index}].content")
-        if turn["role"] == "assistant":
-            text = "".join(b.get("text", "") for b in blocks if b.get("type") == "text")
-            calls = [v.tool_call(b) for b in blocks if b.get("type") == "tool_use"]
-            message: dict[str, Any] = {"role": "assistant", "content": text or None}
-            if calls:
-                message["tool_calls"] = calls
-            out.append(message)
-            continue
-        parts = []
-        for block in blocks:
-            if isinstance(block, dict) and block.get("type") == "tool_result":
-                out.append(
-                    {
-                        "role": "tool",
-                        "tool_call_id": block.get("tool_use_id"),
-                        "content": v.text_of_blocks(block.get("content")),
-                    }
-                )
-            elif isinstance(block, dict):
-                parts.append(v.part_of(block))
-        if parts:
-            out.append({"role": "user", "content": parts})
-    return out
-
-
-def request_to_openai(body: dict[str, Any]) -> dict[str, Any]:
-    """An Anthropic Messages request as the internal (OpenAI chat) body. The caller has already
-    refused unknown and steering fields (``FIELDS``)."""
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise InvalidRequest(
-            "'max_tokens' is required and must be a positive integer", param="max_tokens"
-        )
-    messages = _messages_to_openai(body.get("messages"))
-    if body.get("system") is not None:
-        check_blocks(body["system"], "system")
-    system = v.text_of_blocks(body.get("system"))
-    if system:
-        messages.insert(0, {"role": "system", "content": system})
-    out: dict[str, Any] = {
-        "model": body.get("model"),
-        "messages": messages,
-        "max_tokens": max_tokens,
-    }
-    for name in SAMPLING:
-        if body.get(name) is not None:
-            out[name] = body[name]
-    if body.get("stop_sequences"):
-        out["stop"] = body["stop_sequences"]
-    tools = body.get("tools")
-    if tools:
-        if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
-            raise InvalidRequest("'tools' must be an array of objects", param="tools")
-        for index, tool in enumerate(tools):
-            _fields(tool, (("name", str),), f"tools[{index}]")
-            for name, kind in (("description", str), ("input_schema", dict)):
-                if tool.get(name) is not None and not isinstance(tool[name], kind):
-                    what = "a string" if kind is str else "an object"
-                    raise _invalid(f"tools[{index}].{name}", what)
-        out["tools"] = v.tools_to_openai(tools)
-    if body.get("stream") is not None and not isinstance(body["stream"], bool):
-        raise _invalid("stream", "a boolean")
-    if body.get("tool_choice") is not None:
-        out["tool_choice"], parallel = v.tool_choice_to_openai(body["tool_choice"])
-        if parallel is not None:
-            out["parallel_tool_calls"] = parallel
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
-    if body.get("stream"):
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-    return out
-
-
-def message_from_openai(completion: dict[str, Any], model: str) -> dict[str, Any]:
-    """An internal (OpenAI) chat.completion as an Anthropic Messages answer."""
-    choice = (completion.get("choices") or [{}])[0]
-    message = choice.get("message") or {}
-    content: list[dict[str, Any]] = []
-    if message.get("content"):
-        content.append({"type": "text", "text": message["content"]})
-    content += [v.tool_use_block(c, strict=False) for c in message.get("tool_calls") or []]
-    usage = openai.usage_from(completion.get("usage")) or Usage()
-    return {
-        "id": "msg_" + str(completion.get("id", "")).removeprefix("chatcmpl-"),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": v.stop_reason(choice.get("finish_reason")),
-        "stop_sequence": None,
-        "usage": {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens},
-    }

@@ -19,6 +19,7 @@ from gateway.errors import UpstreamError, UpstreamTooLarge
 from gateway.values import Stream, Usage
 from gateway.wire import openai
 from gateway.wire.anthropic import vocabulary as v
+from gateway.wire.anthropic.native import message_id
 from gateway.wire.sse import EventReader, EventTooLarge
 
 
@@ -28,9 +29,12 @@ class UpstreamEventTranslator:
     ``error`` event, in the gateway's words, with the upstream's error type only when it is one
     the API documents (the upstream's message is not repeated: it may echo anything)."""
 
-    def __init__(self, model: str, include_usage: bool) -> None:
+    def __init__(self, model: str, include_usage: bool, structured: str | None = None) -> None:
         self.model = model
         self.include_usage = include_usage
+        # The forced tool serving ``response_format``: its input streams as the answer's text.
+        self.structured = structured
+        self.answer_block: int | None = None
         self.id = "chatcmpl-"
         self.created = int(time.time())
         self.input = Usage()
@@ -68,6 +72,13 @@ class UpstreamEventTranslator:
             return [self._chunk({"role": "assistant", "content": ""})]
         if kind == "content_block_start":
             block = payload.get("content_block", {})
+            if (
+                block.get("type") == "tool_use"
+                and self.structured is not None
+                and block.get("name") == self.structured
+            ):
+                self.answer_block = payload.get("index", 0)
+                return []
             if block.get("type") == "tool_use":
                 index = self.tool_index.setdefault(payload.get("index", 0), len(self.tool_index))
                 call = {
@@ -83,6 +94,10 @@ class UpstreamEventTranslator:
             delta = payload.get("delta", {})
             if delta.get("type") == "text_delta":
                 return [self._chunk({"content": delta.get("text", "")})]
+            if delta.get("type") == "input_json_delta" and payload.get("index", 0) == (
+                self.answer_block
+            ):
+                return [self._chunk({"content": delta.get("partial_json", "")})]
             if delta.get("type") == "input_json_delta":
                 index = self.tool_index.get(payload.get("index", 0), 0)
                 call = {"index": index, "function": {"arguments": delta.get("partial_json", "")}}
@@ -92,7 +107,10 @@ class UpstreamEventTranslator:
             usage = payload.get("usage") or {}
             self.output_tokens = openai.count_of(usage.get("output_tokens")) or self.output_tokens
             reason = (payload.get("delta") or {}).get("stop_reason")
-            return [self._chunk({}, v.finish_reason(reason))]
+            finish = v.finish_reason(reason)
+            if self.answer_block is not None and finish == "tool_calls":
+                finish = "stop"
+            return [self._chunk({}, finish)]
         if kind == "message_stop":
             self.done = True
             out = []
@@ -117,8 +135,12 @@ class ClientEventTranslator:
     ``max_event_bytes``, so the frame's own cap is the most that may be configured. A chunk
     whose fields have the wrong types ends the stream as the upstream's fault."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_estimate: int = 0) -> None:
         self.model = model
+        # message_start goes out before an OpenAI-format upstream reports usage (at its end):
+        # it carries the gateway's estimate, and message_delta the upstream's count.
+        self.input_estimate = input_estimate
+        self.cached_tokens = 0
         self.reader = EventReader(MAX_EVENT_BYTES)
         self.started = False
         self.block: str | None = None  # "text" or "tool" while a content block is open
@@ -149,14 +171,14 @@ class ClientEventTranslator:
     def _start(self, chunk: dict[str, Any]) -> list[bytes]:
         self.started = True
         message: dict[str, Any] = {
-            "id": "msg_" + str(chunk.get("id", "")).removeprefix("chatcmpl-"),
+            "id": message_id(chunk.get("id")),
             "type": "message",
             "role": "assistant",
             "model": self.model,
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            "usage": {"input_tokens": self.input_estimate, "output_tokens": 0},
         }
         return [_event("message_start", {"message": message})]
 
@@ -186,6 +208,11 @@ class ClientEventTranslator:
         if isinstance(usage, dict):
             self.output_tokens = openai.count_of(usage.get("completion_tokens"))
             self.input_tokens = openai.count_of(usage.get("prompt_tokens"))
+            details = usage.get("prompt_tokens_details")
+            if isinstance(details, dict):
+                self.cached_tokens = min(
+                    openai.count_of(details.get("cached_tokens")), self.input_tokens
+                )
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
             if delta.get("content"):
@@ -226,9 +253,12 @@ class ClientEventTranslator:
         out = [] if self.started else self._start({})
         out += self._close_block()
         delta = {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None}}
-        out.append(
-            _event("message_delta", {**delta, "usage": {"output_tokens": self.output_tokens}})
-        )
+        usage = {
+            "input_tokens": self.input_tokens - self.cached_tokens,
+            "cache_read_input_tokens": self.cached_tokens,
+            "output_tokens": self.output_tokens,
+        }
+        out.append(_event("message_delta", {**delta, "usage": usage}))
         out.append(_event("message_stop", {}))
         return out
 
@@ -236,9 +266,9 @@ class ClientEventTranslator:
 class AnthropicEventStream:
     """An internal (OpenAI-format) stream re-emitted to the client as Anthropic events."""
 
-    def __init__(self, inner: Stream, model: str) -> None:
+    def __init__(self, inner: Stream, model: str, input_estimate: int = 0) -> None:
         self.inner = inner
-        self.translator = ClientEventTranslator(model)
+        self.translator = ClientEventTranslator(model, input_estimate)
 
     @property
     def usage(self) -> Usage | None:

@@ -135,6 +135,24 @@ def image_block(url: str) -> dict[str, Any]:
     return {"type": "image", "source": {"type": "url", "url": url}}
 
 
+def document_block(file: Any) -> dict[str, Any]:
+    """An OpenAI ``file`` part carrying a base64 PDF (``file_data``) as a document block."""
+    data = file.get("file_data") if isinstance(file, dict) else None
+    prefix = "data:application/pdf;base64,"
+    if not isinstance(data, str) or not data.startswith(prefix):
+        raise InvalidRequest(
+            "file parts must carry a base64 PDF as file_data (a file_id cannot be sent on)",
+            param="messages",
+        )
+    block: dict[str, Any] = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": data[len(prefix) :]},
+    }
+    if isinstance(file.get("filename"), str):
+        block["title"] = file["filename"]
+    return block
+
+
 def image_part(block: dict[str, Any]) -> dict[str, Any]:
     """An Anthropic image block as an OpenAI ``image_url`` part."""
     source = block.get("source") or {}
@@ -161,6 +179,8 @@ def blocks_of(content: Any) -> list[dict[str, Any]]:
         elif kind == "image_url":
             image = part.get("image_url") or {}
             blocks.append(image_block(image.get("url", "") if isinstance(image, dict) else ""))
+        elif kind == "file":
+            blocks.append(document_block(part.get("file")))
         else:
             raise InvalidRequest(f"content part type {kind!r} is not supported", param="messages")
     return blocks
