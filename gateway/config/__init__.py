@@ -132,8 +132,8 @@ class Deployment(Strict):
     aws: Aws | None = None  # bedrock: region, web identity (gateway/config/aws.py)
     rerank: bool | None = None  # an OpenAI-compatible server that also serves Cohere's rerank
     # What the deployment serves, for its health probe (LiteLLM's ``model_info.mode``): a
-    # one-token chat, or the embedding of one word.
-    mode: Literal["chat", "embeddings"] = "chat"
+    # one-token chat, the embedding of one word, or the rerank of one document.
+    mode: Literal["chat", "embeddings", "rerank"] = "chat"
 
     @field_validator("credential")
     @classmethod

@@ -1,12 +1,13 @@
 """Background health probes of the deployments (``router.health_checks``).
 
 Every ``interval_seconds`` each deployment gets one cheap request of what it serves (its
-``mode``: a one-token chat completion, or the embedding of one word), sent the way any request
-is: the key fetched just in time through the secrets broker, a refused key refetched once. A
-probe that fails, or does not answer within ``timeout_seconds``, marks the deployment unhealthy:
-routing puts it behind every healthy one (it is still tried when nothing else is left) until a
-probe succeeds again. The results are in ``/health/ready`` (as details: an upstream's outage
-does not make the replica unready) and in ``sealgate_deployment_healthy``.
+``mode``: a one-token chat completion, the embedding of one word, or the rerank of one
+document), sent the way any request is: the key fetched just in time through the secrets
+broker, a refused key refetched once. A probe that fails, or does not answer within
+``timeout_seconds``, marks the deployment unhealthy: routing puts it behind every healthy one
+(it is still tried when nothing else is left) until a probe succeeds again. The results are in
+``/health/ready`` (as details: an upstream's outage does not make the replica unready) and in
+``sealgate_deployment_healthy``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ HEALTHY = METRICS.gauge(
 )
 PROBE = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
 EMBEDDINGS_PROBE = {"input": "ping"}
+RERANK_PROBE = {"query": "ping", "documents": ["ping"], "top_n": 1}
 
 
 class Probes:

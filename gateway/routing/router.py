@@ -48,7 +48,7 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import adapter_for
 from gateway.refs import CredentialRef
 from gateway.routing.breaker import Breakers
-from gateway.routing.health import EMBEDDINGS_PROBE, PROBE, Probes
+from gateway.routing.health import EMBEDDINGS_PROBE, PROBE, RERANK_PROBE, Probes
 from gateway.routing.retries import backoff, error_class, retry_after
 from gateway.routing.stats import Stats, TimedStream
 from gateway.routing.strategies import Order, strategy
@@ -309,6 +309,9 @@ class Router:
         if route.deployment.mode == "embeddings":
             embed = {**model, **EMBEDDINGS_PROBE}
             await self._call(route, lambda r, k: r.adapter.embeddings(embed, k))
+        elif route.deployment.mode == "rerank":
+            rank = {**model, **RERANK_PROBE}
+            await self._call(route, lambda r, k: getattr(r.adapter, "rerank")(rank, k))  # noqa: B009
         else:
             chat = {**model, **PROBE}
             await self._call(route, lambda r, k: r.adapter.chat(chat, k))

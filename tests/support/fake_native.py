@@ -315,7 +315,11 @@ class FakeCohere(ThreadedServer):
         return web.json_response(answer)
 
     async def _rerank(self, request: web.Request) -> web.Response:
-        _, refused = await self._checked(request)
+        body, refused = await self._checked(request)
         if refused is not None:
             return refused
-        return web.json_response(recorded.reply("cohere", "rerank"))
+        answer = recorded.reply("cohere", "rerank")
+        # the recorded ranking, of the documents this request sent
+        sent = len(body.get("documents") or [])
+        answer["results"] = [r for r in answer["results"] if r["index"] < sent]
+        return web.json_response(answer)
