@@ -81,7 +81,7 @@ _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _decimal(value: Any, where: str) -> Decimal:
     if not isinstance(value, str):
-        raise ValueError(f"{where}: expected a decimal string such as \"2.50\"")
+        raise ValueError(f'{where}: expected a decimal string such as "2.50"')
     try:
         amount = Decimal(value)
     except ArithmeticError:
