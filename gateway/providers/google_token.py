@@ -42,6 +42,7 @@ from google.oauth2 import service_account
 
 from gateway.config import Deployment
 from gateway.errors import UpstreamCredentialRejected, UpstreamUnavailable
+from gateway.logs import REDACTOR
 from gateway.providers.egress import GuardedResolver, is_local_literal
 from gateway.secrets.secret import Secret
 
@@ -148,7 +149,11 @@ class TokenMinter:
             if held is None:
                 held = self._load(key)
             if not held.valid:
+                before = held.token
                 await self._refresh(held)
+                if before:
+                    REDACTOR.discard(str(before))
+                REDACTOR.add(str(held.token))  # a live credential: scrubbed wherever it shows
             self._held = {fingerprint: held}  # only the current credential's
             return Secret(str(held.token))
 
@@ -174,6 +179,8 @@ class TokenMinter:
                 f"deployment {name}: its credential is not a Google service-account key or "
                 "external-account (workload identity federation) configuration"
             ) from None
+        if isinstance(info.get("private_key"), str):
+            REDACTOR.add(info["private_key"])
         source = _source_host(info)
         self._source_hosts = frozenset({source}) if source else frozenset()
         return credentials

@@ -59,6 +59,8 @@ class Queued:
     asset: str
     status: int
     headers: dict[str, str]
+    message: str | None = None  # in place of the asset's error.message ({token}: the caller's)
+    stream_error: str | None = None  # an error event with this message after the first event
 
 
 def _b64url(text: str) -> bytes:
@@ -79,6 +81,8 @@ class FakeGoogle:
         self.issued: list[str] = []  # every token minted, in order
         self.valid: set[str] = set()
         self.token_requests = 0
+        self.assertions: list[str] = []  # every JWT assertion received (a credential too)
+        self.token_refusals: deque[str] = deque()
         self.expires_in = 3599
         self._queue: deque[Queued] = deque()
         self._loop = asyncio.new_event_loop()
@@ -96,9 +100,20 @@ class FakeGoogle:
         return f"{self.base_url}/token"
 
     def then(
-        self, asset: str, status: int = 200, headers: dict[str, str] | None = None
+        self,
+        asset: str,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
+        stream_error: str | None = None,
     ) -> FakeGoogle:
-        self._queue.append(Queued(asset, status, headers or {}))
+        self._queue.append(Queued(asset, status, headers or {}, message, stream_error))
+        return self
+
+    def refuse_next_token(self, description: str) -> FakeGoogle:
+        """The next token request is refused with this ``error_description`` ({assertion}: the
+        assertion it was sent)."""
+        self.token_refusals.append(description)
         return self
 
     def revoke(self) -> None:
@@ -166,6 +181,12 @@ class FakeGoogle:
         assertion = form.get("assertion")
         if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not isinstance(assertion, str):
             return web.json_response({"error": "unsupported_grant_type"}, status=400)
+        self.assertions.append(assertion)
+        if self.token_refusals:
+            description = self.token_refusals.popleft().format(assertion=assertion)
+            return web.json_response(
+                {"error": "invalid_grant", "error_description": description}, status=400
+            )
         if not self._assertion_ok(assertion):
             return web.json_response(
                 {"error": "invalid_grant", "error_description": "Invalid JWT Signature."},
@@ -230,6 +251,12 @@ class FakeGoogle:
         _, _, method = request.match_info["call"].partition(":")
         choice = self._pick(seen, method)
         answer = google(choice.asset)
+        credential = (
+            request.headers.get("x-goog-api-key")
+            or (request.headers.get("Authorization", "").partition(" ")[2])
+        )
+        if choice.message is not None and isinstance(answer, dict) and "error" in answer:
+            answer["error"]["message"] = choice.message.format(token=credential)
         if choice.status != 200 or method != "streamGenerateContent":
             if method == "batchEmbedContents" and choice.status == 200:
                 count = len(seen.body["requests"])
@@ -239,7 +266,12 @@ class FakeGoogle:
             self.violations.append("streamGenerateContent without alt=sse")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for event in answer:
+        for index, event in enumerate(answer):
             await response.write(b"data: " + json.dumps(event).encode() + b"\r\n\r\n")
+            if index == 0 and choice.stream_error is not None:
+                text = choice.stream_error.format(token=credential)
+                error = {"error": {"code": 500, "message": text, "status": "INTERNAL"}}
+                await response.write(b"data: " + json.dumps(error).encode() + b"\r\n\r\n")
+                break
         await response.write_eof()
         return response
