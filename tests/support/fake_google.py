@@ -83,6 +83,8 @@ class FakeGoogle:
         self.token_requests = 0
         self.assertions: list[str] = []  # every JWT assertion received (a credential too)
         self.token_refusals: deque[str] = deque()
+        self.workload_token: str | None = None  # what STS accepts as the subject token
+        self.audience: str | None = None  # the workload identity provider STS expects
         self.expires_in = 3599
         self._queue: deque[Queued] = deque()
         self._loop = asyncio.new_event_loop()
@@ -139,6 +141,7 @@ class FakeGoogle:
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/token", self._token)
+        app.router.add_post("/v1/token", self._sts)
         app.router.add_post("/v1beta/models/{call}", self._gemini)
         app.router.add_post(
             "/v1/projects/{project}/locations/{location}/publishers/google/models/{call}",
@@ -197,6 +200,36 @@ class FakeGoogle:
         self.valid.add(token)
         answer = google("oauth_token") | {"access_token": token, "expires_in": self.expires_in}
         return web.json_response(answer)
+
+    async def _sts(self, request: web.Request) -> web.Response:
+        """Google's STS (``sts.googleapis.com/v1/token``): RFC 8693 token exchange of the
+        workload's own token for a Google access token (workload identity federation)."""
+        self.token_requests += 1
+        form = await request.post()
+        if (
+            form.get("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange"
+            or form.get("subject_token_type") != "urn:ietf:params:oauth:token-type:jwt"
+            or form.get("requested_token_type") != "urn:ietf:params:oauth:token-type:access_token"
+            or SCOPE not in str(form.get("scope", "")).split()
+        ):
+            return web.json_response({"error": "invalid_request"}, status=400)
+        if (
+            self.workload_token is None
+            or form.get("subject_token") != self.workload_token
+            or form.get("audience") != self.audience
+        ):
+            return web.json_response({"error": "invalid_grant"}, status=400)
+        token = "ya29.fake-sts-" + secrets.token_urlsafe(32)
+        self.issued.append(token)
+        self.valid.add(token)
+        return web.json_response(
+            {
+                "access_token": token,
+                "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "token_type": "Bearer",
+                "expires_in": self.expires_in,
+            }
+        )
 
     # -- model calls -------------------------------------------------------------------------
     async def _record(self, request: web.Request) -> Seen:
