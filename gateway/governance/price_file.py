@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sign":
             print(f"signed: {sign(Path(args.file), Path(args.key).read_bytes())}")
             return 0
-        table = load(Path(args.file), Path(args.key), args.file)
+        table = load(Path(args.file), Path(args.key), "check")
     except (OSError, ValueError, ConfigError) as exc:
         print(f"price file: {exc}", file=sys.stderr)
         return 1

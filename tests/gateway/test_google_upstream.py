@@ -45,7 +45,7 @@ PIXEL = (  # a 1x1 PNG made for this test
     "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/"
     "PchI7wAAAABJRU5ErkJggg=="
 )
-MODELS = ["gemini-flash", "gemini-embed", "vertex-flash", "vertex-embed"]
+MODELS = ["gemini-flash", "gemini-embed", "vertex-flash", "vertex-embed", "gemini-small"]
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +107,17 @@ deployments:
     base_url: {vertex}
     credential: file:{key_file}
     allow_private_network: true
+  - model: gemini-small
+    provider: gemini
+    upstream_model: gemini-2.5-flash-lite
+    base_url: {base}/v1beta
+    credential: env:FAKE_GEMINI_KEY
+    allow_private_network: true
 router:
   retries: 0
+  groups:
+    gemini-small:
+      fallbacks: {{context_window: [vertex-flash]}}
 verify:
   mode: "off"
 governance:  # text-embedding-005 is priced per character on Vertex: not in the token table
@@ -344,6 +353,19 @@ def test_a_prompt_over_the_window_is_context_length_exceeded(
             model="gemini-flash", messages=[{"role": "user", "content": "x"}]
         )
     assert caught.value.code == "context_length_exceeded"
+
+
+def test_a_prompt_over_the_window_falls_back_to_the_context_window_list(
+    sdk: openai.OpenAI, fake: FakeGoogle
+) -> None:
+    fake.then("error_context_too_long", status=400)
+    reply = sdk.chat.completions.create(
+        model="gemini-small", messages=[{"role": "user", "content": "a long one"}]
+    )
+    assert reply.choices[0].message.content == "Hello from Gemini."
+    first, second = fake.requests
+    assert first.path == "/v1beta/models/gemini-2.5-flash-lite:generateContent"
+    assert second.path.endswith("/publishers/google/models/gemini-2.5-flash:generateContent")
 
 
 def test_an_invalid_argument_is_a_400_with_google_message(
