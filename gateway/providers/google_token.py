@@ -37,8 +37,6 @@ import aiohttp
 import google.auth.exceptions
 import google.auth.transport
 from google.auth import credentials as google_credentials
-from google.auth import identity_pool
-from google.oauth2 import service_account
 
 from gateway.config import Deployment
 from gateway.errors import UpstreamCredentialRejected, UpstreamUnavailable
@@ -105,6 +103,10 @@ class _Transport(google.auth.transport.Request):
 
 
 def _credentials(info: Any) -> google_credentials.Credentials:
+    # Imported here: only a replica with a Vertex deployment pays for them (about 0.1 s).
+    from google.auth import identity_pool
+    from google.oauth2 import service_account
+
     kind = info.get("type") if isinstance(info, dict) else None
     if kind == "service_account":
         return service_account.Credentials.from_service_account_info(  # type: ignore[no-untyped-call, no-any-return]

@@ -74,7 +74,7 @@ def google(name: str) -> Any:
 class FakeGoogle:
     def __init__(self, api_key: str, service_account: rsa.RSAPublicKey, client_email: str) -> None:
         self.api_key = api_key
-        self.public_key = service_account
+        self.public_keys = [service_account]  # the service account's keys Google accepts
         self.client_email = client_email
         self.requests: list[Seen] = []
         self.violations: list[str] = []
@@ -154,18 +154,23 @@ class FakeGoogle:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     # -- OAuth -------------------------------------------------------------------------------
+    @staticmethod
+    def _signed_by(key: rsa.RSAPublicKey, signature: bytes, signed: bytes) -> bool:
+        try:
+            key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            return False
+        return True
+
     def _assertion_ok(self, assertion: str) -> bool:
         try:
             head, claims, signature = assertion.split(".")
             header = json.loads(_b64url(head))
             payload = json.loads(_b64url(claims))
-            self.public_key.verify(
-                _b64url(signature),
-                f"{head}.{claims}".encode(),
-                padding.PKCS1v15(),
-                hashes.SHA256(),
-            )
-        except (ValueError, InvalidSignature):
+            signed, raw = f"{head}.{claims}".encode(), _b64url(signature)
+        except ValueError:
+            return False
+        if not any(self._signed_by(key, raw, signed) for key in self.public_keys):
             return False
         now = time.time()
         return (
