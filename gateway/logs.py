@@ -28,6 +28,9 @@ KEY_SHAPES = re.compile(
     | hv[sbr]\.[A-Za-z0-9_\-]{20,}               # Vault/OpenBao service, batch, recovery tokens
     | \bs\.[A-Za-z0-9]{20,}                     # legacy Vault tokens
     | AIza[0-9A-Za-z_\-]{30,}                   # Google API keys
+    | ya29\.[A-Za-z0-9_\-.]{20,}                 # Google OAuth access tokens
+    | eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,}  # signed JWTs
+    | -----BEGIN[A-Z ]*PRIVATE\ KEY-----[^-]*(?:-----END[A-Z ]*PRIVATE\ KEY-----)?  # PEM keys
     | (?:AKIA|ASIA)[0-9A-Z]{16}                 # AWS access key ids
     | xai-[A-Za-z0-9]{20,}
     | gsk_[A-Za-z0-9]{20,}

@@ -10,6 +10,8 @@ Redis is down, token estimates, the spend outbox, and per-deployment limits and 
       default_max_tokens: 4096         # reserved when a request names no max_tokens
       refresh_seconds: 5
       default_prices: null             # the price of a deployment the bundled table lacks
+      price_file: null                 # the operator's own price table (JSON), signed:
+      price_key: null                  #   the P-256 public key (PEM) it must verify with
       outbox:
         flush_seconds: 0.05            # a spend record is durable within this, whatever the
                                        # database does (database first, else the fsync'd file)
@@ -104,9 +106,21 @@ class Governance(_Strict):
     # A deployment whose price is neither set below nor in the bundled table costs this; without
     # it, such a deployment refuses start-up (it would count as free and escape every budget).
     default_prices: Prices | None = None
+    # The operator's price table and the key it is signed with (gateway/governance/price_file.py).
+    price_file: str | None = None
+    price_key: str | None = None
     deployments: dict[str, DeploymentGovernance] = {}
     projects: dict[str, ScopeLimits] = {}
     tags: dict[str, ScopeLimits] = {}
+
+    @model_validator(mode="after")
+    def _price_file_signed(self) -> Governance:
+        if self.price_file is not None and self.price_key is None:
+            raise ValueError(
+                "price_file needs price_key: a price file is used only when its signature "
+                "verifies with that public key"
+            )
+        return self
 
     @model_validator(mode="after")
     def _redis_when_asked(self) -> Governance:

@@ -13,6 +13,7 @@ table takes ``governance.default_prices``, and without that it refuses start-up
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from importlib import resources
@@ -69,12 +70,41 @@ class Price:
 FREE = Price.of(Decimal(0), Decimal(0), Decimal(0))
 
 
-def _price(entry: dict[str, Any]) -> Price:
-    cached = entry.get("cached_input")
+# The keys a price row may carry: the prices (USD per million tokens, as decimal strings), and
+# what the row is (its provider, the page it was taken from and the date it was current there).
+# ``cache_write`` is recorded where a provider charges for writing its cache; the spend record
+# has no cache-write count yet, so it is not charged (it is validated like the others).
+PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write"})
+ROW_KEYS = PRICE_KEYS | {"provider", "source", "date"}
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _decimal(value: Any, where: str) -> Decimal:
+    if not isinstance(value, str):
+        raise ValueError(f'{where}: expected a decimal string such as "2.50"')
+    try:
+        amount = Decimal(value)
+    except ArithmeticError:
+        raise ValueError(f"{where}: {value!r} is not a decimal number") from None
+    if not amount.is_finite() or amount < 0 or amount > 100000:
+        raise ValueError(f"{where}: expected a price from 0 to 100000 USD per million tokens")
+    return amount
+
+
+def _price(entry: Any, where: str = "price") -> Price:
+    if not isinstance(entry, dict) or "input" not in entry:
+        raise ValueError(f"{where}: expected an object with at least input")
+    unknown = sorted(set(entry) - ROW_KEYS)
+    if unknown:
+        raise ValueError(f"{where}: unknown key {unknown[0]!r}")
+    for key in ("provider", "source"):
+        if key in entry and not (isinstance(entry[key], str) and entry[key]):
+            raise ValueError(f"{where}.{key}: expected a non-empty string")
+    if "date" in entry and not (isinstance(entry["date"], str) and _DATE.match(entry["date"])):
+        raise ValueError(f"{where}.date: expected a date as YYYY-MM-DD")
+    prices = {k: _decimal(entry[k], f"{where}.{k}") for k in PRICE_KEYS if k in entry}
     return Price.per_million(
-        Decimal(entry["input"]),
-        Decimal(entry.get("output", "0")),
-        Decimal(cached) if cached is not None else None,
+        prices["input"], prices.get("output", Decimal(0)), prices.get("cached_input")
     )
 
 
@@ -90,11 +120,28 @@ class PriceTable:
         return cls.parse(json.loads(text))
 
     @classmethod
-    def parse(cls, data: dict[str, Any]) -> PriceTable:
+    def parse(cls, data: Any) -> PriceTable:
+        """A price table from its JSON; ValueError naming the first row or key that is wrong."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ValueError("expected an object with models: {<model>: {input: ...}}")
+        taken = data.get("taken")
+        if not (isinstance(taken, str) and _DATE.match(taken)):
+            raise ValueError("taken: expected the date the prices were taken, as YYYY-MM-DD")
+        providers = data.get("providers", {})
+        if not isinstance(providers, dict):
+            raise ValueError("providers: expected an object of provider prices")
         return cls(
-            taken=str(data["taken"]),
-            models={k: _price(v) for k, v in data["models"].items()},
-            providers={k: _price(v) for k, v in data.get("providers", {}).items()},
+            taken=taken,
+            models={k: _price(v, f"models.{k}") for k, v in data["models"].items()},
+            providers={k: _price(v, f"providers.{k}") for k, v in providers.items()},
+        )
+
+    def overlaid(self, other: PriceTable) -> PriceTable:
+        """This table with ``other``'s rows in place of its own (the operator's price file)."""
+        return PriceTable(
+            taken=other.taken,
+            models={**self.models, **other.models},
+            providers={**self.providers, **other.providers},
         )
 
     def for_deployment(

@@ -14,7 +14,8 @@ from gateway.config.governance import Governance as GovernanceSettings
 from gateway.governance.alerts import AlertSink
 from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
-from gateway.governance.pricing import PriceTable, deployment_prices
+from gateway.governance.price_file import price_table
+from gateway.governance.pricing import deployment_prices
 from gateway.governance.redis_counters import FallbackCounters, RedisCounters
 from gateway.governance.spend import Outbox
 
@@ -34,7 +35,7 @@ def check_prices(
 ) -> None:
     """ConfigError naming every deployment whose price is not known (``deployment_prices``):
     the composition root asks this before it opens anything."""
-    deployment_prices(deployments, settings, PriceTable.bundled(), source)
+    deployment_prices(deployments, settings, price_table(settings, source), source)
 
 
 def build_governance(
@@ -53,7 +54,14 @@ def build_governance(
     outbox.start()
     counters = build_counters(settings, clock)
     governance = Governance(
-        settings, deployments, engine, outbox, counters, clock=clock, alert_sink=alert_sink
+        settings,
+        deployments,
+        engine,
+        outbox,
+        counters,
+        prices=price_table(settings, source),
+        clock=clock,
+        alert_sink=alert_sink,
     )
     governance.refresh()
     return governance

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from gateway.config import Deployment
-from gateway.providers import anthropic, azure, bedrock, cohere, mock, openai
+from gateway.providers import anthropic, azure, bedrock, cohere, google, mock, openai
 from gateway.providers.base import Adapter, Provider
 from gateway.providers.pool import UpstreamPool
 
@@ -22,6 +22,8 @@ PROVIDERS: Mapping[str, Provider] = {
         openai.COMPATIBLE,
         azure.PROVIDER,
         anthropic.PROVIDER,
+        google.GEMINI,
+        google.VERTEX,
         mock.PROVIDER,
         bedrock.PROVIDER,
         cohere.PROVIDER,

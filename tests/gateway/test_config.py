@@ -136,6 +136,8 @@ def test_the_readme_configuration_example_validates_as_written() -> None:
         "azure",
         "anthropic",
         "openai_compatible",
+        "gemini",
+        "vertex_ai",
     }
 
 

@@ -20,7 +20,7 @@ def deployment(**fields: str) -> Deployment:
 
 def test_the_bundled_price_table_has_real_models_a_date_and_a_free_mock() -> None:
     table = PriceTable.bundled()
-    assert table.taken == "2025-06-01"
+    assert table.taken == "2025-11-24"
     for model in ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini", "text-embedding-3-small"):
         assert model in table.models
     mock = deployment(model="m", provider="mock")
