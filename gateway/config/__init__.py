@@ -192,7 +192,7 @@ class Deployment(Strict):
                     "a wildcard model takes its upstream model from the name asked for; "
                     "upstream_model does not apply"
                 )
-            if self.provider in ("azure", "bedrock"):
+            if self.provider in ("azure", "bedrock", "gemini", "vertex_ai"):
                 raise ValueError(
                     f"{self.provider} deployments name one upstream model in the URL they sign "
                     "or route by: no wildcard"

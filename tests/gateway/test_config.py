@@ -149,3 +149,24 @@ def test_the_readme_config_example_validates_and_prices_every_deployment() -> No
     config = parse_config(example, "README.md")
     prices = deployment_prices(config.deployments, config.governance, PriceTable.bundled())
     assert sorted(prices) == sorted(d.name for d in config.deployments)
+
+
+@pytest.mark.parametrize(
+    ("provider", "extra"),
+    [
+        ("azure", "base_url: https://x.openai.azure.com, api_version: '2024-10-21'"),
+        ("bedrock", "base_url: https://bedrock-runtime.us-east-1.amazonaws.com"),
+        ("gemini", "base_url: https://generativelanguage.googleapis.com/v1beta"),
+        ("vertex_ai", "base_url: https://us-central1-aiplatform.googleapis.com/v1/projects/p"),
+    ],
+)
+def test_a_wildcard_is_refused_where_the_model_is_part_of_the_url_the_provider_signs_or_routes(
+    provider: str, extra: str
+) -> None:
+    text = (
+        f"deployments:\n  - {{model: 'x/*', provider: {provider}, {extra}, "
+        "credential: 'env:KEY'}\n"
+    )
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text, "test")
+    assert "no wildcard" in str(refused.value)
