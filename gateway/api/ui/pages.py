@@ -19,6 +19,7 @@ import csv
 import io
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, get_args
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -81,6 +82,10 @@ def routes(ui: Dashboard) -> list[Route]:
             raise ApiRefused(answer)
         return answer.json()
 
+    async def team_names(session: Session) -> dict[str, str]:
+        teams = (await ui.read(session, "/admin/teams"))["data"]
+        return {t["id"]: t["name"] for t in teams}
+
     # overview
 
     async def overview(request: Request, session: Session, form: dict[str, str]) -> Response:
@@ -93,6 +98,7 @@ def routes(ui: Dashboard) -> list[Route]:
         by_team = await ui.read(session, "/admin/reports/spend", {"group_by": "team", **month})
         by_model = await ui.read(session, "/admin/reports/spend", {"group_by": "model", **month})
         ready = (await ui.call(session, "GET", "/health/ready")).json() or {}
+        names = await team_names(session)
         rows = daily["data"]
         day = [(r["day"][5:], r) for r in rows]
         shown = [
@@ -117,6 +123,7 @@ def routes(ui: Dashboard) -> list[Route]:
             credentials=checks.get("credentials", {}),
             models_served=sorted(ui.context.models()),
             days=OVERVIEW_DAYS,
+            team_names=names,
         )
 
     # keys
@@ -304,7 +311,8 @@ def routes(ui: Dashboard) -> list[Route]:
             report=report,
             query=query,
             groups=GROUPS,
-            csv_query="&".join(f"{k}={v}" for k, v in query.items() if v),
+            csv_query=urlencode({k: v for k, v in query.items() if v}),
+            team_names=await team_names(session),
         )
 
     async def spend_csv(request: Request, session: Session, form: dict[str, str]) -> Response:
