@@ -313,3 +313,70 @@ ui:
     roles:
       - {{value: admins, role: admin}}
 """
+
+
+def test_no_credential_of_the_dashboard_appears_in_anything_the_gateway_produced(
+    sso: dict[str, Any],
+) -> None:
+    """Leak canary for the dashboard's credential paths: the admin key and an admin token typed
+    into the sign-in form, the session cookies' secrets, a virtual key made (and shown once) in
+    the dashboard, the OpenID Connect code and ID token, a JWT bearer. None may be in the log,
+    /metrics, the audit log or any file the gateway wrote (the SQLite database and its WAL)."""
+    gateway: GatewayProcess = sso["gateway"]
+    canaries: dict[str, str] = {"admin key": gateway.admin_key}
+    made = gateway.admin(
+        "POST", "/admin/tokens", json={"role": "viewer", "team_id": None, "name": "canary"}
+    ).json()
+    canaries["admin token"] = made["token"]
+    for name, credential in (("admin key", gateway.admin_key), ("admin token", made["token"])):
+        with httpx.Client(base_url=gateway.url, timeout=15) as client:
+            page = client.get("/ui/login")
+            login = re.search(r'name="login_token" value="([^"]+)"', page.text)
+            assert login is not None
+            form = {"login_token": login[1], "credential": credential}
+            answer = client.post("/ui/login", data=form)
+            assert answer.status_code == 303
+            canaries[f"session of the {name}"] = str(answer.cookies["sg_session"])
+            keys = client.get("/ui/keys").text
+            assert credential not in keys
+    client = httpx.Client(base_url=gateway.url, timeout=15)
+    OPEN.append(client)
+    start = client.get("/ui/oidc/start")
+    granted = sso["provider"].authorize(start.headers["location"], "alice")
+    canaries["authorization code"] = granted["code"]
+    callback = client.get("/ui/oidc/callback", params=granted)
+    assert callback.status_code == 200
+    canaries["session of the SSO sign-in"] = str(callback.cookies["sg_session"])
+    csrf = re.search(r'name="csrf" value="([^"]+)"', client.get("/ui/keys").text)
+    assert csrf is not None
+    created = client.post("/ui/keys", data={"csrf": csrf[1], "models": gateways.MODEL})
+    key = re.search(r'<code id="new-key">([^<]+)</code>', created.text)
+    assert key is not None
+    canaries["virtual key made in the dashboard"] = key[1]
+    bearer = automation_token(sso, "alice")
+    canaries["JWT bearer"] = bearer
+    assert (
+        httpx.get(
+            gateway.url + "/admin/keys", headers={"Authorization": f"Bearer {bearer}"}
+        ).status_code
+        == 200
+    )
+    metrics = gateway.admin("GET", "/metrics").text
+    audit = gateway.admin("GET", "/admin/audit").text
+    client.post("/ui/logout", data={"csrf": csrf[1]})
+
+    def everything() -> dict[str, bytes]:
+        found = {
+            "stderr": gateway.stderr().encode(),
+            "stdout": gateway.stdout_path.read_bytes(),
+            "/metrics": metrics.encode(),
+            "/admin/audit": audit.encode(),
+        }
+        for path in gateway.data_dir.rglob("*"):
+            if path.is_file():
+                found[str(path)] = path.read_bytes()
+        return found
+
+    for where, content in everything().items():
+        for what, value in canaries.items():
+            assert value.encode() not in content, f"the {what} is in {where}"
