@@ -107,6 +107,8 @@ def test_a_key_created_in_the_browser_is_shown_exactly_once_and_then_answers_cal
 
     key = fresh.find("#new-key").text
     assert key.startswith("sk-sg-")
+    if os.environ.get("SEALGATE_UI_SCREENSHOTS"):
+        fresh.screenshot(Path(os.environ["SEALGATE_UI_SCREENSHOTS"]) / "key-created.png")
     copy = fresh.find("button.copy")
     copy.click()  # ui.js runs under the CSP: the button says what happened
     WebDriverWait(fresh.driver, 5).until(lambda d: copy.text != "Copy")

@@ -140,6 +140,7 @@ def routes(ui: Dashboard) -> list[Route]:
             page="keys",
             keys=keys,
             teams=teams,
+            team_names={t["id"]: t["name"] for t in teams},
             models=sorted(ui.context.models()),
             created=created,
             notice=notice(request),
