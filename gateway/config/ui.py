@@ -66,6 +66,9 @@ class Oidc(_Strict):
     roles: list[RoleMapping] = Field(min_length=1)
     timeout_seconds: float = Field(5.0, gt=0, le=60)
     leeway_seconds: float = Field(30.0, ge=0, le=300)
+    # An unknown key id fetches the provider's key set again at most once per this long, so a
+    # stream of tokens with made-up key ids cannot make the gateway hammer the provider.
+    jwks_refresh_seconds: float = Field(30.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _openid(self) -> Oidc:

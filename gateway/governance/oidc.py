@@ -5,7 +5,8 @@
     exchange         code + verifier -> ID token, at the token endpoint (a public client)
     verify           signature against the provider's JWKS (PyJWT's PyJWKClient: a key id it has
                      not seen fetches the set again, so a rotated key is picked up), an asymmetric
-                     algorithm only, issuer, audience, expiry, and the nonce when one was sent
+                     algorithm only, issuer, audience, expiry, and the nonce when one was sent;
+                     the set is fetched again at most once per ``jwks_refresh_seconds``
     actor            the claims -> who this is in the audit log and which role it has, from
                      ``roles_claim`` through the configured mappings (first match in config
                      order); a value that maps to nothing signs nobody in
@@ -104,7 +105,8 @@ class OidcClient:
                     found["jwks_uri"],
                     cache_keys=False,
                     lifespan=int(JWKS_LIFESPAN_SECONDS),
-                    timeout=int(max(1, self.settings.timeout_seconds)),
+                    timeout=self.settings.timeout_seconds,
+                    cooldown_duration=self.settings.jwks_refresh_seconds,
                 )
             return self._metadata
 

@@ -51,6 +51,7 @@ ui:
     scopes: [openid, groups]
     roles_claim: groups
     name_claim: username
+    jwks_refresh_seconds: 1
     roles:
       - {{value: llm-platform, role: admin}}
       - {{value: research-leads, role: team_admin, team: research}}
@@ -265,7 +266,7 @@ def test_a_key_the_provider_rotated_to_is_picked_up_from_its_jwks(sso: dict[str,
     answer = httpx.get(gateway.url + "/admin/keys", headers={"Authorization": f"Bearer {before}"})
     assert answer.status_code == 200  # the gateway now holds the provider's key set
     sso["provider"].rotate_key()
-    time.sleep(0.5)
+    time.sleep(1.1)  # past jwks_refresh_seconds since the gateway last fetched the key set
     after = automation_token(sso, "alice")
     assert jwt.get_unverified_header(after)["kid"] != jwt.get_unverified_header(before)["kid"]
     for token in (after, before):  # the new key, and the old one still published
