@@ -5,7 +5,8 @@ login for an identity that maps to no role, state bound to the browser and used 
 same settings validating JWT bearers on the admin API: a token the provider signed is accepted
 (also after the provider rotates its key), one signed by another key is refused.
 
-The user agent's step (signing in at OpenBao and being sent back with a code) is
+Two tests run the whole flow in headless chromium, through OpenBao's own sign-in page (its web
+UI is the provider's authorization endpoint). The others take the user agent's step with
 ``oidc_provider.OidcProvider.authorize``: it calls the provider's authorize API with the person's
 OpenBao token, as OpenBao's UI does. Everything else is the gateway talking to the provider."""
 
@@ -22,12 +23,16 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from gateway.governance.oidc import pkce_pair
 from tests.governance import gateways
 from tests.secrets.openbao_server import OpenBao
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
+from tests.ui import browser
+from tests.ui.browser import Browser
 from tests.ui.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.openbao
@@ -381,3 +386,60 @@ def test_no_credential_of_the_dashboard_appears_in_anything_the_gateway_produced
     for where, content in everything().items():
         for what, value in canaries.items():
             assert value.encode() not in content, f"the {what} is in {where}"
+
+
+def sso_in_browser(sso: dict[str, Any], person: str) -> Browser:
+    """The whole code flow in chromium: the gateway's sign-in page, OpenBao's own sign-in page
+    (its web UI, the provider's authorization endpoint), userpass, and back to the gateway."""
+    gateway: GatewayProcess = sso["gateway"]
+    chromium = browser.start()
+    try:
+        chromium.get(gateway.url + "/ui/login")
+        chromium.find("#sso").click()
+        WebDriverWait(chromium.driver, 30).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "select[data-test-select=auth-method]")
+        )
+        assert chromium.driver.current_url.startswith(sso["provider"].bao.address + "/ui/vault/")
+        Select(chromium.find("select[data-test-select=auth-method]")).select_by_value("userpass")
+        WebDriverWait(chromium.driver, 10).until(
+            lambda d: d.find_elements(By.CSS_SELECTOR, "input[name=username]")
+        )
+        chromium.find("input[name=username]").send_keys(person)
+        chromium.find("input[name=password]").send_keys(sso["provider"].passwords[person])
+        chromium.find("#auth-submit").click()
+        WebDriverWait(chromium.driver, 30).until(
+            lambda d: (
+                (d.current_url.startswith(gateway.url + "/ui") and "/ui/oidc/" not in d.current_url)
+                or bool(d.find_elements(By.CSS_SELECTOR, "#error"))
+            )
+        )
+    except BaseException:
+        chromium.quit()
+        raise
+    return chromium
+
+
+def test_in_a_browser_a_person_signs_in_at_openbao_and_lands_signed_in_at_the_gateway(
+    sso: dict[str, Any],
+) -> None:
+    chromium = sso_in_browser(sso, "rita")
+    try:
+        assert chromium.path == "/ui"
+        identity = chromium.find("#identity").text
+        assert identity == f"oidc:rita · team_admin · team {sso['research']['id']}"
+        assert chromium.cookie("sg_session") is not None
+        assert chromium.console_errors() == []
+    finally:
+        chromium.quit()
+
+
+def test_in_a_browser_an_unmapped_person_is_refused_after_signing_in_at_openbao(
+    sso: dict[str, Any],
+) -> None:
+    chromium = sso_in_browser(sso, "mallory")
+    try:
+        assert chromium.path == "/ui/oidc/callback"
+        assert "no role at this gateway" in chromium.find("#error").text
+        assert chromium.cookie("sg_session") is None
+    finally:
+        chromium.quit()

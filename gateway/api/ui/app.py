@@ -31,7 +31,11 @@ from gateway.governance import roles
 from gateway.governance.audit import Actor
 from gateway.governance.sessions import Session, Sessions
 
-STATIC = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+STATIC = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "ui.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
 ROLES = frozenset({"admin", "team_admin", "viewer"})  # who may sign in (not a metrics token)
 NOTICES = {  # what a redirect after a change may say: fixed texts, chosen by a code
     "revoked": "The key was revoked.",
