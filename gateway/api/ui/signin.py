@@ -72,6 +72,7 @@ def routes(ui: Dashboard) -> list[Route]:
     async def signed_in(
         request: Request, actor: Actor, token_id: str | None, method: str, redirect: bool
     ) -> Response:
+        await anyio.to_thread.run_sync(ui.sessions.sweep)  # ended and expired rows go
         secret, _ = await anyio.to_thread.run_sync(ui.sessions.start, actor, token_id)
         await ui.context.record(actor, "ui.login", "ui:session", {"method": method})
         tls = ui.tls(request)
