@@ -33,6 +33,7 @@ from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 from tests.ui import browser
 from tests.ui.browser import Browser
+from tests.ui.conftest import wait_started
 from tests.ui.oidc_provider import OidcProvider
 
 pytestmark = pytest.mark.openbao
@@ -81,7 +82,7 @@ def sso(
         gateway.config_path.write_text(
             gateways.config(upstream_server, extra=oidc_config(provider, redirect))
         )
-        gateway.start()
+        wait_started(gateway.start(wait=False))
         research = gateway.admin("POST", "/admin/teams", json={"name": "research"}).json()
         other = gateway.admin("POST", "/admin/teams", json={"name": "payments"}).json()
         key_r = gateway.create_key([gateways.MODEL], team_id=research["id"])
@@ -289,7 +290,7 @@ def test_sign_in_is_refused_when_the_provider_cannot_be_reached(
     nowhere = f"http://127.0.0.1:{gateways_free_port()}/v1/identity/oidc/provider/none"
     text = gateways.config(upstream_server, extra=oidc_config_for(nowhere, gateway.url))
     gateway.config_path.write_text(text)
-    gateway.start()
+    wait_started(gateway.start(wait=False))
     try:
         answer = httpx.get(gateway.url + "/ui/oidc/start")
         assert answer.status_code == 502

@@ -23,7 +23,7 @@ from tests.governance import gateways
 from tests.governance.conftest import postgres_database  # noqa: F401 - the fixture
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
-from tests.ui.conftest import UI
+from tests.ui.conftest import UI, running
 
 WHO = Actor("token:0123456789abcdef", "viewer", "team1")
 
@@ -132,7 +132,7 @@ def test_replicas_share_sessions_and_a_sign_out_on_one_ends_it_on_both(
     postgres_database: Callable[[], str],  # noqa: F811
 ) -> None:
     config = gateways.config(upstream_server, storage_url=postgres_database(), extra=UI)
-    with gateways.pair(tmp_path, config) as (first, second):
+    with running(tmp_path / "a", config) as first, running(tmp_path / "b", config) as second:
         secret = sign_in(first.url, first.admin_key)
         assert page(second.url, secret).status_code == 200  # signed in on one, used on the other
         keys = page(second.url, secret).text

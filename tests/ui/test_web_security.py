@@ -17,6 +17,7 @@ from gateway.api.ui import security
 from tests.governance import gateways
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
+from tests.ui.conftest import running
 
 EXPECTED = {
     "content-security-policy": (
@@ -155,7 +156,7 @@ def test_secure_cookies_makes_the_cookie_secure_behind_a_tls_proxy(
     config = gateways.config(
         upstream_server, extra="ui:\n  enabled: true\n  secure_cookies: true\n"
     )
-    with gateways.running(tmp_path, config) as gateway:
+    with running(tmp_path, config) as gateway:
         page = httpx.get(gateway.url + "/ui/login")
         cookie = set_cookies(page)["sg_login"]
         assert cookie.endswith("Secure; Max-Age=600")
@@ -246,7 +247,7 @@ def test_a_csv_cell_that_a_spreadsheet_would_run_is_defused(
 def test_the_dashboard_is_off_unless_configured(
     upstream_server: FakeUpstream, tmp_path: Path
 ) -> None:
-    with gateways.running(tmp_path, gateways.config(upstream_server)) as gateway:
+    with running(tmp_path, gateways.config(upstream_server)) as gateway:
         answer = httpx.get(gateway.url + "/ui/login")
         assert answer.status_code == 404
         assert "sg_login" not in answer.headers.get("set-cookie", "")
