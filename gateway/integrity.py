@@ -17,6 +17,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from verify.findings import Finding, Report, Severity, VerifyError, finding
 
 log = logging.getLogger("sealgate.integrity")
 
+MAX_NOTED = 200  # findings kept for the dashboard; the log has every one
 CLEAN = METRICS.gauge("sealgate_integrity_clean", "1 when the last integrity check was clean")
 TARGET_ENV = "SEALGATE_VERIFY_TARGET_PYTHON"
 
@@ -50,6 +52,17 @@ class Integrity:
     baseline: selfcheck.Baseline | None = None
     state: dict[str, Any] = field(default_factory=dict)
     watcher: file_watch.Watch | None = None
+    # For the dashboard (gateway/api/ui/): what the checks found (check, subject, reason; never
+    # more than a finding's own text), when start-up checked, and when the watch last alarmed.
+    findings: list[dict[str, str]] = field(default_factory=list)
+    checked_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    alarmed_at: datetime | None = None
+
+    def note(self, found: list[Finding]) -> None:
+        self.findings.extend(
+            {"check": f.check, "subject": f.subject, "reason": f.reason} for f in found
+        )
+        del self.findings[:-MAX_NOTED]
 
     def readiness(self) -> dict[str, Any]:
         return self.state
@@ -77,6 +90,8 @@ class Integrity:
 
     def _alarm(self, changes: list[Finding], reason: str) -> None:
         CLEAN[()] = 0
+        self.note(changes)
+        self.alarmed_at = datetime.now(UTC)
         for change in changes:
             log.error(
                 "integrity alarm",
@@ -151,6 +166,7 @@ def adopt(verdict: startup.Verdict, interval: float) -> Integrity:
         "seconds": round(report.elapsed, 3),
         "bound": verdict.bound,
     }
+    integrity.note(list(report.problems))
     for problem in report.problems:
         log.error(
             "integrity finding",
@@ -202,6 +218,7 @@ def check(settings: Verify) -> Integrity:
         "findings": len(report.problems),
         "seconds": round(report.elapsed, 3),
     }
+    integrity.note(list(report.problems))
     if not report.clean:
         if settings.mode == "enforce":
             raise StartupRefused(

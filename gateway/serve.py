@@ -14,12 +14,15 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import uvicorn
+from fastapi import FastAPI
 from sqlalchemy import Engine
+from starlette.types import ASGIApp
 
 from gateway import config as config_files
 from gateway import integrity, logs, runtime, tracing, workers
@@ -30,6 +33,7 @@ from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint
 from gateway.api.mcp_guard import McpGuardrails
+from gateway.api.ui.app import Dashboard
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, guardrails_section
@@ -37,7 +41,9 @@ from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
+from gateway.governance.oidc import OidcClient
 from gateway.governance.s3 import S3Sink
+from gateway.governance.sessions import Sessions
 from gateway.governance.setup import build_governance, check_prices
 from gateway.governance.sink_queue import SinkQueue
 from gateway.governance.sinks import AlertEvents, QueueSink, Sinks
@@ -123,6 +129,7 @@ class Services:
     sinks: Sinks
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
+    oidc: OidcClient | None = None  # sign-in and JWT bearers, when config ui.oidc
 
     def app(self) -> Gateway:
         """The ASGI application over these services, with their start and stop hooks."""
@@ -170,6 +177,7 @@ class Services:
             self.governance,
             lambda: self.router.models(),
             self.mcp.aggregator,
+            oidc=self.oidc,
         )
         return build_app(
             self.inference,
@@ -180,7 +188,18 @@ class Services:
             [stop],
             access_log=self.config.logging.access_log,
             mcp=self.mcp,
+            dashboard=self.dashboard(admin),
         )
+
+    def dashboard(self, admin: AdminContext) -> Callable[[FastAPI], ASGIApp] | None:
+        """The admin dashboard over the admin routes, when config ui.enabled (gateway/api/ui/)."""
+        settings = self.config.ui
+        if not settings.enabled:
+            return None
+        sessions = Sessions(
+            self.engine, settings.session_idle_seconds, settings.session_max_seconds
+        )
+        return lambda app: Dashboard(settings, app, admin, sessions, lambda: self.integrity).app
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -262,6 +281,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         mcp=McpEndpoint(tools, auth),
         data_dir_lock=held,
         sinks=sinks,
+        oidc=OidcClient(config.ui.oidc, governance.tenancy) if config.ui.oidc else None,
     )
 
 

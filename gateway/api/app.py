@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.api import admin, health
 from gateway.api.access import AccessLayer
@@ -23,6 +23,7 @@ from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint, is_mcp
 from gateway.api.responses import ResponsesRoute
+from gateway.api.ui import is_ui
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
 
@@ -48,12 +49,14 @@ class Gateway:
         admin: AdminGate,
         access: AccessLayer,
         mcp: McpEndpoint | None = None,
+        ui: ASGIApp | None = None,
     ) -> None:
         self.inference = inference
         self.app = app
         self.admin = admin
         self.access = access
         self.mcp = mcp
+        self.ui = ui  # the dashboard (gateway/api/ui/), when config ui.enabled
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,6 +69,8 @@ class Gateway:
             await self.access(scope, receive, send, self.admin, uncounted, None)
         elif self.mcp is not None and is_mcp(scope["path"]):
             await self.access(scope, receive, send, self.mcp, uncounted, None)
+        elif self.ui is not None and is_ui(scope["path"]):
+            await self.access(scope, receive, send, self.ui, uncounted, None)
         else:
             await self.access(scope, receive, send, self.app, uncounted, None)
 
@@ -87,6 +92,7 @@ def build_app(
     shutdown: list[Hook],
     access_log: bool = True,
     mcp: McpEndpoint | None = None,
+    dashboard: Callable[[FastAPI], ASGIApp] | None = None,
 ) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -160,4 +166,5 @@ def build_app(
     inference.routes["/v1/responses"] = ResponsesRoute(inference).handle
     inference.routes["/v1/completions"] = CompletionsRoute(inference).handle
     gate = AdminGate(app, admin_context, inference.limit)
-    return Gateway(inference, app, gate, AccessLayer(access_log), mcp)
+    ui = dashboard(app) if dashboard is not None else None  # it calls the admin routes in `app`
+    return Gateway(inference, app, gate, AccessLayer(access_log), mcp, ui)

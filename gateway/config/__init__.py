@@ -39,6 +39,7 @@ from gateway.config.guardrails import Guardrails
 from gateway.config.mcp import Mcp
 from gateway.config.routing import Router as Router
 from gateway.config.secrets import Vault
+from gateway.config.ui import Ui
 from gateway.errors import ConfigError
 from gateway.refs import CredentialRef, parse_ref
 
@@ -384,6 +385,7 @@ class GatewayConfig(Strict):
     guardrails: Guardrails = Guardrails()
     mcp: Mcp = Mcp()
     sinks: list[Sink] = []
+    ui: Ui = Ui()  # the admin dashboard and OpenID Connect sign-in (gateway/config/ui.py)
 
     @model_validator(mode="after")
     def _cross_references(self) -> GatewayConfig:

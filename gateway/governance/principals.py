@@ -1,4 +1,5 @@
-"""Who is calling the admin API: the gateway admin credential, or an admin token."""
+"""Who is calling the admin API: the gateway admin credential, an admin token, or (with
+``ui.oidc`` configured) a JWT the identity provider signed, its role mapped from its claims."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import anyio.to_thread
 from gateway.auth import AdminCredential
 from gateway.errors import AuthenticationFailed
 from gateway.governance.audit import Actor
+from gateway.governance.oidc import OidcClient, looks_like_jwt
 from gateway.governance.tenancy import Tenancy
 from gateway.tokens import ADMIN_TOKEN
 
@@ -15,7 +17,10 @@ MISSING = "admin credential required: 'Authorization: Bearer <admin key or admin
 
 
 async def resolve(
-    authorization: str | None, credential: AdminCredential, tenancy: Tenancy
+    authorization: str | None,
+    credential: AdminCredential,
+    tenancy: Tenancy,
+    oidc: OidcClient | None = None,
 ) -> Actor:
     scheme, _, token = (authorization or "").partition(" ")
     token = token.strip()
@@ -23,6 +28,8 @@ async def resolve(
         raise AuthenticationFailed(MISSING)
     if credential.matches(token):
         return ADMIN
+    if oidc is not None and looks_like_jwt(token):
+        return await anyio.to_thread.run_sync(lambda: oidc.actor(oidc.verify(token)))
     token_id = ADMIN_TOKEN.id_of(token)
     record = await anyio.to_thread.run_sync(tenancy.token, token_id) if token_id else None
     if record is None or not record.matches(token):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, case, func, or_, select
 
 from gateway.errors import InvalidRequest
 from gateway.governance.pricing import usd
@@ -212,3 +212,29 @@ def spend_record(row: Any) -> dict[str, Any]:
 def _utc(at: datetime) -> datetime:
     """SQLite hands back naive datetimes (stored as UTC); a naive filter value means UTC too."""
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def daily(engine: Engine, start: date, end: date, team_id: str | None) -> list[dict[str, Any]]:
+    """One row per day from ``start`` to ``end`` inclusive (UTC), days without a request
+    included: requests, errors (a record whose status is not ``ok``), tokens and cost."""
+    where = [
+        spend.c.at >= datetime.combine(start, time(0), tzinfo=UTC),
+        spend.c.at < datetime.combine(end + timedelta(days=1), time(0), tzinfo=UTC),
+    ]
+    if team_id is not None:
+        where.append(spend.c.team_id == team_id)
+    errors = func.coalesce(func.sum(case((spend.c.status != "ok", 1), else_=0)), 0)
+    query = (
+        select(spend.c.day.label("day"), *_sums(), errors.label("errors"))
+        .where(*where)
+        .group_by(spend.c.day)
+    )
+    with engine.connect() as connection:
+        found = {str(r.day): (_row(r), int(r.errors)) for r in connection.execute(query)}
+    rows = []
+    for offset in range((end - start).days + 1):
+        day = (start + timedelta(days=offset)).isoformat()
+        row, failed = found.get(day, (dict.fromkeys(FIELDS, 0) | {"cost_usd": usd(0)}, 0))
+        tokens = row["prompt_tokens"] + row["completion_tokens"]
+        rows.append({"day": day, **row, "errors": failed, "tokens": tokens})
+    return rows

@@ -209,3 +209,31 @@ sink_queue = Table(
     sqlite_autoincrement=True,  # a seq is never reused: S3 object names are made of them
 )
 Index("ix_sink_queue_sink_seq", sink_queue.c.sink, sink_queue.c.seq)
+
+# The dashboard's signed-in sessions (gateway/api/ui/, migration 0012). The cookie holds a random
+# secret; a row holds only its SHA-256, so a database reader cannot sign in as anyone. Every
+# replica reads the same rows, and logout (or revoking the admin token) ends a session on all.
+ui_sessions = Table(
+    "ui_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # sha256 of the cookie's secret
+    Column("actor", String(64), nullable=False),  # the audit log's name for who signed in
+    Column("role", String(16), nullable=False),  # admin | team_admin | viewer
+    Column("team_id", String(32), nullable=True),
+    Column("csrf", String(64), nullable=False),  # the form token (useless without the cookie)
+    Column("token_id", String(32), nullable=True),  # the admin token it was made from, if any
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("seen_at", DateTime(timezone=True), nullable=False),  # for the idle expiry
+    Column("revoked_at", DateTime(timezone=True), nullable=True),
+)
+
+# OpenID Connect sign-ins under way: the state (hashed), the PKCE verifier and the nonce, between
+# the redirect to the provider and its callback (which may reach another replica).
+ui_logins = Table(
+    "ui_logins",
+    metadata,
+    Column("state_hash", String(64), primary_key=True),
+    Column("verifier", String(128), nullable=False),
+    Column("nonce", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -23,6 +23,7 @@ from gateway.errors import NotFound
 from gateway.governance import principals, roles
 from gateway.governance.audit import Actor, AuditLog
 from gateway.governance.core import Governance
+from gateway.governance.oidc import OidcClient
 from gateway.governance.tenancy import Team, Tenancy
 from gateway.mcp.aggregator import Aggregator
 from gateway.store.keys import KeyStore
@@ -49,6 +50,7 @@ class AdminContext:
     governance: Governance
     models: Callable[[], list[str]]
     mcp: Aggregator | None = None  # the MCP gateway (gateway.api.admin.mcp)
+    oidc: OidcClient | None = None  # JWT bearers from the identity provider (config ui.oidc)
 
     def __post_init__(self) -> None:
         self.tenancy: Tenancy = self.governance.tenancy
@@ -56,7 +58,7 @@ class AdminContext:
 
     async def resolve(self, authorization: str | None) -> Actor:
         """Who an ``Authorization`` header names; AuthenticationFailed when nobody."""
-        return await principals.resolve(authorization, self.credential, self.tenancy)
+        return await principals.resolve(authorization, self.credential, self.tenancy, self.oidc)
 
     async def caller(self, request: Request) -> Actor:
         """The FastAPI dependency every admin route takes: who is calling (as the gate found

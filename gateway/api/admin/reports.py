@@ -3,14 +3,17 @@ Lines) and the audit log (with the state of its hash chain)."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query
 from starlette.responses import JSONResponse, StreamingResponse
 
 from gateway.api.admin.context import AdminContext, Caller
+from gateway.errors import InvalidRequest
 from gateway.governance import exports, reports, roles
+
+MAX_DAILY_DAYS = 366
 
 
 def router(ctx: AdminContext) -> APIRouter:
@@ -31,6 +34,27 @@ def router(ctx: AdminContext) -> APIRouter:
         roles.require(who, "reports:read", team)
         body = await ctx.run(reports.spend_report, engine, group_by, start, end, team)
         return JSONResponse(body)
+
+    @routes.get("/admin/reports/daily")
+    async def daily_report(
+        who: Caller,
+        start: date,
+        end: date,
+        team_id: Annotated[str | None, Query(max_length=32)] = None,
+    ) -> JSONResponse:
+        """Requests, errors, tokens and spend per day, from ``start`` to ``end`` (at most
+        MAX_DAILY_DAYS days), for one team or (the admin, an unscoped viewer) all."""
+        if not timedelta(0) <= end - start < timedelta(days=MAX_DAILY_DAYS):
+            raise InvalidRequest(
+                f"end must be on or after start, and at most {MAX_DAILY_DAYS} days later",
+                param="end",
+            )
+        if team_id is not None:
+            await ctx.team_or_404(who, team_id, "reports")
+        team = team_id if team_id is not None else roles.visible_team(who)
+        roles.require(who, "reports:read", team)
+        rows = await ctx.run(reports.daily, engine, start, end, team)
+        return JSONResponse({"object": "list", "team_id": team, "data": rows})
 
     @routes.get("/admin/spend/logs")
     async def spend_logs(

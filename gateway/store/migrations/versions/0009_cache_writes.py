@@ -1,14 +1,14 @@
 """cache writes: the prompt tokens a provider wrote to its prompt cache, on each spend row
 
-Revision ID: 0010
-Revises: 0016 (main had 0016 on 0007 when this branch merged it)
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010"
-down_revision = "0016"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """scope limits: request and token limits per project and per tag, set through the admin API
 
-Revision ID: 0016
+Revision ID: 0008
 Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0016"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
