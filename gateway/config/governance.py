@@ -48,11 +48,12 @@ class _Strict(BaseModel):
 
 
 class Prices(_Strict):
-    """USD per million tokens. ``cached_input`` defaults to ``input``."""
+    """USD per million tokens. ``cached_input`` and ``cache_write`` default to ``input``."""
 
     input: Price
     output: Price = Decimal(0)
     cached_input: Price | None = None
+    cache_write: Price | None = None
 
 
 class DeploymentGovernance(_Strict):

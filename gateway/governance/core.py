@@ -118,6 +118,7 @@ def _max_price(prices: list[Price]) -> Price:
         max(p.input for p in prices),
         max(p.cached_input for p in prices),
         max(p.output for p in prices),
+        max(p.input if p.cache_write is None else p.cache_write for p in prices),
     )
 
 

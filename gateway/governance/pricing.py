@@ -36,32 +36,50 @@ class Price:
     input: Decimal
     cached_input: Decimal
     output: Decimal
-    exact: tuple[int, int, int] | None = None  # the same as integers, when they are whole
+    exact: tuple[int, int, int, int] | None = None  # the same as integers, when they are whole
+    cache_write: Decimal | None = None  # None: a cache write costs the input price
 
     @classmethod
     def per_million(
-        cls, input: Decimal, output: Decimal = Decimal(0), cached_input: Decimal | None = None
+        cls,
+        input: Decimal,
+        output: Decimal = Decimal(0),
+        cached_input: Decimal | None = None,
+        cache_write: Decimal | None = None,
     ) -> Price:
         scale = Decimal(NANOS_PER_USD) / Decimal(10**6)
         cached = input if cached_input is None else cached_input
-        return cls.of(input * scale, cached * scale, output * scale)
+        written = None if cache_write is None else cache_write * scale
+        return cls.of(input * scale, cached * scale, output * scale, written)
 
     @classmethod
-    def of(cls, input: Decimal, cached_input: Decimal, output: Decimal) -> Price:
-        values = (input, cached_input, output)
+    def of(
+        cls,
+        input: Decimal,
+        cached_input: Decimal,
+        output: Decimal,
+        cache_write: Decimal | None = None,
+    ) -> Price:
+        written = input if cache_write is None else cache_write
+        values = (input, cached_input, output, written)
         whole = all(v == v.to_integral_value() for v in values)
-        exact = (int(input), int(cached_input), int(output)) if whole else None
-        return cls(input, cached_input, output, exact)
+        exact = (int(input), int(cached_input), int(output), int(written)) if whole else None
+        return cls(input, cached_input, output, exact, cache_write)
 
     def cost(self, usage: Usage) -> int:
-        """The cost of ``usage`` in nano-dollars (cached prompt tokens at the cached price)."""
+        """The cost of ``usage`` in nano-dollars: cached prompt tokens at the cached price,
+        prompt tokens written to the provider's cache at the cache-write price."""
         cached = min(usage.cached_tokens, usage.prompt_tokens)
+        written = min(usage.cache_write_tokens, usage.prompt_tokens - cached)
+        plain = usage.prompt_tokens - cached - written
         if self.exact is not None:  # every list price: whole nano-dollars per token
-            i, c, o = self.exact
-            return (usage.prompt_tokens - cached) * i + cached * c + usage.completion_tokens * o
+            i, c, o, w = self.exact
+            return plain * i + cached * c + written * w + usage.completion_tokens * o
+        write = self.input if self.cache_write is None else self.cache_write
         total = (
-            (usage.prompt_tokens - cached) * self.input
+            plain * self.input
             + cached * self.cached_input
+            + written * write
             + usage.completion_tokens * self.output
         )
         return int(total.to_integral_value(ROUND_HALF_UP))
@@ -72,8 +90,8 @@ FREE = Price.of(Decimal(0), Decimal(0), Decimal(0))
 
 # The keys a price row may carry: the prices (USD per million tokens, as decimal strings), and
 # what the row is (its provider, the page it was taken from and the date it was current there).
-# ``cache_write`` is recorded where a provider charges for writing its cache; the spend record
-# has no cache-write count yet, so it is not charged (it is validated like the others).
+# ``cache_write`` is the price of a prompt token written to the provider's cache, where the
+# provider charges for that (Anthropic, Bedrock); without it a write costs the input price.
 PRICE_KEYS = frozenset({"input", "output", "cached_input", "cache_write"})
 ROW_KEYS = PRICE_KEYS | {"provider", "source", "date"}
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -104,7 +122,10 @@ def _price(entry: Any, where: str = "price") -> Price:
         raise ValueError(f"{where}.date: expected a date as YYYY-MM-DD")
     prices = {k: _decimal(entry[k], f"{where}.{k}") for k in PRICE_KEYS if k in entry}
     return Price.per_million(
-        prices["input"], prices.get("output", Decimal(0)), prices.get("cached_input")
+        prices["input"],
+        prices.get("output", Decimal(0)),
+        prices.get("cached_input"),
+        prices.get("cache_write"),
     )
 
 
@@ -150,8 +171,7 @@ class PriceTable:
         """The operator's override, else the table's price of the upstream model, else the
         provider's (the mock is free); None when the gateway does not know the price."""
         if override is not None and override.prices is not None:
-            p = override.prices
-            return Price.per_million(p.input, p.output, p.cached_input)
+            return _of(override.prices)
         name = deployment.upstream_model or deployment.model
         if name in self.models:
             return self.models[name]
@@ -159,7 +179,7 @@ class PriceTable:
 
 
 def _of(prices: Prices) -> Price:
-    return Price.per_million(prices.input, prices.output, prices.cached_input)
+    return Price.per_million(prices.input, prices.output, prices.cached_input, prices.cache_write)
 
 
 def deployment_prices(

@@ -12,6 +12,7 @@ from gateway.governance.core import attribution
 from gateway.governance.pricing import Price, PriceTable, nanos, usd
 from gateway.providers.registry import PROVIDERS
 from gateway.values import Usage
+from gateway.wire.anthropic.vocabulary import usage_of
 
 
 def deployment(**fields: str) -> Deployment:
@@ -95,3 +96,28 @@ def test_attribution_takes_the_key_project_first_and_adds_header_tags() -> None:
     assert attribution({"project": "p1", "tags": ["c"]}, headers, True) == ("p1", ("a", "b", "c"))
     assert attribution({}, headers, True) == ("other", ("a", "b"))
     assert attribution({}, headers, False) == (None, ())
+
+
+def test_prompt_tokens_written_to_the_providers_cache_cost_its_cache_write_price() -> None:
+    # claude-sonnet-4-5: input 3.00, cache reads 0.30, cache writes 3.75, output 15.00 USD/M
+    price = PriceTable.bundled().models["claude-sonnet-4-5"]
+    usage = Usage(
+        prompt_tokens=1000, completion_tokens=100, cached_tokens=200, cache_write_tokens=300
+    )
+    # 500 plain x 3000 + 200 read x 300 + 300 written x 3750 + 100 x 15000 nano-dollars
+    assert price.cost(usage) == 500 * 3000 + 200 * 300 + 300 * 3750 + 100 * 15000
+    assert Price.per_million(Decimal(3)).cost(usage) == 1000 * 3000  # no write price: input's
+
+
+def test_anthropic_usage_counts_cache_writes_apart_so_they_are_priced_as_writes() -> None:
+    usage = usage_of(
+        {
+            "input_tokens": 10,
+            "cache_read_input_tokens": 20,
+            "cache_creation_input_tokens": 30,
+            "output_tokens": 5,
+        }
+    )
+    assert usage == Usage(
+        prompt_tokens=60, completion_tokens=5, cached_tokens=20, cache_write_tokens=30
+    )

@@ -250,6 +250,7 @@ def usage_of(usage: Any) -> Usage:
         prompt_tokens=count_of(usage.get("input_tokens")) + cached + created,
         completion_tokens=count_of(usage.get("output_tokens")),
         cached_tokens=cached,
+        cache_write_tokens=created,
     )
 
 
