@@ -8,6 +8,7 @@ README's screenshots: SEALGATE_UI_SCREENSHOTS=docs/ui)."""
 from __future__ import annotations
 
 import os
+import time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -165,6 +166,29 @@ def test_editing_a_budget_in_the_browser_changes_its_limit_and_its_state(
     amount.send_keys("10")
     submit(fresh, f"{row} form.edit-budget button[type=submit]")
     assert fresh.find(f"{row} .budget-state").text == "within"
+
+
+def test_a_budget_alert_is_shown_on_the_budgets_page_once_a_request_hits_the_hard_limit(
+    fresh: Browser, gateway: GatewayProcess, world: dict[str, Any]
+) -> None:
+    key = gateway.create_key([gateways.MODEL])
+    # the call reserves $0.033 (tests/governance/gateways.py), over this budget: refused at once
+    budget = world["admin"](
+        "POST",
+        "/admin/budgets",
+        json={"scope": "key", "scope_id": key["id"], "period": "daily", "max_usd": "0.03"},
+    ).json()
+    assert gateways.chat(gateway, key["key"]).status_code == 429
+    for _ in range(100):  # the alert is recorded off the request's path
+        alerts = world["admin"]("GET", "/admin/alerts").json()["data"]
+        if any(a["budget_id"] == budget["id"] for a in alerts):
+            break
+        time.sleep(0.1)
+    sign_in(fresh, gateway, gateway.admin_key)
+    fresh.get(gateway.url + "/ui/budgets")
+    row = f"#alerts tr[data-budget-id='{budget['id']}']"
+    assert fresh.find(f"{row} .alert-kind").text == "hard"
+    assert "$0.030000000" in fresh.find(row).text
 
 
 def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(

@@ -5,7 +5,8 @@
 /ui/keys               list, create (the key shown once), change limits and models, block,
                        rotate (the new key shown once), revoke
 /ui/teams              teams and users, and creating them
-/ui/budgets            budgets with their spend, soft and hard state; create, edit, delete
+/ui/budgets            budgets with their spend, soft and hard state, and their alerts; create,
+                       edit, delete
 /ui/tokens             admin tokens: create (shown once), revoke
 /ui/spend              the spend explorer: grouped over a date range; .csv of the same rows;
                        a day's records as the admin API's CSV export
@@ -224,11 +225,13 @@ def routes(ui: Dashboard) -> list[Route]:
 
     async def budgets(request: Request, session: Session, form: dict[str, str]) -> Response:
         found = (await ui.read(session, "/admin/budgets"))["data"]
+        alerts = (await ui.read(session, "/admin/alerts"))["data"][:50]  # newest first
         return ui.render(
             "budgets.html",
             signed=ui.signed(session),
             page="budgets",
             budgets=[_with_share(b) for b in found],
+            alerts=alerts,
             notice=notice(request),
         )
 
