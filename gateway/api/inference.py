@@ -197,7 +197,8 @@ class Inference:
             upstream, deployment = await routed(
                 receive, admission, router.chat_stream(model, body, admission.gate, plan)
             )
-            counting = CountingStream(upstream)
+            # observability (issue 17): the stream's finish reasons on the request's span
+            counting = CountingStream(tracing.finish_reasons(upstream))
             stream: Stream = counting
             if guarded is not None:
                 stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)
