@@ -11,9 +11,9 @@ context goes to the deployment.
 How (issue 17's throughput bound): the OpenTelemetry SDK cost about 50 µs to make and 45 µs to
 encode each span on the serving thread. Here a span on the hot path is one small object (ids,
 name, kind, two clock readings, a dict of attributes); when it ends it is appended to a bounded
-queue. A background thread (``export.SpanExporter``) takes the queue in batches, builds the
-OTLP protobuf messages with ``opentelemetry-proto`` and POSTs them, with retries, so the wire
-format is the collector's own definitions and nothing is encoded on the event loop.
+queue. Once a second the event loop encodes the queue, a chunk at a time, into OTLP protobuf
+with ``opentelemetry-proto`` (the collector's own definitions), and a sender thread that does
+nothing but I/O POSTs it, with retries (``export.SpanExporter``: why not encode in a thread).
 
 What never goes into a span: a key, a token, a header value, an exception message (errors are
 recorded by their code, ``error.type``). Attribute values are the operator's names (models,

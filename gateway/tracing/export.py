@@ -1,8 +1,9 @@
-"""The span exporter: OTLP/HTTP protobuf, in batches, from a thread of its own.
+"""The span exporter: OTLP/HTTP protobuf, in batches.
 
     hot path: a span ends ──> ``add``: appended to a bounded queue (a deque; no lock, no I/O)
-    exporter thread: every ``delay`` seconds, or as soon as ``batch`` spans wait:
-        take up to ``batch`` spans ── encode (opentelemetry-proto) ── POST <endpoint>
+    event loop, ``delay`` seconds after the first span queued: the queue encoded
+        (opentelemetry-proto), ENCODE_CHUNK spans at a time with the loop's other work between
+    sender thread: every encoded batch waiting, in one POST <endpoint>
         a 2xx answer: done; 429, 502, 503, 504 or no connection: again after 0.5 s, 1 s, 2 s, ...
         until ``timeout_seconds`` have passed, then the batch is dropped and counted
 
@@ -14,6 +15,7 @@ only to the endpoint's host and port; redirects are not followed (``http.client`
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import logging
 import ssl
@@ -36,8 +38,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("sealgate.tracing")
 
-MAX_QUEUE = 2048
-MAX_BATCH = 512
+MAX_QUEUE = 2048  # spans waiting to be encoded
+ENCODE_CHUNK = 64  # spans encoded at a time on the event loop (about 1 ms), then other work
+MAX_BODIES = 64  # encoded batches waiting for the sender
 DELAY_SECONDS = 1.0
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 FIRST_RETRY_SECONDS = 0.5
@@ -177,16 +180,17 @@ class SpanExporter:
         service_name: str,
         timeout_seconds: float,
         max_queue: int = MAX_QUEUE,
-        batch: int = MAX_BATCH,
         delay_seconds: float = DELAY_SECONDS,
     ) -> None:
         self._queue: deque[Span] = deque()
         self._max_queue = max_queue
-        self._batch = batch
         self._delay = delay_seconds
         self._timeout = timeout_seconds
         self._resource = resource(service_name)
         self._poster = Poster(endpoint, headers, timeout_seconds)
+        self._scheduled = False
+        # Encoded batches for the sender thread: (body, spans in it).
+        self._bodies: deque[tuple[bytes, int]] = deque()
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="sealgate-span-export", daemon=True)
@@ -197,7 +201,8 @@ class SpanExporter:
         EXPORTED[()] += 0
 
     def add(self, span: Span) -> None:
-        """Queue a finished span (called on the event loop: no lock, no I/O)."""
+        """Queue a finished span (on the event loop: no lock, no I/O); the first one after a
+        flush schedules the next flush on the same loop, ``delay`` seconds on."""
         queue = self._queue
         if len(queue) >= self._max_queue:
             DROPPED[(("reason", "queue_full"),)] += 1
@@ -208,14 +213,55 @@ class SpanExporter:
                 )
             return
         queue.append(span)
-        if len(queue) == self._batch:
-            self._wake.set()
+        if not self._scheduled:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return  # no loop (a test, a shutdown): ``stop`` sends it
+            self._scheduled = True
+            loop.call_later(self._delay, self._encode_some, loop)
+
+    def _encode_some(self, loop: asyncio.AbstractEventLoop) -> None:
+        """One chunk of the queue encoded, on the loop, then the loop's other work before the
+        next chunk. Encoding here and not in the sender thread matters: a thread that computes
+        holds the interpreter lock whenever the event loop gives it up for a system call, and on
+        a busy machine the operating system can pause that thread while it holds the lock, so
+        the loop waits on it; the sender thread only waits on its socket."""
+        queue = self._queue
+        spans = [queue.popleft() for _ in range(min(ENCODE_CHUNK, len(queue)))]
+        self._full = False
+        if spans:
+            self._hand_over(spans)
+        if queue:
+            loop.call_soon(self._encode_some, loop)
+        else:
+            self._scheduled = False
+
+    def _hand_over(self, spans: list[Span]) -> None:
+        try:
+            body = encode(spans, self._resource)
+        except Exception as exc:  # noqa: BLE001 - one bad span must not stop the others
+            DROPPED[(("reason", "export_failed"),)] += len(spans)
+            log.warning(
+                "trace export failed: spans dropped",
+                extra={"sg_error": type(exc).__name__, "sg_spans": len(spans)},
+            )
+            return
+        if len(self._bodies) >= MAX_BODIES:
+            DROPPED[(("reason", "queue_full"),)] += len(spans)
+            return
+        self._bodies.append((body, len(spans)))
+        self._wake.set()
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Send what is queued (within the timeout), then end the thread."""
+        """Encode and send what is queued (within the timeout), then end the thread. Called
+        when the event loop has ended."""
+        queue = self._queue
+        while queue:
+            self._hand_over([queue.popleft() for _ in range(min(ENCODE_CHUNK, len(queue)))])
         self._stopping = True
         self._wake.set()
         if self._thread.is_alive():
@@ -223,36 +269,33 @@ class SpanExporter:
         self._poster.close()
 
     def _run(self) -> None:
-        while not self._stopping:
-            self._wake.wait(self._delay)
+        while True:
+            self._wake.wait()
             self._wake.clear()
-            self._drain()
-        self._drain()
+            self._send_waiting()
+            if self._stopping:
+                self._send_waiting()
+                return
 
-    def _drain(self) -> None:
-        queue = self._queue
-        while queue:
-            spans = [queue.popleft() for _ in range(min(self._batch, len(queue)))]
-            self._full = False
+    def _send_waiting(self) -> None:
+        bodies = self._bodies
+        while bodies:
+            # Serialized messages of one type concatenate into one message (protobuf merges
+            # repeated fields), so everything waiting goes in one POST.
+            taken = [bodies.popleft() for _ in range(len(bodies))]
+            count = sum(spans for _, spans in taken)
             try:
-                self._send(encode(spans, self._resource))
+                self._send(b"".join(body for body, _ in taken))
             except ExportFailed as exc:
-                DROPPED[(("reason", "export_failed"),)] += len(spans)
+                DROPPED[(("reason", "export_failed"),)] += count
                 if not self._failing:
                     self._failing = True
                     log.warning(
                         "trace export failed: spans dropped",
-                        extra={"sg_error": str(exc), "sg_spans": len(spans)},
+                        extra={"sg_error": str(exc), "sg_spans": count},
                     )
                 continue
-            except Exception as exc:  # noqa: BLE001 - the thread must outlive one bad batch
-                DROPPED[(("reason", "export_failed"),)] += len(spans)
-                log.warning(
-                    "trace export failed: spans dropped",
-                    extra={"sg_error": type(exc).__name__, "sg_spans": len(spans)},
-                )
-                continue
-            EXPORTED[()] += len(spans)
+            EXPORTED[()] += count
             if self._failing:
                 self._failing = False
                 log.warning("trace export delivering again")

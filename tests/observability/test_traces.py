@@ -169,3 +169,22 @@ def test_content_is_on_spans_only_for_a_team_that_asked_and_then_redacted(
     everything = b"".join(receiver.raw)
     assert shaped.encode() not in everything and PROVIDER_KEY.encode() not in everything
     assert everything.count(PROMPT.encode()) == 1  # the open team's span, nowhere else
+
+
+def test_a_streamed_answer_s_span_carries_its_finish_reason(
+    upstream: FakeUpstream, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    gateway = traced(upstream, receiver, tmp_path)
+    try:
+        key = gateway.create_key(["gpt"])["key"]
+        streamed = chat(gateway, key, headers={"x-request-id": "streamed-1"}, stream=True)
+        assert streamed.status_code == 200
+        assert '"finish_reason":"stop"' in streamed.text.replace(" ", "")
+    finally:
+        gateway.stop()
+    (root,) = [
+        s for s in receiver.named("chat gpt") if s.attributes["sealgate.request_id"] == "streamed-1"
+    ]
+    assert root.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert "gen_ai.response.time_to_first_chunk" in root.attributes
+    assert FakeUpstream.REPLY_TEXT.encode() not in b"".join(receiver.raw)
