@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -165,6 +166,66 @@ def install_redaction(root: logging.Logger | None = None) -> None:
 
 
 ACCESS_LOGGER = "sealgate.access"
+ACCESS_FLUSH_SECONDS = 0.05  # the longest an access log line waits before it is written
+
+
+class BatchedStreamHandler(logging.Handler):
+    """A handler that writes its lines in batches: the access log's, at one line per request.
+
+    ``emit`` formats the line and appends it to a deque (no lock, no system call on the event
+    loop); a thread writes what waits every ``interval`` seconds in one write. A write per line
+    would be a system call per request on the event loop, and each one hands the interpreter
+    lock to whichever other thread wants it (the spend writer, the span sender), for up to the
+    switch interval, before the loop may go on. ``flush`` and ``close`` (``logging.shutdown`` at
+    exit) write what waits, so a stopping process loses no line; a killed one loses at most the
+    last ``interval``."""
+
+    def __init__(self, stream: Any, interval: float = ACCESS_FLUSH_SECONDS) -> None:
+        super().__init__()
+        self.stream = stream
+        self._interval = interval
+        self._lines: deque[str] = deque()
+        self._writing = threading.Lock()  # the writer's, never taken by emit
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sealgate-access-log", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # without Handler's lock around emit
+        if self.filter(record):
+            self.emit(record)
+            return True
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self._writing:
+            lines = self._lines
+            taken = [lines.popleft() for _ in range(len(lines))]
+            if taken:
+                self.stream.write("\n".join(taken) + "\n")
+                self.stream.flush()
+
+    def _run(self) -> None:
+        while not self._closed.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a full disk must not end the writer
+                self._lines.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self.flush()
+        finally:
+            super().close()
+
+
+_ACCESS_HANDLER: BatchedStreamHandler | None = None
 
 
 def configure(level: str = "info", stream: Any = None, access_log: bool = True) -> None:
@@ -181,7 +242,17 @@ def configure(level: str = "info", stream: Any = None, access_log: bool = True) 
     root.setLevel(level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if access_log else logging.WARNING)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO if access_log else logging.WARNING)
+    global _ACCESS_HANDLER
+    if _ACCESS_HANDLER is not None:
+        access.removeHandler(_ACCESS_HANDLER)
+        _ACCESS_HANDLER.close()
+    _ACCESS_HANDLER = BatchedStreamHandler(stream or sys.stderr)
+    _ACCESS_HANDLER.setFormatter(JsonFormatter())
+    _ACCESS_HANDLER.addFilter(RedactingFilter())
+    access.addHandler(_ACCESS_HANDLER)
+    access.propagate = False  # its lines go through the batched handler, to the same stream
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers.clear()

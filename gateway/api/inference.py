@@ -133,7 +133,7 @@ class Inference:
         (settled, with the spend record durable, before the answer goes out: governance/); the
         plan is the order routing follows."""
         plan = router.plan(model, stream=bool(body.get("stream")), key=record)
-        with tracing.span("sealgate.limits"):  # observability (issue 17): the limit check
+        with tracing.timed("sealgate.limits.duration"):  # observability (issue 17)
             admission = await self.governance.admit(
                 record, model, body, headers, kind, plan[0].deployment
             )

@@ -110,13 +110,13 @@ def encode(spans: Iterable[Span], service: Resource) -> bytes:
         if span.trace_state:
             message.trace_state = span.trace_state
         message.name = span.name
-        message.kind = span.kind  # type: ignore[assignment]  # the enum's int values
+        message.kind = span.kind  # the enum's int values
         message.start_time_unix_nano = span.start
         message.end_time_unix_nano = span.end
         add_attributes(message.attributes, span.attributes)
         if span.error:
             message.status.code = Status.STATUS_CODE_ERROR
-    return request.SerializeToString()
+    return bytes(request.SerializeToString())
 
 
 class ExportFailed(Exception):
