@@ -31,11 +31,12 @@ from gateway.api.inference import Inference
 from gateway.api.mcp import McpEndpoint
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
-from gateway.config import GatewayConfig, guardrails_section
+from gateway.config import GatewayConfig, Sink, guardrails_section
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
+from gateway.governance.otlp_logs import OtlpLogsSink
 from gateway.governance.s3 import S3Sink
 from gateway.governance.setup import build_governance, check_prices
 from gateway.governance.sink_queue import SinkQueue
@@ -167,7 +168,7 @@ class Services:
             lambda: self.router.models(),
             self.mcp.aggregator,
         )
-        return build_app(
+        gateway = build_app(
             self.inference,
             self.auth,
             admin,
@@ -177,6 +178,8 @@ class Services:
             access_log=self.config.logging.access_log,
             mcp=self.mcp,
         )
+        gateway.access.events = self.sinks.events  # observability (issue 17): access events
+        return gateway
 
 
 def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
@@ -227,11 +230,8 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         log.warning(
             "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
         )
-    delivering: list[QueueSink] = [
-        WebhookSink(sink, queue, broker) if sink.type == "webhook" else S3Sink(sink, queue, broker)
-        for sink in config.sinks
-    ]
-    sinks = Sinks(delivering, queue)
+    delivering: list[QueueSink] = [sink_of(sink, queue, broker) for sink in config.sinks]
+    sinks = Sinks(delivering, queue, config.storage.timeout_seconds)
     alerts.sinks = sinks
     readiness = Readiness(
         engine,
@@ -258,6 +258,14 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     )
 
 
+def sink_of(settings: Sink, queue: SinkQueue, broker: SecretBroker) -> QueueSink:
+    if settings.type == "webhook":
+        return WebhookSink(settings, queue, broker)
+    if settings.type == "s3":
+        return S3Sink(settings, queue, broker)
+    return OtlpLogsSink(settings, queue, broker)
+
+
 def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
     config = load_config(config_path)
     check_prices(config.governance, config.deployments)  # cost control fails closed
@@ -269,6 +277,7 @@ def serve(config_path: str | None, host: str, port: int, data_dir: Path) -> int:
         policies = integrity.policies_dir(config.verify)
         webhook.check_egress(guardrails_section(config, policies), policies)
         egress.enforce_mcp(config.mcp.servers, policies)
+        egress.enforce_sinks(config.sinks, policies)  # observability (issue 17)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Message, Receive, Scope, Send
@@ -150,6 +151,7 @@ class AccessLayer:
                     if self.enabled:
                         write(entry)
                     if self.events is not None:
+                        entry["at"] = datetime.now(UTC).isoformat()
                         self.events.put(ACCESS_EVENT, f"access-{new_id()}", entry)
 
 
