@@ -138,5 +138,5 @@ sinks:
     )
     process = GatewayProcess(tmp_path, text).start(wait=False)
     assert process.wait_exit() != 0
-    assert "sinks.0.headers" in process.stderr()
+    assert "sinks.0.otlp_logs.headers (line" in process.stderr()
     assert "sgliteralsecret" not in process.stderr()

@@ -33,7 +33,7 @@ sinks:
 """
 BASE = """
 deployments:
-  - {model: gpt, provider: openai, credential: "env:OPENAI_API_KEY"}
+  - {model: gpt, provider: mock}
 verify: {mode: "off"}
 """
 
