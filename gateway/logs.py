@@ -15,6 +15,7 @@ import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -83,6 +84,8 @@ class RedactingFilter(logging.Filter):
         self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.__dict__.get(PREFORMATTED) is _SCRUBBED and self.redactor is REDACTOR:
+            return True  # json_line scrubbed every value with this redactor
         try:
             message = record.getMessage()
         except Exception:  # noqa: BLE001 - a malformed format string must not lose the record
@@ -101,8 +104,43 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+# A record whose message is already its whole JSON line, made by ``json_line`` (the access
+# log's, once per request): ``json_line`` scrubbed each of its values, so the filter does not
+# scrub the line again (one pass of the credential shapes over a whole line costs several times
+# more than over its short values), and the formatter passes it through.
+PREFORMATTED = "preformatted_json"
+_SCRUBBED = object()
+PREFORMATTED_EXTRA = {PREFORMATTED: _SCRUBBED}  # ``extra`` of a line from json_line
+
+
+def timestamp(created: float) -> str:
+    """A log line's ``ts``: UTC, milliseconds."""
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created * 1000) % 1000:03d}Z"
+    )
+
+
+def json_line(logger: str, msg: str, fields: dict[str, Any]) -> str:
+    """The line ``JsonFormatter`` would write for ``fields`` (names without ``sg_``), each
+    string value scrubbed as the filter scrubs them, made in one ``json.dumps`` (its C encoder)
+    instead of record attributes read back one by one. Log it with ``extra=PREFORMATTED_EXTRA``."""
+    scrub = REDACTOR.scrub
+    entry: dict[str, Any] = {
+        "ts": timestamp(time.time()),
+        "level": "info",
+        "logger": logger,
+        "msg": scrub(msg),
+    }
+    for name, value in fields.items():
+        entry[name] = scrub(value) if isinstance(value, str) else value
+    return json.dumps(entry, default=str)
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if record.__dict__.get(PREFORMATTED) is _SCRUBBED:
+            return record.getMessage()
         entry: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
@@ -131,6 +169,66 @@ def install_redaction(root: logging.Logger | None = None) -> None:
 
 
 ACCESS_LOGGER = "sealgate.access"
+ACCESS_FLUSH_SECONDS = 0.05  # the longest an access log line waits before it is written
+
+
+class BatchedStreamHandler(logging.Handler):
+    """A handler that writes its lines in batches: the access log's, at one line per request.
+
+    ``emit`` formats the line and appends it to a deque (no lock, no system call on the event
+    loop); a thread writes what waits every ``interval`` seconds in one write. A write per line
+    would be a system call per request on the event loop, and each one hands the interpreter
+    lock to whichever other thread wants it (the spend writer, the span sender), for up to the
+    switch interval, before the loop may go on. ``flush`` and ``close`` (``logging.shutdown`` at
+    exit) write what waits, so a stopping process loses no line; a killed one loses at most the
+    last ``interval``."""
+
+    def __init__(self, stream: Any, interval: float = ACCESS_FLUSH_SECONDS) -> None:
+        super().__init__()
+        self.stream = stream
+        self._interval = interval
+        self._lines: deque[str] = deque()
+        self._writing = threading.Lock()  # the writer's, never taken by emit
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sealgate-access-log", daemon=True)
+        self._thread.start()
+
+    def handle(self, record: logging.LogRecord) -> bool:  # without Handler's lock around emit
+        if self.filter(record):
+            self.emit(record)
+            return True
+        return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._lines.append(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
+    def flush(self) -> None:
+        with self._writing:
+            lines = self._lines
+            taken = [lines.popleft() for _ in range(len(lines))]
+            if taken:
+                self.stream.write("\n".join(taken) + "\n")
+                self.stream.flush()
+
+    def _run(self) -> None:
+        while not self._closed.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:  # noqa: BLE001 - a full disk must not end the writer
+                self._lines.clear()
+
+    def close(self) -> None:
+        self._closed.set()
+        try:
+            self.flush()
+        finally:
+            super().close()
+
+
+_ACCESS_HANDLER: BatchedStreamHandler | None = None
 
 
 def configure(level: str = "info", stream: Any = None, access_log: bool = True) -> None:
@@ -147,7 +245,17 @@ def configure(level: str = "info", stream: Any = None, access_log: bool = True) 
     root.setLevel(level.upper())
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    logging.getLogger(ACCESS_LOGGER).setLevel(logging.INFO if access_log else logging.WARNING)
+    access = logging.getLogger(ACCESS_LOGGER)
+    access.setLevel(logging.INFO if access_log else logging.WARNING)
+    global _ACCESS_HANDLER
+    if _ACCESS_HANDLER is not None:
+        access.removeHandler(_ACCESS_HANDLER)
+        _ACCESS_HANDLER.close()
+    _ACCESS_HANDLER = BatchedStreamHandler(stream or sys.stderr)
+    _ACCESS_HANDLER.setFormatter(JsonFormatter())
+    _ACCESS_HANDLER.addFilter(RedactingFilter())
+    access.addHandler(_ACCESS_HANDLER)
+    access.propagate = False  # its lines go through the batched handler, to the same stream
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         lg = logging.getLogger(name)
         lg.handlers.clear()

@@ -36,12 +36,13 @@ from gateway.api.mcp_guard import McpGuardrails
 from gateway.api.ui.app import Dashboard
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
-from gateway.config import GatewayConfig, guardrails_section
+from gateway.config import GatewayConfig, Sink, guardrails_section
 from gateway.config import Tracing as TracingSettings
 from gateway.errors import ConfigError
 from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
 from gateway.governance.oidc import OidcClient
+from gateway.governance.otlp_logs import OtlpLogsSink
 from gateway.governance.s3 import S3Sink
 from gateway.governance.sessions import Sessions
 from gateway.governance.setup import build_governance, check_prices
@@ -179,7 +180,7 @@ class Services:
             self.mcp.aggregator,
             oidc=self.oidc,
         )
-        return build_app(
+        gateway = build_app(
             self.inference,
             self.auth,
             admin,
@@ -190,6 +191,8 @@ class Services:
             mcp=self.mcp,
             dashboard=self.dashboard(admin),
         )
+        gateway.access.events = self.sinks.events  # observability (issue 17): access events
+        return gateway
 
     def dashboard(self, admin: AdminContext) -> Callable[[FastAPI], ASGIApp] | None:
         """The admin dashboard over the admin routes, when config ui.enabled (gateway/api/ui/)."""
@@ -252,11 +255,8 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         log.warning(
             "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
         )
-    delivering: list[QueueSink] = [
-        WebhookSink(sink, queue, broker) if sink.type == "webhook" else S3Sink(sink, queue, broker)
-        for sink in config.sinks
-    ]
-    sinks = Sinks(delivering, queue)
+    delivering: list[QueueSink] = [sink_of(sink, queue, broker) for sink in config.sinks]
+    sinks = Sinks(delivering, queue, config.storage.timeout_seconds)
     alerts.sinks = sinks
     readiness = Readiness(
         engine,
@@ -285,6 +285,14 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
     )
 
 
+def sink_of(settings: Sink, queue: SinkQueue, broker: SecretBroker) -> QueueSink:
+    if settings.type == "webhook":
+        return WebhookSink(settings, queue, broker)
+    if settings.type == "s3":
+        return S3Sink(settings, queue, broker)
+    return OtlpLogsSink(settings, queue, broker)
+
+
 def serve(
     config_path: str | None, host: str, port: int, data_dir: Path, worker_count: int = 1
 ) -> int:
@@ -298,6 +306,7 @@ def serve(
         policies = integrity.policies_dir(config.verify)
         webhook.check_egress(guardrails_section(config, policies), policies)
         egress.enforce_mcp(config.mcp.servers, policies)
+        egress.enforce_sinks(config.sinks, policies)  # observability (issue 17)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)

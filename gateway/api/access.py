@@ -23,7 +23,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.types import Message, Receive, Scope, Send
 
@@ -31,7 +32,7 @@ from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
 from gateway.governance.pricing import NANOS_PER_USD
-from gateway.logs import ACCESS_LOGGER
+from gateway.logs import ACCESS_LOGGER, PREFORMATTED_EXTRA, json_line
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ MAX_REQUEST_ID = 128
 REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,%d}" % MAX_REQUEST_ID)
 MAX_LOGGED_PATH = 200
 EVENT_STREAM = b"text/event-stream"
+ACCESS_EVENT = "access"  # the sinks' event type
 
 
 class Access:
@@ -92,12 +94,19 @@ async def refuse_request_id(scope: Scope, receive: Receive, send: Send) -> None:
     )
 
 
+class AccessEvents(Protocol):
+    def put(self, type_: str, event_id: str, data: dict[str, object]) -> None: ...
+
+
 class AccessLayer:
     """Wraps the guard of every HTTP request: the id, the log line, the request metrics.
-    ``enabled`` False turns the log line off (ids and metrics stay)."""
+    ``enabled`` False turns the log line off (ids and metrics stay). With ``events`` (set when
+    sinks are configured), each inference request's line also goes to every sink as an
+    ``access`` event, through the durable sink queue (``governance.sinks.EventBatcher``)."""
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
+        self.events: AccessEvents | None = None
 
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, app: App, guard: Guard, route: str | None
@@ -125,7 +134,7 @@ class AccessLayer:
             finally:
                 _CURRENT.reset(token)
                 if self.enabled:
-                    write(access, scope)
+                    write(fields(access, scope))
             return
         IN_FLIGHT[(("route", route),)] += 1
         with tracing.request_span(route, scope["headers"]) as span:
@@ -137,8 +146,13 @@ class AccessLayer:
                 observe(access, route)
                 if span is not None:
                     tracing.finish_request(span, route, access.status, span_facts(access))
-                if self.enabled:
-                    write(access, scope)
+                if self.enabled or self.events is not None:
+                    entry = fields(access, scope)
+                    if self.enabled:
+                        write(entry)
+                    if self.events is not None:
+                        entry["at"] = datetime.now(UTC).isoformat()
+                        self.events.put(ACCESS_EVENT, f"access-{new_id()}", entry)
 
 
 def observe(access: Access, route: str) -> None:
@@ -204,34 +218,41 @@ def span_facts(access: Access) -> dict[str, object]:
     return facts
 
 
-def write(access: Access, scope: Scope) -> None:
-    """The access log line of one finished request."""
+def fields(access: Access, scope: Scope) -> dict[str, object]:
+    """What the access log line (and the sinks' ``access`` event) says of one finished
+    request: ids, names, numbers; never a header value, a body or a key."""
     elapsed_ms = (time.perf_counter() - access.started) * 1000
-    extra: dict[str, object] = {
-        "sg_request_id": access.request_id,
-        "sg_method": scope["method"],
-        "sg_path": scope["path"][:MAX_LOGGED_PATH],
-        "sg_status": access.status or 499,
-        "sg_latency_ms": round(elapsed_ms, 2),
+    entry: dict[str, object] = {
+        "request_id": access.request_id,
+        "method": scope["method"],
+        "path": scope["path"][:MAX_LOGGED_PATH],
+        "status": access.status or 499,
+        "latency_ms": round(elapsed_ms, 2),
     }
     key = access.key
     if key is not None:
-        extra["sg_key_id"] = key.id
-        extra["sg_team_id"] = key.team_id
-        extra["sg_user_id"] = key.user_id
+        entry["key_id"] = key.id
+        entry["team_id"] = key.team_id
+        entry["user_id"] = key.user_id
     admission = access.admission
     if admission is not None:
-        extra["sg_spend_id"] = admission.request_id
-        extra["sg_project"] = admission.project
-        extra["sg_model"] = admission.model
+        entry["spend_id"] = admission.request_id
+        entry["project"] = admission.project
+        entry["model"] = admission.model
         spend = admission.record
         if spend is not None:
-            extra["sg_deployment"] = spend.deployment
-            extra["sg_outcome"] = spend.status
-            extra["sg_prompt_tokens"] = spend.prompt_tokens
-            extra["sg_completion_tokens"] = spend.completion_tokens
-            extra["sg_cached_tokens"] = spend.cached_tokens
-            extra["sg_cost_usd"] = spend.cost_nanos / NANOS_PER_USD
+            entry["deployment"] = spend.deployment
+            entry["outcome"] = spend.status
+            entry["prompt_tokens"] = spend.prompt_tokens
+            entry["completion_tokens"] = spend.completion_tokens
+            entry["cached_tokens"] = spend.cached_tokens
+            entry["cost_usd"] = spend.cost_nanos / NANOS_PER_USD
     if access.first_event is not None:
-        extra["sg_ttft_ms"] = round((access.first_event - access.started) * 1000, 2)
-    log.info("request", extra=extra)
+        entry["ttft_ms"] = round((access.first_event - access.started) * 1000, 2)
+    return entry
+
+
+def write(entry: dict[str, object]) -> None:
+    """The access log line of one finished request: one ``json.dumps``, through the redacting
+    filter like every line (``logs.json_line``)."""
+    log.info(json_line(ACCESS_LOGGER, "request", entry), extra=PREFORMATTED_EXTRA)

@@ -218,7 +218,7 @@ class Inference:
         (settled, with the spend record durable, before the answer goes out: governance/); the
         plan is the order routing follows."""
         plan = router.plan(model, stream=bool(body.get("stream")), key=record)
-        with tracing.span("sealgate.limits"):  # observability (issue 17): the limit check
+        with tracing.timed("sealgate.limits.duration"):  # observability (issue 17)
             admission = await self.governance.admit(
                 record, model, body, headers, kind, plan[0].deployment
             )
@@ -322,7 +322,8 @@ class Inference:
                 )
                 if isinstance(messages, MessagesCall):  # translated: what it left out, named
                     extra = extra + messages.headers(deployment)
-            counting = CountingStream(upstream)
+            # observability (issue 17): the stream's finish reasons on the request's span
+            counting = CountingStream(tracing.finish_reasons(upstream))
             stream: Stream = counting
             if guarded is not None:
                 stream = guarded.guardrails.stream(guarded.policy, guarded.evidence, counting)

@@ -360,7 +360,49 @@ class S3Sink(SinkBase):
         }
 
 
-Sink = Annotated[WebhookSink | S3Sink, Field(discriminator="type")]
+class OtlpLogsSink(SinkBase):
+    """POSTs each batch as OTLP/HTTP log records (protobuf) to ``endpoint`` (a collector's
+    ``/v1/logs``); ``headers`` maps a header name to a credential reference (env:, file: or
+    vault:), fetched through the secret broker, never a value."""
+
+    type: Literal["otlp_logs"]
+    endpoint: str  # e.g. https://otel-collector.example.com:4318/v1/logs
+    headers: dict[str, str] = {}
+    service_name: str = Field("sealgate", min_length=1, max_length=200)
+
+    _endpoint = field_validator("endpoint")(_sink_url)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_references(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            if not re.fullmatch(r"[A-Za-z0-9-]{1,64}", name):
+                raise ValueError(f"header name {name!r} is not a valid HTTP header name")
+            try:
+                parse_ref(ref)
+            except ValueError:
+                raise ValueError(
+                    f"header {name}: expected a credential reference (env:, file: or vault:), "
+                    "never a value"
+                ) from None
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
+
+    @property
+    def address_key(self) -> str:
+        return "endpoint"
+
+    def header_refs(self) -> dict[str, CredentialRef]:
+        return {name: parse_ref(ref) for name, ref in self.headers.items()}
+
+    def refs(self) -> dict[str, CredentialRef]:
+        return {f"headers.{name}": ref for name, ref in self.header_refs().items()}
+
+
+Sink = Annotated[WebhookSink | S3Sink | OtlpLogsSink, Field(discriminator="type")]
 
 
 class Verify(Strict):

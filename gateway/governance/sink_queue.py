@@ -2,6 +2,7 @@
 
     spend row inserted ──(trigger, same transaction)──> sink_queue: one row per registered sink
     other events (``enqueue``: budget alerts, ...)  ──> sink_queue: one row per registered sink
+    access events (``enqueue_many``, in batches from sink_events.py) ──> the same
     a sink's delivery loop: ``claim`` a batch (a lease) ── deliver ── ``ack`` (delete) or
                             ``release`` (for a retry, by this replica or another)
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,15 @@ from gateway.governance.reports import spend_record
 from gateway.store.tables import sink_queue, sinks, spend
 
 SPEND = "spend"
+SEP = (",", ":")
+# One statement, so it takes the write lock at once: a read then a write in one SQLite
+# transaction fails with "database is locked" when another writer (the spend batch and its
+# trigger) went first, whatever the busy timeout.
+ENQUEUE = text(
+    "INSERT INTO sink_queue (sink, event_id, type, body) "
+    "SELECT name, :event_id, :type, :body FROM sinks WHERE true "
+    "ON CONFLICT (sink, event_id) DO NOTHING"
+)
 
 CLAIM_POSTGRES = text(
     "UPDATE sink_queue SET lease_until = :until, lease_owner = :owner "
@@ -85,19 +95,20 @@ class SinkQueue:
     def enqueue(self, type_: str, event_id: str, data: Mapping[str, Any]) -> None:
         """Queue an event other than spend (a budget alert, ...) for every registered sink;
         the same id again is ignored."""
-        body = json.dumps(dict(data), separators=(",", ":"))
-        # One statement, so it takes the write lock at once: a read then a write in one SQLite
-        # transaction fails with "database is locked" when another writer (the spend batch and
-        # its trigger) went first, whatever the busy timeout.
+        body = json.dumps(dict(data), separators=SEP)
         with self._engine.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO sink_queue (sink, event_id, type, body) "
-                    "SELECT name, :event_id, :type, :body FROM sinks WHERE true "
-                    "ON CONFLICT (sink, event_id) DO NOTHING"
-                ),
-                {"event_id": event_id, "type": type_, "body": body},
-            )
+            connection.execute(ENQUEUE, {"event_id": event_id, "type": type_, "body": body})
+
+    def enqueue_many(self, events: Sequence[tuple[str, str, Mapping[str, Any]]]) -> None:
+        """Queue many events (type, id, data) for every registered sink in one transaction
+        (the access events' batches, ``sink_events.py``); an id already queued is ignored, so a
+        batch written again after an unclear failure adds nothing."""
+        rows = [
+            {"event_id": event_id, "type": type_, "body": json.dumps(dict(data), separators=SEP)}
+            for type_, event_id, data in events
+        ]
+        with self._engine.begin() as connection:
+            connection.execute(ENQUEUE, rows)
 
     def claim(self, sink: str, limit: int, lease_seconds: float) -> list[Event]:
         """Lease up to ``limit`` of the sink's oldest undelivered events to this process."""

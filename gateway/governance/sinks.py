@@ -1,4 +1,4 @@
-"""The sinks' delivery loop, shared by every kind (``webhook.py``, ``s3.py``).
+"""The sinks' delivery loop, shared by every kind (``webhook.py``, ``s3.py``, ``otlp_logs.py``).
 
     loop: claim up to batch_size events (a lease) ── send them (the kind's ``send``)
           accepted: ack (they leave the queue); refused, or no answer within timeout_seconds:
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from gateway.governance.alerts import BudgetAlert, LogSink
+from gateway.governance.sink_events import EventBatcher
 from gateway.governance.sink_queue import Event, SinkQueue
 from gateway.metrics import METRICS
 from gateway.providers.egress import GuardedResolver
@@ -32,6 +33,7 @@ DELIVERED = METRICS.counter("sealgate_sink_events_total", "events a sink's recei
 FAILURES = METRICS.counter(
     "sealgate_sink_failures_total", "sink deliveries that failed (each retried), by sink"
 )
+STOP_SECONDS = 10.0  # the longest shutdown waits to queue the access events still in memory
 BACKLOG = METRICS.gauge("sealgate_sink_backlog", "events queued for a sink, not yet delivered")
 
 
@@ -131,15 +133,17 @@ class QueueSink:
         await self._note_backlog()
         return len(events)
 
-    async def request(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> None:
-        """One HTTP call to the receiver; anything but a 2xx answer is DeliveryFailed."""
+    async def request(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> bytes:
+        """One HTTP call to the receiver, its answer's body; anything but a 2xx answer is
+        DeliveryFailed."""
         try:
             async with self._client().request(
                 method, url, data=body, headers=headers, allow_redirects=False
             ) as answer:
-                await answer.read()
+                data = await answer.read()
                 if not 200 <= answer.status < 300:
                     raise DeliveryFailed(f"status {answer.status}")
+                return data
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise DeliveryFailed(type(exc).__name__) from None
 
@@ -189,10 +193,14 @@ class QueueSink:
 class Sinks:
     """Every configured sink's delivery loop, and what readiness and metrics show of them."""
 
-    def __init__(self, sinks: list[QueueSink], queue: SinkQueue) -> None:
+    def __init__(
+        self, sinks: list[QueueSink], queue: SinkQueue, stop_seconds: float = STOP_SECONDS
+    ) -> None:
         self.sinks = sinks
         self.queue = queue
         self._tasks: list[asyncio.Task[None]] = []
+        # Access events come at request rate: batched into the queue from a thread.
+        self.events = EventBatcher(queue, stop_seconds) if sinks else None
 
     def deliver(self, type_: str, event_id: str, data: dict[str, Any]) -> None:
         """Queue an event of another type (a budget alert, ...) for every sink; blocking (call
@@ -200,6 +208,8 @@ class Sinks:
         self.queue.enqueue(type_, event_id, data)
 
     def start(self) -> None:
+        if self.events is not None:
+            self.events.start()
         for sink in self.sinks:
             self._tasks.append(asyncio.create_task(sink.run(), name=f"sink-{sink.name}"))
 
@@ -207,6 +217,8 @@ class Sinks:
         return {"sinks": {sink.name: sink.health() for sink in self.sinks}}
 
     async def close(self) -> None:
+        if self.events is not None:
+            await asyncio.to_thread(self.events.stop)  # what waits goes into the queue first
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

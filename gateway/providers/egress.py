@@ -13,7 +13,8 @@ Two checks, both failing closed:
   addresses actually connected to, so a DNS name that points at the metadata service is caught.
 
 The MCP gateway's upstream servers (``gateway.mcp.upstream``) get the same two checks:
-``enforce_mcp`` at start-up, and a ``GuardedResolver`` for each request's connection.
+``enforce_mcp`` at start-up, and a ``GuardedResolver`` for each request's connection; so do the
+sinks (``enforce_sinks``, under the name ``sink``; ``governance.sinks``).
 
 Redirects are never followed (``pool.py``), so the request that carries a key cannot be steered
 to another host after the check.
@@ -25,7 +26,7 @@ import ipaddress
 import logging
 import re
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from gateway.config import Deployment, aws
+from gateway.config import Deployment, OtlpLogsSink, S3Sink, WebhookSink, aws
 from gateway.config.mcp import McpServer
 from gateway.errors import ConfigError
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 
 POLICY_FILE = "egress.yaml"
 POLICY_VERSION = 1
+SINK = "sink"  # the allowlist's name for the sinks' hosts (webhook, S3, OTLP logs)
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
@@ -232,6 +234,36 @@ def enforce_mcp(
                 where,
                 f"host {server.host} is not on the egress allowlist for provider mcp "
                 f"({policy.source})",
+            )
+
+
+def enforce_sinks(
+    sinks: Sequence[WebhookSink | S3Sink | OtlpLogsSink],
+    policies: Path,
+    policy: EgressPolicy | None = None,
+) -> None:
+    """The same start-up check for the sinks (webhook, S3, OTLP logs): each sink's host must be
+    on the allowlist under the name ``sink``, or a private literal the sink allows explicitly
+    (``allow_private_network``; the config refuses such a literal without it)."""
+    for index, sink in enumerate(sinks):
+        where = f"sinks.{index}.{sink.address_key}"
+        if is_local_literal(sink.host):
+            if not sink.allow_private_network:
+                raise ConfigError(
+                    "config",
+                    where,
+                    f"{sink.host} is a private, loopback or link-local address; set "
+                    "allow_private_network: true on this sink for a receiver on it",
+                )
+            continue
+        if policy is None:
+            policy = load_policy(policies / POLICY_FILE)
+        if not policy.allows(SINK, sink.host):
+            raise ConfigError(
+                "config",
+                where,
+                f"host {sink.host} is not on the egress allowlist for {SINK} ({policy.source}); "
+                f"add it under providers.{SINK}.hosts",
             )
 
 

@@ -60,12 +60,14 @@ def gateway(workdir: Path, text: str, s3: MotoS3) -> GatewayProcess:
     return GatewayProcess(workdir, text, env=env).start()
 
 
-def wait_for(s3: MotoS3, count: int, timeout: float = 30) -> list[dict[str, Any]]:
+def wait_for(
+    s3: MotoS3, count: int, timeout: float = 30, type_: str = "spend"
+) -> list[dict[str, Any]]:
     deadline = time.monotonic() + timeout
-    events = s3.events()
+    events = [e for e in s3.events() if e["type"] == type_]
     while len(events) < count and time.monotonic() < deadline:
         time.sleep(0.1)
-        events = s3.events()
+        events = [e for e in s3.events() if e["type"] == type_]
     return events
 
 
@@ -91,11 +93,15 @@ def test_every_record_lands_in_s3_once_across_an_outage_and_a_restart(
         assert gateways.hammer([process], key, 3, workers=3) == [200] * 3
         s3.start()
         events = wait_for(s3, 16)
+        accessed = wait_for(s3, 16, type_="access")
         ids = sorted(event["id"] for event in events)
         logged = process.admin("GET", "/admin/spend/logs", params={"limit": 1000}).json()
         assert len(ids) == 16, process.stderr()[-3000:]
         assert ids == sorted(record["id"] for record in logged["data"])
-        assert {event["type"] for event in events} == {"spend"}
+        assert {event["type"] for event in s3.events()} == {"spend", "access"}
+        # every inference request's access event, each once, beside its spend record
+        assert len({event["id"] for event in accessed}) == len(accessed) == 16
+        assert sorted(event["data"]["spend_id"] for event in accessed) == ids
         metrics = process.admin("GET", "/metrics").text
         assert 'sealgate_sink_failures_total{sink="archive"}' in metrics
         objects = s3.objects()
@@ -121,11 +127,11 @@ def test_a_wrong_secret_key_is_refused_by_the_store_and_nothing_is_lost(
         assert gateways.hammer([process], key, 2, workers=2) == [200] * 2
         deadline = time.monotonic() + 10
         health = process.admin("GET", "/health/ready").json()["checks"]["sinks"]["archive"]
-        while health["failing"] is None and time.monotonic() < deadline:
+        while (health["failing"] is None or health["backlog"] < 4) and time.monotonic() < deadline:
             time.sleep(0.05)
             health = process.admin("GET", "/health/ready").json()["checks"]["sinks"]["archive"]
         assert health["failing"] == "status 403"
-        assert health["backlog"] == 2
+        assert health["backlog"] == 4  # two spend records, two access events
         assert s3.events() == []
     finally:
         process.stop()

@@ -1,9 +1,9 @@
 """Traces (issue 17, item 1): a gateway process with tracing on exports to a real OTLP/HTTP
 receiver on loopback, which decodes every export with the OpenTelemetry protobuf definitions.
-The request's span follows the GenAI semantic conventions; the limit check, each upstream attempt
-and the secret fetch are its children; a client's ``traceparent`` is the parent, and with
-``propagate_upstream`` the attempt's context reaches the upstream. No key, token or content is
-in any span."""
+The request's span follows the GenAI semantic conventions and carries the limit check's duration;
+each upstream attempt and the secret fetch are its children; a client's ``traceparent`` is the
+parent, and with ``propagate_upstream`` the attempt's context reaches the upstream. No key, token
+or content is in any span."""
 
 from __future__ import annotations
 
@@ -81,7 +81,9 @@ def test_a_request_is_one_genai_span_with_its_limit_check_attempt_and_secret_fet
 
     in_trace = [s for s in receiver.spans if s.trace_id == TRACE_ID]
     children = {s.name: s for s in in_trace if s.parent_span_id == root.span_id}
-    assert set(children) == {"sealgate.limits", "chat upstream-gpt"}
+    # the limit check is a duration on the request's span, not a child that carries only times
+    assert set(children) == {"chat upstream-gpt"}
+    assert 0 < attributes["sealgate.limits.duration"] < 5
     attempt = children["chat upstream-gpt"]
     assert attempt.kind == Span.SPAN_KIND_CLIENT
     assert attempt.attributes["gen_ai.provider.name"] == "openai"
@@ -169,3 +171,22 @@ def test_content_is_on_spans_only_for_a_team_that_asked_and_then_redacted(
     everything = b"".join(receiver.raw)
     assert shaped.encode() not in everything and PROVIDER_KEY.encode() not in everything
     assert everything.count(PROMPT.encode()) == 1  # the open team's span, nowhere else
+
+
+def test_a_streamed_answer_s_span_carries_its_finish_reason(
+    upstream: FakeUpstream, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    gateway = traced(upstream, receiver, tmp_path)
+    try:
+        key = gateway.create_key(["gpt"])["key"]
+        streamed = chat(gateway, key, headers={"x-request-id": "streamed-1"}, stream=True)
+        assert streamed.status_code == 200
+        assert '"finish_reason":"stop"' in streamed.text.replace(" ", "")
+    finally:
+        gateway.stop()
+    (root,) = [
+        s for s in receiver.named("chat gpt") if s.attributes["sealgate.request_id"] == "streamed-1"
+    ]
+    assert root.attributes["gen_ai.response.finish_reasons"] == ["stop"]
+    assert "gen_ai.response.time_to_first_chunk" in root.attributes
+    assert FakeUpstream.REPLY_TEXT.encode() not in b"".join(receiver.raw)

@@ -1,6 +1,7 @@
-"""The webhook sink, end to end: a real gateway process delivers every spend record to a real
-HTTP receiver on loopback exactly once, in signed batches the receiver verifies, across refusals,
-an outage of the receiver and a restart of the gateway; readiness and metrics show the backlog."""
+"""The webhook sink, end to end: a real gateway process delivers every spend record and every
+inference request's access event to a real HTTP receiver on loopback exactly once, in signed
+batches the receiver verifies, across refusals, an outage of the receiver and a restart of the
+gateway; readiness and metrics show the backlog."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import hmac
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,10 +52,16 @@ def gateway(workdir: Path, text: str) -> GatewayProcess:
     return GatewayProcess(workdir, text, env={"SEALGATE_TEST_SINK_SECRET": SECRET}).start()
 
 
-def wait_for_events(receiver: WebhookReceiver, count: int, timeout: float = 30) -> None:
+def wait_for_events(
+    receiver: WebhookReceiver, count: int, timeout: float = 30, type_: str = "spend"
+) -> None:
     deadline = time.monotonic() + timeout
-    while len(receiver.events()) < count and time.monotonic() < deadline:
+    while len(of_type(receiver, type_)) < count and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def of_type(receiver: WebhookReceiver, type_: str) -> list[dict[str, Any]]:
+    return [event for event in receiver.events() if event["type"] == type_]
 
 
 def spend_ids(process: GatewayProcess) -> list[str]:
@@ -76,7 +84,7 @@ def test_every_record_reaches_the_receiver_once_across_an_outage_and_a_restart(
         key = process.create_key([gateways.MODEL])["key"]
         assert gateways.hammer([process], key, 10, workers=4) == [200] * 10
         wait_for_events(receiver, 10)
-        assert len(receiver.events()) == 10
+        assert len(of_type(receiver, "spend")) == 10
         receiver.refusing = True  # answers 503: retried with backoff, nothing kept twice
         assert gateways.hammer([process], key, 5, workers=4) == [200] * 5
         deadline = time.monotonic() + 10
@@ -92,13 +100,20 @@ def test_every_record_reaches_the_receiver_once_across_an_outage_and_a_restart(
         assert gateways.hammer([process], key, 4, workers=4) == [200] * 4
         receiver.start()
         wait_for_events(receiver, 25)
-        events = receiver.events()
+        wait_for_events(receiver, 25, type_="access")
+        time.sleep(0.3)  # anything sent twice would have come by now
+        events = of_type(receiver, "spend")
         ids = [event["id"] for event in events]
         assert len(ids) == 25
         assert sorted(ids) == spend_ids(process)  # every record, each once
-        assert {event["type"] for event in events} == {"spend"}
+        assert {event["type"] for event in receiver.events()} == {"spend", "access"}
         assert all(event["data"]["model"] == gateways.MODEL for event in events)
         assert all(event["data"]["cost_nanos"] == gateways.COST_NANOS for event in events)
+        accessed = of_type(receiver, "access")  # every inference request's, each once
+        assert len({event["id"] for event in accessed}) == len(accessed) == 25
+        assert sorted(event["data"]["spend_id"] for event in accessed) == spend_ids(process)
+        assert all(event["data"]["status"] == 200 for event in accessed)
+        assert all(event["data"]["path"] == "/v1/chat/completions" for event in accessed)
         assert receiver.bad_signatures == 0
         assert all(len(body) > 0 for body in receiver.bodies)
         wait_until_backlog_is(process, 0)

@@ -8,7 +8,10 @@ in an error event in the middle of a stream (since issue 14 on /v1/responses and
 (one line per request, every status), the spend logs API and the histogram families, and the
 caller's virtual key is a canary too; and the webhook sink's bodies as a real receiver got them
 (its signing secret is a canary as well), and the S3 sink's objects as moto's S3 server
-stored them (its secret access key too)."""
+stored them (its secret access key too). Since issue 17's second pass: the access events each sink
+receives (the webhook's, the S3 objects', the OTLP logs sink's), the OTLP logs sink's exports and
+the trace exports, both as a real OTLP/HTTP receiver got them (the exports' header tokens are
+canaries as well)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from tests.secrets.vaultlab import VaultLab
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import free_port
 from tests.support.moto_s3 import MotoS3
+from tests.support.otlp_receiver import OtlpReceiver
 from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.openbao
@@ -57,6 +61,8 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     s3 = MotoS3(free_port()).start()
     s3.client().create_bucket(Bucket=s3.bucket)
     s3.require_signatures()
+    otlp = OtlpReceiver().start()
+    otlp_token = "sgcanaryotlpheader" + secrets.token_hex(16)
     sink = (
         f"sinks:\n  - {{name: siem, type: webhook, url: '{receiver.url}', "
         "secret: 'env:SEALGATE_CANARY_SINK_SECRET', allow_private_network: true, "
@@ -65,11 +71,18 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
         "access_key_id: 'env:SEALGATE_CANARY_S3_KEY_ID', "
         "secret_access_key: 'env:SEALGATE_CANARY_S3_SECRET', allow_private_network: true, "
         "poll_seconds: 0.1}\n"
+        f"  - {{name: collector, type: otlp_logs, endpoint: '{otlp.url}/v1/logs', "
+        "headers: {authorization: 'env:SEALGATE_CANARY_OTLP_TOKEN'}, "
+        "allow_private_network: true, poll_seconds: 0.1}\n"
+        f"tracing: {{enabled: true, endpoint: '{otlp.url}/v1/traces', propagate_upstream: true, "
+        "headers: {authorization: 'env:SEALGATE_CANARY_OTLP_TRACES_TOKEN'}}\n"
     )
     sink_env = {
         "SEALGATE_CANARY_SINK_SECRET": sink_secret,
         "SEALGATE_CANARY_S3_KEY_ID": s3.access_key,
         "SEALGATE_CANARY_S3_SECRET": s3.secret_key,
+        "SEALGATE_CANARY_OTLP_TOKEN": otlp_token,
+        "SEALGATE_CANARY_OTLP_TRACES_TOKEN": otlp_token + "t",
     }
     gw = VaultGateway(
         bao_lab,
@@ -149,6 +162,12 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
             time.sleep(0.1)
         stored = s3.objects()
         assert len(s3.events()) >= 13
+        # every inference request's access event, each sink (the 401s' among them)
+        while time.monotonic() < deadline and len(otlp.log_records()) < 13 + 17:
+            time.sleep(0.1)
+        assert sum(e["type"] == "access" for e in receiver.events()) >= 17
+        assert sum(e["type"] == "access" for e in s3.events()) >= 17
+        assert sum(r.event_name == "sealgate.access" for r in otlp.log_records()) >= 17
         running = [p.read_bytes().decode("latin-1") for p in files_under(gw.process.data_dir)]
         assert any(p.name.endswith("-wal") for p in files_under(gw.process.data_dir))
         ready = keep(gw.ready())
@@ -175,6 +194,7 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     finally:
         gw.stop()
         receiver.stop()
+        otlp.stop()
         s3.trust_everyone()  # moto's settings are this process's: leave them as found
         s3.stop()
 
@@ -184,9 +204,11 @@ def test_no_provider_key_or_vault_token_appears_in_anything_the_gateway_produced
     assert stderr.count('"logger": "sealgate.access"') >= 20  # and an access line per request
     searched = [*bodies, stderr, *running, *(b.decode("latin-1") for b in receiver.bodies)]
     searched += [body.decode("latin-1") for body in stored.values()]
+    assert otlp.spans and otlp.logs  # traces and log records were exported, and are searched
+    searched += [body.decode("latin-1") for body in otlp.raw]
     searched += [p.read_bytes().decode("latin-1") for p in files_under(workdir)]
     assert files_under(gw.process.data_dir)  # the database is among them
     canaries = (provider_key, vault_token, provider_key[-20:], vault_token[-16:], gw.key)
-    for canary in (*canaries, sink_secret, s3.secret_key):
+    for canary in (*canaries, sink_secret, s3.secret_key, otlp_token):
         leaks = [text[:200] for text in searched if canary in text]
         assert leaks == []

@@ -1,6 +1,7 @@
 """A real OTLP/HTTP receiver on loopback: it takes ``POST /v1/traces`` (and ``/v1/logs``) as the
 OpenTelemetry collector does, decodes each body with the OpenTelemetry protobuf definitions
-(``opentelemetry-proto``) and keeps what it decoded, with the headers each export came with."""
+(``opentelemetry-proto``) and keeps what it decoded, with the headers each export came with. It can
+refuse (answer 503, keeping nothing) or go away and come back on the same port (``port``)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,23 @@ class ReceivedSpan:
     service: str
 
 
+@dataclass
+class ReceivedLog:
+    event_name: str
+    severity: str
+    time_unix_nano: int
+    body: Any
+    attributes: dict[str, Any]
+    service: str
+    scope: str
+
+
 def value_of(value: AnyValue) -> Any:
     kind = value.WhichOneof("value")
     if kind == "array_value":
         return [value_of(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: value_of(kv.value) for kv in value.kvlist_value.values}
     return getattr(value, kind) if kind else None
 
 
@@ -41,6 +55,9 @@ class OtlpReceiver:
     headers: list[dict[str, str]] = field(default_factory=list)
     logs: list[logs_service_pb2.ExportLogsServiceRequest] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    port: int = 0  # 0: any free port (kept after the first start, for a restart)
+    refusing: bool = False  # answer 503 and keep nothing
+    refused: int = 0
 
     def start(self) -> OtlpReceiver:
         receiver = self
@@ -48,6 +65,11 @@ class OtlpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if receiver.refusing:
+                    with receiver.lock:
+                        receiver.refused += 1
+                    self.send_error(503)
+                    return
                 with receiver.lock:
                     receiver.raw.append(body)
                     receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
@@ -74,7 +96,7 @@ class OtlpReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -94,6 +116,29 @@ class OtlpReceiver:
             for scope in resource.scope_spans:
                 for span in scope.spans:
                     self.spans.append(_span(span, str(resource_attributes.get("service.name"))))
+
+    def log_records(self) -> list[ReceivedLog]:
+        """Every log record received, decoded, in the order they came."""
+        with self.lock:
+            exports = list(self.logs)
+        found = []
+        for export in exports:
+            for resource in export.resource_logs:
+                service = {a.key: value_of(a.value) for a in resource.resource.attributes}
+                for scope in resource.scope_logs:
+                    for record in scope.log_records:
+                        found.append(
+                            ReceivedLog(
+                                event_name=record.event_name,
+                                severity=record.severity_text,
+                                time_unix_nano=record.time_unix_nano,
+                                body=value_of(record.body),
+                                attributes={a.key: value_of(a.value) for a in record.attributes},
+                                service=str(service.get("service.name")),
+                                scope=scope.scope.name,
+                            )
+                        )
+        return found
 
     def named(self, prefix: str) -> list[ReceivedSpan]:
         with self.lock:
