@@ -20,7 +20,10 @@ SOURCES := $(shell find gateway verify -type f -not -path '*/__pycache__/*' -not
 	SEALGATE_VENV=$(CURDIR)/.venv SEALGATE_SRC=$(CURDIR) PYTHON=$(PYTHON) docker/install.sh
 	touch $@
 
-.venv-dev/.installed: requirements-dev.lock pyproject.toml
+# Made anew whenever a lock changes, so a package a lock no longer names is not left behind
+# (verify-env would find it).
+.venv-dev/.installed: requirements-dev.lock requirements-build.lock pyproject.toml
+	rm -rf .venv-dev
 	$(PYTHON) -m venv .venv-dev
 	.venv-dev/bin/python -m pip install $(PIP_FLAGS) -r requirements-build.lock
 	.venv-dev/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.lock
