@@ -56,7 +56,7 @@ class AnthropicAdapter:
             completion, usage = completion_from_anthropic(json.loads(data), body.get("model", ""))
         except (ValueError, AttributeError, TypeError):
             raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
-        return Reply(json.dumps(completion).encode(), usage)
+        return Reply(json.dumps(completion).encode(), usage, completion)
 
     async def chat_stream(
         self, body: dict[str, Any], key: Secret | None
