@@ -16,9 +16,11 @@ from typing import Any
 
 import pytest
 
+from gateway.config import MAX_EVENT_BYTES
 from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire import responses as wire
+from gateway.wire.sse import EventReader
 
 GOLDEN: dict[str, str] = json.loads(
     (Path(__file__).parent / "data" / "responses_bytes.json").read_text()
@@ -87,20 +89,23 @@ CALLS = [
     {"id": "call_c", "function": {"name": "apply_patch", "arguments": '{"input": "*** p"}'}},
 ]
 ANSWERS: dict[str, dict[str, Any]] = {
-    "text": completion({"role": "assistant", "content": "Hello \"there\"\n\u00e9"}, "stop"),
-    "tools": completion({"role": "assistant", "content": "Let me.", "tool_calls": CALLS}, "tool_calls"),
+    "text": completion({"role": "assistant", "content": 'Hello "there"\n\u00e9'}, "stop"),
+    "tools": completion(
+        {"role": "assistant", "content": "Let me.", "tool_calls": CALLS}, "tool_calls"
+    ),
     "refusal": completion({"role": "assistant", "content": None, "refusal": "No."}, "stop"),
     "length": completion({"role": "assistant", "content": "cut"}, "length"),
 }
 
 
 def answer_bytes(answer: str, body: str) -> bytes:
-    """What the route sends for a translated, non-streamed answer."""
+    """What the route sends for a translated, non-streamed answer: the adapter's parsed answer
+    (``Reply.parsed``) as a Responses object, written out."""
     request = dict(BODIES[body])
     translation = wire.request_to_chat(request, [])
-    data = json.dumps(ANSWERS[answer]).encode()
+    parsed = json.loads(json.dumps(ANSWERS[answer]))
     response = wire.response_from_chat(
-        json.loads(data), request, translation.tools, USAGE, wire.new_id("resp")
+        parsed, request, translation.tools, USAGE, wire.new_id("resp")
     )
     return json.dumps(response).encode()
 
@@ -116,7 +121,7 @@ def call_delta(index: int, **fields: Any) -> dict[str, Any]:
 STREAMS: dict[str, list[bytes]] = {
     "text": [
         chunk({"role": "assistant", "content": ""}),
-        *[chunk({"content": f"word{i} \u00e9\"\n"}) for i in range(20)],
+        *[chunk({"content": f'word{i} \u00e9"\n'}) for i in range(20)],
         chunk({}, "stop"),
         openai.usage_chunk("c", 1, "m", USAGE),
         openai.DONE,
@@ -180,3 +185,32 @@ def test_the_ids_in_an_answer_and_a_stream_are_fresh_for_every_request() -> None
     for made in (lambda: answer_bytes("tools", "full"), lambda: stream_bytes("tools", "full")):
         first, second = ({m.group(0) for m in IDS.finditer(made())} for _ in range(2))
         assert len(first) >= 4 and first.isdisjoint(second)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        b"data: {}\n\n",
+        b"data:x\r\n\n",
+        b"data:\n\n",
+        b"data: [DONE]\n\n",
+        b"data: a\ndata: b\n\n",
+        b"event: e\ndata: a\n\n",
+        b"data: a\r\n\r\n",
+        b": comment\n\n",
+    ],
+)
+def test_an_event_in_one_piece_is_read_as_it_is_byte_by_byte(event: bytes) -> None:
+    whole = EventReader(MAX_EVENT_BYTES).feed(event)
+    reader = EventReader(MAX_EVENT_BYTES)
+    bytewise = [found for i in range(len(event)) for found in reader.feed(event[i : i + 1])]
+    assert whole == bytewise and len(whole) == 1
+    after = EventReader(MAX_EVENT_BYTES)
+    assert after.feed(b"data: par") == [] and after.feed(event) == bytewise_after(event)
+
+
+def bytewise_after(event: bytes) -> list[Any]:
+    """What a reader holding the start of an event makes of ``event`` (read byte by byte)."""
+    reader = EventReader(MAX_EVENT_BYTES)
+    reader.feed(b"data: par")
+    return [found for i in range(len(event)) for found in reader.feed(event[i : i + 1])]
