@@ -51,6 +51,8 @@ ARGUMENTS_DONE = (
 )
 _dumps = json.dumps
 _loads = json.loads
+# What json.dumps(text) is for a str with the defaults, without its keyword checks.
+_string = json.encoder.encode_basestring_ascii
 
 
 def _parse(data: bytes) -> Any:
@@ -151,7 +153,7 @@ class ResponsesEventStream:
             state = self._text
             state["text"].append(text)
             out.append(
-                TEXT_DELTA % (state["item"]["id"], state["index"], _dumps(text), self._next())
+                TEXT_DELTA % (state["item"]["id"], state["index"], _string(text), self._next())
             )
         for call in delta.get("tool_calls") or []:
             self._call_delta(call, out)
@@ -189,7 +191,7 @@ class ResponsesEventStream:
             item = state["item"]
             if item["type"] == "function_call":
                 out.append(
-                    ARGUMENTS_DELTA % (item["id"], state["index"], _dumps(piece), self._next())
+                    ARGUMENTS_DELTA % (item["id"], state["index"], _string(piece), self._next())
                 )
 
     def _finish_all(self) -> list[str]:
@@ -198,7 +200,7 @@ class ResponsesEventStream:
             state = self._text
             text = "".join(state["text"])
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            item_id, index, encoded = state["item"]["id"], state["index"], _dumps(text)
+            item_id, index, encoded = state["item"]["id"], state["index"], _string(text)
             text_done, part_done = self._next(), self._next()
             out.append(
                 TEXT_DONE % (item_id, index, encoded, text_done, item_id, index, encoded, part_done)
@@ -211,7 +213,7 @@ class ResponsesEventStream:
             if item["type"] == "function_call":
                 item["arguments"] = arguments
                 out.append(
-                    ARGUMENTS_DONE % (item["id"], state["index"], _dumps(arguments), self._next())
+                    ARGUMENTS_DONE % (item["id"], state["index"], _string(arguments), self._next())
                 )
             else:
                 done = call_item(
