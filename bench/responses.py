@@ -4,16 +4,24 @@ deployment, in process (no server, no network; issue 14 bounds it at 50 us):
 - **chat**: what the chat route does with a body and an answer of its own: the field and shape
   checks (``check_chat``), and the answer's bytes go out as they came;
 - **responses**: what ``/v1/responses`` does instead: its field and shape checks, the
-  translation to chat (``request_to_chat``) and the chat checks on it, then the chat answer
-  parsed and written back as a Responses object;
+  translation to chat (``request_to_chat``) and the chat checks on it, then the chat answer (as
+  the adapter already parsed it, ``Reply.parsed``) written back as a Responses object;
 - **responses stream**: the event translation (``ResponsesEventStream``) of a 20-delta chat
   stream with usage, against passing the same chunks on (chat's stream).
 
 The two sides of each pair run interleaved, batch by batch, and the median batch per request is
-printed in microseconds with the difference, beside the load average (the machine is shared:
-compare within one run).
+printed in microseconds of CPU time (``time.process_time``: on a shared, loaded machine wall time
+mostly measures the wait for a core) with the difference, beside the load average (compare
+within one run).
 
     .venv-dev/bin/python -m bench.responses [--batch 2000] [--batches 15]
+
+Instructions instead of time (the same on a loaded machine as on an idle one): ``--loop SIDE N``
+runs one side N times after a warm-up and prints nothing; the difference of two callgrind runs
+divided by the difference of their N is that side's instructions per request:
+
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+        .venv-dev/bin/python -m bench.responses --loop stream 200   # and 0, then subtract
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ ANSWER = json.dumps(
         "usage": {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42},
     }
 ).encode()
+PARSED = json.loads(ANSWER)  # what the adapter hands over with the answer's bytes
 USAGE = Usage(30, 12)
 DELTAS = 20
 
@@ -82,9 +91,7 @@ def responses_side() -> bytes:
     wire.check(body)
     translation = wire.request_to_chat(body, [])
     validation.check_chat(translation.chat)
-    response = wire.response_from_chat(
-        json.loads(ANSWER), body, translation.tools, USAGE, wire.new_id("resp")
-    )
+    response = wire.response_from_chat(PARSED, body, translation.tools, USAGE, wire.new_id("resp"))
     return json.dumps(response).encode()
 
 
@@ -118,17 +125,17 @@ async def drain(stream: Any) -> int:
 
 
 def timed(work: Callable[[], object], batch: int) -> float:
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(batch):
         work()
-    return (time.perf_counter() - started) / batch * 1e6
+    return (time.process_time() - started) / batch * 1e6
 
 
 async def timed_async(work: Callable[[], Any], batch: int) -> float:
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(batch):
         await work()
-    return (time.perf_counter() - started) / batch * 1e6
+    return (time.process_time() - started) / batch * 1e6
 
 
 def pair(
@@ -159,11 +166,34 @@ async def stream_pair(batch: int, batches: int) -> tuple[float, float]:
     return statistics.median(left), statistics.median(right)
 
 
+def loop(side: str, times: int) -> None:
+    """``side`` (chat, responses, passed, stream) ``times`` times, after 20 to warm up."""
+    if side in ("chat", "responses"):
+        work = chat_side if side == "chat" else responses_side
+        for _ in range(20 + times):
+            work()
+        return
+    pieces, body, tools = chunks(), {**RESPONSES, "stream": True}, wire.Tools()
+
+    async def run() -> None:
+        for _ in range(20 + times):
+            if side == "passed":
+                await drain(Replay(pieces))
+            else:
+                await drain(wire.ResponsesEventStream(Replay(pieces), body, tools, "resp_1"))
+
+    asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--batches", type=int, default=15)
+    parser.add_argument("--loop", nargs=2, metavar=("SIDE", "N"))
     args = parser.parse_args()
+    if args.loop:
+        loop(args.loop[0], int(args.loop[1]))
+        return
     load = os.getloadavg()
     chat, responses = pair(chat_side, responses_side, args.batch, args.batches)
     passed, translated = asyncio.run(stream_pair(args.batch // 4 or 1, args.batches))

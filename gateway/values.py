@@ -8,8 +8,8 @@ import another sideways for a type.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,10 +28,15 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """A complete upstream answer: the body to send to the client as is, and its usage."""
+    """A complete upstream answer: the body to send to the client as is, and its usage.
+
+    ``parsed`` is ``body`` as the adapter already holds it (what ``json.loads(body)`` gives),
+    or None: a route that translates the answer reads it instead of parsing ``body`` again.
+    Nothing may change it (the body sent elsewhere would no longer match)."""
 
     body: bytes
     usage: Usage | None
+    parsed: Any = field(default=None, compare=False, repr=False)
 
 
 class Stream(Protocol):

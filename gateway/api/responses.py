@@ -188,8 +188,11 @@ class ResponsesRoute:
                 raise
             admission.guardrails = guarded.evidence.summary()
         try:
+            # The adapter's own parse of its answer, unless a guardrail rewrote the answer.
+            parsed = reply.parsed if answer is reply.body else None
+            completion = parsed if parsed is not None else json.loads(answer)
             response = wire.response_from_chat(
-                json.loads(answer), body, translation.tools, reply.usage, wire.new_id("resp")
+                completion, body, translation.tools, reply.usage, wire.new_id("resp")
             )
         except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
             await admission.finish(reply.usage, deployment, "upstream_error", reply_tokens(reply))

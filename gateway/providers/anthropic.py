@@ -141,7 +141,7 @@ class AnthropicAdapter:
             )
         except (ValueError, AttributeError, TypeError):
             raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
-        return Reply(json.dumps(completion).encode(), usage)
+        return Reply(json.dumps(completion).encode(), usage, completion)
 
     async def chat_stream(
         self, body: dict[str, Any], key: Secret | None

@@ -91,7 +91,7 @@ class MockAdapter:
                 "total_tokens": usage.total_tokens,
             },
         }
-        return Reply(json.dumps(reply).encode(), usage)
+        return Reply(json.dumps(reply).encode(), usage, reply)
 
     async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> MockStream:
         text, call = self._answer(body)

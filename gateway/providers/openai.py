@@ -106,10 +106,11 @@ class OpenAIAdapter:
             session, self.deployment, url, self._payload(body), self._headers(key)
         )
         try:
-            usage = openai.usage_from(json.loads(data).get("usage"))
+            parsed = json.loads(data)
+            usage = openai.usage_from(parsed.get("usage"))
         except (ValueError, AttributeError):
             raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
-        return Reply(data, usage)
+        return Reply(data, usage, parsed)
 
     async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> OpenAIUpstreamStream:
         session = self._pool.session(self.deployment)

@@ -40,6 +40,16 @@ class EventReader:
     def feed(self, piece: bytes) -> list[Event]:
         """The events that ``piece`` completes, in order."""
         buffer = self._buffer
+        if (
+            not buffer
+            and type(piece) is bytes
+            and piece.startswith(b"data:")
+            and piece.find(b"\n") == len(piece) - 2
+            and piece.endswith(b"\n\n")
+        ):
+            # Nothing pending and the piece is one whole event of one ``data:`` line, what an
+            # upstream's chunk nearly always is: the event the loop below would make.
+            return [Event(piece, b"", piece[5:-2].strip())]
         buffer += piece
         events: list[Event] = []
         line = self._line

@@ -15,11 +15,53 @@ from gateway.wire.responses.answers import call_item, envelope, message_item, ne
 from gateway.wire.responses.requests import FINISH, Tools
 from gateway.wire.sse import EventReader, EventTooLarge
 
+# Every event is written from a template: only the values that vary are JSON-encoded, and the
+# bytes are those ``sse(kind, {**data, "sequence_number": n})`` makes (the ``json.dumps``
+# defaults: ", " and ": " separators, ASCII). An id is one of ``new_id``'s (hex, nothing to
+# escape); tests/gateway/test_responses_bytes.py pins the result.
 TEXT_DELTA = (
     'event: response.output_text.delta\ndata: {"type": "response.output_text.delta", '
     '"item_id": "%s", "output_index": %d, "content_index": 0, "delta": %s, "logprobs": [], '
     '"sequence_number": %d}\n\n'
 )
+RESPONSE = 'event: %s\ndata: {"type": "%s", "response": %s, "sequence_number": %d}\n\n'
+ITEM = 'event: %s\ndata: {"type": "%s", "output_index": %d, "item": %s, "sequence_number": %d}\n\n'
+PART_ADDED = (
+    'event: response.content_part.added\ndata: {"type": "response.content_part.added", '
+    '"item_id": "%s", "output_index": %d, "content_index": 0, "part": {"type": "output_text", '
+    '"text": "", "annotations": [], "logprobs": []}, "sequence_number": %d}\n\n'
+)
+TEXT_DONE = (
+    'event: response.output_text.done\ndata: {"type": "response.output_text.done", '
+    '"item_id": "%s", "output_index": %d, "content_index": 0, "text": %s, "logprobs": [], '
+    '"sequence_number": %d}\n\n'
+    'event: response.content_part.done\ndata: {"type": "response.content_part.done", '
+    '"item_id": "%s", "output_index": %d, "content_index": 0, "part": {"type": "output_text", '
+    '"text": %s, "annotations": [], "logprobs": []}, "sequence_number": %d}\n\n'
+)
+ARGUMENTS_DELTA = (
+    'event: response.function_call_arguments.delta\ndata: {"type": '
+    '"response.function_call_arguments.delta", "item_id": "%s", "output_index": %d, '
+    '"delta": %s, "sequence_number": %d}\n\n'
+)
+ARGUMENTS_DONE = (
+    'event: response.function_call_arguments.done\ndata: {"type": '
+    '"response.function_call_arguments.done", "item_id": "%s", "output_index": %d, '
+    '"arguments": %s, "sequence_number": %d}\n\n'
+)
+_dumps = json.dumps
+_loads = json.loads
+# What json.dumps(text) is for a str with the defaults, without its keyword checks.
+_string = json.encoder.encode_basestring_ascii
+
+
+def _parse(data: bytes) -> Any:
+    """``json.loads(data)``, without its encoding sniffing for the UTF-8 an SSE stream is: when
+    the fast path fails (a BOM, UTF-16/32, bad UTF-8 or bad JSON), ``json.loads`` decides."""
+    try:
+        return _loads(data.decode())
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return _loads(data)
 
 
 def sse(kind: str, data: dict[str, Any]) -> bytes:
@@ -50,10 +92,16 @@ class ResponsesEventStream:
     def usage(self) -> Usage | None:
         return self._inner.usage
 
-    def _event(self, kind: str, data: dict[str, Any]) -> bytes:
-        out = sse(kind, {**data, "sequence_number": self._sequence})
-        self._sequence += 1
-        return out
+    def _next(self) -> int:
+        sequence = self._sequence
+        self._sequence = sequence + 1
+        return sequence
+
+    def _response(self, kind: str, encoded: str) -> str:
+        return RESPONSE % (kind, kind, encoded, self._next())
+
+    def _item(self, kind: str, index: int, item: dict[str, Any]) -> str:
+        return ITEM % (kind, kind, index, _dumps(item), self._next())
 
     def _snapshot(self, status: str) -> dict[str, Any]:
         answer = envelope(self._id, self._body, str(self._body["model"]), self._created, status)
@@ -61,36 +109,35 @@ class ResponsesEventStream:
         return answer
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        start = self._snapshot("in_progress")
-        yield self._event("response.created", {"response": start}) + self._event(
-            "response.in_progress", {"response": start}
-        )
+        start = _dumps(self._snapshot("in_progress"))
+        yield (
+            self._response("response.created", start)
+            + self._response("response.in_progress", start)
+        ).encode()
+        feed = self._reader.feed
         async for piece in self._inner.chunks():
             try:
-                events = self._reader.feed(piece)
+                events = feed(piece)
             except EventTooLarge:
                 raise UpstreamTooLarge("a stream event is larger than the gateway's cap") from None
-            out: list[bytes] = []
+            out: list[str] = []
             for event in events:
-                out += self._feed(event.data)
+                self._feed(event.data, out)
             if out:
-                yield b"".join(out)
-        yield b"".join(self._finish_all())
+                yield "".join(out).encode()
+        yield "".join(self._finish_all()).encode()
 
-    def _feed(self, data: bytes) -> list[bytes]:
+    def _feed(self, data: bytes, out: list[str]) -> None:
         if not data or data == b"[DONE]":
-            return []
+            return
         try:
-            chunk = json.loads(data)
-            out: list[bytes] = []
+            chunk = _parse(data)
             for choice in chunk.get("choices") or []:
-                out += self._choice(choice)
-            return out
+                self._choice(choice, out)
         except (ValueError, AttributeError, TypeError, KeyError, RecursionError):
             raise UpstreamError("the upstream sent an invalid stream event") from None
 
-    def _choice(self, choice: dict[str, Any]) -> list[bytes]:
-        out: list[bytes] = []
+    def _choice(self, choice: dict[str, Any], out: list[str]) -> None:
         delta = choice.get("delta") or {}
         text = delta.get("content")
         if isinstance(text, str) and text:
@@ -98,41 +145,25 @@ class ResponsesEventStream:
                 item = message_item("")
                 item["status"] = "in_progress"
                 item["content"] = []
-                self._text = {"item": item, "index": len(self._output), "text": []}
+                index = len(self._output)
+                self._text = {"item": item, "index": index, "text": []}
                 self._output.append(item)
-                out.append(self._added(item, self._text["index"]))
-                part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-                out.append(
-                    self._event(
-                        "response.content_part.added",
-                        {**self._where(self._text), "content_index": 0, "part": part},
-                    )
-                )
-            self._text["text"].append(text)
-            out.append(self._text_delta(text))
+                out.append(self._added(item, index))
+                out.append(PART_ADDED % (item["id"], index, self._next()))
+            state = self._text
+            state["text"].append(text)
+            out.append(
+                TEXT_DELTA % (state["item"]["id"], state["index"], _string(text), self._next())
+            )
         for call in delta.get("tool_calls") or []:
-            out += self._call_delta(call)
+            self._call_delta(call, out)
         if choice.get("finish_reason"):
             self._finish = choice["finish_reason"]
-        return out
 
-    def _text_delta(self, text: str) -> bytes:
-        """A ``response.output_text.delta`` event, the one a stream is mostly made of: written
-        from a template (only the text is JSON-encoded), the same bytes ``_event`` would make."""
-        assert self._text is not None
-        state = self._text
-        made = TEXT_DELTA % (state["item"]["id"], state["index"], json.dumps(text), self._sequence)
-        self._sequence += 1
-        return made.encode()
+    def _added(self, item: dict[str, Any], index: int) -> str:
+        return self._item("response.output_item.added", index, item)
 
-    def _where(self, state: dict[str, Any]) -> dict[str, Any]:
-        return {"item_id": state["item"]["id"], "output_index": state["index"]}
-
-    def _added(self, item: dict[str, Any], index: int) -> bytes:
-        return self._event("response.output_item.added", {"output_index": index, "item": item})
-
-    def _call_delta(self, call: dict[str, Any]) -> list[bytes]:
-        out: list[bytes] = []
+    def _call_delta(self, call: dict[str, Any], out: list[str]) -> None:
         index = call.get("index", 0)
         function = call.get("function") or {}
         state = self._calls.get(index)
@@ -157,26 +188,23 @@ class ResponsesEventStream:
         piece = function.get("arguments")
         if isinstance(piece, str) and piece:
             state["arguments"].append(piece)
-            if state["item"]["type"] == "function_call":
+            item = state["item"]
+            if item["type"] == "function_call":
                 out.append(
-                    self._event(
-                        "response.function_call_arguments.delta",
-                        {**self._where(state), "delta": piece},
-                    )
+                    ARGUMENTS_DELTA % (item["id"], state["index"], _string(piece), self._next())
                 )
-        return out
 
-    def _finish_all(self) -> list[bytes]:
-        out: list[bytes] = []
+    def _finish_all(self) -> list[str]:
+        out: list[str] = []
         if self._text is not None:
             state = self._text
             text = "".join(state["text"])
             part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
-            where = {**self._where(state), "content_index": 0}
+            item_id, index, encoded = state["item"]["id"], state["index"], _string(text)
+            text_done, part_done = self._next(), self._next()
             out.append(
-                self._event("response.output_text.done", {**where, "text": text, "logprobs": []})
+                TEXT_DONE % (item_id, index, encoded, text_done, item_id, index, encoded, part_done)
             )
-            out.append(self._event("response.content_part.done", {**where, "part": part}))
             state["item"].update(status="completed", content=[part])
             out.append(self._done(state))
         for state in self._calls.values():
@@ -185,10 +213,7 @@ class ResponsesEventStream:
             if item["type"] == "function_call":
                 item["arguments"] = arguments
                 out.append(
-                    self._event(
-                        "response.function_call_arguments.done",
-                        {**self._where(state), "arguments": arguments},
-                    )
+                    ARGUMENTS_DONE % (item["id"], state["index"], _string(arguments), self._next())
                 )
             else:
                 done = call_item(
@@ -208,13 +233,11 @@ class ResponsesEventStream:
         final["usage"] = usage_json(self._inner.usage)
         self.completed = final
         kind = "response.incomplete" if reason else "response.completed"
-        out.append(self._event(kind, {"response": final}))
+        out.append(self._response(kind, _dumps(final)))
         return out
 
-    def _done(self, state: dict[str, Any]) -> bytes:
-        return self._event(
-            "response.output_item.done", {"output_index": state["index"], "item": state["item"]}
-        )
+    def _done(self, state: dict[str, Any]) -> str:
+        return self._item("response.output_item.done", state["index"], state["item"])
 
     async def aclose(self) -> None:
         await self._inner.aclose()
