@@ -31,7 +31,6 @@ from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
-from gateway.api.ui.app import Dashboard
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, guardrails_section
@@ -205,6 +204,8 @@ class Services:
         sessions = Sessions(
             self.engine, settings.session_idle_seconds, settings.session_max_seconds
         )
+        from gateway.api.ui.app import Dashboard  # issue 23: jinja2 only with the dashboard on
+
         return lambda app: Dashboard(settings, app, admin, sessions, lambda: self.integrity).app
 
 
