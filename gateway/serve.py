@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -31,9 +31,6 @@ from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
-from gateway.api.mcp import McpEndpoint
-from gateway.api.mcp_guard import McpGuardrails
-from gateway.api.ui.app import Dashboard
 from gateway.auth import AdminCredential, Authenticator
 from gateway.cache.responses import build_cache
 from gateway.config import GatewayConfig, Sink, guardrails_section
@@ -73,6 +70,9 @@ from gateway.store.db import (
 )
 from gateway.store.keys import KeyStore
 from verify.watch import Watch
+
+if TYPE_CHECKING:
+    from gateway.api.mcp import McpEndpoint  # the MCP SDK: imported only with mcp.servers
 
 log = logging.getLogger("sealgate")
 
@@ -125,9 +125,10 @@ class Services:
     governance: Governance
     readiness: Readiness
     inference: Inference
-    mcp: McpEndpoint
+    mcp: McpEndpoint | None  # None when the config has no mcp.servers (/mcp answers 404)
     data_dir_lock: IO[str]
     sinks: Sinks
+    tools: Aggregator  # the MCP gateway's aggregator (no server: the admin API lists none)
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
     oidc: OidcClient | None = None  # sign-in and JWT bearers, when config ui.oidc
@@ -141,7 +142,8 @@ class Services:
             await self.router.breakers.start()
             if self.router.probes is not None:
                 self.router.probes.start()
-            await self.mcp.start()
+            if self.mcp is not None:
+                await self.mcp.start()
             self.sinks.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
@@ -153,7 +155,10 @@ class Services:
         async def stop() -> None:
             for task in tasks:
                 task.cancel()
-            await self.mcp.stop()
+            if self.mcp is not None:
+                await self.mcp.stop()  # and the aggregator with it
+            else:
+                await self.tools.close()
             await self.sinks.close()
             await self.governance.close()
             await self.router.breakers.close()
@@ -177,7 +182,7 @@ class Services:
             self.auth,
             self.governance,
             lambda: self.router.models(),
-            self.mcp.aggregator,
+            self.tools,
             oidc=self.oidc,
         )
         gateway = build_app(
@@ -202,6 +207,8 @@ class Services:
         sessions = Sessions(
             self.engine, settings.session_idle_seconds, settings.session_max_seconds
         )
+        from gateway.api.ui.app import Dashboard  # issue 23: jinja2 only with the dashboard on
+
         return lambda app: Dashboard(settings, app, admin, sessions, lambda: self.integrity).app
 
 
@@ -265,7 +272,13 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         tenancy=governance.tenancy,
     )
     tools = Aggregator(config.mcp, broker, McpStore(engine), governance.counters, AuditLog(engine))
-    tools.guard = McpGuardrails(inference)  # guardrails over tool arguments and results
+    endpoint = None
+    if config.mcp.servers:  # issue 23: the MCP SDK only for a gateway that serves MCP
+        from gateway.api.mcp import McpEndpoint
+        from gateway.api.mcp_guard import McpGuardrails
+
+        tools.guard = McpGuardrails(inference)  # guardrails over tool arguments and results
+        endpoint = McpEndpoint(tools, auth)
     return Services(
         config=config,
         engine=engine,
@@ -278,9 +291,10 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         governance=governance,
         readiness=readiness,
         inference=inference,
-        mcp=McpEndpoint(tools, auth),
+        mcp=endpoint,
         data_dir_lock=held,
         sinks=sinks,
+        tools=tools,
         oidc=OidcClient(config.ui.oidc, governance.tenancy) if config.ui.oidc else None,
     )
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -21,11 +22,14 @@ from gateway.api.admin.gate import AdminGate, is_admin
 from gateway.api.completions import CompletionsRoute
 from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
-from gateway.api.mcp import McpEndpoint, is_mcp
+from gateway.api.mcp_route import is_mcp, not_enabled
 from gateway.api.responses import ResponsesRoute
 from gateway.api.ui import is_ui
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError, InvalidRequest, ModelNotFound
+
+if TYPE_CHECKING:
+    from gateway.api.mcp import McpEndpoint  # the MCP SDK: imported only with mcp.servers
 
 JSON = "application/json"
 Hook = Callable[[], Awaitable[None]]
@@ -67,8 +71,9 @@ class Gateway:
             await self.access(scope, receive, send, handler, counted, scope["path"])
         elif is_admin(scope["path"]):
             await self.access(scope, receive, send, self.admin, uncounted, None)
-        elif self.mcp is not None and is_mcp(scope["path"]):
-            await self.access(scope, receive, send, self.mcp, uncounted, None)
+        elif is_mcp(scope["path"]):
+            endpoint = self.mcp if self.mcp is not None else not_enabled
+            await self.access(scope, receive, send, endpoint, uncounted, None)
         elif self.ui is not None and is_ui(scope["path"]):
             await self.access(scope, receive, send, self.ui, uncounted, None)
         else:

@@ -28,18 +28,16 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from gateway.api.mcp_calls import GATEWAY_REFUSED, DirectCalls, rpc_error
+from gateway.api.mcp_route import PATH, is_mcp
 from gateway.auth import Authenticator
 from gateway.errors import GatewayError
 from gateway.mcp.aggregator import Aggregator
 from gateway.store.keys import KeyRecord
 
-PATH = "/mcp"
+__all__ = ["PATH", "McpEndpoint", "build_server", "is_mcp"]
+
 CALLER = "sealgate.mcp.caller"  # where the endpoint leaves the caller's key record
 MAX_BODY_BYTES = 1024 * 1024
-
-
-def is_mcp(path: str) -> bool:
-    return path == PATH or path == PATH + "/"
 
 
 def _caller(ctx: ServerRequestContext[Any, Any]) -> KeyRecord:

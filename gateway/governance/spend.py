@@ -44,7 +44,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import psycopg
 from sqlalchemy import Engine
 
 from gateway.metrics import METRICS
@@ -470,6 +469,8 @@ class Outbox:
             if connection.dialect.name == "sqlite":
                 result = connection.exec_driver_sql(INSERT_SQLITE, [r.row(True) for r in batch])
                 return max(result.rowcount, 0)
+            import psycopg  # issue 23: the PostgreSQL driver only for a PostgreSQL store
+
             driver = connection.connection.dbapi_connection
             assert isinstance(driver, psycopg.Connection)  # the only PostgreSQL driver we ship
             with driver.cursor() as cursor:

@@ -20,11 +20,10 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 import anyio.to_thread
-import mcp_types as types
 
 from gateway.config.mcp import Mcp
 from gateway.errors import (
@@ -41,10 +40,16 @@ from gateway.governance.audit import Actor, AuditLog, Entry
 from gateway.governance.counters import Charge, Counters, CountersUnavailable
 from gateway.mcp import grants, pins
 from gateway.mcp.state import McpStore
-from gateway.mcp.upstream import Progress, Upstream
 from gateway.metrics import METRICS
 from gateway.secrets.broker import SecretBroker
 from gateway.store.keys import KeyRecord
+
+if TYPE_CHECKING:
+    # issue 23: the MCP SDK (tens of MB resident) is imported only when mcp.servers has a
+    # server; its types here are annotations only.
+    import mcp_types as types
+
+    from gateway.mcp.upstream import Progress, Upstream
 
 log = logging.getLogger("sealgate.mcp")
 
@@ -130,7 +135,11 @@ class Aggregator:
         audit: AuditLog,
     ) -> None:
         self.settings = settings
-        self.upstreams = {s.name: Upstream(s, broker) for s in settings.servers}
+        self.upstreams: dict[str, Upstream] = {}
+        if settings.servers:
+            from gateway.mcp.upstream import Upstream  # the SDK's client: only with servers
+
+            self.upstreams = {s.name: Upstream(s, broker) for s in settings.servers}
         self.store = store
         self._counters = counters
         self._audit = audit

@@ -13,7 +13,6 @@ from gateway.refs import CredentialRef, parse_ref
 from gateway.secrets.broker import Resolver, SecretBroker, backend_of
 from gateway.secrets.errors import BackendError, BackendUnavailable
 from gateway.secrets.local import EnvResolver, take_from_environment
-from gateway.secrets.vault import VaultResolver, VaultTLSError
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +30,9 @@ def build_broker(settings: Secrets, credentials: Mapping[str, CredentialRef]) ->
     resolvers: dict[str, Resolver] = {"env": take_environment(settings.vault, credentials)}
     vault = settings.vault
     if vault is not None:
+        # issue 23: hvac (several MB resident) only for a gateway configured with Vault
+        from gateway.secrets.vault import VaultResolver, VaultTLSError
+
         check_tls_files(vault.tls)
         resolver = VaultResolver(vault)
         try:
