@@ -42,7 +42,6 @@ from gateway.errors import (
     UpstreamCredentialRejected,
     UpstreamError,
     UpstreamRateLimited,
-    UpstreamRejected,
     UpstreamTruncated,
 )
 from gateway.logs import REDACTOR
@@ -104,16 +103,7 @@ def failure(name: str, status: int, data: bytes, headers: Mapping[str, str]) -> 
         )
     if status in (401, 403) or kind in CREDENTIAL_ERRORS:
         return UpstreamCredentialRejected(f"deployment {name} refused the gateway's credential")
-    if status == 400 and any(words in message.lower() for words in TOO_LONG_WORDING):
-        text = REDACTOR.scrub(message)[: http.MAX_PASSED_MESSAGE]
-        return UpstreamRejected(
-            f"deployment {name} rejected the request: {text}",
-            upstream_status=400,
-            code="context_length_exceeded",
-        )
-    return http.upstream_failure(
-        name, status, json.dumps({"error": {"message": message}}).encode(), headers
-    )
+    return http.message_failure(name, status, message, headers, TOO_LONG_WORDING)
 
 
 class BedrockAdapter:

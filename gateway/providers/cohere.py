@@ -14,8 +14,7 @@ from typing import Any
 import aiohttp
 
 from gateway.config import Deployment
-from gateway.errors import GatewayError, UpstreamError, UpstreamRejected, UpstreamTruncated
-from gateway.logs import REDACTOR
+from gateway.errors import GatewayError, UpstreamError, UpstreamTruncated
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
@@ -33,16 +32,7 @@ def failure(name: str, status: int, data: bytes, headers: Mapping[str, str]) -> 
     except (ValueError, RecursionError):
         message = None
     message = message if isinstance(message, str) else ""
-    if status == 400 and any(words in message.lower() for words in TOO_LONG_WORDING):
-        text = REDACTOR.scrub(message)[: http.MAX_PASSED_MESSAGE]
-        return UpstreamRejected(
-            f"deployment {name} rejected the request: {text}",
-            upstream_status=400,
-            code="context_length_exceeded",
-        )
-    return http.upstream_failure(
-        name, status, json.dumps({"error": {"message": message}}).encode(), headers
-    )
+    return http.message_failure(name, status, message, headers, TOO_LONG_WORDING)
 
 
 class CohereAdapter:

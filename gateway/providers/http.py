@@ -93,6 +93,28 @@ def upstream_failure(
     return UpstreamError(f"deployment {name} answered with unexpected status {status}")
 
 
+def message_failure(
+    name: str,
+    status: int,
+    message: str,
+    headers: Mapping[str, str],
+    too_long: tuple[str, ...],
+) -> GatewayError:
+    """A provider's error with a plain ``message`` (Bedrock, Cohere): a 400 whose message has
+    one of the ``too_long`` phrasings is ``context_length_exceeded`` (routing falls back on
+    it); anything else as ``upstream_failure`` reads it."""
+    if status == 400 and any(words in message.lower() for words in too_long):
+        text = REDACTOR.scrub(message)[:MAX_PASSED_MESSAGE]
+        return UpstreamRejected(
+            f"deployment {name} rejected the request: {text}",
+            upstream_status=400,
+            code="context_length_exceeded",
+        )
+    return upstream_failure(
+        name, status, json.dumps({"error": {"message": message}}).encode(), headers
+    )
+
+
 # How an upstream's non-200 answer becomes a GatewayError: ``upstream_failure`` unless the
 # provider maps its own error shape (Bedrock, Cohere).
 Failure = Callable[[str, int, bytes, Mapping[str, str]], GatewayError]
