@@ -143,9 +143,7 @@ class AnthropicAdapter:
             raise UpstreamError(f"deployment {name} answered with invalid JSON") from None
         return Reply(json.dumps(completion).encode(), usage, completion)
 
-    async def chat_stream(
-        self, body: dict[str, Any], key: Secret | None
-    ) -> AnthropicUpstreamStream:
+    async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> http.TranslatedStream:
         payload = self._payload(body)
         response = await http.open_stream(
             self._pool.session(self.deployment),
@@ -159,7 +157,9 @@ class AnthropicAdapter:
         translator = UpstreamEventTranslator(
             body.get("model", ""), bool(options.get("include_usage")), structured
         )
-        return AnthropicUpstreamStream(response, self.deployment, translator)
+        return http.TranslatedStream(
+            response, self.deployment, translator, lambda e: translator.feed(e.name, e.data)
+        )
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         raise InvalidRequest(
@@ -169,44 +169,6 @@ class AnthropicAdapter:
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
-
-
-class AnthropicUpstreamStream:
-    """An Anthropic upstream's event stream, re-emitted as OpenAI chunks."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        deployment: Deployment,
-        translator: UpstreamEventTranslator,
-    ) -> None:
-        self._response = response
-        self._deployment = deployment
-        self._translator = translator
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        name = self._deployment.name
-        async for events in http.event_batches(self._response, self._deployment):
-            out: list[bytes] = []
-            for event in events:
-                try:
-                    out += self._translator.feed(event.name, event.data)
-                except UpstreamError as exc:  # the translator's words, with the deployment's name
-                    raise UpstreamError(
-                        f"deployment {name}: {exc.message}", code=exc.code
-                    ) from None
-            if out:
-                yield b"".join(out)
-        if not self._translator.done:
-            raise UpstreamTruncated(f"deployment {name} ended the stream early")
-        self._response.release()
-
-    async def aclose(self) -> None:
-        self._response.close()
 
 
 class NativeUpstreamStream:

@@ -8,18 +8,16 @@ upstream's Retry-After, a 400 that says the prompt has too many tokens -> 400
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
 from gateway.config import Deployment
-from gateway.errors import GatewayError, UpstreamError, UpstreamTruncated
+from gateway.errors import GatewayError, UpstreamError
 from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
-from gateway.values import Reply, Usage
+from gateway.values import Reply
 from gateway.wire import cohere as wire
 
 TOO_LONG_WORDING = ("too many tokens", "too long", "context length", "context window")
@@ -86,7 +84,7 @@ class CohereAdapter:
             raise self._invalid("a chat answer") from None
         return Reply(json.dumps(completion).encode(), usage)
 
-    async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> CohereUpstreamStream:
+    async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> http.TranslatedStream:
         payload = json.dumps(wire.request_to_cohere(body, self._upstream(body))).encode()
         response = await http.open_stream(
             self._pool.session(self.deployment),
@@ -100,7 +98,9 @@ class CohereAdapter:
         translator = wire.CohereStreamTranslator(
             body.get("model", ""), bool(options.get("include_usage"))
         )
-        return CohereUpstreamStream(response, self.deployment, translator)
+        return http.TranslatedStream(
+            response, self.deployment, translator, lambda e: translator.feed(e.data)
+        )
 
     async def embeddings(self, body: dict[str, Any], key: Secret | None) -> Reply:
         answer = await self._post("/v2/embed", wire.embed_request(body, self._upstream(body)), key)
@@ -120,42 +120,6 @@ class CohereAdapter:
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
-
-
-class CohereUpstreamStream:
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        deployment: Deployment,
-        translator: wire.CohereStreamTranslator,
-    ) -> None:
-        self._response = response
-        self._deployment = deployment
-        self._translator = translator
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        name = self._deployment.name
-        try:
-            async for events in http.event_batches(self._response, self._deployment):
-                out: list[bytes] = []
-                for event in events:
-                    try:
-                        out += self._translator.feed(event.data)
-                    except UpstreamError as exc:
-                        raise UpstreamError(f"deployment {name}: {exc.message}") from None
-                if out:
-                    yield b"".join(out)
-        finally:
-            self._response.release()
-        if not self._translator.done:
-            raise UpstreamTruncated(f"deployment {name} ended the stream early")
-
-    async def aclose(self) -> None:
-        self._response.close()
 
 
 def _adapter(deployment: Deployment, pool: UpstreamPool) -> CohereAdapter:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -38,7 +38,6 @@ from gateway.errors import (
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
-    UpstreamTruncated,
 )
 from gateway.logs import REDACTOR
 from gateway.providers import http
@@ -205,7 +204,7 @@ class GoogleAdapter:
             ) from None
         return Reply(json.dumps(completion).encode(), usage)
 
-    async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> GoogleUpstreamStream:
+    async def chat_stream(self, body: dict[str, Any], key: Secret | None) -> http.TranslatedStream:
         if body.get("n") not in (None, 1):
             raise gemini._unsupported("n")
         payload = json.dumps(gemini.request_to_gemini(body)).encode()
@@ -222,7 +221,9 @@ class GoogleAdapter:
         translator = gemini.StreamTranslator(
             body.get("model", ""), bool(options.get("include_usage"))
         )
-        return GoogleUpstreamStream(response, self.deployment, translator)
+        return http.TranslatedStream(
+            response, self.deployment, translator, lambda e: translator.feed(e.data), translator.end
+        )
 
     async def close(self) -> None:
         """Nothing to do: the sessions belong to the UpstreamPool."""
@@ -281,45 +282,6 @@ class VertexAdapter(GoogleAdapter):
 
     async def close(self) -> None:
         await self._tokens.close()
-
-
-class GoogleUpstreamStream:
-    """A streamGenerateContent SSE body, re-emitted as OpenAI chunks."""
-
-    def __init__(
-        self,
-        response: aiohttp.ClientResponse,
-        deployment: Deployment,
-        translator: gemini.StreamTranslator,
-    ) -> None:
-        self._response = response
-        self._deployment = deployment
-        self._translator = translator
-
-    @property
-    def usage(self) -> Usage | None:
-        return self._translator.usage
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        name = self._deployment.name
-        async for events in http.event_batches(self._response, self._deployment):
-            out: list[bytes] = []
-            for event in events:
-                try:
-                    out += self._translator.feed(event.data)
-                except UpstreamError as exc:
-                    raise UpstreamError(
-                        f"deployment {name}: {exc.message}", code=exc.code
-                    ) from None
-            if out:
-                yield b"".join(out)
-        if not self._translator.done:
-            raise UpstreamTruncated(f"deployment {name} ended the stream early")
-        yield b"".join(self._translator.end())
-        self._response.release()
-
-    async def aclose(self) -> None:
-        self._response.close()
 
 
 GEMINI = Provider(

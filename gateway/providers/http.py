@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from yarl import URL
@@ -38,9 +38,11 @@ from gateway.errors import (
     UpstreamRejected,
     UpstreamTimeout,
     UpstreamTooLarge,
+    UpstreamTruncated,
     UpstreamUnavailable,
 )
 from gateway.logs import REDACTOR
+from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire.anthropic import vocabulary as anthropic
 from gateway.wire.sse import Event, EventReader, EventTooLarge
@@ -264,3 +266,64 @@ def mid_stream_failure(name: str, error: Any) -> UpstreamError:
         extra={"sg_deployment": name, "sg_upstream_message": REDACTOR.scrub(message)[:500]},
     )
     return UpstreamError(f"deployment {name} reported an error mid-stream", code=code)
+
+
+class EventTranslator(Protocol):
+    """What a provider's stream translator offers (gateway/wire/): the usage seen so far, and
+    whether the upstream's stream reached its proper end."""
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    @property
+    def done(self) -> bool: ...
+
+
+class TranslatedStream:
+    """An upstream's SSE body, each event turned into OpenAI chunks by ``feed`` (Anthropic,
+    Gemini and Vertex, Cohere): a translator's error carries the deployment's name, a stream
+    that ends before the translator saw its end is ``UpstreamTruncated``, and ``end`` gives
+    what goes out after the last event (the final usage chunk, for a translator that holds
+    it back)."""
+
+    def __init__(
+        self,
+        response: aiohttp.ClientResponse,
+        deployment: Deployment,
+        translator: EventTranslator,
+        feed: Callable[[Event], list[bytes]],
+        end: Callable[[], list[bytes]] | None = None,
+    ) -> None:
+        self._response = response
+        self._deployment = deployment
+        self._translator = translator
+        self._feed = feed
+        self._end = end
+
+    @property
+    def usage(self) -> Usage | None:
+        return self._translator.usage
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        name = self._deployment.name
+        try:
+            async for events in event_batches(self._response, self._deployment):
+                out: list[bytes] = []
+                for event in events:
+                    try:
+                        out += self._feed(event)
+                    except UpstreamError as exc:  # the translator's words, with the name
+                        raise UpstreamError(
+                            f"deployment {name}: {exc.message}", code=exc.code
+                        ) from None
+                if out:
+                    yield b"".join(out)
+            if not self._translator.done:
+                raise UpstreamTruncated(f"deployment {name} ended the stream early")
+            if self._end is not None:
+                yield b"".join(self._end())
+        finally:
+            self._response.release()
+
+    async def aclose(self) -> None:
+        self._response.close()
