@@ -427,7 +427,9 @@ def test_anthropic_client_served_by_gemini_json_and_stream(
     )
     assert message.content[0].text == "Hello from Gemini."  # type: ignore[union-attr]
     assert message.stop_reason == "end_turn"
-    assert message.usage.input_tokens == 11 and message.usage.output_tokens == 7
+    # Anthropic counts cache reads apart from input_tokens: 11 prompt tokens, 4 of them cached
+    assert message.usage.input_tokens == 7 and message.usage.cache_read_input_tokens == 4
+    assert message.usage.output_tokens == 7
     assert fake.requests[-1].body["systemInstruction"] == {"parts": [{"text": "be brief"}]}
     with claude_sdk.messages.stream(
         model="vertex-flash", max_tokens=100, messages=[{"role": "user", "content": "hi"}]
