@@ -54,3 +54,32 @@ def gateway(
     process = GatewayProcess(workdir, config, env={"FAKE_PROVIDER_KEY": PROVIDER_KEY}).start()
     yield process
     process.stop()
+
+
+PLAIN = """router:
+  retries: 0
+verify:
+  mode: "off"
+governance:
+  default_prices: {input: "0"}
+"""
+
+
+def claude_gateway(
+    workdir: Path, upstream: FakeUpstream, key: str, sections: str = PLAIN
+) -> Iterator[GatewayProcess]:
+    """A gateway process whose model ``claude`` is an Anthropic deployment on the fake
+    upstream, with its key in ``FAKE_ANTHROPIC_KEY``, and the config's other ``sections``; for
+    a module's ``gateway`` fixture to ``yield from``."""
+    config = f"""
+deployments:
+  - model: claude
+    provider: anthropic
+    upstream_model: claude-sonnet-4-5
+    base_url: {upstream.base_url}
+    credential: env:FAKE_ANTHROPIC_KEY
+    allow_private_network: true
+{sections}"""
+    process = GatewayProcess(workdir, config, env={"FAKE_ANTHROPIC_KEY": key}).start()
+    yield process
+    process.stop()

@@ -7,46 +7,30 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.gateway.conftest import PLAIN, claude_gateway
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 EMAIL = "jane.roe@example.com"
 KEY = "sk-ant-fake-" + secrets.token_urlsafe(24)
+GUARDRAILS = """guardrails:
+  default: standard
+  policies:
+    standard:
+      detectors: {personal: mask}
+"""
 
 
 @pytest.fixture(scope="module")
 def gateway(
     upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    config = f"""
-deployments:
-  - model: claude
-    provider: anthropic
-    upstream_model: claude-sonnet-4-5
-    base_url: {upstream_server.base_url}
-    credential: env:FAKE_ANTHROPIC_KEY
-    allow_private_network: true
-router:
-  retries: 0
-verify:
-  mode: "off"
-governance:
-  default_prices: {{input: "0"}}
-guardrails:
-  default: standard
-  policies:
-    standard:
-      detectors: {{personal: mask}}
-"""
-    workdir: Path = tmp_path_factory.mktemp("anthropic-guarded")
-    process = GatewayProcess(workdir, config, env={"FAKE_ANTHROPIC_KEY": KEY}).start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("anthropic-guarded")
+    yield from claude_gateway(workdir, upstream_server, KEY, PLAIN + GUARDRAILS)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,21 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
 
+from tests.gateway.conftest import claude_gateway
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
 KEY = "sk-ant-fake-" + secrets.token_urlsafe(24)
+PRICED = """verify:
+  mode: "off"
+governance:
+  deployments:
+    claude/anthropic: {prices: {input: "3", cached_input: "0.30", output: "15"}}
+"""
 TOOLS = [
     {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
 ]
@@ -24,24 +30,8 @@ TOOLS = [
 def gateway(
     upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    config = f"""
-deployments:
-  - model: claude
-    provider: anthropic
-    upstream_model: claude-sonnet-4-5
-    base_url: {upstream_server.base_url}
-    credential: env:FAKE_ANTHROPIC_KEY
-    allow_private_network: true
-verify:
-  mode: "off"
-governance:
-  deployments:
-    claude/anthropic: {{prices: {{input: "3", cached_input: "0.30", output: "15"}}}}
-"""
-    workdir: Path = tmp_path_factory.mktemp("anthropic")
-    process = GatewayProcess(workdir, config, env={"FAKE_ANTHROPIC_KEY": KEY}).start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("anthropic")
+    yield from claude_gateway(workdir, upstream_server, KEY, PRICED)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import pytest
@@ -16,6 +15,7 @@ from langchain_openai import ChatOpenAI
 from pydantic import BaseModel
 
 from gateway.wire.anthropic.messages import FORMAT_TOOL
+from tests.gateway.conftest import claude_gateway
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess
 
@@ -30,25 +30,8 @@ class Weather(BaseModel):
 def gateway(
     upstream_server: FakeUpstream, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
-    config = f"""
-deployments:
-  - model: claude
-    provider: anthropic
-    upstream_model: claude-sonnet-4-5
-    base_url: {upstream_server.base_url}
-    credential: env:FAKE_ANTHROPIC_KEY
-    allow_private_network: true
-router:
-  retries: 0
-verify:
-  mode: "off"
-governance:
-  default_prices: {{input: "0"}}
-"""
-    workdir: Path = tmp_path_factory.mktemp("openai-on-anthropic")
-    process = GatewayProcess(workdir, config, env={"FAKE_ANTHROPIC_KEY": KEY}).start()
-    yield process
-    process.stop()
+    workdir = tmp_path_factory.mktemp("openai-on-anthropic")
+    yield from claude_gateway(workdir, upstream_server, KEY)
 
 
 @pytest.fixture(scope="module")
