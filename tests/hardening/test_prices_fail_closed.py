@@ -19,7 +19,7 @@ UNPRICED = """
 deployments:
   - model: new-claude
     provider: anthropic
-    upstream_model: claude-opus-4-5
+    upstream_model: claude-opus-9  # a model the bundled table does not price (yet)
     base_url: {upstream}
     credential: env:CANARY_PROVIDER_KEY
     allow_private_network: true
