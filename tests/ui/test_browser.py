@@ -86,7 +86,7 @@ def test_signing_in_with_an_admin_token_shows_that_token_as_the_signed_in_identi
 def test_a_wrong_credential_signs_nobody_in(fresh: Browser, gateway: GatewayProcess) -> None:
     fresh.get(gateway.url + "/ui/login")
     fresh.find("#credential").send_keys("sg-adm-0123456789abcdef-not-a-real-token-at-all-000000")
-    fresh.find("#sign-in").click()
+    submit(fresh, "#sign-in")  # the refusal is a new page: wait for it, not for the old one
     assert fresh.path == "/ui/login"
     assert "not accepted" in fresh.find("#error").text
     fresh.get(gateway.url + "/ui/keys")
@@ -184,6 +184,8 @@ def test_a_budget_alert_is_shown_on_the_budgets_page_once_a_request_hits_the_har
         if any(a["budget_id"] == budget["id"] for a in alerts):
             break
         time.sleep(0.1)
+    else:
+        pytest.fail("the hard-limit alert was not recorded within 10 s")
     sign_in(fresh, gateway, gateway.admin_key)
     fresh.get(gateway.url + "/ui/budgets")
     row = f"#alerts tr[data-budget-id='{budget['id']}']"
