@@ -14,7 +14,7 @@ from gateway.api import validation
 from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream
 from gateway.api.errors import openai_body
 from gateway.api.inference import Inference, routed
-from gateway.errors import GuardrailBlocked, UpstreamError
+from gateway.errors import UpstreamError
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.values import Stream
 from gateway.wire import completions as wire
@@ -60,15 +60,7 @@ class CompletionsRoute:
         )
         answer = reply.body
         if guarded is not None:
-            try:
-                answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
-            except GuardrailBlocked:
-                admission.guardrails = guarded.evidence.summary()
-                await admission.finish(
-                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
-                )
-                raise
-            admission.guardrails = guarded.evidence.summary()
+            answer = await guarded.answer(group, reply, deployment, admission)
         try:
             completion = wire.completion_from_chat(json.loads(answer), reply.usage)
         except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):

@@ -27,6 +27,7 @@ from gateway.api.errors import Renderer, anthropic_body, openai_body
 from gateway.api.messages import MessagesCall
 from gateway.auth import Authenticator
 from gateway.cache.responses import ResponseCache, Route
+from gateway.config import Deployment
 from gateway.errors import (
     GuardrailBlocked,
     GuardrailUnavailable,
@@ -74,6 +75,25 @@ class Guarded(NamedTuple):
     guardrails: Guardrails
     policy: Policy
     evidence: Evidence
+
+    async def answer(
+        self, model: str, reply: Reply, deployment: Deployment, admission: Admission
+    ) -> bytes:
+        """The answer stages over a complete chat completion, for every route that asks chat
+        (chat, Messages, Responses, legacy completions): the built-in response stage, then the
+        policy's webhook on answers. The body as it may go out (masked where the policy masks).
+        A block, or a webhook that cannot answer under fail-closed, settles the call with its
+        code (the upstream was paid) before it is raised."""
+        guardrails, policy, evidence = self
+        try:
+            answer = guardrails.check_reply(policy, evidence, reply.body)
+            await guardrails.consult_reply(policy, model, answer, evidence)
+        except (GuardrailBlocked, GuardrailUnavailable) as exc:
+            admission.guardrails = evidence.summary()
+            await admission.finish(reply.usage, deployment, exc.code, reply_tokens(reply))
+            raise
+        admission.guardrails = evidence.summary()
+        return answer
 
 
 class Inference:
@@ -361,15 +381,7 @@ class Inference:
         answer = reply.body
         tracing.record_reply(answer)  # observability (issue 17): response model, finish reasons
         if guarded is not None:
-            try:
-                answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
-                await guarded.guardrails.consult_reply(
-                    guarded.policy, model, answer, guarded.evidence
-                )
-            except (GuardrailBlocked, GuardrailUnavailable) as exc:
-                admission.guardrails = guarded.evidence.summary()
-                await admission.finish(reply.usage, deployment, exc.code, reply_tokens(reply))
-                raise
+            answer = await guarded.answer(model, reply, deployment, admission)
         if content:
             tracing.record_output(answer)
         if isinstance(messages, MessagesCall):

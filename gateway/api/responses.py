@@ -29,7 +29,7 @@ from gateway.api import validation
 from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream
 from gateway.api.conversations import Conversations, Held
 from gateway.api.inference import Inference, routed
-from gateway.errors import GatewayError, GuardrailBlocked, InvalidRequest, UpstreamError
+from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.routing.router import Plan, Route
 from gateway.secrets.secret import Secret
@@ -178,15 +178,7 @@ class ResponsesRoute:
         assert translation is not None
         answer = reply.body
         if guarded is not None:
-            try:
-                answer = guarded.guardrails.check_reply(guarded.policy, guarded.evidence, answer)
-            except GuardrailBlocked:
-                admission.guardrails = guarded.evidence.summary()
-                await admission.finish(
-                    reply.usage, deployment, "guardrail_blocked", reply_tokens(reply)
-                )
-                raise
-            admission.guardrails = guarded.evidence.summary()
+            answer = await guarded.answer(group, reply, deployment, admission)
         try:
             # The adapter's own parse of its answer, unless a guardrail rewrote the answer.
             parsed = reply.parsed if answer is reply.body else None

@@ -3,7 +3,8 @@ operator's webhook. It is asked before the call with the texts only (no header, 
 secret masked), and again about the complete answer before the client sees it; its block (of
 either) is a 400 naming it; when it cannot be reached, a fail-closed policy
 refuses the request (503) and a fail-open one lets it through; a host off the egress allowlist
-is refused at start-up."""
+is refused at start-up. The answer stages hold on every route that asks chat underneath (chat,
+Responses, legacy completions), and a refused answer is recorded as refused."""
 
 from __future__ import annotations
 
@@ -29,12 +30,13 @@ deployments:
   - {{model: judged, provider: mock}}
   - {{model: closed, provider: mock}}
   - {{model: opened, provider: mock}}
+  - {{model: answers-closed, provider: mock}}
 verify:
   mode: "off"
 governance:
   default_prices: {{input: "0"}}
 guardrails:
-  models: {{judged: judged, closed: closed, opened: opened}}
+  models: {{judged: judged, closed: closed, opened: opened, answers-closed: answers-closed}}
   policies:
     judged:
       webhook: {{url: "http://127.0.0.1:{port}/check", allow_private_network: true}}
@@ -44,6 +46,9 @@ guardrails:
     opened:
       webhook: {{url: "http://127.0.0.1:{dead}/check", allow_private_network: true,
                  timeout_seconds: 1, on_error: fail_open}}
+    answers-closed:
+      webhook: {{url: "http://127.0.0.1:{dead}/check", allow_private_network: true,
+                 timeout_seconds: 1, stages: [response]}}
 """
 
 
@@ -101,7 +106,7 @@ def gateway(judge: Judge, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def client(gateway: GatewayProcess) -> openai.OpenAI:
-    key = gateway.create_key(["judged", "closed", "opened"])["key"]
+    key = gateway.create_key(["judged", "closed", "opened", "answers-closed"])["key"]
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key=key, max_retries=0)
 
 
@@ -146,6 +151,52 @@ def test_the_webhooks_block_of_an_answer_refuses_it_after_the_request_was_allowe
     assert error["code"] == "guardrail_blocked" and error["param"] == "webhook:judged"
     assert [body["stage"] for _, body in judge.seen[-2:]] == ["request", "response"]
     assert "block my answer" not in caught.value.response.text
+
+
+ROUTES = ["chat", "responses", "completions"]
+
+
+def ask_on(route: str, client: openai.OpenAI, model: str, text: str) -> None:
+    """One JSON call on one of the routes that ask chat underneath."""
+    if route == "chat":
+        ask(client, model, text)
+    elif route == "responses":
+        client.responses.create(model=model, input=text)
+    else:
+        client.completions.create(model=model, prompt=text)
+
+
+def spend_status(gateway: GatewayProcess, key_id: str) -> list[str]:
+    rows = gateway.admin("GET", "/admin/spend/logs", params={"key_id": key_id}).json()["data"]
+    return [row["status"] for row in rows]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_the_webhook_judges_the_answer_on_every_route_that_asks_chat_and_the_block_is_recorded(
+    gateway: GatewayProcess, judge: Judge, route: str
+) -> None:
+    made = gateway.create_key(["judged"])
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=made["key"], max_retries=0)
+    with pytest.raises(openai.BadRequestError) as caught:
+        ask_on(route, client, "judged", "please block my answer")
+    error = caught.value.response.json()["error"]
+    assert error["code"] == "guardrail_blocked" and error["param"] == "webhook:judged"
+    assert [body["stage"] for _, body in judge.seen[-2:]] == ["request", "response"]
+    assert spend_status(gateway, made["id"]) == ["guardrail_blocked"]
+
+
+@pytest.mark.parametrize("route", ROUTES)
+def test_a_fail_closed_answer_webhook_that_cannot_be_reached_refuses_the_answer_on_every_route(
+    gateway: GatewayProcess, route: str
+) -> None:
+    made = gateway.create_key(["answers-closed"])
+    client = openai.OpenAI(base_url=gateway.url + "/v1", api_key=made["key"], max_retries=0)
+    with pytest.raises(openai.InternalServerError) as caught:
+        ask_on(route, client, "answers-closed", "hello")
+    assert caught.value.status_code == 503
+    assert caught.value.response.json()["error"]["code"] == "guardrail_unavailable"
+    assert "Mock answer" not in caught.value.response.text
+    assert spend_status(gateway, made["id"]) == ["guardrail_unavailable"]
 
 
 def test_the_webhooks_block_is_a_guardrail_blocked_naming_the_webhook(
