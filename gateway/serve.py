@@ -9,6 +9,7 @@ section (store, secrets broker, connection pool, router, governance), assemble t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -321,6 +322,7 @@ def serve(
         webhook.check_egress(guardrails_section(config, policies), policies)
         egress.enforce_mcp(config.mcp.servers, policies)
         egress.enforce_sinks(config.sinks, policies)  # observability (issue 17)
+        egress.enforce_tracing(config.tracing, policies)
         checked = integrity.check(config.verify)
     except integrity.StartupRefused as exc:
         print(f"sealgate: {exc}", file=sys.stderr, flush=True)
@@ -406,6 +408,7 @@ def start_tracing(settings: TracingSettings, source: str) -> None:
         settings.propagate_upstream,
         settings.service_name,
         settings.timeout_seconds,
+        functools.partial(egress.checked_address, allow_private=settings.allow_private_network),
     )
 
 

@@ -251,6 +251,8 @@ class Tracing(Strict):
     headers: dict[str, str] = {}
     sample_ratio: float = Field(1.0, ge=0, le=1)
     propagate_upstream: bool = False  # send W3C traceparent to the deployments
+    # a collector on a private network (a node's agent, a cluster service); loopback needs none
+    allow_private_network: bool = False
     service_name: str = Field("sealgate", min_length=1, max_length=200)
     timeout_seconds: PositiveSeconds = DEFAULT_OTLP_TIMEOUT
 
@@ -263,6 +265,10 @@ class Tracing(Strict):
         if parts.username or parts.password:
             raise ValueError("no credentials in the URL: put them in tracing.headers, by reference")
         return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
 
     @field_validator("headers")
     @classmethod

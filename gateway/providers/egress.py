@@ -14,7 +14,8 @@ Two checks, both failing closed:
 
 The MCP gateway's upstream servers (``gateway.mcp.upstream``) get the same two checks:
 ``enforce_mcp`` at start-up, and a ``GuardedResolver`` for each request's connection; so do the
-sinks (``enforce_sinks``, under the name ``sink``; ``governance.sinks``).
+sinks (``enforce_sinks``, under the name ``sink``; ``governance.sinks``) and the trace exporter's
+collector (``enforce_tracing``, and ``checked_address`` for its blocking connection).
 
 Redirects are never followed (``pool.py``), so the request that carries a key cannot be steered
 to another host after the check.
@@ -36,7 +37,7 @@ import yaml
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from gateway.config import Deployment, OtlpLogsSink, S3Sink, WebhookSink, aws
+from gateway.config import Deployment, OtlpLogsSink, S3Sink, Tracing, WebhookSink, aws
 from gateway.config.mcp import McpServer
 from gateway.errors import ConfigError
 
@@ -247,24 +248,69 @@ def enforce_sinks(
     (``allow_private_network``; the config refuses such a literal without it)."""
     for index, sink in enumerate(sinks):
         where = f"sinks.{index}.{sink.address_key}"
-        if is_local_literal(sink.host):
-            if not sink.allow_private_network:
-                raise ConfigError(
-                    "config",
-                    where,
-                    f"{sink.host} is a private, loopback or link-local address; set "
-                    "allow_private_network: true on this sink for a receiver on it",
-                )
-            continue
-        if policy is None:
-            policy = load_policy(policies / POLICY_FILE)
-        if not policy.allows(SINK, sink.host):
+        policy = _enforce_receiver(where, sink.host, sink.allow_private_network, policies, policy)
+
+
+def enforce_tracing(
+    tracing: Tracing, policies: Path, policy: EgressPolicy | None = None
+) -> EgressPolicy | None:
+    """The trace exporter's collector, checked as a sink is (under the name ``sink``), except
+    that a loopback collector (the default endpoint: an agent beside the gateway) needs no flag:
+    loopback reaches no other machine and no metadata service."""
+    if not tracing.enabled or is_loopback(tracing.host):
+        return policy
+    where = "tracing.endpoint"
+    return _enforce_receiver(where, tracing.host, tracing.allow_private_network, policies, policy)
+
+
+def _enforce_receiver(
+    where: str, host: str, allow_private: bool, policies: Path, policy: EgressPolicy | None
+) -> EgressPolicy | None:
+    if is_local_literal(host):
+        if not allow_private:
             raise ConfigError(
                 "config",
                 where,
-                f"host {sink.host} is not on the egress allowlist for {SINK} ({policy.source}); "
-                f"add it under providers.{SINK}.hosts",
+                f"{host} is a private, loopback or link-local address; set "
+                "allow_private_network: true beside it for a receiver on it",
             )
+        return policy
+    if policy is None:
+        policy = load_policy(policies / POLICY_FILE)
+    if not policy.allows(SINK, host):
+        raise ConfigError(
+            "config",
+            where,
+            f"host {host} is not on the egress allowlist for {SINK} ({policy.source}); "
+            f"add it under providers.{SINK}.hosts",
+        )
+    return policy
+
+
+def is_loopback(host: str) -> bool:
+    address = ip_of(host)
+    return host.lower() == "localhost" or (address is not None and address.is_loopback)
+
+
+def checked_address(host: str, port: int, allow_private: bool) -> tuple[str, int]:
+    """A blocking connection's guard (the trace exporter's thread): the address to connect to
+    for ``host``, refused when it is not public and neither loopback (for a loopback name or
+    literal) nor allowed. The address returned is the one checked, so a name that resolves
+    elsewhere by the time of the connect cannot slip past."""
+    found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    if not found:
+        raise EgressRefused(f"egress to {host} refused: it resolves to no address")
+    literal = str(found[0][4][0])
+    address = ip_of(literal)
+    if address is not None and (
+        is_public(address) or allow_private or (is_loopback(host) and address.is_loopback)
+    ):
+        return literal, port
+    log.warning(
+        "egress refused: the host resolves to a non-public address",
+        extra={"sg_host": host, "sg_address": literal},
+    )
+    raise EgressRefused(f"egress to {host} refused: non-public address")
 
 
 # -- connect-time guard -------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from gateway.logs import REDACTOR
-from gateway.tracing.export import SpanExporter
+from gateway.tracing.export import Guard, SpanExporter
 from gateway.values import Stream, Usage
 
 # The provider names of the GenAI conventions' registry, by Sealgate provider.
@@ -138,9 +138,11 @@ def start(
     propagate_upstream: bool,
     service_name: str,
     timeout_seconds: float,
+    guard: Guard | None = None,
 ) -> None:
-    """Export spans from now on (in batches, from the exporter's own thread)."""
-    exporter = SpanExporter(endpoint, dict(headers), service_name, timeout_seconds)
+    """Export spans from now on (in batches, from the exporter's own thread), connecting where
+    ``guard`` (the egress check) says."""
+    exporter = SpanExporter(endpoint, dict(headers), service_name, timeout_seconds, guard=guard)
     exporter.start()
     STATE.bound = round(sample_ratio * (1 << 64))
     STATE.propagate = propagate_upstream

@@ -10,7 +10,9 @@
 Spans are diagnostics, not records: a full queue drops the new span rather than grow, and both
 kinds of loss are counted (``sealgate_trace_spans_dropped_total{reason}``) and logged once per
 streak, never silently. ``stop`` sends what is queued before it returns. The connection goes
-only to the endpoint's host and port; redirects are not followed (``http.client`` follows none).
+only to the endpoint's host and port, at an address the egress guard passed (a name resolving to
+a private or link-local address is refused unless ``tracing.allow_private_network``); redirects
+are not followed (``http.client`` follows none).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import http.client
 import logging
+import socket
 import ssl
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -123,11 +126,40 @@ class ExportFailed(Exception):
     """The collector did not take a batch (the reason: a status or an error class)."""
 
 
+Guard = Callable[[str, int], tuple[str, int]]  # (host, port) -> the address checked to connect to
+
+
+class _Guarded(http.client.HTTPConnection):
+    """A connection made to the address the egress guard checked (``gateway.providers.egress``
+    gives the guard: this ground layer imports nothing above it). The TLS subclass below wraps
+    this socket with the URL's own host name for SNI and the certificate check."""
+
+    guard: Guard | None = None
+
+    def connect(self) -> None:
+        if self.guard is None:
+            super().connect()
+            return
+        self.sock = socket.create_connection(self.guard(self.host, self.port), self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _GuardedTLS(http.client.HTTPSConnection, _Guarded):
+    pass
+
+
 class Poster:
     """POSTs bodies to one URL over one kept-alive connection, made again after a failure."""
 
-    def __init__(self, url: str, headers: Mapping[str, str], timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        headers: Mapping[str, str],
+        timeout_seconds: float,
+        guard: Guard | None = None,
+    ) -> None:
         parts = urlsplit(url)
+        self._guard = guard
         self._https = parts.scheme == "https"
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
@@ -146,11 +178,12 @@ class Poster:
         connection = self._connection
         if connection is None:
             if self._https:
-                connection = http.client.HTTPSConnection(
+                connection = _GuardedTLS(
                     self._host, self._port, timeout=timeout, context=ssl.create_default_context()
                 )
             else:
-                connection = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+                connection = _Guarded(self._host, self._port, timeout=timeout)
+            connection.guard = self._guard
             self._connection = connection
         connection.timeout = timeout
         if connection.sock is not None:
@@ -181,13 +214,14 @@ class SpanExporter:
         timeout_seconds: float,
         max_queue: int = MAX_QUEUE,
         delay_seconds: float = DELAY_SECONDS,
+        guard: Guard | None = None,
     ) -> None:
         self._queue: deque[Span] = deque()
         self._max_queue = max_queue
         self._delay = delay_seconds
         self._timeout = timeout_seconds
         self._resource = resource(service_name)
-        self._poster = Poster(endpoint, headers, timeout_seconds)
+        self._poster = Poster(endpoint, headers, timeout_seconds, guard)
         self._scheduled = False
         # Encoded batches for the sender thread: (body, spans in it).
         self._bodies: deque[tuple[bytes, int]] = deque()
