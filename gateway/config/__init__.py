@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.config import fields
 from gateway.config.aws import Aws
 from gateway.config.cache import Cache
 from gateway.config.governance import Governance
@@ -136,25 +137,15 @@ class Deployment(Strict):
     # one-token chat, the embedding of one word, or the rerank of one document.
     mode: Literal["chat", "embeddings", "rerank"] = "chat"
 
-    @field_validator("credential")
-    @classmethod
-    def _reference_not_literal(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ref(value)  # raises ValueError with an explanation that never echoes the value
-        return value
+    _credential = field_validator("credential")(fields.reference)
 
     @field_validator("base_url")
     @classmethod
     def _absolute_http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        fields.http_url(value, "https://api.openai.com/v1", "use 'credential' with a reference")
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an absolute http(s) URL such as https://api.openai.com/v1")
-        if parts.username or parts.password:
-            raise ValueError(
-                "credentials in the URL are refused; use 'credential' with a reference"
-            )
         if parts.query or parts.fragment:
             raise ValueError("expected a base URL without query or fragment")
         return value.rstrip("/")
@@ -259,12 +250,8 @@ class Tracing(Strict):
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an http(s) URL such as http://collector:4318/v1/traces")
-        if parts.username or parts.password:
-            raise ValueError("no credentials in the URL: put them in tracing.headers, by reference")
-        return value
+        example = "http://collector:4318/v1/traces"
+        return fields.http_url(value, example, "put them in tracing.headers, by reference")
 
     @property
     def host(self) -> str:
@@ -282,17 +269,8 @@ class Tracing(Strict):
 
 
 def _sink_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("expected an http(s) URL such as https://siem.example.com/sealgate")
-    if parts.username or parts.password:
-        raise ValueError("no credentials in the URL: they go in the sink's references")
-    return value
-
-
-def _reference(value: str) -> str:
-    parse_ref(value)  # raises ValueError with an explanation that never echoes the value
-    return value
+    example = "https://siem.example.com/sealgate"
+    return fields.http_url(value, example, "they go in the sink's references")
 
 
 class SinkBase(Strict):
@@ -318,7 +296,7 @@ class WebhookSink(SinkBase):
     secret: str
 
     _url = field_validator("url")(_sink_url)
-    _secret = field_validator("secret")(_reference)
+    _secret = field_validator("secret")(fields.reference)
 
     @property
     def secret_ref(self) -> CredentialRef:
@@ -349,7 +327,7 @@ class S3Sink(SinkBase):
     secret_access_key: str
 
     _endpoint = field_validator("endpoint")(_sink_url)
-    _keys = field_validator("access_key_id", "secret_access_key")(_reference)
+    _keys = field_validator("access_key_id", "secret_access_key")(fields.reference)
 
     @property
     def host(self) -> str:

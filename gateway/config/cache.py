@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.refs import parse_ref
+from gateway.config import fields
 
 DEFAULT_TTL_SECONDS = 300.0
 DEFAULT_MAX_ENTRIES = 10_000
@@ -42,9 +42,4 @@ class Cache(BaseModel):
     max_entry_bytes: int = Field(DEFAULT_MAX_ENTRY_BYTES, ge=1024, le=256 * 1024 * 1024)
     encryption_key: str | None = None
 
-    @field_validator("encryption_key")
-    @classmethod
-    def _reference_not_literal(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ref(value)  # raises ValueError with an explanation that never echoes the value
-        return value
+    _credential = field_validator("encryption_key")(fields.reference)

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.config import fields
 from gateway.refs import CredentialRef, parse_ref
 
 DEFAULT_TOOL_TIMEOUT = 30.0
@@ -81,19 +82,10 @@ class McpServer(Strict):
     def _absolute_http_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("expected an absolute http:// or https:// URL")
-        if parts.username or parts.password:
-            raise ValueError("a credential never belongs in the URL: use 'credential'")
-        return value
+        example = "https://tools.example.com/mcp"
+        return fields.http_url(value, example, "use 'credential' with a reference")
 
-    @field_validator("credential")
-    @classmethod
-    def _reference_not_literal(cls, value: str | None) -> str | None:
-        if value is not None:
-            parse_ref(value)  # raises ValueError with an explanation that never echoes the value
-        return value
+    _credential = field_validator("credential")(fields.reference)
 
     @field_validator("credential_header")
     @classmethod
