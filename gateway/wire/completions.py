@@ -23,29 +23,7 @@ from gateway.values import Stream, Usage
 from gateway.wire import openai
 from gateway.wire.sse import EventReader, EventTooLarge
 
-FIELDS = frozenset(
-    {
-        "model",
-        "prompt",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "n",
-        "stream",
-        "stream_options",
-        "stop",
-        "presence_penalty",
-        "frequency_penalty",
-        "logit_bias",
-        "user",
-        "seed",
-        "echo",
-        "suffix",
-        "logprobs",
-        "best_of",
-    }
-)
-CARRIED = (
+CARRIED = (  # what goes to the chat call as it is
     "model",
     "max_tokens",
     "temperature",
@@ -67,6 +45,7 @@ OFF: dict[str, tuple[Any, ...]] = {
     "logprobs": (None,),
     "best_of": (None, 1),
 }
+FIELDS = frozenset({"prompt", *CARRIED, *OFF})
 
 
 def request_to_chat(body: dict[str, Any]) -> dict[str, Any]:
