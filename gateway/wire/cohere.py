@@ -55,7 +55,13 @@ FINISH_REASONS = {
     "STOP_SEQUENCE": "stop",
     "MAX_TOKENS": "length",
     "TOOL_CALL": "tool_calls",
+    # what v1 models (and v2's compatibility layer on some hosts) still say
+    "ERROR_TOXIC": "content_filter",  # the answer was cut by Cohere's safety filter
+    "ERROR_LIMIT": "length",  # the context window ran out
 }
+# The model failed part-way: the answer is not a whole one, so it is an upstream error (502),
+# never passed on as if the model had finished ("stop").
+FAILED = frozenset({"ERROR", "TIMEOUT"})
 RERANK_FIELDS = frozenset(
     {"model", "query", "documents", "top_n", "max_tokens_per_doc", "return_documents"}
 )
@@ -147,6 +153,9 @@ def usage_of(usage: Any) -> Usage:
 
 
 def finish_reason(reason: Any) -> str:
+    """A Cohere finish reason as OpenAI's (an unknown one, from a newer API: ``stop``)."""
+    if reason in FAILED:
+        raise UpstreamError(f"the Cohere model stopped with finish_reason {reason}")
     return FINISH_REASONS.get(reason, "stop") if isinstance(reason, str) else "stop"
 
 
