@@ -42,7 +42,7 @@ from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR
 from gateway.providers.pool import UpstreamPool
-from gateway.providers.sigv4 import AwsCredentials
+from gateway.providers.sigv4 import SIGNING_KEYS, AwsCredentials
 from gateway.secrets.secret import Secret
 
 log = logging.getLogger("sealgate.aws")
@@ -139,6 +139,7 @@ class WebIdentityCredentials:
     def _forget(held: Temporary | None) -> None:
         if held is not None:
             REDACTOR.discard(held.credentials.secret_key)
+            SIGNING_KEYS.discard(held.credentials.secret_key)
             REDACTOR.discard(held.credentials.token or "")
 
     async def close(self) -> None:

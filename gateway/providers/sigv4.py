@@ -92,6 +92,11 @@ class SigningKeys:
             self._keys[index] = key
         return key
 
+    def discard(self, secret: str) -> None:
+        """Forget every key derived from ``secret`` (temporary credentials that were replaced)."""
+        for index in [index for index in self._keys if index[0] == secret]:
+            del self._keys[index]
+
     def clear(self) -> None:
         self._keys.clear()
 
