@@ -154,7 +154,9 @@ def sign(
     now: datetime | None = None,
 ) -> dict[str, str]:
     """``headers`` with X-Amz-Date, X-Amz-Security-Token (with a session token) and
-    Authorization added, for a POST of ``payload`` to ``url`` (sent exactly as written)."""
+    Authorization added, for a POST of ``payload`` to ``url`` (sent exactly as written).
+    ``headers`` hold none of those three, nor ``Date`` (botocore would replace them; the
+    adapter never sends them)."""
     stamp = (now or datetime.now(UTC)).strftime(TIMESTAMP)
     day = stamp[:8]
     out = dict(headers)
