@@ -10,12 +10,16 @@ Per provider, for one chat request with a system prompt, a user turn and a tool:
 - **stream**: the recorded stream's bytes framed and translated into OpenAI chunks (OpenAI: SSE
   framing and the usage/error look-out of the pass-through; Bedrock: botocore's event-stream
   decoder and the ConverseStream translator);
-- **sign**: the request signed with botocore's SigV4Auth (part of Bedrock's json and stream
-  rows too; shown alone as well).
+- **sign**: the request signed with SigV4, by the gateway's signer (``gateway.providers.sigv4``,
+  the signing key derived once a day and held) and by botocore's ``SigV4Auth`` (what the gateway
+  used before), side by side with their ratio; ``sigv4 cold`` derives the key afresh each time.
+  Bedrock's json and stream rows sign with the gateway's signer; the ``/botocore`` rows are the
+  same work signed by botocore, so one run shows Bedrock's cost over OpenAI before and after.
 
 The cases run interleaved, one batch each per round, so load on the shared machine falls on
-all of them alike; the median round, per request, is printed in microseconds, with the load
-average.
+all of them alike, and each batch is timed in CPU time of this process (``process_time``), not
+wall time, which on a loaded machine counts the waits for a core too; the median round, per
+request, is printed in microseconds, with the load average.
 
     .venv-dev/bin/python -m bench.providers [--batch 2000] [--rounds 15]
 """
@@ -30,9 +34,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer
 
-from gateway.providers.aws_credentials import key_pair, sign
+from gateway.providers import sigv4
+from gateway.providers.aws_credentials import key_pair
 from gateway.secrets.secret import Secret
 from gateway.wire import bedrock, cohere, openai
 from gateway.wire.anthropic.messages import completion_from_anthropic, request_to_anthropic
@@ -131,22 +139,39 @@ def anthropic_stream() -> None:
 
 
 CREDENTIALS = key_pair(PAIR)  # the adapter parses a key pair once per Secret the broker hands out
+BOTOCORE_CREDENTIALS = ReadOnlyCredentials(
+    CREDENTIALS.access_key, CREDENTIALS.secret_key, CREDENTIALS.token
+)
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+Signer = Callable[[bytes], dict[str, str]]
 
 
-def bedrock_sign() -> None:
-    sign(CREDENTIALS, "us-east-1", URL, b'{"messages":[]}', {"Content-Type": "application/json"})
+def ours(payload: bytes) -> dict[str, str]:
+    return sigv4.sign(CREDENTIALS, "us-east-1", URL, payload, HEADERS, "bedrock")
 
 
-def bedrock_json() -> None:
+def botocore_signer(payload: bytes) -> dict[str, str]:
+    """What the adapter did before its own signer: botocore's SigV4Auth on an AWSRequest."""
+    request = AWSRequest(method="POST", url=URL, data=payload, headers=HEADERS)
+    SigV4Auth(BOTOCORE_CREDENTIALS, "bedrock", "us-east-1").add_auth(request)
+    return dict(request.headers.items())
+
+
+def ours_cold(payload: bytes) -> dict[str, str]:
+    sigv4.SIGNING_KEYS.clear()
+    return ours(payload)
+
+
+def bedrock_json(signer: Signer = ours) -> None:
     payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
-    sign(CREDENTIALS, "us-east-1", URL, payload, {"Content-Type": "application/json"})
+    signer(payload)
     completion, _ = bedrock.completion_from_converse(json.loads(BEDROCK_ANSWER), "m")
     json.dumps(completion).encode()
 
 
-def bedrock_stream() -> None:
+def bedrock_stream(signer: Signer = ours) -> None:
     payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
-    sign(CREDENTIALS, "us-east-1", URL, payload, {"Content-Type": "application/json"})
+    signer(payload)
     translator = bedrock.ConverseStreamTranslator("m", True)
     buffer = EventStreamBuffer()
     buffer.add_data(BEDROCK_STREAM)
@@ -166,14 +191,19 @@ def cohere_stream() -> None:
         translator.feed(event.data)
 
 
-CASES: dict[str, Callable[[], None]] = {
+SIGNED_BODY = b'{"messages":[]}'
+CASES: dict[str, Callable[[], object]] = {
     "openai json": openai_json,
     "openai stream": openai_stream,
     "anthropic json": anthropic_json,
     "anthropic stream": anthropic_stream,
     "bedrock json": bedrock_json,
     "bedrock stream": bedrock_stream,
-    "bedrock sign": bedrock_sign,
+    "bedrock json/botocore": lambda: bedrock_json(botocore_signer),
+    "bedrock stream/botocore": lambda: bedrock_stream(botocore_signer),
+    "sign sigv4": lambda: ours(SIGNED_BODY),
+    "sign sigv4 cold": lambda: ours_cold(SIGNED_BODY),
+    "sign botocore": lambda: botocore_signer(SIGNED_BODY),
     "cohere json": cohere_json,
     "cohere stream": cohere_stream,
 }
@@ -183,10 +213,10 @@ def measure(batch: int, rounds: int) -> dict[str, float]:
     timings: dict[str, list[float]] = {name: [] for name in CASES}
     for _ in range(rounds):
         for name, work in CASES.items():
-            started = time.perf_counter()
+            started = time.process_time()
             for _ in range(batch):
                 work()
-            timings[name].append((time.perf_counter() - started) / batch)
+            timings[name].append((time.process_time() - started) / batch)
     return {name: statistics.median(values) * 1e6 for name, values in timings.items()}
 
 
@@ -200,12 +230,15 @@ def main() -> None:
     results = measure(args.batch, args.rounds)
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    print(f"{'case':<18}{'µs/request':>12}{'over openai':>14}")
+    print(f"{'case':<24}{'µs/request':>12}{'over openai':>14}")
     for name, micros in results.items():
-        kind = "stream" if name.endswith("stream") else "json"
-        over = micros - results[f"openai {kind}"] if not name.startswith("openai") else 0.0
-        extra = f"{over:+.1f}" if not name.startswith("openai") and name != "bedrock sign" else ""
-        print(f"{name:<18}{micros:>12.1f}{extra:>14}")
+        kind = "stream" if "stream" in name else "json"
+        shown = not name.startswith(("openai", "sign"))
+        extra = f"{micros - results[f'openai {kind}']:+.1f}" if shown else ""
+        print(f"{name:<24}{micros:>12.1f}{extra:>14}")
+    botocore = results["sign botocore"]
+    warm, cold = botocore / results["sign sigv4"], botocore / results["sign sigv4 cold"]
+    print(f"sign: botocore / sigv4 = {warm:.1f}x (with the key derived each time: {cold:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""AWS credentials for a Bedrock deployment, held in memory only, and the SigV4 signature.
+"""AWS credentials for a Bedrock deployment, held in memory only.
 
 Two sources:
 
@@ -15,8 +15,9 @@ Two sources:
 
 The STS call is serialised and its XML answer parsed by botocore (its STS service model, query
 protocol), and sent through an aiohttp session pinned to the STS host by the egress guard.
-Requests are signed by botocore's ``SigV4Auth``. Neither a key, a session token nor the web
-identity token is put in a URL, a log line or an error message.
+Requests are signed by ``gateway.providers.sigv4`` (held to botocore's ``SigV4Auth`` by the
+tests). Neither a key, a session token nor the web identity token is put in a URL, a log line,
+an error message or a ``repr`` (``AwsCredentials`` leaves the secret and the token out).
 """
 
 from __future__ import annotations
@@ -32,9 +33,6 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import ReadOnlyCredentials
 from botocore.model import OperationModel
 from botocore.parsers import QueryParser
 from botocore.serialize import QuerySerializer
@@ -44,6 +42,7 @@ from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
 from gateway.logs import REDACTOR
 from gateway.providers.pool import UpstreamPool
+from gateway.providers.sigv4 import SIGNING_KEYS, AwsCredentials
 from gateway.secrets.secret import Secret
 
 log = logging.getLogger("sealgate.aws")
@@ -59,7 +58,7 @@ _FIELDS = (
 )
 
 
-def key_pair(secret: Secret) -> ReadOnlyCredentials:
+def key_pair(secret: Secret) -> AwsCredentials:
     """The access key pair a referenced secret holds; SecretUnavailable when it is not one
     (its content is never repeated)."""
     problem = "the AWS credential secret must be JSON with access_key_id and secret_access_key"
@@ -79,7 +78,7 @@ def key_pair(secret: Secret) -> ReadOnlyCredentials:
     if key_id is None or secret_key is None:
         raise SecretUnavailable(problem)
     _redact(secret_key, token)  # the broker redacts the whole document; these are its parts
-    return ReadOnlyCredentials(key_id, secret_key, token)
+    return AwsCredentials(key_id, secret_key, token)
 
 
 def _redact(*values: str | None) -> None:
@@ -88,24 +87,9 @@ def _redact(*values: str | None) -> None:
             REDACTOR.add(value)
 
 
-def sign(
-    credentials: ReadOnlyCredentials,
-    region: str,
-    url: str,
-    payload: bytes,
-    headers: dict[str, str],
-    service: str = SERVICE,
-) -> dict[str, str]:
-    """``headers`` with SigV4's (Authorization, X-Amz-Date, X-Amz-Security-Token) added: the
-    method, the URL's path and host, these headers and the payload's sha256 are signed."""
-    request = AWSRequest(method="POST", url=url, data=payload, headers=headers)
-    SigV4Auth(credentials, service, region).add_auth(request)
-    return dict(request.headers.items())
-
-
 @dataclass(frozen=True, slots=True)
 class Temporary:
-    credentials: ReadOnlyCredentials
+    credentials: AwsCredentials
     refresh_at: float  # monotonic time
 
 
@@ -133,7 +117,7 @@ class WebIdentityCredentials:
         self._name = name
         self.exchanges = 0  # how many times STS was asked (for tests and metrics)
 
-    async def get(self) -> ReadOnlyCredentials:
+    async def get(self) -> AwsCredentials:
         held = self._held
         if held is not None and self._clock() < held.refresh_at:
             return held.credentials
@@ -145,7 +129,7 @@ class WebIdentityCredentials:
                 held = self._held = fresh
             return held.credentials
 
-    def invalidate(self, seen: ReadOnlyCredentials) -> None:
+    def invalidate(self, seen: AwsCredentials) -> None:
         """Drop the held credentials if they are still the ones Bedrock refused."""
         if self._held is not None and self._held.credentials == seen:
             self._forget(self._held)
@@ -155,6 +139,7 @@ class WebIdentityCredentials:
     def _forget(held: Temporary | None) -> None:
         if held is not None:
             REDACTOR.discard(held.credentials.secret_key)
+            SIGNING_KEYS.discard(held.credentials.secret_key)
             REDACTOR.discard(held.credentials.token or "")
 
     async def close(self) -> None:
@@ -208,7 +193,7 @@ class WebIdentityCredentials:
             raise SecretUnavailable(f"STS refused the web identity ({code[:64]})")
         found = parsed.get("Credentials") or {}
         try:
-            credentials = ReadOnlyCredentials(
+            credentials = AwsCredentials(
                 found["AccessKeyId"], found["SecretAccessKey"], found["SessionToken"]
             )
             expires: datetime = found["Expiration"]

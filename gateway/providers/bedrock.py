@@ -1,5 +1,6 @@
 """AWS Bedrock upstream: Converse and ConverseStream for chat, InvokeModel for embeddings (Titan,
-Cohere) and rerank (Cohere Rerank on Bedrock), every request signed with SigV4 by botocore.
+Cohere) and rerank (Cohere Rerank on Bedrock), every request signed with SigV4 by
+``gateway.providers.sigv4``.
 
     POST {base}/model/{modelId}/converse           JSON
     POST {base}/model/{modelId}/converse-stream    application/vnd.amazon.eventstream
@@ -29,7 +30,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from botocore.credentials import ReadOnlyCredentials
 from botocore.eventstream import EventStreamBuffer, ParserError
 from yarl import URL
 
@@ -46,9 +46,10 @@ from gateway.errors import (
 )
 from gateway.logs import REDACTOR
 from gateway.providers import http
-from gateway.providers.aws_credentials import WebIdentityCredentials, key_pair, sign
+from gateway.providers.aws_credentials import SERVICE, WebIdentityCredentials, key_pair
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
+from gateway.providers.sigv4 import AwsCredentials, sign
 from gateway.secrets.secret import Secret
 from gateway.values import Reply, Usage
 from gateway.wire import bedrock as wire
@@ -119,7 +120,7 @@ class BedrockAdapter:
         self._model = model
         self._prefix = f"{deployment.base_url}/model/{quote(model, safe='')}"
         self._identity: WebIdentityCredentials | None = None
-        self._pair: tuple[Secret, ReadOnlyCredentials] | None = None  # the last key parsed
+        self._pair: tuple[Secret, AwsCredentials] | None = None  # the last key parsed
         identity = deployment.aws.web_identity if deployment.aws is not None else None
         endpoint = sts_endpoint(deployment.aws, host)
         if identity is not None and endpoint is not None:
@@ -132,7 +133,7 @@ class BedrockAdapter:
             )
 
     # -- signing and sending ---------------------------------------------------------------------
-    async def _credentials(self, key: Secret | None) -> ReadOnlyCredentials:
+    async def _credentials(self, key: Secret | None) -> AwsCredentials:
         if self._identity is not None:
             return await self._identity.get()
         if key is None:
@@ -145,10 +146,10 @@ class BedrockAdapter:
         return pair
 
     def signed(
-        self, credentials: ReadOnlyCredentials, url: str, payload: bytes, accept: str
+        self, credentials: AwsCredentials, url: str, payload: bytes, accept: str
     ) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "Accept": accept}
-        return sign(credentials, self.region, url, payload, headers)
+        return sign(credentials, self.region, url, payload, headers, SERVICE)
 
     async def _send(self, operation: str, payload: bytes, key: Secret | None, stream: bool) -> Any:
         """POST to ``{prefix}/{operation}``: the answer's bytes, or the open stream. With web

@@ -18,6 +18,7 @@ from moto.sts.models import sts_backends
 
 from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
+from gateway.providers import sigv4
 from gateway.providers.aws_credentials import REFRESH_MARGIN, WebIdentityCredentials
 from tests.support.fake_native import FakeBedrock
 from tests.support.gateway_process import GatewayProcess, free_port
@@ -216,3 +217,25 @@ def test_gateway_signs_bedrock_calls_with_the_credentials_sts_issued_and_retrade
     log = web_identity_gateway.stderr()
     token = issued(bedrock.verified[-1])
     assert token is not None and token[0] not in log and str(token[1]) not in log
+
+
+def test_the_signing_keys_of_replaced_credentials_are_forgotten(sts: str, token_file: Path) -> None:
+    url = "https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
+
+    async def run() -> None:
+        source = WebIdentityCredentials(identity(token_file), sts, True)
+        try:
+            sigv4.SIGNING_KEYS.clear()  # a cache: emptying it costs one derivation each
+            first = await source.get()
+            sigv4.sign(first, "us-east-1", url, b"{}", {}, "bedrock")
+            sigv4.sign(first, "eu-west-3", url, b"{}", {}, "bedrock")
+            assert len(sigv4.SIGNING_KEYS) == 2
+            source.invalidate(first)  # Bedrock refused them: both their keys go
+            assert len(sigv4.SIGNING_KEYS) == 0
+            second = await source.get()
+            sigv4.sign(second, "us-east-1", url, b"{}", {}, "bedrock")
+            assert len(sigv4.SIGNING_KEYS) == 1
+        finally:
+            await source.close()
+
+    asyncio.run(run())
