@@ -258,5 +258,5 @@ def write(entry: dict[str, object]) -> None:
     walk up the stack for the caller's file and line, which no line of ours shows."""
     if log.isEnabledFor(logging.INFO):
         line = json_line(ACCESS_LOGGER, "request", entry)
-        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, None, None, None,
+        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, (), None, None,
                                   PREFORMATTED_EXTRA))  # fmt: skip
