@@ -1,6 +1,7 @@
 """`python -m bench.profile`: where a request's time goes, from py-spy samples of a running target.
 
     python -m bench.profile [--target sealgate] [--connections 16] [--seconds 15] [--top 25]
+                            [--baseline DIR]  # with --target sealgate-baseline: DIR's code
 
 Starts the nginx upstream and one bench target (any key of `python -m bench`, default the spine),
 drives it with wrk at a fixed concurrency, and meanwhile samples the server process with
@@ -36,7 +37,7 @@ AREAS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("logging (access log line, redaction, JSON, write)", ("logging/", "gateway/logs.py")),
     ("JSON (parse, serialise)", ("json/", "gateway/api/bodies.py")),
     ("metrics", ("gateway/metrics.py",)),
-    ("tracing hooks", ("gateway/tracing.py", "opentelemetry/")),
+    ("tracing hooks", ("gateway/tracing", "opentelemetry/")),
     ("upstream client (aiohttp)", ("aiohttp/", "yarl/", "multidict/", "gateway/providers/")),
     ("auth", ("gateway/auth", "gateway/tokens.py", "gateway/store/")),
     ("governance", ("gateway/governance/",)),
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=25, help="functions listed")
     parser.add_argument("--sealgate-config", type=Path, default=BENCH_DIR / "sealgate.yaml.tmpl")
+    parser.add_argument(
+        "--baseline", type=Path, help="the source tree `--target sealgate-baseline` serves"
+    )
     return parser.parse_args(argv)
 
 
@@ -131,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         python=sys.executable,
         upstream_port=free_port(),
         sealgate_config=args.sealgate_config.resolve(),
+        baseline=args.baseline.resolve() if args.baseline else None,
     )
     target = next(t for t in TARGETS if t.key == args.target)
     out = work / f"profile-{args.target}.txt"

@@ -52,16 +52,21 @@ class Redactor:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
+        # What ``scrub_field`` found for the current set of values. A change to the set binds a
+        # new dict, so a result worked out under the old set can only land in the old dict.
+        self._known: dict[str, str] = {}
 
     def add(self, value: str) -> None:
         if len(value) >= 6 and value not in self._values:  # a value held already: nothing new
             with self._lock:
                 self._values.add(value)
+                self._known = {}
                 self._pattern = None
 
     def discard(self, value: str) -> None:
         with self._lock:
             self._values.discard(value)
+            self._known = {}
             self._pattern = None
 
     def scrub(self, text: str) -> str:
@@ -74,7 +79,25 @@ class Redactor:
             text = pattern.sub(REDACTED, text)
         return KEY_SHAPES.sub(REDACTED, text)
 
+    def scrub_field(self, text: str) -> str:
+        """``scrub`` for a short value that comes back line after line (a method, a model, a
+        deployment, a key's id: the access log's, once per request): what ``scrub`` made of it
+        is remembered until the set of live values changes, so the credential shapes are not
+        searched again for the same text. The same result as ``scrub``, always."""
+        known = self._known
+        clean = known.get(text)
+        if clean is not None:
+            return clean
+        clean = self.scrub(text)
+        if len(text) <= MAX_KNOWN_CHARS and known is self._known:
+            if len(known) >= MAX_KNOWN:  # ids that never come back fill it: start again
+                known.clear()
+            known[text] = clean
+        return clean
 
+
+MAX_KNOWN = 256  # values ``scrub_field`` remembers
+MAX_KNOWN_CHARS = 200  # the longest value it remembers (the access log's path is cut there)
 REDACTOR = Redactor()
 
 
@@ -113,19 +136,26 @@ _SCRUBBED = object()
 PREFORMATTED_EXTRA = {PREFORMATTED: _SCRUBBED}  # ``extra`` of a line from json_line
 
 
+_SECOND: tuple[int, str] = (-1, "")  # the last whole second ``timestamp`` formatted
+
+
 def timestamp(created: float) -> str:
-    """A log line's ``ts``: UTC, milliseconds."""
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-        + f".{int(created * 1000) % 1000:03d}Z"
-    )
+    """A log line's ``ts``: UTC, milliseconds. The date and time of day are formatted once per
+    second (the access log writes one line per request)."""
+    global _SECOND
+    second, text = _SECOND
+    if second != int(created):
+        second = int(created)
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _SECOND = (second, text)
+    return f"{text}.{int(created * 1000) % 1000:03d}Z"
 
 
 def json_line(logger: str, msg: str, fields: dict[str, Any]) -> str:
     """The line ``JsonFormatter`` would write for ``fields`` (names without ``sg_``), each
     string value scrubbed as the filter scrubs them, made in one ``json.dumps`` (its C encoder)
     instead of record attributes read back one by one. Log it with ``extra=PREFORMATTED_EXTRA``."""
-    scrub = REDACTOR.scrub
+    scrub = REDACTOR.scrub_field
     entry: dict[str, Any] = {
         "ts": timestamp(time.time()),
         "level": "info",

@@ -254,5 +254,9 @@ def fields(access: Access, scope: Scope) -> dict[str, object]:
 
 def write(entry: dict[str, object]) -> None:
     """The access log line of one finished request: one ``json.dumps``, through the redacting
-    filter like every line (``logs.json_line``)."""
-    log.info(json_line(ACCESS_LOGGER, "request", entry), extra=PREFORMATTED_EXTRA)
+    filter like every line (``logs.json_line``). The record is made without ``log.info``'s
+    walk up the stack for the caller's file and line, which no line of ours shows."""
+    if log.isEnabledFor(logging.INFO):
+        line = json_line(ACCESS_LOGGER, "request", entry)
+        log.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, (), None, None,
+                                  PREFORMATTED_EXTRA))  # fmt: skip

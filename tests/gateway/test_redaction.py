@@ -5,8 +5,17 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
-from gateway.logs import REDACTED, JsonFormatter, RedactingFilter, Redactor
+from gateway.logs import (
+    MAX_KNOWN,
+    MAX_KNOWN_CHARS,
+    REDACTED,
+    JsonFormatter,
+    RedactingFilter,
+    Redactor,
+    timestamp,
+)
 
 
 def capture(redactor: Redactor) -> tuple[logging.Logger, io.StringIO]:
@@ -67,3 +76,35 @@ def test_discarded_values_are_no_longer_needed_to_scrub() -> None:
     redactor.add("temporary-secret-1")
     redactor.discard("temporary-secret-1")
     assert redactor.scrub("temporary-secret-1") == "temporary-secret-1"
+
+
+def test_a_remembered_field_is_scrubbed_of_a_value_added_after_it_was_first_seen() -> None:
+    redactor = Redactor()
+    field = "model-late-secret-value"
+    assert redactor.scrub_field(field) == field  # remembered clean
+    redactor.add("late-secret-value")
+    assert redactor.scrub_field(field) == f"model-{REDACTED}"
+    redactor.discard("late-secret-value")
+    assert redactor.scrub_field(field) == field
+
+
+def test_scrub_field_gives_what_scrub_gives_for_shapes_and_values_seen_again() -> None:
+    redactor = Redactor()
+    redactor.add("plain-looking-secret-value")
+    texts = ["sk-proj-AbCdEfGhIjKlMnOpQrStUvWx", "x plain-looking-secret-value", "bench-model"]
+    for _ in range(3):
+        assert [redactor.scrub_field(t) for t in texts] == [redactor.scrub(t) for t in texts]
+
+
+def test_scrub_field_stays_bounded_by_values_that_never_come_back() -> None:
+    redactor = Redactor()
+    for number in range(MAX_KNOWN * 3):
+        redactor.scrub_field(f"request-{number}")
+    redactor.scrub_field("x" * (MAX_KNOWN_CHARS + 1))
+    assert len(redactor._known) <= MAX_KNOWN
+
+
+def test_timestamp_formats_each_second_and_millisecond_as_gmtime_does() -> None:
+    for created in (1_700_000_000.0, 1_700_000_000.999, 1_700_000_001.0005, 1_700_000_000.25):
+        expected = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        assert timestamp(created) == f"{expected}.{int(created * 1000) % 1000:03d}Z"
