@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from gateway.governance.streams import CountingStream
+from gateway.providers.openai import OpenAIUpstreamStream
+from gateway.routing.stats import Stats, TimedStream
 from gateway.tracing import FinishReasons
 from gateway.values import Usage
 from gateway.wire import openai
@@ -118,6 +120,24 @@ def test_the_usage_of_an_openai_upstream_reaches_the_client_and_the_stream() -> 
     assert events.usage == USAGE
 
 
+def test_a_translator_reads_an_openai_upstreams_chunks_parsed_through_the_wrappers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through the router's and governance's wrappers, the translation takes the chunks the
+    upstream stream parsed, and never frames its bytes again: its ``chunks()`` is not read."""
+
+    def unread(self: OpenAIUpstreamStream) -> Any:
+        raise AssertionError("the upstream's bytes were read")
+
+    monkeypatch.setattr(OpenAIUpstreamStream, "chunks", unread)
+    stats = Stats()
+    stats.in_flight = 1
+    counting = CountingStream(TimedStream(upstream_stream(STREAMS["tools"]), stats, 0.0, lambda: 0))
+    events = AnthropicEventStream(counting, "m", 11)
+    assert b"\x00".join(run_now(drained(events))).decode() == GOLDEN["tools"]
+    assert stats.total is not None  # the timed stream saw its end
+
+
 @pytest.mark.parametrize("name", sorted(STREAMS))
 def test_parsed_chunks_are_counted_as_their_bytes_are(name: str) -> None:
     """Governance's fallback count (one token per delta) is the same from the parsed chunks as
@@ -127,6 +147,33 @@ def test_parsed_chunks_are_counted_as_their_bytes_are(name: str) -> None:
     parsed = CountingStream(upstream_stream(STREAMS[name]))
     run_now(drained(AnthropicEventStream(parsed, "m", 11)))
     assert parsed.counted == from_bytes_count.counted
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a": 1}',
+        b' {"a": 1}',
+        b'{"a": 1} x',
+        b"1 2",
+        b"[1, 2]",
+        b"null",
+        b'"s"',
+        b"NaN",
+        b"",
+        b"not json",
+        b'\xef\xbb\xbf{"a": 1}',
+        '{"a": "\u00e9"}'.encode("utf-16"),
+        b'{"a": "\xff"}',
+        b"[" * 100_000,
+    ],
+)
+def test_an_events_data_parses_as_json_loads_parses_it(data: bytes) -> None:
+    try:
+        expected = json.loads(data)
+    except (ValueError, RecursionError):
+        expected = None
+    assert repr(openai.parse(data)) == repr(expected)
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))
