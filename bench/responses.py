@@ -7,7 +7,10 @@ deployment, in process (no server, no network; issue 14 bounds it at 50 us):
   translation to chat (``request_to_chat``) and the chat checks on it, then the chat answer (as
   the adapter already parsed it, ``Reply.parsed``) written back as a Responses object;
 - **responses stream**: the event translation (``ResponsesEventStream``) of a 20-delta chat
-  stream with usage, against passing the same chunks on (chat's stream).
+  stream with usage, against passing the same chunks on (chat's stream), twice: from an
+  OpenAI-format upstream (vLLM and the like: ``OpenAIUpstreamStream`` reads the replayed SSE
+  body on both sides, and hands the translator its chunks parsed), and from the chat stream's
+  bytes (what a translated upstream, Anthropic or Gemini, hands on: framed and parsed again).
 
 The two sides of each pair run interleaved, batch by batch, and the median batch per request is
 printed in microseconds of CPU time (``time.process_time``: on a shared, loaded machine wall time
@@ -39,6 +42,7 @@ from gateway.api import validation
 from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire import responses as wire
+from tests.support.replayed import upstream_stream
 
 INSTRUCTIONS = "You are a helpful assistant."
 QUESTION = "Summarise the quarterly report in three bullet points."
@@ -148,16 +152,19 @@ def pair(
     return statistics.median(left), statistics.median(right)
 
 
-async def stream_pair(batch: int, batches: int) -> tuple[float, float]:
+async def stream_pair(batch: int, batches: int, upstream: bool) -> tuple[float, float]:
     pieces = chunks()
     body = {**RESPONSES, "stream": True}
     tools = wire.Tools()
 
+    def inner() -> Any:
+        return upstream_stream(pieces) if upstream else Replay(pieces)
+
     async def passed() -> int:
-        return await drain(Replay(pieces))
+        return await drain(inner())
 
     async def translated() -> int:
-        return await drain(wire.ResponsesEventStream(Replay(pieces), body, tools, "resp_1"))
+        return await drain(wire.ResponsesEventStream(inner(), body, tools, "resp_1"))
 
     left, right = [], []
     for _ in range(batches):
@@ -196,15 +203,20 @@ def main() -> None:
         return
     load = os.getloadavg()
     chat, responses = pair(chat_side, responses_side, args.batch, args.batches)
-    passed, translated = asyncio.run(stream_pair(args.batch // 4 or 1, args.batches))
+    streamed = {
+        upstream: asyncio.run(stream_pair(args.batch // 4 or 1, args.batches, upstream))
+        for upstream in (True, False)
+    }
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("| per request | chat (us) | responses (us) | added (us) |")
     print("|---|---|---|---|")
     print(f"| request + answer | {chat:.1f} | {responses:.1f} | {responses - chat:.1f} |")
-    print(
-        f"| stream of {DELTAS} deltas | {passed:.1f} | {translated:.1f} | "
-        f"{translated - passed:.1f} |"
-    )
+    for upstream, (passed, translated) in streamed.items():
+        source = "an OpenAI-format upstream" if upstream else "chat bytes"
+        print(
+            f"| stream of {DELTAS} deltas, from {source} | {passed:.1f} | {translated:.1f} | "
+            f"{translated - passed:.1f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,3 +48,30 @@ class Stream(Protocol):
     def chunks(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
+
+
+class _End:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "END"
+
+
+# In a stream's parsed chunks: where the upstream sent ``data: [DONE]``.
+END: Final = _End()
+
+
+def parsed_chunks(stream: Stream) -> AsyncIterator[list[Any]] | None:
+    """``stream`` read as the chat chunks its events carry, parsed, when it offers them.
+
+    A stream that frames and parses an OpenAI-format upstream's events anyway (to read usage and
+    errors) may offer them parsed through a ``parsed()`` method: one list per batch that
+    ``chunks()`` would have sent as one piece, each item what ``json.loads`` made of one event's
+    data (None when it was not JSON; events without data left out), or ``END`` for ``[DONE]``.
+    A wrapper that passes chunks on untouched offers it when its inner stream does; one that
+    changes the bytes (a guardrail) does not. A translator to another wire format (Responses,
+    Anthropic Messages) reads this instead of framing and parsing the same events again; the
+    stream is then consumed through it, not ``chunks()``. None when only bytes are on offer."""
+    parsed = getattr(stream, "parsed", None)
+    result: AsyncIterator[list[Any]] | None = parsed() if parsed is not None else None
+    return result

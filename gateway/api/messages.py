@@ -84,7 +84,8 @@ class MessagesCall:
                 inner = await adapter.chat_stream(self.translated.body, key)
                 return AnthropicEventStream(inner, self.model, self.input_estimate)
             reply = await adapter.chat(self.translated.body, key)
-            return Reply(self.message_of(reply.body, route.deployment.name), reply.usage)
+            message = self.message_of(reply.body, route.deployment.name, reply.parsed)
+            return Reply(message, reply.usage)
 
         return call
 
@@ -105,10 +106,12 @@ class MessagesCall:
 
         return call
 
-    def message_of(self, answer: bytes, deployment: str) -> bytes:
-        """An internal chat.completion as the Messages answer the client gets."""
+    def message_of(self, answer: bytes, deployment: str, parsed: Any = None) -> bytes:
+        """An internal chat.completion as the Messages answer the client gets; from ``parsed``
+        (the adapter's own parse of ``answer``, ``Reply.parsed``) when there is one."""
         try:
-            message = message_from_openai(json.loads(answer), self.model)
+            completion = parsed if parsed is not None else json.loads(answer)
+            message = message_from_openai(completion, self.model)
         except (ValueError, AttributeError, TypeError, KeyError, IndexError, RecursionError):
             raise UpstreamError(
                 f"deployment {deployment} answered with something that is not a chat completion"

@@ -25,7 +25,7 @@ from gateway.providers import http
 from gateway.providers.base import Provider
 from gateway.providers.pool import UpstreamPool
 from gateway.secrets.secret import Secret
-from gateway.values import Reply, Usage
+from gateway.values import END, Reply, Usage
 from gateway.wire import cohere, openai, responses
 from gateway.wire.sse import Event
 
@@ -145,13 +145,17 @@ class OpenAIAdapter:
         """Nothing to do: the sessions belong to the UpstreamPool."""
 
 
-DONE_MARKER = b"[DONE]"
+DONE_MARKER = openai.DONE_DATA
 
 
-class OpenAIUpstreamStream:
-    """Passes an upstream SSE body through event by event, reading ``usage`` out of the events
-    as they go by; an error event ends the stream with the gateway's own error, and a stream
-    that ends without ``data: [DONE]`` with ``UpstreamTruncated``."""
+class PassedStream:
+    """An upstream's SSE body passed on event by event (``chunks``): each batch of events the
+    upstream sent together is read (``_read``: usage, an error, the end) before it goes on, the
+    response is released however the stream ends, and a stream that ends before ``_read`` saw
+    its proper end is ``UpstreamTruncated``. A wire format is a ``_read`` and the words for a
+    stream cut short."""
+
+    unfinished = "ended the stream before it completed"
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment) -> None:
         self._response = response
@@ -167,9 +171,29 @@ class OpenAIUpstreamStream:
                 yield b"".join(event.raw for event in events)
         finally:
             self._response.release()
+        self._ended()
+
+    def _ended(self) -> None:
         if not self._done:
-            name = self._deployment.name
-            raise UpstreamTruncated(f"deployment {name} ended the stream before [DONE]")
+            raise UpstreamTruncated(f"deployment {self._deployment.name} {self.unfinished}")
+
+    def _read(self, event: Event) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        self._response.close()
+
+
+class OpenAIUpstreamStream(PassedStream):
+    """Passes an upstream SSE body through event by event, reading ``usage`` out of the events
+    as they go by; an error event ends the stream with the gateway's own error, and a stream
+    that ends without ``data: [DONE]`` with ``UpstreamTruncated``.
+
+    A translator to another wire format reads the same stream as parsed chunks instead
+    (``parsed``): each event's data is parsed once, here, and usage and errors are read from
+    the parsed chunk, rather than framed and parsed again by the translator."""
+
+    unfinished = "ended the stream before [DONE]"
 
     def _read(self, event: Event) -> None:
         data = event.data
@@ -192,38 +216,52 @@ class OpenAIUpstreamStream:
             if usage is not None:
                 self.usage = usage
 
-    async def aclose(self) -> None:
-        self._response.close()
+    def parsed(self) -> AsyncIterator[list[Any]]:
+        """The stream as its parsed chunks (``gateway.values.parsed_chunks``)."""
+        return self._parsed()
+
+    async def _parsed(self) -> AsyncIterator[list[Any]]:
+        try:
+            async for events in http.event_batches(self._response, self._deployment):
+                batch = [
+                    self._item(event) for event in events if event.data or event.name == b"error"
+                ]
+                if batch:
+                    yield batch
+        finally:
+            self._response.release()
+        self._ended()
+
+    def _item(self, event: Event) -> Any:
+        """``_read`` on a parsed event: the same errors, usage and end, and the parsed chunk."""
+        data = event.data
+        if data == DONE_MARKER:
+            self._done = True
+            return END
+        chunk = openai.parse(data)
+        error = openai.stream_error(chunk)
+        if event.name == b"error" or error is not None:
+            raise http.mid_stream_failure(self._deployment.name, error)
+        if type(chunk) is dict and "usage" in chunk:
+            usage = openai.usage_from(chunk["usage"])
+            if usage is not None:
+                self.usage = usage
+        return chunk
 
 
 # The events that end a Responses stream; one of them must come before the stream ends.
 RESPONSES_END = frozenset({b"response.completed", b"response.incomplete", b"response.failed"})
 
 
-class ResponsesUpstreamStream:
+class ResponsesUpstreamStream(PassedStream):
     """An OpenAI upstream's Responses event stream, passed through event by event: ``usage`` is
     read from the final ``response.*`` event; an ``error`` event (or ``response.failed``) ends
     the stream with the gateway's own error, and a stream without a final event with
     ``UpstreamTruncated``."""
 
     def __init__(self, response: aiohttp.ClientResponse, deployment: Deployment) -> None:
-        self._response = response
-        self._deployment = deployment
-        self.usage: Usage | None = None
+        super().__init__(response, deployment)
         self.response_id: str | None = None  # the upstream's id, from response.created
-        self._done = False
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        try:
-            async for events in http.event_batches(self._response, self._deployment):
-                for event in events:
-                    self._read(event)
-                yield b"".join(event.raw for event in events)
-        finally:
-            self._response.release()
-        if not self._done:
-            name = self._deployment.name
-            raise UpstreamTruncated(f"deployment {name} ended the stream before it completed")
 
     def _created(self, data: bytes) -> None:
         try:
@@ -256,9 +294,6 @@ class ResponsesUpstreamStream:
                 return
             if usage is not None:
                 self.usage = usage
-
-    async def aclose(self) -> None:
-        self._response.close()
 
 
 def _adapter(deployment: Deployment, pool: UpstreamPool) -> OpenAIAdapter:

@@ -7,8 +7,9 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-from gateway.values import Stream, Usage
+from gateway.values import Stream, Usage, parsed_chunks
 
 # How much one new latency sample moves the moving average (an EWMA).
 EWMA_ALPHA = 0.3
@@ -75,6 +76,15 @@ class TimedStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self._inner.chunks():
             yield chunk
+        self._stats.observe(total=time.perf_counter() - self._started)
+
+    def parsed(self) -> AsyncIterator[list[Any]] | None:
+        inner = parsed_chunks(self._inner)
+        return None if inner is None else self._timed(inner)
+
+    async def _timed(self, inner: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+        async for batch in inner:
+            yield batch
         self._stats.observe(total=time.perf_counter() - self._started)
 
     async def aclose(self) -> None:

@@ -38,7 +38,7 @@ from typing import Any
 
 from gateway.logs import REDACTOR
 from gateway.tracing.export import Guard, SpanExporter
-from gateway.values import Stream, Usage
+from gateway.values import Stream, Usage, parsed_chunks
 
 # The provider names of the GenAI conventions' registry, by Sealgate provider.
 PROVIDER_NAMES = {
@@ -392,6 +392,21 @@ class FinishReasons:
                     self._reasons += [reason.decode("utf-8", "replace") for reason in found]
                     self._span.attributes["gen_ai.response.finish_reasons"] = self._reasons
             yield chunk
+
+    def parsed(self) -> AsyncIterator[list[Any]] | None:
+        inner = parsed_chunks(self._inner)
+        return None if inner is None else self._read(inner)
+
+    async def _read(self, inner: AsyncIterator[list[Any]]) -> AsyncIterator[list[Any]]:
+        async for batch in inner:
+            for chunk in batch:
+                choices = chunk.get("choices") if type(chunk) is dict else None
+                for choice in choices if type(choices) is list else ():
+                    reason = choice.get("finish_reason") if type(choice) is dict else None
+                    if type(reason) is str and 0 < len(reason) <= 64:
+                        self._reasons.append(reason)
+                        self._span.attributes["gen_ai.response.finish_reasons"] = self._reasons
+            yield batch
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -9,11 +9,15 @@ server-sent events that translated streams emit. Pure functions, no I/O.
 from __future__ import annotations
 
 import json
+import json.scanner
+from collections.abc import AsyncIterator
 from typing import Any
 
-from gateway.values import Usage
+from gateway.values import END, Stream, Usage, parsed_chunks
+from gateway.wire.sse import EventReader
 
 DONE = b"data: [DONE]\n\n"
+DONE_DATA = b"[DONE]"
 
 # The error codes OpenAI's API reference and OpenAI-compatible servers document (``error.code``,
 # and the ``error.type`` values). An upstream's code is passed on only when it is one of these.
@@ -132,3 +136,49 @@ def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> b
 def stream_error(payload: Any) -> Any:
     """The ``error`` of an OpenAI-format stream event that reports one (None otherwise)."""
     return payload.get("error") if isinstance(payload, dict) else None
+
+
+_loads = json.loads
+# json.loads's own scanner (C), called without json.loads's keyword checks and its decoder's
+# two Python layers: a stream parses one small document per event.
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def parse(data: bytes) -> Any:
+    """What ``json.loads`` makes of an event's data, None when it is not JSON. The fast path
+    (UTF-8 text that is one JSON value with nothing around it, what an event's data is) scans
+    it directly; anything else (whitespace, a BOM, UTF-16/32, bad UTF-8, bad JSON) is left to
+    ``json.loads``, which decides."""
+    try:
+        text = data.decode()
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except RecursionError:
+        return None
+    except (ValueError, StopIteration):  # UnicodeDecodeError, JSONDecodeError; nothing at 0
+        pass
+    try:
+        return _loads(data)
+    except (ValueError, RecursionError):
+        return None
+
+
+def parsed_item(data: bytes) -> Any:
+    """One event's data as an item of a stream's parsed chunks (``values.parsed_chunks``)."""
+    return END if data == DONE_DATA else parse(data)
+
+
+async def _framed(stream: Stream, reader: EventReader) -> AsyncIterator[list[Any]]:
+    feed = reader.feed
+    async for piece in stream.chunks():
+        batch = [parsed_item(event.data) for event in feed(piece) if event.data]
+        if batch:
+            yield batch
+
+
+def chunk_batches(stream: Stream, reader: EventReader) -> AsyncIterator[list[Any]]:
+    """A chat stream's chunks, parsed, for a translator to another wire format: as the stream
+    hands them over (``values.parsed_chunks``), else its bytes framed by ``reader`` (which
+    raises ``EventTooLarge`` past its cap) and each event parsed here."""
+    return parsed_chunks(stream) or _framed(stream, reader)

@@ -1,9 +1,11 @@
 """The exact bytes ``/v1/responses`` sends a client from a translated (chat) deployment: the
 Responses object made from a chat answer, and the Responses event stream made from a chat
-stream. Pinned against ``data/responses_bytes.json`` (written from the translation before it was
-made faster, issue 14's performance item) so that an optimisation cannot change a byte. Only the
-random ids and the stream's clock are normalised: ids to ``<prefix>_<n>`` by first appearance,
-``created_at`` to 0. Pure functions over real chat wire bytes; no network."""
+stream (from its bytes, and from an OpenAI-format upstream stream, which hands its chunks over
+parsed: the same bytes either way). Pinned against ``data/responses_bytes.json`` (written from
+the translation before it was made faster, issue 14's performance item) so that an optimisation
+cannot change a byte. Only the random ids and the stream's clock are normalised: ids to
+``<prefix>_<n>`` by first appearance, ``created_at`` to 0. Pure functions over real chat wire
+bytes; no network."""
 
 from __future__ import annotations
 
@@ -17,10 +19,12 @@ from typing import Any
 import pytest
 
 from gateway.config import MAX_EVENT_BYTES
+from gateway.errors import UpstreamError
 from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire import responses as wire
 from gateway.wire.sse import EventReader
+from tests.support.replayed import drained, run_now, upstream_stream
 
 GOLDEN: dict[str, str] = json.loads(
     (Path(__file__).parent / "data" / "responses_bytes.json").read_text()
@@ -169,6 +173,16 @@ def stream_bytes(stream: str, body: str) -> bytes:
     return asyncio.run(drain())
 
 
+def upstream_stream_bytes(stream: str, body: str) -> bytes:
+    """The same, from an OpenAI-format upstream stream that sent the chat stream's events."""
+    request = {**BODIES[body], "stream": True}
+    translation = wire.request_to_chat(request, [])
+    events = wire.ResponsesEventStream(
+        upstream_stream(STREAMS[stream]), request, translation.tools, wire.new_id("resp")
+    )
+    return b"\x00".join(run_now(drained(events)))
+
+
 @pytest.mark.parametrize("answer", sorted(ANSWERS))
 @pytest.mark.parametrize("body", sorted(BODIES))
 def test_a_translated_answer_is_the_same_bytes_as_before(answer: str, body: str) -> None:
@@ -179,6 +193,24 @@ def test_a_translated_answer_is_the_same_bytes_as_before(answer: str, body: str)
 @pytest.mark.parametrize("body", sorted(BODIES))
 def test_a_translated_stream_is_the_same_bytes_and_chunks_as_before(stream: str, body: str) -> None:
     assert normalised(stream_bytes(stream, body)) == GOLDEN[f"stream/{stream}/{body}"]
+
+
+@pytest.mark.parametrize("stream", sorted(STREAMS))
+@pytest.mark.parametrize("body", sorted(BODIES))
+def test_a_stream_from_an_openai_upstream_is_the_same_bytes_and_chunks_as_before(
+    stream: str, body: str
+) -> None:
+    assert normalised(upstream_stream_bytes(stream, body)) == GOLDEN[f"stream/{stream}/{body}"]
+
+
+@pytest.mark.parametrize("parsed", [False, True])
+def test_a_chat_event_that_is_not_json_ends_the_translated_stream(parsed: bool) -> None:
+    pieces = [chunk({"content": "a"}), b"data: not json\n\n", openai.DONE]
+    request = {**BODIES["plain"], "stream": True}
+    inner = upstream_stream(pieces) if parsed else Replay(pieces, None)
+    events = wire.ResponsesEventStream(inner, request, wire.Tools(), wire.new_id("resp"))
+    with pytest.raises(UpstreamError, match="invalid stream event"):
+        run_now(drained(events))
 
 
 def test_the_ids_in_an_answer_and_a_stream_are_fresh_for_every_request() -> None:

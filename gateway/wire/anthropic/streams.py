@@ -1,10 +1,11 @@
 """Anthropic Messages streams, translated both ways.
 
     UpstreamEventTranslator   Anthropic events from an upstream  ->  OpenAI chat.completion.chunk
-    ClientEventTranslator     the internal OpenAI SSE stream      ->  Anthropic events to a client
+    ClientEventTranslator     the internal OpenAI chat chunks     ->  Anthropic events to a client
     AnthropicEventStream      a Stream re-emitted to a client as Anthropic events
 
-Pure: bytes and events in, bytes out; the upstream connection is the provider adapter's.
+Pure: bytes, events or parsed chunks in, bytes out; the upstream connection is the provider
+adapter's.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from gateway.config import MAX_EVENT_BYTES
 from gateway.errors import UpstreamError, UpstreamTooLarge
-from gateway.values import Stream, Usage
+from gateway.values import END, Stream, Usage
 from gateway.wire import openai
 from gateway.wire.anthropic import vocabulary as v
 from gateway.wire.anthropic.native import message_id
@@ -125,15 +126,44 @@ class UpstreamEventTranslator:
         return []  # ping, content_block_stop, and events added to the API later
 
 
-def _event(kind: str, data: dict[str, Any]) -> bytes:
-    return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}).encode() + b"\n\n"
+_dumps = json.dumps
+# What json.dumps(text) is for a str with the defaults, without its keyword checks.
+_string = json.encoder.encode_basestring_ascii
+
+
+def _json(value: Any) -> str:
+    return _string(value) if type(value) is str else _dumps(value)
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: " + _dumps({"type": kind, **data}) + "\n\n"
+
+
+# The events of every content block are written from templates: only the values that vary are
+# JSON-encoded, and the text is what ``_event`` makes of the same event (the ``json.dumps``
+# defaults: ", " and ": " separators, ASCII). tests/gateway/test_messages_bytes.py pins it.
+TEXT_START = (
+    'event: content_block_start\ndata: {"type": "content_block_start", "index": %d, '
+    '"content_block": {"type": "text", "text": ""}}\n\n'
+)
+TEXT_DELTA = (
+    'event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
+    '"delta": {"type": "text_delta", "text": %s}}\n\n'
+)
+JSON_DELTA = (
+    'event: content_block_delta\ndata: {"type": "content_block_delta", "index": %d, '
+    '"delta": {"type": "input_json_delta", "partial_json": %s}}\n\n'
+)
+BLOCK_STOP = 'event: content_block_stop\ndata: {"type": "content_block_stop", "index": %d}\n\n'
+MESSAGE_STOP = 'event: message_stop\ndata: {"type": "message_stop"}\n\n'
 
 
 class ClientEventTranslator:
-    """Internal (OpenAI) SSE bytes in, Anthropic stream events out. The internal stream's
-    events are framed again here in linear time; each one is already within its deployment's
-    ``max_event_bytes``, so the frame's own cap is the most that may be configured. A chunk
-    whose fields have the wrong types ends the stream as the upstream's fault."""
+    """Internal (OpenAI) chat chunks in, Anthropic stream events out: ``take`` reads one parsed
+    chunk (``gateway.values.parsed_chunks``), ``feed`` frames and parses SSE bytes first, in
+    linear time (each event is already within its deployment's ``max_event_bytes``, so the
+    frame's own cap is the most that may be configured). A chunk that is not a JSON object is
+    skipped; one whose fields have the wrong types ends the stream as the upstream's fault."""
 
     def __init__(self, model: str, input_estimate: int = 0) -> None:
         self.model = model
@@ -152,23 +182,30 @@ class ClientEventTranslator:
         self.finished = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        out: list[bytes] = []
+        """The events the SSE bytes ``data`` complete, one bytes object each."""
+        out: list[str] = []
         try:
             events = self.reader.feed(data)
         except EventTooLarge:
-            message = "the upstream sent a stream event too large to translate"
-            raise UpstreamTooLarge(message, code="upstream_event_too_large") from None
+            raise _too_large() from None
         for event in events:
             if event.data:
-                try:
-                    out += self._data(event.data)
-                except (AttributeError, TypeError, ValueError, KeyError, RecursionError):
-                    raise UpstreamError(
-                        "the upstream sent a stream chunk of the wrong shape"
-                    ) from None
-        return out
+                self.take(openai.parsed_item(event.data), out)
+        return [text.encode() for text in out]
 
-    def _start(self, chunk: dict[str, Any]) -> list[bytes]:
+    def take(self, chunk: Any, out: list[str]) -> None:
+        """The events one parsed chunk (or ``END``) makes, appended to ``out``."""
+        if chunk is END:
+            out += self.closing()
+            return
+        if type(chunk) is not dict:
+            return
+        try:
+            self._chunk(chunk, out)
+        except (AttributeError, TypeError, ValueError, KeyError, RecursionError):
+            raise UpstreamError("the upstream sent a stream chunk of the wrong shape") from None
+
+    def _start(self, chunk: dict[str, Any]) -> str:
         self.started = True
         message: dict[str, Any] = {
             "id": message_id(chunk.get("id")),
@@ -180,30 +217,23 @@ class ClientEventTranslator:
             "stop_sequence": None,
             "usage": {"input_tokens": self.input_estimate, "output_tokens": 0},
         }
-        return [_event("message_start", {"message": message})]
+        return _event("message_start", {"message": message})
 
-    def _close_block(self) -> list[bytes]:
-        if self.block is None:
-            return []
-        self.block = None
-        return [_event("content_block_stop", {"index": self.index})]
-
-    def _open(self, kind: str, block: dict[str, Any]) -> list[bytes]:
-        out = self._close_block()
+    def _open(self, block: dict[str, Any] | None, out: list[str]) -> None:
+        """A new content block: a text block when ``block`` is None, else that tool_use."""
+        if self.block is not None:
+            out.append(BLOCK_STOP % self.index)
         self.index += 1
-        self.block = kind
-        return [*out, _event("content_block_start", {"index": self.index, "content_block": block})]
+        if block is None:
+            self.block = "text"
+            out.append(TEXT_START % self.index)
+        else:
+            self.block = "tool"
+            out.append(_event("content_block_start", {"index": self.index, "content_block": block}))
 
-    def _data(self, data: bytes) -> list[bytes]:
-        if data == b"[DONE]":
-            return self.finish()
-        try:
-            chunk = json.loads(data)
-        except (ValueError, RecursionError):
-            return []
-        if not isinstance(chunk, dict):
-            return []
-        out = [] if self.started else self._start(chunk)
+    def _chunk(self, chunk: dict[str, Any], out: list[str]) -> None:
+        if not self.started:
+            out.append(self._start(chunk))
         usage = chunk.get("usage")
         if isinstance(usage, dict):
             self.output_tokens = openai.count_of(usage.get("completion_tokens"))
@@ -215,13 +245,11 @@ class ClientEventTranslator:
                 )
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            if delta.get("content"):
+            content = delta.get("content")
+            if content:
                 if self.block != "text":
-                    out += self._open("text", {"type": "text", "text": ""})
-                text_delta = {"type": "text_delta", "text": delta["content"]}
-                out.append(
-                    _event("content_block_delta", {"index": self.index, "delta": text_delta})
-                )
+                    self._open(None, out)
+                out.append(TEXT_DELTA % (self.index, _json(content)))
             for call in delta.get("tool_calls") or []:
                 position = call.get("index", 0)
                 function = call.get("function") or {}
@@ -232,26 +260,26 @@ class ClientEventTranslator:
                         "name": function.get("name"),
                         "input": {},
                     }
-                    out += self._open("tool", block)
+                    self._open(block, out)
                     self.tools[position] = self.index
-                if function.get("arguments"):
-                    json_delta = {"type": "input_json_delta", "partial_json": function["arguments"]}
-                    out.append(
-                        _event(
-                            "content_block_delta",
-                            {"index": self.tools[position], "delta": json_delta},
-                        )
-                    )
+                arguments = function.get("arguments")
+                if arguments:
+                    out.append(JSON_DELTA % (self.tools[position], _json(arguments)))
             if choice.get("finish_reason"):
                 self.stop_reason = v.stop_reason(choice["finish_reason"])
-        return out
 
     def finish(self) -> list[bytes]:
+        """The events that end the message (none once they went out)."""
+        return [text.encode() for text in self.closing()]
+
+    def closing(self) -> list[str]:
         if self.finished:
             return []
         self.finished = True
-        out = [] if self.started else self._start({})
-        out += self._close_block()
+        out = [] if self.started else [self._start({})]
+        if self.block is not None:
+            self.block = None
+            out.append(BLOCK_STOP % self.index)
         delta = {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None}}
         usage = {
             "input_tokens": self.input_tokens - self.cached_tokens,
@@ -259,12 +287,18 @@ class ClientEventTranslator:
             "output_tokens": self.output_tokens,
         }
         out.append(_event("message_delta", {**delta, "usage": usage}))
-        out.append(_event("message_stop", {}))
+        out.append(MESSAGE_STOP)
         return out
 
 
+def _too_large() -> UpstreamTooLarge:
+    message = "the upstream sent a stream event too large to translate"
+    return UpstreamTooLarge(message, code="upstream_event_too_large")
+
+
 class AnthropicEventStream:
-    """An internal (OpenAI-format) stream re-emitted to the client as Anthropic events."""
+    """An internal (OpenAI-format) stream re-emitted to the client as Anthropic events, from
+    its chunks parsed once (by an OpenAI-format upstream stream, or here from its bytes)."""
 
     def __init__(self, inner: Stream, model: str, input_estimate: int = 0) -> None:
         self.inner = inner
@@ -275,11 +309,18 @@ class AnthropicEventStream:
         return self.inner.usage
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        async for chunk in self.inner.chunks():
-            events = self.translator.feed(chunk)
-            if events:
-                yield b"".join(events)
-        yield b"".join(self.translator.finish())
+        translator = self.translator
+        take = translator.take
+        try:
+            async for batch in openai.chunk_batches(self.inner, translator.reader):
+                out: list[str] = []
+                for chunk in batch:
+                    take(chunk, out)
+                if out:
+                    yield "".join(out).encode()
+        except EventTooLarge:
+            raise _too_large() from None
+        yield "".join(translator.closing()).encode()
 
     async def aclose(self) -> None:
         await self.inner.aclose()

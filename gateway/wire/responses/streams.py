@@ -10,7 +10,8 @@ from typing import Any
 
 from gateway.config import MAX_EVENT_BYTES
 from gateway.errors import UpstreamError, UpstreamTooLarge
-from gateway.values import Stream, Usage
+from gateway.values import END, Stream, Usage
+from gateway.wire.openai import chunk_batches
 from gateway.wire.responses.answers import call_item, envelope, message_item, new_id, usage_json
 from gateway.wire.responses.requests import FINISH, Tools
 from gateway.wire.sse import EventReader, EventTooLarge
@@ -50,18 +51,8 @@ ARGUMENTS_DONE = (
     '"arguments": %s, "sequence_number": %d}\n\n'
 )
 _dumps = json.dumps
-_loads = json.loads
 # What json.dumps(text) is for a str with the defaults, without its keyword checks.
 _string = json.encoder.encode_basestring_ascii
-
-
-def _parse(data: bytes) -> Any:
-    """``json.loads(data)``, without its encoding sniffing for the UTF-8 an SSE stream is: when
-    the fast path fails (a BOM, UTF-16/32, bad UTF-8 or bad JSON), ``json.loads`` decides."""
-    try:
-        return _loads(data.decode())
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        return _loads(data)
 
 
 def sse(kind: str, data: dict[str, Any]) -> bytes:
@@ -114,24 +105,23 @@ class ResponsesEventStream:
             self._response("response.created", start)
             + self._response("response.in_progress", start)
         ).encode()
-        feed = self._reader.feed
-        async for piece in self._inner.chunks():
-            try:
-                events = feed(piece)
-            except EventTooLarge:
-                raise UpstreamTooLarge("a stream event is larger than the gateway's cap") from None
-            out: list[str] = []
-            for event in events:
-                self._feed(event.data, out)
-            if out:
-                yield "".join(out).encode()
+        feed = self._feed
+        try:
+            # parsed once: by an OpenAI-format upstream stream, or here from the chat bytes
+            async for batch in chunk_batches(self._inner, self._reader):
+                out: list[str] = []
+                for chunk in batch:
+                    feed(chunk, out)
+                if out:
+                    yield "".join(out).encode()
+        except EventTooLarge:
+            raise UpstreamTooLarge("a stream event is larger than the gateway's cap") from None
         yield "".join(self._finish_all()).encode()
 
-    def _feed(self, data: bytes, out: list[str]) -> None:
-        if not data or data == b"[DONE]":
+    def _feed(self, chunk: Any, out: list[str]) -> None:
+        if chunk is END:
             return
-        try:
-            chunk = _parse(data)
+        try:  # None (not JSON) and any chunk of the wrong shape fail here
             for choice in chunk.get("choices") or []:
                 self._choice(choice, out)
         except (ValueError, AttributeError, TypeError, KeyError, RecursionError):
