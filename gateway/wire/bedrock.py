@@ -270,7 +270,7 @@ def completion_from_converse(answer: dict[str, Any], model: str) -> tuple[dict[s
 
 
 # -- streams: ConverseStream events as OpenAI chunks --------------------------------------------
-class ConverseStreamTranslator:
+class ConverseStreamTranslator(openai.ChunkWriter):
     """ConverseStream events (already decoded from the event-stream framing) in, OpenAI
     ``chat.completion.chunk`` SSE out. The stream is done when ``metadata`` (usage) came after
     ``messageStop``; the ``[DONE]`` marker goes out then."""
@@ -284,9 +284,6 @@ class ConverseStreamTranslator:
         self.tool_index: dict[int, int] = {}  # Converse block index -> OpenAI tool_calls index
         self.finish: str | None = None
         self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return openai.chunk(self.id, self.created, self.model, delta, finish)
 
     def feed(self, event_type: str, payload: bytes) -> list[bytes]:
         try:

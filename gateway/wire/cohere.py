@@ -195,7 +195,7 @@ def completion_from_cohere(answer: dict[str, Any], model: str) -> tuple[dict[str
     return completion, usage
 
 
-class CohereStreamTranslator:
+class CohereStreamTranslator(openai.ChunkWriter):
     """Cohere v2 chat stream events (SSE, each with a ``type``) in, OpenAI chunks out; done at
     ``message-end``."""
 
@@ -206,9 +206,6 @@ class CohereStreamTranslator:
         self.created = int(time.time())
         self.usage: Usage | None = None
         self.done = False
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return openai.chunk(self.id, self.created, self.model, delta, finish)
 
     def feed(self, data: bytes) -> list[bytes]:
         if not data:

@@ -337,7 +337,7 @@ def completion_from_gemini(answer: dict[str, Any], model: str) -> tuple[dict[str
     return completion, usage
 
 
-class StreamTranslator:
+class StreamTranslator(openai.ChunkWriter):
     """streamGenerateContent (``alt=sse``: each event one GenerateContentResponse) in, OpenAI
     ``chat.completion.chunk`` events out. The format has no end event: the stream is complete
     once a candidate (or the prompt feedback) gave its finish reason; ``finish()`` is called
@@ -356,9 +356,6 @@ class StreamTranslator:
     @property
     def done(self) -> bool:
         return self.finish is not None
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return openai.chunk(self.id, self.created, self.model, delta, finish)
 
     def feed(self, data: bytes) -> list[bytes]:
         if not data:

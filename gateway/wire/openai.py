@@ -119,6 +119,35 @@ def chunk(
     )
 
 
+_TEXT = "\x00"  # stands for a content delta's text in the chunk template (json: "\u0000")
+_TEXT_JSON = json.dumps(_TEXT).encode()
+
+
+class ChunkWriter:
+    """What every translator to OpenAI chunks (Anthropic, Bedrock, Cohere, Gemini) writes with:
+    its stream's ``id``, ``created`` and ``model``, and ``_chunk``. A text delta, most of a
+    stream's chunks, is written from a template of the stream's own chunk with only the text
+    serialised (``json.dumps`` of a string, not of the whole nested chunk); the bytes are exactly
+    ``chunk``'s. The template is made again when the id changes (it is set from the upstream's
+    first event)."""
+
+    id: str
+    created: int
+    model: str
+    _template: tuple[str, int, str, bytes, bytes] | None = None
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+        text = delta.get("content")
+        if finish is not None or len(delta) != 1 or type(text) is not str:
+            return chunk(self.id, self.created, self.model, delta, finish)
+        template = self._template
+        if template is None or template[:3] != (self.id, self.created, self.model):
+            whole = chunk(self.id, self.created, self.model, {"content": _TEXT})
+            head, _, tail = whole.rpartition(_TEXT_JSON)  # the text comes after id and model
+            template = self._template = (self.id, self.created, self.model, head, tail)
+        return template[3] + json.dumps(text).encode() + template[4]
+
+
 def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> bytes:
     """The final chunk of a stream with ``stream_options.include_usage``: no choices, usage."""
     return event(

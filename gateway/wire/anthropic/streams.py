@@ -24,7 +24,7 @@ from gateway.wire.anthropic.native import message_id
 from gateway.wire.sse import EventReader, EventTooLarge
 
 
-class UpstreamEventTranslator:
+class UpstreamEventTranslator(openai.ChunkWriter):
     """Anthropic stream events in, OpenAI ``chat.completion.chunk`` SSE lines out. An event
     that is not JSON, or whose fields have the wrong types, is an UpstreamError; so is an
     ``error`` event, in the gateway's words, with the upstream's error type only when it is one
@@ -50,9 +50,6 @@ class UpstreamEventTranslator:
             completion_tokens=self.output_tokens,
             cached_tokens=self.input.cached_tokens,
         )
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        return openai.chunk(self.id, self.created, self.model, delta, finish)
 
     def feed(self, event: bytes, data: bytes) -> list[bytes]:
         if not data:
