@@ -62,22 +62,27 @@ class AuditLog:
                 select(audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
             ).scalar()
             prev = last or GENESIS
+            chained: list[dict[str, Any]] = []
             for at, actor, action, target, detail in rows:
                 body = json.dumps(detail, sort_keys=True, separators=(",", ":"), default=str)
                 digest = _digest(prev, at.isoformat(), actor.name, actor.role, action, target, body)
-                connection.execute(
-                    insert(audit_log).values(
-                        at=at,
-                        actor=actor.name,
-                        role=actor.role,
-                        action=action,
-                        target=target,
-                        detail=body,
-                        prev_hash=prev,
-                        hash=digest,
-                    )
+                chained.append(
+                    {
+                        "at": at,
+                        "actor": actor.name,
+                        "role": actor.role,
+                        "action": action,
+                        "target": target,
+                        "detail": body,
+                        "prev_hash": prev,
+                        "hash": digest,
+                    }
                 )
                 prev = digest
+            if chained:
+                # one statement for the batch (executemany, rows in order): a statement built
+                # and compiled per row cost more than the batch's calls (bench/mcp_tool_call.py)
+                connection.execute(insert(audit_log), chained)
 
     def entries(self, limit: int = 1000) -> list[dict[str, Any]]:
         with self._engine.connect() as connection:

@@ -8,7 +8,10 @@ of its own on the same server: the ``initialize`` handshake once (and again when
 says the session is gone), then a POST per call with the session's id and protocol version.
 It keeps what the SDK path keeps: the server's credential fetched just in time from the broker
 and set only on requests to the pinned origin, names resolved through the egress guard, no
-redirects, no proxies or cookies from the environment, the result capped in size.
+redirects, no proxies or cookies from the environment, the result capped in size. The call's
+connection goes back to the pool for the next call, also when the answer came in an SSE stream
+(the rest of the stream is read off the call's path): a new connection per call cost more than
+the rest of the gateway's work on it (bench/README.md, the MCP section).
 
 A message from the server other than the call's answer is handled as the SDK's client handles
 what it did not ask for: a notification is dropped, a request is answered "method not found"
@@ -38,6 +41,7 @@ SESSION_HEADER = "mcp-session-id"
 VERSION_HEADER = "mcp-protocol-version"
 CLIENT_INFO = {"name": "sealgate", "version": "0.1.0"}
 SSE_SLACK_BYTES = 64 * 1024
+DRAIN_SECONDS = 5.0  # the longest an SSE stream may go on after its answer and keep its connection
 METHOD_NOT_FOUND = -32601
 
 
@@ -66,6 +70,7 @@ class DirectCaller:
         self._opening: asyncio.Lock = asyncio.Lock()
         self._ids = itertools.count(1)
         self._limit = server.max_result_bytes + SSE_SLACK_BYTES
+        self._draining: set[asyncio.Task[None]] = set()  # streams read after their answer
 
     def _client(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
@@ -107,7 +112,7 @@ class DirectCaller:
             request_id = next(self._ids)
             message = {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
             try:
-                result = await self._exchange(message)
+                result, _ = await self._exchange(message)
             except SessionGone:
                 self._opened, self._session_id = False, None
                 if attempt:
@@ -135,12 +140,7 @@ class DirectCaller:
                     "clientInfo": CLIENT_INFO,
                 },
             }
-            headers = await self._headers()
-            async with self._client().post(
-                self._server.url or "", json=initialize, headers=headers, allow_redirects=False
-            ) as response:
-                answer = await self._answer(response, 0)
-                session_id = response.headers.get(SESSION_HEADER)
+            answer, session_id = await self._exchange(initialize)
             version = answer.get("protocolVersion")
             if not isinstance(version, str) or version not in HANDSHAKE_PROTOCOL_VERSIONS:
                 raise ProtocolError(f"the server offered protocol version {version!r}")
@@ -148,14 +148,55 @@ class DirectCaller:
             self._opened = True
             await self._notify({"jsonrpc": "2.0", "method": "notifications/initialized"})
 
-    async def _exchange(self, message: dict[str, Any]) -> dict[str, Any]:
+    async def _exchange(self, message: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+        """The result of the request ``message``, and the session id the server answered with."""
         headers = await self._headers()
-        async with self._client().post(
+        response = await self._client().post(
             self._server.url or "", json=message, headers=headers, allow_redirects=False
-        ) as response:
+        )
+        try:
             if response.status == 404 and self._session_id is not None:
                 raise SessionGone
-            return await self._answer(response, message["id"])
+            result = await self._answer(response, message["id"])
+        except BaseException:
+            response.close()
+            raise
+        self._keep(response)
+        return result, response.headers.get(SESSION_HEADER)
+
+    def _keep(self, response: aiohttp.ClientResponse) -> None:
+        """The connection back to the pool for the next call. A JSON answer was read whole; an
+        SSE stream is answered before it ends (the server closes it after the answer), and a
+        connection given back before its response ends is closed, so that each call would
+        open a new one: the rest of the stream is read off the call's path instead."""
+        if response.content.at_eof():
+            response.release()
+            return
+        task = asyncio.get_running_loop().create_task(self._drain(response))
+        self._draining.add(task)
+        task.add_done_callback(self._draining.discard)
+
+    async def _drain(self, response: aiohttp.ClientResponse) -> None:
+        """Read what follows the answer (nothing the call needs: it was answered) to the end of
+        the stream, then give the connection back; a stream that goes on past
+        ``DRAIN_SECONDS`` or ``SSE_SLACK_BYTES`` loses its connection instead."""
+        ended = False
+        try:
+            size = 0
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while size <= SSE_SLACK_BYTES:
+                    chunk = await response.content.readany()
+                    if not chunk:
+                        ended = True
+                        break
+                    size += len(chunk)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass
+        finally:
+            if ended:
+                response.release()
+            else:
+                response.close()
 
     async def _answer(self, response: aiohttp.ClientResponse, request_id: int) -> dict[str, Any]:
         """The ``result`` of the JSON-RPC response to ``request_id``, from a JSON body or from
@@ -218,6 +259,10 @@ class DirectCaller:
                 await asyncio.shield(self._notify(notice))
 
     async def close(self) -> None:
+        for task in list(self._draining):
+            task.cancel()
+        if self._draining:
+            await asyncio.gather(*self._draining, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
             self._http = None

@@ -235,3 +235,24 @@ def test_the_audit_chain_reveals_a_row_changed_in_the_database(tmp_path: Path) -
         connection.execute(update(audit_log).where(audit_log.c.seq == 2).values(target="team:x"))
     assert log.verify() == 2
     engine.dispose()
+
+
+def test_a_batch_of_audit_rows_is_appended_in_order_on_the_chain(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from gateway.governance.audit import Actor, AuditLog
+    from gateway.store.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    migrate(engine)
+    log = AuditLog(engine)
+    log.record(Actor("admin", "admin"), "team.create", "team:0", {"n": 0})
+    key = Actor("key:k1", "key")
+    log.record_many(
+        [(datetime.now(UTC), key, "mcp.call", f"mcp:t.{n}", {"n": n}) for n in (1, 2, 3)]
+    )
+    log.record_many([])
+    entries = log.entries()
+    assert [e["target"] for e in reversed(entries)] == ["team:0", "mcp:t.1", "mcp:t.2", "mcp:t.3"]
+    assert log.verify() is None
+    engine.dispose()

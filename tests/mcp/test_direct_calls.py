@@ -101,6 +101,26 @@ def test_a_call_without_progress_is_answered_directly_in_json_as_the_sdks_path_a
     assert answer_of(counted)["result"]["content"][0]["text"] == "counted to 2"
 
 
+def test_direct_calls_reuse_one_upstream_connection_though_it_answers_each_in_an_sse_stream(
+    approved: Stack,
+) -> None:
+    # the tests' upstream answers a tools/call in an SSE stream, which the gateway's answer does
+    # not wait the end of; a connection given back before its response ended would be closed.
+    # Two keys, each within the stack's limit of 5 calls a minute.
+    keys = [approved.key("tools.echo")[0] for _ in range(2)]
+    answers = []
+    with Raw(approved.mcp_url, keys[0]) as first, Raw(approved.mcp_url, keys[1]) as second:
+        first.post(call(1, "tools.echo", {"text": "warm"}))
+        before = len(approved.tools.control("GET", "seen")["peers"])
+        for raw in (first, second):
+            answers += [raw.post(call(i, "tools.echo", {"text": f"{i}"})) for i in range(2, 6)]
+    texts = [answer_of(a)["result"]["content"][0]["text"] for a in answers]
+    assert texts == list("2345") * 2
+    ports = approved.tools.control("GET", "seen")["peers"][before:]
+    assert len(ports) >= 8
+    assert len(set(ports)) <= 2, ports  # one connection (another for the SDK session's listing)
+
+
 def test_a_session_is_answered_directly_only_for_the_key_that_opened_it(approved: Stack) -> None:
     owner, _ = approved.key("tools.echo")
     other, other_id = approved.key("tools.echo")
