@@ -40,7 +40,6 @@ from gateway.errors import ConfigError
 from gateway.governance.audit import AuditLog
 from gateway.governance.core import Governance
 from gateway.governance.oidc import OidcClient
-from gateway.governance.otlp_logs import OtlpLogsSink
 from gateway.governance.s3 import S3Sink
 from gateway.governance.sessions import Sessions
 from gateway.governance.setup import build_governance, check_prices
@@ -57,8 +56,8 @@ from gateway.providers.pool import UpstreamPool
 from gateway.providers.registry import PROVIDERS
 from gateway.refs import parse_ref
 from gateway.reload import Reloader
+from gateway.routing.breaker import build_breakers
 from gateway.routing.router import Router, build_router
-from gateway.routing.shared_breaker import build_breakers
 from gateway.secrets.broker import SecretBroker
 from gateway.secrets.setup import build_broker
 from gateway.store.db import (
@@ -305,6 +304,8 @@ def sink_of(settings: Sink, queue: SinkQueue, broker: SecretBroker) -> QueueSink
         return WebhookSink(settings, queue, broker)
     if settings.type == "s3":
         return S3Sink(settings, queue, broker)
+    from gateway.governance.otlp_logs import OtlpLogsSink  # opentelemetry-proto: only then
+
     return OtlpLogsSink(settings, queue, broker)
 
 

@@ -43,8 +43,8 @@ from gateway.governance.setup import build_governance
 from gateway.governance.streams import CountingStream, reply_tokens
 from gateway.providers import egress
 from gateway.providers.pool import UpstreamPool
+from gateway.routing.breaker import build_breakers
 from gateway.routing.router import build_router
-from gateway.routing.shared_breaker import build_breakers
 from gateway.secrets.setup import build_broker
 from gateway.serve import load_config
 from gateway.store.db import default_url, ensure_data_dir, make_engine, migrate

@@ -23,10 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import redis.asyncio as aioredis
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from gateway.cache.stores import MemoryStore, RedisStore, Store
+from gateway.cache.stores import MemoryStore, Store
 from gateway.config.cache import Cache as CacheSettings
 from gateway.config.governance import Redis as RedisSettings
 from gateway.errors import ConfigError
@@ -162,10 +161,8 @@ def build_cache(
         return ResponseCache(settings, store)
     if redis is None:  # the config check says so with the line; this is the code's guard
         raise ConfigError("config", "cache.backend", "the redis cache needs governance.redis")
-    client = aioredis.Redis.from_url(
-        redis.url,
-        socket_timeout=redis.timeout_seconds,
-        socket_connect_timeout=redis.timeout_seconds,
-    )
+    from gateway.cache.redis_store import RedisStore, client_of  # redis-py: only when used
+
+    client = client_of(redis)
     cipher = Cipher(broker, settings.encryption_key)
     return ResponseCache(settings, RedisStore(client, redis.prefix, settings.ttl_seconds, cipher))

@@ -25,14 +25,15 @@ import threading
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from gateway.config.ui import Oidc
 from gateway.errors import AuthenticationFailed, PermissionDenied
 from gateway.governance.audit import Actor
 from gateway.governance.tenancy import Tenancy
+
+if TYPE_CHECKING:  # PyJWT is imported by the first sign-in or bearer check, not at start-up
+    import jwt
 
 # Only asymmetric signatures: a shared-secret (HS*) token could be minted by anyone who holds the
 # client's configuration, and "none" is no signature at all.
@@ -101,6 +102,8 @@ class OidcClient:
                     if not isinstance(found.get(name), str):
                         raise AuthenticationFailed(f"the provider's discovery has no {name}")
                 self._metadata = found
+                import jwt
+
                 self._jwks = jwt.PyJWKClient(
                     found["jwks_uri"],
                     cache_keys=False,
@@ -148,6 +151,8 @@ class OidcClient:
         """The claims of a token the provider signed for us; AuthenticationFailed otherwise."""
         self.metadata()
         assert self._jwks is not None
+        import jwt
+
         try:
             key = self._jwks.get_signing_key_from_jwt(token)
             claims: dict[str, Any] = jwt.decode(

@@ -16,13 +16,15 @@ from gateway.governance.core import Governance
 from gateway.governance.counters import Counters, MemoryCounters
 from gateway.governance.price_file import price_table
 from gateway.governance.pricing import deployment_prices
-from gateway.governance.redis_counters import FallbackCounters, RedisCounters
 from gateway.governance.spend import Outbox
 
 
 def build_counters(settings: GovernanceSettings, clock: Callable[[], float]) -> Counters:
     if settings.counters == "memory" or settings.redis is None:
         return MemoryCounters(clock)
+    # redis-py, only for a gateway whose counters are on Redis (issue 23: idle memory)
+    from gateway.governance.redis_counters import FallbackCounters, RedisCounters
+
     redis = settings.redis
     shared = RedisCounters(redis.url, redis.prefix, redis.timeout_seconds)
     if redis.on_down == "local":

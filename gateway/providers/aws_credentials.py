@@ -29,14 +29,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
-from botocore.model import OperationModel
-from botocore.parsers import QueryParser
-from botocore.serialize import QuerySerializer
-from botocore.session import get_session
 
 from gateway.config.aws import WebIdentity
 from gateway.errors import SecretUnavailable
@@ -44,6 +40,9 @@ from gateway.logs import REDACTOR
 from gateway.providers.pool import UpstreamPool
 from gateway.providers.sigv4 import SIGNING_KEYS, AwsCredentials
 from gateway.secrets.secret import Secret
+
+if TYPE_CHECKING:
+    from botocore.model import OperationModel
 
 log = logging.getLogger("sealgate.aws")
 
@@ -169,6 +168,9 @@ class WebIdentityCredentials:
             "WebIdentityToken": token,
             "DurationSeconds": settings.duration_seconds,
         }
+        from botocore.parsers import QueryParser  # botocore only for web identity (idle RSS)
+        from botocore.serialize import QuerySerializer
+
         serialized = QuerySerializer().serialize_to_request(params, operation)
         body = urlencode(serialized["body"]).encode()
         headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
@@ -209,9 +211,12 @@ _OPERATION: OperationModel | None = None
 
 
 def _sts_operation() -> OperationModel:
-    """botocore's model of AssumeRoleWithWebIdentity (loaded once, from botocore's data)."""
+    """botocore's model of AssumeRoleWithWebIdentity (loaded once, from botocore's data; botocore
+    is imported by the first exchange, so a gateway without web identity never loads it)."""
     global _OPERATION
     if _OPERATION is None:
+        from botocore.session import get_session
+
         model = get_session().get_service_model("sts")
         _OPERATION = model.operation_model("AssumeRoleWithWebIdentity")
     return _OPERATION

@@ -30,7 +30,6 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
-from botocore.eventstream import EventStreamBuffer, ParserError
 from yarl import URL
 
 from gateway.config import Deployment
@@ -271,6 +270,8 @@ class BedrockUpstreamStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         deployment = self._deployment
         name = deployment.name
+        from botocore.eventstream import EventStreamBuffer, ParserError  # with the first stream
+
         buffer = EventStreamBuffer()
         cap, size = deployment.max_stream_bytes, 0
         try:

@@ -11,11 +11,13 @@ probe's success closes the breaker; its failure opens it again for another coold
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from gateway.config.governance import Redis as RedisSettings
 from gateway.config.routing import Breaker as BreakerSettings
 from gateway.metrics import METRICS
 
@@ -136,3 +138,16 @@ class Breakers:
 
     def _hold(self, hold: float | None) -> float:
         return self._cooldown if hold is None else hold
+
+
+def build_breakers(
+    settings: BreakerSettings, cooldown: float, redis: RedisSettings | None
+) -> Breakers:
+    """The process's breakers: shared through Redis when governance has a Redis, else local
+    (redis-py is imported only then: issue 23, an idle gateway on embedded defaults)."""
+    if redis is None:
+        return Breakers(settings, cooldown, time.monotonic)
+    from gateway.cache.redis_store import client_of
+    from gateway.routing.shared_breaker import SharedBreakers
+
+    return SharedBreakers(settings, cooldown, client_of(redis), redis.prefix)

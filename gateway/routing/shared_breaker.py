@@ -28,7 +28,6 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.config.governance import Redis as RedisSettings
 from gateway.config.routing import Breaker as BreakerSettings
 from gateway.routing.breaker import Breakers
 
@@ -166,17 +165,3 @@ class SharedBreakers(Breakers):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._client.aclose()
-
-
-def build_breakers(
-    settings: BreakerSettings, cooldown: float, redis: RedisSettings | None
-) -> Breakers:
-    """The process's breakers: shared through Redis when governance has a Redis, else local."""
-    if redis is None:
-        return Breakers(settings, cooldown, time.monotonic)
-    client = aioredis.Redis.from_url(
-        redis.url,
-        socket_timeout=redis.timeout_seconds,
-        socket_connect_timeout=redis.timeout_seconds,
-    )
-    return SharedBreakers(settings, cooldown, client, redis.prefix)

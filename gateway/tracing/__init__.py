@@ -34,11 +34,13 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from contextvars import ContextVar
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.logs import REDACTOR
-from gateway.tracing.export import Guard, SpanExporter
 from gateway.values import Stream, Usage, parsed_chunks
+
+if TYPE_CHECKING:  # the exporter (and opentelemetry-proto) is imported by ``start`` only
+    from gateway.tracing.export import Guard, SpanExporter
 
 # The provider names of the GenAI conventions' registry, by Sealgate provider.
 PROVIDER_NAMES = {
@@ -142,6 +144,8 @@ def start(
 ) -> None:
     """Export spans from now on (in batches, from the exporter's own thread), connecting where
     ``guard`` (the egress check) says."""
+    from gateway.tracing.export import SpanExporter
+
     exporter = SpanExporter(endpoint, dict(headers), service_name, timeout_seconds, guard=guard)
     exporter.start()
     STATE.bound = round(sample_ratio * (1 << 64))

@@ -1,5 +1,6 @@
 """Issue 23, item 3: optional subsystems are imported only when configured, so an idle gateway on
-embedded defaults stays small. The MCP SDK alone is tens of MB resident."""
+embedded defaults stays small. The MCP SDK alone is tens of MB resident; redis-py, botocore (STS
+and the event-stream decoder) and PyJWT about 16 MB together."""
 
 from __future__ import annotations
 
@@ -35,9 +36,18 @@ with tempfile.TemporaryDirectory() as data:
              "http_version": "1.1", "asgi": {"version": "3.0"}}
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
-    optional = {"mcp", "mcp_types", "hvac", "psycopg", "jinja2"}
+    optional = {"mcp", "mcp_types", "hvac", "psycopg", "jinja2", "redis", "botocore", "jwt"}
     loaded = sorted({m.split(".")[0] for m in sys.modules} & optional)
     print(json.dumps({"status": status, "loaded": loaded}))
+"""
+
+WITH_REDIS = """\
+deployments:
+  - model: mock-gpt
+    provider: mock
+governance:
+  counters: redis
+  redis: {url: "redis://127.0.0.1:6379/0"}
 """
 
 WITH_SERVER = """\
@@ -66,7 +76,7 @@ def build(*args: str) -> dict[str, object]:
     return found
 
 
-def test_the_bundled_config_imports_no_mcp_sdk_vault_postgres_driver_or_jinja2() -> None:
+def test_the_bundled_config_imports_no_mcp_sdk_vault_postgres_redis_aws_or_jwt_client() -> None:
     found = build()
     assert found["loaded"] == [], f"imported with nothing configured that needs them: {found}"
     assert found["status"] == 404  # /mcp, answered without the SDK
@@ -79,6 +89,12 @@ def test_a_gateway_with_an_mcp_server_does_import_the_sdk(tmp_path: Path) -> Non
     found = build(str(config))
     assert "mcp" in found["loaded"] and "mcp_types" in found["loaded"]
     assert found["status"] == 401  # /mcp is served (and wants a virtual key)
+
+
+def test_a_gateway_with_redis_counters_does_import_redis(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(WITH_REDIS)
+    assert "redis" in build(str(config))["loaded"]
 
 
 def test_mcp_on_a_gateway_with_no_mcp_servers_answers_a_404_that_says_why(tmp_path: Path) -> None:
