@@ -246,3 +246,33 @@ def bytewise_after(event: bytes) -> list[Any]:
     reader = EventReader(MAX_EVENT_BYTES)
     reader.feed(b"data: par")
     return [found for i in range(len(event)) for found in reader.feed(event[i : i + 1])]
+
+
+# Bodies whose echoed fields hold the stand-ins the stream's snapshot is cut at (json "\u0000s"
+# and so on), in a value and as a key: the snapshot is then written whole, as before.
+ECHOING: dict[str, dict[str, Any]] = {
+    "instructions": {"model": "m", "input": "hi", "instructions": "\x00s"},
+    "quoted": {"model": "m", "input": "hi", "instructions": '"\x00o'},
+    "metadata": {"model": "m", "input": "hi", "metadata": {"\x00u": "\x00i"}},
+}
+
+
+@pytest.mark.parametrize("stream", sorted(STREAMS))
+@pytest.mark.parametrize("body", sorted(ECHOING) + sorted(BODIES))
+def test_every_stream_event_is_json_dumps_of_what_it_carries(stream: str, body: str) -> None:
+    """Each event's data is exactly ``json.dumps`` of its own parse, and the final event carries
+    the ``completed`` Responses object: the bytes the whole-dict writer made."""
+    request = {**(ECHOING.get(body) or BODIES[body]), "stream": True}
+    translation = wire.request_to_chat(request, [])
+    usage = USAGE if stream == "text" else None
+    events = wire.ResponsesEventStream(
+        Replay(STREAMS[stream], usage), request, translation.tools, wire.new_id("resp")
+    )
+    sent = b"".join(run_now(drained(events)))
+    found = EventReader(MAX_EVENT_BYTES).feed(sent)
+    for event in found:
+        assert json.dumps(json.loads(event.data)).encode() == event.data
+    final = json.loads(found[-1].data)
+    assert final["type"] in ("response.completed", "response.incomplete")
+    assert final["response"] == events.completed
+    assert [json.loads(e.data)["sequence_number"] for e in found] == list(range(len(found)))
