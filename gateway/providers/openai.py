@@ -146,6 +146,7 @@ class OpenAIAdapter:
 
 
 DONE_MARKER = openai.DONE_DATA
+_parse = openai.parse
 
 
 class PassedStream:
@@ -238,11 +239,15 @@ class OpenAIUpstreamStream(PassedStream):
         if data == DONE_MARKER:
             self._done = True
             return END
-        chunk = openai.parse(data)
-        error = openai.stream_error(chunk)
-        if event.name == b"error" or error is not None:
+        chunk = _parse(data)
+        if type(chunk) is not dict:  # (openai.stream_error: only a dict reports an error)
+            if event.name == b"error":
+                raise http.mid_stream_failure(self._deployment.name, None)
+            return chunk
+        error = chunk.get("error")
+        if error is not None or event.name == b"error":
             raise http.mid_stream_failure(self._deployment.name, error)
-        if type(chunk) is dict and "usage" in chunk:
+        if "usage" in chunk:
             usage = openai.usage_from(chunk["usage"])
             if usage is not None:
                 self.usage = usage

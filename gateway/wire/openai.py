@@ -167,6 +167,25 @@ def stream_error(payload: Any) -> Any:
     return payload.get("error") if isinstance(payload, dict) else None
 
 
+def text_delta(chunk: Any) -> str | None:
+    """The text of a parsed chunk that is one plain text delta: one choice, non-empty text, no
+    tool calls, no finish reason (most of a stream). None for any other chunk, which a
+    translator then reads on its general path."""
+    if type(chunk) is not dict:
+        return None
+    choices = chunk.get("choices")
+    if type(choices) is not list or len(choices) != 1:
+        return None
+    choice = choices[0]
+    if type(choice) is not dict or choice.get("finish_reason"):
+        return None
+    delta = choice.get("delta")
+    if type(delta) is not dict or delta.get("tool_calls"):
+        return None
+    text = delta.get("content")
+    return text if type(text) is str and text else None
+
+
 _loads = json.loads
 # json.loads's own scanner (C), called without json.loads's keyword checks and its decoder's
 # two Python layers: a stream parses one small document per event.

@@ -153,6 +153,27 @@ JSON_DELTA = (
 )
 BLOCK_STOP = 'event: content_block_stop\ndata: {"type": "content_block_stop", "index": %d}\n\n'
 MESSAGE_STOP = 'event: message_stop\ndata: {"type": "message_stop"}\n\n'
+MESSAGE_START = (
+    'event: message_start\ndata: {"type": "message_start", "message": {"id": %s, "type": '
+    '"message", "role": "assistant", "model": %s, "content": [], "stop_reason": null, '
+    '"stop_sequence": null, "usage": {"input_tokens": %s, "output_tokens": 0}}}\n\n'
+)
+MESSAGE_DELTA = (
+    'event: message_delta\ndata: {"type": "message_delta", "delta": {"stop_reason": %s, '
+    '"stop_sequence": null}, "usage": {"input_tokens": %s, "cache_read_input_tokens": %s, '
+    '"output_tokens": %s}}\n\n'
+)
+
+
+def _number(value: Any) -> str:
+    """``json.dumps(value)``, for an int without the encoder."""
+    return str(value) if type(value) is int else _dumps(value)
+
+
+def _text_only(chunk: Any) -> str | None:
+    """The text of a chunk that is one plain text delta and nothing else (no usage)."""
+    text = openai.text_delta(chunk)
+    return None if text is None or type(chunk.get("usage")) is dict else text
 
 
 class ClientEventTranslator:
@@ -185,13 +206,17 @@ class ClientEventTranslator:
             events = self.reader.feed(data)
         except EventTooLarge:
             raise _too_large() from None
+        take = self.take
         for event in events:
             if event.data:
-                self.take(openai.parsed_item(event.data), out)
+                take(openai.parsed_item(event.data), out)
         return [text.encode() for text in out]
 
     def take(self, chunk: Any, out: list[str]) -> None:
         """The events one parsed chunk (or ``END``) makes, appended to ``out``."""
+        if self.block == "text" and (text := _text_only(chunk)) is not None:
+            out.append(TEXT_DELTA % (self.index, _string(text)))  # most of a stream
+            return
         if chunk is END:
             out += self.closing()
             return
@@ -204,17 +229,11 @@ class ClientEventTranslator:
 
     def _start(self, chunk: dict[str, Any]) -> str:
         self.started = True
-        message: dict[str, Any] = {
-            "id": message_id(chunk.get("id")),
-            "type": "message",
-            "role": "assistant",
-            "model": self.model,
-            "content": [],
-            "stop_reason": None,
-            "stop_sequence": None,
-            "usage": {"input_tokens": self.input_estimate, "output_tokens": 0},
-        }
-        return _event("message_start", {"message": message})
+        return MESSAGE_START % (
+            _json(message_id(chunk.get("id"))),
+            _json(self.model),
+            _number(self.input_estimate),
+        )
 
     def _open(self, block: dict[str, Any] | None, out: list[str]) -> None:
         """A new content block: a text block when ``block`` is None, else that tool_use."""
@@ -277,13 +296,15 @@ class ClientEventTranslator:
         if self.block is not None:
             self.block = None
             out.append(BLOCK_STOP % self.index)
-        delta = {"delta": {"stop_reason": self.stop_reason, "stop_sequence": None}}
-        usage = {
-            "input_tokens": self.input_tokens - self.cached_tokens,
-            "cache_read_input_tokens": self.cached_tokens,
-            "output_tokens": self.output_tokens,
-        }
-        out.append(_event("message_delta", {**delta, "usage": usage}))
+        out.append(
+            MESSAGE_DELTA
+            % (
+                _json(self.stop_reason),
+                _number(self.input_tokens - self.cached_tokens),
+                _number(self.cached_tokens),
+                _number(self.output_tokens),
+            )
+        )
         out.append(MESSAGE_STOP)
         return out
 

@@ -11,7 +11,7 @@ from typing import Any
 from gateway.config import MAX_EVENT_BYTES
 from gateway.errors import UpstreamError, UpstreamTooLarge
 from gateway.values import END, Stream, Usage
-from gateway.wire.openai import chunk_batches
+from gateway.wire.openai import chunk_batches, text_delta
 from gateway.wire.responses.answers import call_item, envelope, message_item, new_id, usage_json
 from gateway.wire.responses.requests import FINISH, Tools
 from gateway.wire.sse import EventReader, EventTooLarge
@@ -104,25 +104,6 @@ def sse(kind: str, data: dict[str, Any]) -> bytes:
     return f"event: {kind}\ndata: ".encode() + json.dumps({"type": kind, **data}).encode() + b"\n\n"
 
 
-def _text_of(chunk: Any) -> str | None:
-    """The text of a chunk that is one plain text delta (one choice, text, no tool calls, no
-    finish reason): most of a stream, written by ``ResponsesEventStream`` without its general
-    path. None for every other chunk, which takes that path."""
-    if type(chunk) is not dict:
-        return None
-    choices = chunk.get("choices")
-    if type(choices) is not list or len(choices) != 1:
-        return None
-    choice = choices[0]
-    if type(choice) is not dict or choice.get("finish_reason"):
-        return None
-    delta = choice.get("delta")
-    if type(delta) is not dict or delta.get("tool_calls"):
-        return None
-    text = delta.get("content")
-    return text if type(text) is str and text else None
-
-
 class ResponsesEventStream:
     """The internal chat stream (``chat.completion.chunk`` events) re-emitted to a client as
     the Responses event sequence: ``response.created``, ``response.in_progress``, each output
@@ -143,7 +124,7 @@ class ResponsesEventStream:
         self._parts: list[str] | None = None  # the snapshot's JSON cut at ``_MARKS``
         self._text: dict[str, Any] | None = None  # the message item being written
         # The message item's text-delta event, with its text ("%s") and number ("%d") to fill.
-        self._text_delta = ""
+        self._delta_event = ""
         self._calls: dict[int, dict[str, Any]] = {}  # chat tool_calls index -> item
         self._finish: str | None = None
         self.completed: dict[str, Any] | None = None
@@ -204,13 +185,13 @@ class ResponsesEventStream:
                 out: list[str] = []
                 for chunk in batch:
                     state = self._text  # a plain text delta once the message item is open
-                    if state is None or (text := _text_of(chunk)) is None:
+                    if state is None or (text := text_delta(chunk)) is None:
                         feed(chunk, out)
                         continue
                     state["text"].append(text)
                     sequence = self._sequence
                     self._sequence = sequence + 1
-                    out.append(self._text_delta % (_string(text), sequence))
+                    out.append(self._delta_event % (_string(text), sequence))
                 if out:
                     yield "".join(out).encode()
         except EventTooLarge:
@@ -242,9 +223,9 @@ class ResponsesEventStream:
                 out.append(self._item("response.output_item.added", index, added))
                 out.append(PART_ADDED % (item_id, index, self._next()))
                 head = TEXT_DELTA_ITEM % (item_id, index)
-                self._text_delta = head.replace("%", "%%") + TEXT_DELTA_REST
+                self._delta_event = head.replace("%", "%%") + TEXT_DELTA_REST
             self._text["text"].append(text)
-            out.append(self._text_delta % (_string(text), self._next()))
+            out.append(self._delta_event % (_string(text), self._next()))
         for call in delta.get("tool_calls") or []:
             self._call_delta(call, out)
         if choice.get("finish_reason"):
