@@ -7,10 +7,12 @@ deployment, in process (no server, no network; issue 14 bounds it at 50 us):
   translation to chat (``request_to_chat``) and the chat checks on it, then the chat answer (as
   the adapter already parsed it, ``Reply.parsed``) written back as a Responses object;
 - **responses stream**: the event translation (``ResponsesEventStream``) of a 20-delta chat
-  stream with usage, against passing the same chunks on (chat's stream), twice: from an
+  stream with usage, against passing the same chunks on (chat's stream), three times: from an
   OpenAI-format upstream (vLLM and the like: ``OpenAIUpstreamStream`` reads the replayed SSE
-  body on both sides, and hands the translator its chunks parsed), and from the chat stream's
-  bytes (what a translated upstream, Anthropic or Gemini, hands on: framed and parsed again).
+  body on both sides, and hands the translator its chunks parsed); from an Anthropic upstream
+  (a translated one: its ``TranslatedStream`` writes chat bytes for chat, and hands the same
+  chunks over parsed to the translator); and from the chat stream's bytes (what a stream that
+  offers only bytes, a guardrail's, hands on: framed and parsed again).
 
 The two sides of each pair run interleaved, batch by batch, and the median batch per request is
 printed in microseconds of CPU time (``time.process_time``: on a shared, loaded machine wall time
@@ -39,10 +41,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from gateway.api import validation
+from gateway.providers import http
 from gateway.values import Usage
 from gateway.wire import openai
 from gateway.wire import responses as wire
-from tests.support.replayed import upstream_stream
+from gateway.wire.anthropic.streams import UpstreamEventTranslator
+from tests.support.replayed import DEPLOYMENT, ReplayedResponse, upstream_stream
 
 INSTRUCTIONS = "You are a helpful assistant."
 QUESTION = "Summarise the quarterly report in three bullet points."
@@ -108,6 +112,41 @@ def chunks() -> list[bytes]:
     return out
 
 
+def anthropic_pieces() -> list[bytes]:
+    """An Anthropic upstream's stream of the same 20 deltas, an event per piece."""
+    usage = {"input_tokens": USAGE.prompt_tokens, "output_tokens": 1}
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude"}
+    events: list[dict[str, Any]] = [
+        {"type": "message_start", "message": {**message, "content": [], "usage": usage}},
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        *(
+            {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "text_delta", "text": f"word{i} "},
+            }
+            for i in range(DELTAS)
+        ),
+        {"type": "content_block_stop", "index": 0},
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": USAGE.completion_tokens},
+        },
+        {"type": "message_stop"},
+    ]
+    return [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode() for e in events]
+
+
+def anthropic_stream(pieces: list[bytes]) -> Any:
+    """The Anthropic adapter's stream (``TranslatedStream``) over ``pieces``, no socket."""
+    translator = UpstreamEventTranslator("m", True)
+    response: Any = ReplayedResponse(pieces)
+    return http.TranslatedStream(
+        response, DEPLOYMENT, translator, lambda e: translator.feed(e.name, e.data)
+    )
+
+
 class Replay:
     def __init__(self, pieces: list[bytes]) -> None:
         self.pieces = pieces
@@ -152,13 +191,22 @@ def pair(
     return statistics.median(left), statistics.median(right)
 
 
-async def stream_pair(batch: int, batches: int, upstream: bool) -> tuple[float, float]:
-    pieces = chunks()
+SOURCES = {
+    "openai": "an OpenAI-format upstream",
+    "anthropic": "an Anthropic upstream (translated)",
+    "bytes": "chat bytes (a guardrail's stream)",
+}
+
+
+async def stream_pair(batch: int, batches: int, source: str) -> tuple[float, float]:
+    pieces = anthropic_pieces() if source == "anthropic" else chunks()
     body = {**RESPONSES, "stream": True}
     tools = wire.Tools()
 
     def inner() -> Any:
-        return upstream_stream(pieces) if upstream else Replay(pieces)
+        if source == "anthropic":
+            return anthropic_stream(pieces)
+        return upstream_stream(pieces) if source == "openai" else Replay(pieces)
 
     async def passed() -> int:
         return await drain(inner())
@@ -204,18 +252,18 @@ def main() -> None:
     load = os.getloadavg()
     chat, responses = pair(chat_side, responses_side, args.batch, args.batches)
     streamed = {
-        upstream: asyncio.run(stream_pair(args.batch // 4 or 1, args.batches, upstream))
-        for upstream in (True, False)
+        source: asyncio.run(stream_pair(args.batch // 4 or 1, args.batches, source))
+        for source in SOURCES
     }
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print("| per request | chat (us) | responses (us) | added (us) |")
     print("|---|---|---|---|")
     print(f"| request + answer | {chat:.1f} | {responses:.1f} | {responses - chat:.1f} |")
-    for upstream, (passed, translated) in streamed.items():
-        source = "an OpenAI-format upstream" if upstream else "chat bytes"
+    for source, (passed, translated) in streamed.items():
+        added = translated - passed
         print(
-            f"| stream of {DELTAS} deltas, from {source} | {passed:.1f} | {translated:.1f} | "
-            f"{translated - passed:.1f} |"
+            f"| stream of {DELTAS} deltas, from {SOURCES[source]} | {passed:.1f} | "
+            f"{translated:.1f} | {added:.1f} |"
         )
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -267,7 +267,16 @@ class BedrockUpstreamStream:
     def usage(self) -> Usage | None:
         return self._translator.usage
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._translated(b"".join)
+
+    def parsed(self) -> AsyncIterator[list[Any]]:
+        """The stream as its parsed chunks (``gateway.values.parsed_chunks``): the translator
+        writes each chunk as its parse, not bytes to be parsed again."""
+        self._translator.parsed = True
+        return self._translated(http.as_batch)
+
+    async def _translated(self, batch: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
         deployment = self._deployment
         name = deployment.name
         from botocore.eventstream import EventStreamBuffer, ParserError  # with the first stream
@@ -280,11 +289,11 @@ class BedrockUpstreamStream:
                 if size > cap:
                     raise http.too_large(name, "a stream", cap)
                 buffer.add_data(piece)
-                out: list[bytes] = []
+                out: list[Any] = []
                 for message in buffer:
                     out += self._message(message.headers, message.payload)
                 if out:
-                    yield b"".join(out)
+                    yield batch(out)
         except ParserError:
             raise UpstreamError(f"deployment {name} sent a malformed event stream") from None
         except http.TRANSPORT_ERRORS as exc:
@@ -294,7 +303,7 @@ class BedrockUpstreamStream:
         if not self._translator.done:
             raise UpstreamTruncated(f"deployment {name} ended the stream early")
 
-    def _message(self, headers: dict[str, Any], payload: bytes) -> list[bytes]:
+    def _message(self, headers: dict[str, Any], payload: bytes) -> list[Any]:
         name = self._deployment.name
         if len(payload) > self._deployment.max_event_bytes:
             limit = self._deployment.max_event_bytes

@@ -269,8 +269,9 @@ def mid_stream_failure(name: str, error: Any) -> UpstreamError:
 
 
 class EventTranslator(Protocol):
-    """What a provider's stream translator offers (gateway/wire/): the usage seen so far, and
-    whether the upstream's stream reached its proper end."""
+    """What a provider's stream translator offers (gateway/wire/): the usage seen so far,
+    whether the upstream's stream reached its proper end, and ``parsed``: set, it writes each
+    chunk as its parse instead of its bytes (``wire.openai.ChunkWriter``)."""
 
     @property
     def usage(self) -> Usage | None: ...
@@ -278,21 +279,32 @@ class EventTranslator(Protocol):
     @property
     def done(self) -> bool: ...
 
+    parsed: bool
+
+
+def as_batch(chunks: list[Any]) -> list[Any]:
+    """A batch of parsed chunks as a stream's ``parsed()`` hands it over: as written."""
+    return chunks
+
 
 class TranslatedStream:
     """An upstream's SSE body, each event turned into OpenAI chunks by ``feed`` (Anthropic,
     Gemini and Vertex, Cohere): a translator's error carries the deployment's name, a stream
     that ends before the translator saw its end is ``UpstreamTruncated``, and ``end`` gives
     what goes out after the last event (the final usage chunk, for a translator that holds
-    it back)."""
+    it back).
+
+    A translator to another wire format reads the same chunks parsed (``parsed``,
+    ``gateway.values.parsed_chunks``): the translator writes each chunk as the dict its bytes
+    would parse to, rather than bytes the next translator parses again."""
 
     def __init__(
         self,
         response: aiohttp.ClientResponse,
         deployment: Deployment,
         translator: EventTranslator,
-        feed: Callable[[Event], list[bytes]],
-        end: Callable[[], list[bytes]] | None = None,
+        feed: Callable[[Event], list[Any]],
+        end: Callable[[], list[Any]] | None = None,
     ) -> None:
         self._response = response
         self._deployment = deployment
@@ -304,11 +316,20 @@ class TranslatedStream:
     def usage(self) -> Usage | None:
         return self._translator.usage
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._translated(b"".join)
+
+    def parsed(self) -> AsyncIterator[list[Any]]:
+        """The stream as its parsed chunks (``gateway.values.parsed_chunks``)."""
+        self._translator.parsed = True
+        return self._translated(as_batch)
+
+    async def _translated(self, batch: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
+        """Each upstream batch's chunks as one piece: ``batch`` of what the translator wrote."""
         name = self._deployment.name
         try:
             async for events in event_batches(self._response, self._deployment):
-                out: list[bytes] = []
+                out: list[Any] = []
                 for event in events:
                     try:
                         out += self._feed(event)
@@ -317,11 +338,11 @@ class TranslatedStream:
                             f"deployment {name}: {exc.message}", code=exc.code
                         ) from None
                 if out:
-                    yield b"".join(out)
+                    yield batch(out)
             if not self._translator.done:
                 raise UpstreamTruncated(f"deployment {name} ended the stream early")
             if self._end is not None:
-                yield b"".join(self._end())
+                yield batch(self._end())
         finally:
             self._response.release()
 

@@ -326,8 +326,8 @@ class ConverseStreamTranslator(openai.ChunkWriter):
             self.done = True
             out = []
             if self.include_usage:
-                out.append(openai.usage_chunk(self.id, self.created, self.model, self.usage))
-            return [*out, openai.DONE]
+                out.append(self._usage_chunk(self.usage))
+            return [*out, self._end()]
         return []  # contentBlockStop, and event types added later
 
 

@@ -244,8 +244,8 @@ class CohereStreamTranslator(openai.ChunkWriter):
             self.usage = usage_of(delta.get("usage"))
             out = [self._chunk({}, finish_reason(delta.get("finish_reason")))]
             if self.include_usage:
-                out.append(openai.usage_chunk(self.id, self.created, self.model, self.usage))
-            return [*out, openai.DONE]
+                out.append(self._usage_chunk(self.usage))
+            return [*out, self._end()]
         return []  # content-start/-end, tool-plan-delta, tool-call-end, citations
 
 

@@ -395,8 +395,8 @@ class StreamTranslator(openai.ChunkWriter):
     def end(self) -> list[bytes]:
         out = []
         if self.include_usage:
-            out.append(openai.usage_chunk(self.id, self.created, self.model, self.usage))
-        return [*out, openai.DONE]
+            out.append(self._usage_chunk(self.usage))
+        return [*out, self._end()]
 
 
 # -- embeddings ----------------------------------------------------------------------------------

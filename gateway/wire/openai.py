@@ -129,14 +129,28 @@ class ChunkWriter:
     stream's chunks, is written from a template of the stream's own chunk with only the text
     serialised (``json.dumps`` of a string, not of the whole nested chunk); the bytes are exactly
     ``chunk``'s. The template is made again when the id changes (it is set from the upstream's
-    first event)."""
+    first event).
+
+    A stream that hands its chunks over parsed (``values.parsed_chunks``) sets ``parsed``: each
+    chunk is then written as what ``json.loads`` makes of those bytes (a fresh dict; ``END`` for
+    ``[DONE]``), for a translator to another wire format to read without parsing them again."""
 
     id: str
     created: int
     model: str
+    parsed = False
     _template: tuple[str, int, str, bytes, bytes] | None = None
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Any:
+        """``chunk``'s bytes, or (``parsed``) their parse."""
+        if self.parsed:
+            return {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
         text = delta.get("content")
         if finish is not None or len(delta) != 1 or type(text) is not str:
             return chunk(self.id, self.created, self.model, delta, finish)
@@ -146,6 +160,23 @@ class ChunkWriter:
             head, _, tail = whole.rpartition(_TEXT_JSON)  # the text comes after id and model
             template = self._template = (self.id, self.created, self.model, head, tail)
         return template[3] + json.dumps(text).encode() + template[4]
+
+    def _usage_chunk(self, usage: Usage) -> Any:
+        """``usage_chunk``'s bytes, or (``parsed``) their parse."""
+        if self.parsed:
+            return {
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": usage_json(usage),
+            }
+        return usage_chunk(self.id, self.created, self.model, usage)
+
+    def _end(self) -> Any:
+        """``data: [DONE]``, or (``parsed``) ``END``."""
+        return END if self.parsed else DONE
 
 
 def usage_chunk(completion_id: str, created: int, model: str, usage: Usage) -> bytes:

@@ -113,8 +113,8 @@ class UpstreamEventTranslator(openai.ChunkWriter):
             self.done = True
             out = []
             if self.include_usage:
-                out.append(openai.usage_chunk(self.id, self.created, self.model, self.usage))
-            return [*out, openai.DONE]
+                out.append(self._usage_chunk(self.usage))
+            return [*out, self._end()]
         if kind == "error":
             error = payload.get("error")
             reported = error.get("type") if isinstance(error, dict) else None
