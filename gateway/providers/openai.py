@@ -14,7 +14,7 @@ error instead.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -146,6 +146,7 @@ class OpenAIAdapter:
 
 
 DONE_MARKER = openai.DONE_DATA
+_parse = openai.parse
 
 
 class PassedStream:
@@ -191,11 +192,9 @@ class OpenAIUpstreamStream(PassedStream):
 
     A translator to another wire format reads the same stream as parsed chunks instead
     (``parsed``): each event's data is parsed once, here, and usage and errors are read from
-    the parsed chunk, rather than framed and parsed again by the translator. The parse is a
-    ``wire.openai.ChunkParser`` of the stream's own, which learns its text deltas' shape."""
+    the parsed chunk, rather than framed and parsed again by the translator."""
 
     unfinished = "ended the stream before [DONE]"
-    _parse: Callable[[bytes], Any]
 
     def _read(self, event: Event) -> None:
         data = event.data
@@ -220,7 +219,6 @@ class OpenAIUpstreamStream(PassedStream):
 
     def parsed(self) -> AsyncIterator[list[Any]]:
         """The stream as its parsed chunks (``gateway.values.parsed_chunks``)."""
-        self._parse = openai.ChunkParser().parse  # one per stream: it learns the stream's deltas
         return self._parsed()
 
     async def _parsed(self) -> AsyncIterator[list[Any]]:
@@ -241,7 +239,7 @@ class OpenAIUpstreamStream(PassedStream):
         if data == DONE_MARKER:
             self._done = True
             return END
-        chunk = self._parse(data)
+        chunk = _parse(data)
         if type(chunk) is not dict:  # (openai.stream_error: only a dict reports an error)
             if event.name == b"error":
                 raise http.mid_stream_failure(self._deployment.name, None)
