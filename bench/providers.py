@@ -8,10 +8,11 @@ Per provider, for one chat request with a system prompt, a user turn and a tool:
   parsed and turned into what the client gets (the OpenAI path: the body with its model
   replaced, and ``usage`` read out of the answer it passes through);
 - **stream**: the recorded stream's bytes framed and translated into OpenAI chunks (OpenAI: SSE
-  framing and the usage/error look-out of the pass-through; Bedrock: botocore's event-stream
-  decoder and the ConverseStream translator; Gemini: the ``alt=sse`` events of
-  streamGenerateContent, CRLF-framed as Google sends them, and the translator's end, the usage
-  chunk and ``[DONE]``, which this format has no event for);
+  framing and the usage/error look-out of the pass-through; Bedrock: the adapter's
+  ``EventStreamDecoder``, botocore's event-stream decoder with its header parser's answers held,
+  and the ConverseStream translator; Gemini: the ``alt=sse`` events of streamGenerateContent,
+  CRLF-framed as Google sends them, and the translator's end, the usage chunk and ``[DONE]``,
+  which this format has no event for);
 - **vertex json**: Gemini's json case with what Vertex AI adds per request, the OAuth token
   taken from memory (``google_token.TokenMinter``: the credential's fingerprint, the held
   token's expiry checked) into the ``Authorization`` header; the URL differs only by its text;
@@ -43,11 +44,12 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from botocore.eventstream import EventStreamBuffer
 from google.oauth2.credentials import Credentials
 
+from gateway.config import DEFAULT_MAX_EVENT_BYTES
 from gateway.providers import sigv4
 from gateway.providers.aws_credentials import key_pair
+from gateway.providers.bedrock import EventStreamDecoder
 from gateway.providers.google_token import TokenMinter
 from gateway.secrets.secret import Secret
 from gateway.wire import bedrock, cohere, gemini, openai
@@ -190,10 +192,7 @@ def bedrock_stream(signer: Signer = ours) -> None:
     payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
     signer(payload)
     translator = bedrock.ConverseStreamTranslator("m", True)
-    buffer = EventStreamBuffer()
-    buffer.add_data(BEDROCK_STREAM)
-    for message in buffer:
-        translator.feed(str(message.headers[":event-type"]), message.payload)
+    EventStreamDecoder("bench", DEFAULT_MAX_EVENT_BYTES, translator).feed(BEDROCK_STREAM)
 
 
 def cohere_json() -> None:
