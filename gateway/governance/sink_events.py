@@ -115,8 +115,8 @@ class EventBatcher:
         self._full = False
         # The waiting deque's left end, the file, and the state below (put appends on the right).
         self._lock = threading.Lock()
-        self._file = OutboxFile(directory, OUTBOX_FILE, DELIVERING_FILE)
-        PENDING[()] = self._file.undelivered_bytes
+        self._directory = directory
+        self._file: OutboxFile | None = None  # opened by start (or a stop without one)
         self._inflight: list[Waiting] | None = None  # the batch in the database call
         self._calling_since: float | None = None  # when the writer's database call began
         self._failing: str | None = None  # why the database failed, until it takes a batch
@@ -153,7 +153,7 @@ class EventBatcher:
 
     @property
     def undelivered_bytes(self) -> int:
-        return self._file.undelivered_bytes
+        return self._file.undelivered_bytes if self._file is not None else 0
 
     def start(self) -> None:
         """Queue what an earlier run left in the file (blocking: before serving, from a
@@ -193,7 +193,8 @@ class EventBatcher:
                     "them",
                     extra={"sg_events": len(self._waiting)},
                 )
-            self._file.close()
+            self._outbox().close()
+            self._file = None
 
     # -- the writer thread -------------------------------------------------------------------
     def _run(self) -> None:
@@ -232,27 +233,28 @@ class EventBatcher:
         empty; a database failure raises, and the next try goes on where this one stopped."""
         while True:
             with self._lock:
-                if not self._file.sealed_bytes and self._file.file_bytes:
-                    self._file.seal()
+                file = self._outbox()
+                if not file.sealed_bytes and file.file_bytes:
+                    file.seal()
                     self._sealed_done = 0
-                if not self._file.sealed_bytes:
+                if not file.sealed_bytes:
                     return
-            for count, batch in self._file_batches(self._sealed_done):
+            for count, batch in self._file_batches(file, self._sealed_done):
                 self._call(batch)
                 self._sealed_done = count
             with self._lock:
-                self._file.delivered()
+                file.delivered()
                 self._sealed_done = 0
-                PENDING[()] = self._file.undelivered_bytes
+                PENDING[()] = file.undelivered_bytes
             if self._stopping.is_set():
                 return
 
-    def _file_batches(self, skip: int) -> Iterator[tuple[int, list[Waiting]]]:
+    def _file_batches(self, file: OutboxFile, skip: int) -> Iterator[tuple[int, list[Waiting]]]:
         """The sealed file's events after the first ``skip`` lines, in batches, each with the
         count of lines read through it."""
         batch: list[Waiting] = []
         count = 0
-        for text in self._file.sealed_lines():
+        for text in file.sealed_lines():
             count += 1
             if count <= skip:
                 continue
@@ -309,6 +311,12 @@ class EventBatcher:
                 log.error("sink events keeper failed", extra={"sg_error": type(exc).__name__})
 
     # -- memory and the file (under the lock) ------------------------------------------------
+    def _outbox(self) -> OutboxFile:
+        if self._file is None:
+            self._file = OutboxFile(self._directory, OUTBOX_FILE, DELIVERING_FILE)
+            PENDING[()] = self._file.undelivered_bytes
+        return self._file
+
     def _take(self, limit: int) -> list[Waiting]:
         waiting = self._waiting
         return [waiting.popleft() for _ in range(min(limit, len(waiting)))]
@@ -319,8 +327,9 @@ class EventBatcher:
     def _spill(self, batch: list[Waiting]) -> None:
         if not batch:
             return
+        file = self._outbox()
         try:
-            self._file.append(b"".join(line(event) for event in batch))
+            file.append(b"".join(line(event) for event in batch))
         except OSError as exc:
             # Neither the database nor the disk took them: back to memory for the next try.
             if not self._disk_failing:
@@ -335,4 +344,4 @@ class EventBatcher:
         if self._disk_failing:
             log.warning("sink events outbox file written again")
             self._disk_failing = False
-        PENDING[()] = self._file.undelivered_bytes
+        PENDING[()] = file.undelivered_bytes
