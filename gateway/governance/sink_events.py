@@ -216,6 +216,8 @@ class EventBatcher:
         """One batch into the queue; the database fails: into the file, and the error raised."""
         with self._lock:
             batch = self._take(BATCH)
+            if not batch:  # the keeper took them to the file meanwhile
+                return
             self._inflight = batch
         try:
             self._call(batch)
