@@ -29,11 +29,13 @@ beyond that new ones are dropped, counted in ``sealgate_sink_events_dropped_tota
 never silently. The file holds what an access event holds: ids, names, counts, costs; never
 content, never a key.
 
-One case is at least once rather than exactly once: a commit whose answer was lost (the
-connection broke during COMMIT) leaves the batch both queued and in the file; if a sink delivers
-and acknowledges it (its rows deleted) before the file is queued, the file queues it again and
-the sink sends it twice, with the same id, which receivers can drop (as after a replica that died
-between a receiver's answer and its ``ack``, ``sink_queue.py``).
+Two cases are at least once rather than exactly once, with the same id, which receivers can drop
+(as after a replica that died between a receiver's answer and its ``ack``, ``sink_queue.py``):
+a commit whose answer was lost (the connection broke during COMMIT) leaves the batch both queued
+and in the file, and if a sink delivers and acknowledges it (its rows deleted) before the file
+is queued, the file queues it again; and a process that dies while queuing the sealed file
+queues it from its first line at the next start (within one run, a retry goes on where the
+failed try stopped), again after a sink may have acknowledged some of it.
 """
 
 from __future__ import annotations
