@@ -144,7 +144,7 @@ class Services:
                 self.router.probes.start()
             if self.mcp is not None:
                 await self.mcp.start()
-            self.sinks.start()
+            await self.sinks.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -263,7 +263,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
             "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
         )
     delivering: list[QueueSink] = [sink_of(sink, queue, broker) for sink in config.sinks]
-    sinks = Sinks(delivering, queue, config.storage.timeout_seconds)
+    sinks = Sinks(delivering, queue, data_dir, config.storage.timeout_seconds)
     alerts.sinks = sinks
     readiness = Readiness(
         engine,
