@@ -30,6 +30,7 @@ from gateway import integrity, logs, runtime, tracing, workers
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
+from gateway.api.conversations import Conversations, build_conversations
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
@@ -129,6 +130,7 @@ class Services:
     data_dir_lock: IO[str]
     sinks: Sinks
     tools: Aggregator  # the MCP gateway's aggregator (no server: the admin API lists none)
+    conversations: Conversations  # previous_response_id's state (memory, or Redis)
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
     oidc: OidcClient | None = None  # sign-in and JWT bearers, when config ui.oidc
@@ -166,6 +168,7 @@ class Services:
                 await self.router.probes.stop()
             if self.inference.cache is not None:
                 await self.inference.cache.close()
+            await self.conversations.close()
             await self.pool.close()
             if self.inference.guardrails is not None:
                 await self.inference.guardrails.close()
@@ -195,6 +198,7 @@ class Services:
             access_log=self.config.logging.access_log,
             mcp=self.mcp,
             dashboard=self.dashboard(admin),
+            conversations=self.conversations,
         )
         gateway.access.events = self.sinks.events  # observability (issue 17): access events
         return gateway
@@ -295,6 +299,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         data_dir_lock=held,
         sinks=sinks,
         tools=tools,
+        conversations=build_conversations(config.conversations, config.governance.redis, broker),
         oidc=OidcClient(config.ui.oidc, governance.tenancy) if config.ui.oidc else None,
     )
 
