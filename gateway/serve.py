@@ -216,7 +216,12 @@ class Services:
         return lambda app: Dashboard(settings, app, admin, sessions, lambda: self.integrity).app
 
 
-def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
+def build_services(
+    config: GatewayConfig,
+    data_dir: Path,
+    admin: AdminCredential,
+    conversation_key: bytes | None = None,
+) -> Services:
     ensure_data_dir(data_dir)
     try:
         held = claim_data_dir(data_dir)
@@ -299,7 +304,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         data_dir_lock=held,
         sinks=sinks,
         tools=tools,
-        conversations=build_conversations(config.conversations, config.governance.redis, broker),
+        conversations=build_conversations(
+            config.conversations, config.governance.redis, broker, conversation_key
+        ),
         oidc=OidcClient(config.ui.oidc, governance.tenancy) if config.ui.oidc else None,
     )
 
@@ -335,6 +342,9 @@ def serve(
         return 1
     # --workers N (gateway/workers.py): checked, then forked before any thread or loop exists
     workers.check_shared(config, worker_count, config_path or "<bundled>")
+    # Made before the fork, so the workers read each other's conversation state in Redis when
+    # conversations.encryption_key is not set (replicas need the key set: docs/api.md).
+    conversation_key = os.urandom(32) if worker_count > 1 else None
     worker = workers.fork(worker_count, host, port) if worker_count > 1 else workers.Worker()
     data_dir = worker.data_dir(data_dir)
     if worker.count > 1 and checked.watcher is not None:
@@ -342,7 +352,7 @@ def serve(
     hardening = harden_process()
     if config.tracing.enabled:
         start_tracing(config.tracing, config_path or "<bundled>")
-    services = build_services(config, data_dir, admin)
+    services = build_services(config, data_dir, admin, conversation_key)
     services.readiness.facts["process"] = {"ok": True, **hardening, **worker.facts()}
     services.readiness.facts["integrity"] = checked.state
     services.readiness.facts["policies"] = signed_policies

@@ -221,10 +221,14 @@ def not_found(
 
 
 def build_conversations(
-    settings: ConversationSettings, redis: RedisSettings | None, broker: SecretBroker
+    settings: ConversationSettings,
+    redis: RedisSettings | None,
+    broker: SecretBroker,
+    made_key: bytes | None = None,
 ) -> Conversations:
     """The store config ``conversations`` names: Redis (shared by every replica and worker)
-    or this process's memory."""
+    or this process's memory. ``made_key``: the key the supervisor of ``--workers`` made for
+    its workers when ``encryption_key`` is not set (so they read each other's entries)."""
     if not settings.shared(redis is not None):
         return MemoryConversations(settings)
     if redis is None:  # the config check says so with the line; this is the code's guard
@@ -236,10 +240,11 @@ def build_conversations(
     from gateway.cache.responses import Cipher
 
     if settings.encryption_key is None:
+        whose = "this process's own" if made_key is None else "one its workers share"
         log.warning(
-            "conversations.encryption_key is not set: this process made its own key for the "
-            "previous_response_id state in Redis, so a follow-up served by another replica or "
-            "worker cannot read it (a 400); set it to the same reference on every replica"
+            f"conversations.encryption_key is not set: the previous_response_id state in "
+            f"Redis is sealed with a key made at start ({whose}), so a follow-up served by "
+            "another replica cannot read it (a 400); set it to one reference on every replica"
         )
-    cipher = Cipher(broker, settings.encryption_key, "conversations")
+    cipher = Cipher(broker, settings.encryption_key, "conversations", made_key)
     return RedisConversations(client_of(redis), redis.prefix, settings, cipher)

@@ -120,13 +120,20 @@ class ResponseCache:
 
 class Cipher:
     """The AES-GCM key of the Redis entries: from the configured reference (through the
-    broker, held in memory), or made at start-up when none is configured."""
+    broker, held in memory), or made at start-up when none is configured (``made``: by the
+    process that forked this one, so that its workers share it)."""
 
-    def __init__(self, broker: SecretBroker, reference: str | None, what: str = "cache") -> None:
+    def __init__(
+        self,
+        broker: SecretBroker,
+        reference: str | None,
+        what: str = "cache",
+        made: bytes | None = None,
+    ) -> None:
         self._broker = broker
         self._what = what
         self._ref = parse_ref(reference) if reference is not None else None
-        self._made = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._made = AESGCM(made or AESGCM.generate_key(bit_length=256))
         self._by_value: tuple[str, AESGCM] | None = None
 
     async def __call__(self) -> AESGCM:
