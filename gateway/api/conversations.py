@@ -39,13 +39,15 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.config.conversations import Conversations as ConversationSettings
 from gateway.config.governance import Redis as RedisSettings
 from gateway.errors import ConfigError, InvalidRequest
 from gateway.metrics import METRICS
-from gateway.secrets.broker import SecretBroker
+
+if TYPE_CHECKING:
+    from gateway.secrets.broker import SecretBroker
 
 log = logging.getLogger("sealgate.conversations")
 

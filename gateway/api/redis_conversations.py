@@ -74,6 +74,7 @@ local function drop(m)
   redis.call('ZREM', index, m)
   removed = removed + 1
 end
+if redis.call('EXISTS', index) == 0 then redis.call('DEL', sizes) end  -- none, or evicted
 if redis.call('ZSCORE', index, member) then drop(member) end
 for _, m in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', now - ttl)) do drop(m) end
 redis.call('SET', entry, value, 'PX', ttl)
@@ -81,7 +82,9 @@ redis.call('ZADD', index, now, member)
 redis.call('HSET', sizes, member, #value)
 local total = redis.call('HINCRBY', sizes, '_total', #value)
 while redis.call('ZCARD', index) > max_entries or total > max_bytes do
-  drop(redis.call('ZRANGE', index, 0, 0)[1])
+  local oldest = redis.call('ZRANGE', index, 0, 0)[1]
+  if not oldest then break end  -- (cannot happen while the sizes follow the index)
+  drop(oldest)
   total = tonumber(redis.call('HGET', sizes, '_total') or '0')
 end
 redis.call('PEXPIRE', index, ttl)

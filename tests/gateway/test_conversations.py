@@ -170,3 +170,14 @@ async def test_auto_keeps_the_state_in_redis_only_when_governance_redis_is_set()
     await shared.close()
     pinned = build_conversations(Settings(backend="memory"), RedisSettings(url=REDIS_URL), broker)
     assert isinstance(pinned, MemoryConversations)
+
+
+async def test_a_key_whose_index_redis_evicted_still_keeps_new_turns(
+    shared: RedisConversations,
+) -> None:
+    client = shared._client
+    await shared.translated("k1", "r1", turn("one"), None)
+    await client.delete(shared.index("k1"))  # as maxmemory eviction may: the sizes outlive it
+    await client.hset(shared.index("k1") + ":bytes", "_total", 10**12)
+    await shared.translated("k1", "r2", turn("two"), None)
+    assert (await shared.find("k1", "r2")).history == turn("two")
