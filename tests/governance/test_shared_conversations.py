@@ -339,3 +339,71 @@ def test_workers_of_one_gateway_continue_each_others_conversations_with_no_key_c
     finally:
         process.stop()
     assert "a key made at start (one its workers share)" in process.stderr()
+
+
+PAIR = """
+deployments:
+  - model: gpt-pair
+    id: pair-a
+    provider: openai
+    upstream_model: up-a
+    base_url: {upstream}/v1
+    credential: env:FAKE_PROVIDER_KEY
+    allow_private_network: true
+  - model: gpt-pair
+    id: pair-b
+    provider: openai
+    upstream_model: up-b
+    base_url: {upstream}/v1
+    credential: env:FAKE_PROVIDER_KEY
+    allow_private_network: true
+router:
+  retries: 0
+verify:
+  mode: "off"
+storage:
+  url: {storage}
+governance:
+  default_prices: {{input: "0"}}
+  redis: {{url: "{redis}", prefix: {prefix}}}
+conversations:
+  encryption_key: env:SEALGATE_CONVERSATIONS_KEY
+"""
+
+
+@pytest.mark.postgres
+def test_a_follow_up_on_another_replica_goes_to_the_openai_deployment_that_holds_it(
+    upstream: FakeUpstream, tmp_path: Path, shared_store: str, redis_prefix: str
+) -> None:
+    text = PAIR.format(
+        upstream=upstream.base_url, storage=shared_store, redis=REDIS_URL, prefix=redis_prefix
+    )
+    env = {"SEALGATE_CONVERSATIONS_KEY": STATE_KEY, "FAKE_PROVIDER_KEY": "sk-fake-" + "0" * 24}
+    a = GatewayProcess(tmp_path / "a", text, env=env).start()
+    b = GatewayProcess(tmp_path / "b", text, env=env).start()
+    try:
+        key = a.create_key(["gpt-pair"])["key"]
+        body = {"model": "gpt-pair", "input": "one"}
+        response_id = respond_to(a, key, body)
+        ids = [response_id]
+        for turn in range(6):  # round robin would alternate; the state is with one deployment
+            body = {"model": "gpt-pair", "input": f"turn {turn}", "previous_response_id": ids[-1]}
+            ids.append(respond_to((a, b)[turn % 2], key, body))
+        seen = [r for r in upstream.requests if r.method == "POST"]
+        assert len({r.body["model"] for r in seen}) == 1
+        assert [r.body.get("previous_response_id") for r in seen] == [None, *ids[:-1]]
+    finally:
+        a.stop()
+        b.stop()
+
+
+def respond_to(gateway: GatewayProcess, key: str, body: dict[str, Any]) -> str:
+    answer = httpx.post(
+        gateway.url + "/v1/responses",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    found: str = answer.json()["id"]
+    return found
