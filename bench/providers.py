@@ -8,8 +8,14 @@ Per provider, for one chat request with a system prompt, a user turn and a tool:
   parsed and turned into what the client gets (the OpenAI path: the body with its model
   replaced, and ``usage`` read out of the answer it passes through);
 - **stream**: the recorded stream's bytes framed and translated into OpenAI chunks (OpenAI: SSE
-  framing and the usage/error look-out of the pass-through; Bedrock: botocore's event-stream
-  decoder and the ConverseStream translator);
+  framing and the usage/error look-out of the pass-through; Bedrock: the adapter's
+  ``EventStreamDecoder``, botocore's event-stream decoder with its header parser's answers held,
+  and the ConverseStream translator; Gemini: the ``alt=sse`` events of streamGenerateContent,
+  CRLF-framed as Google sends them, and the translator's end, the usage chunk and ``[DONE]``,
+  which this format has no event for);
+- **vertex json**: Gemini's json case with what Vertex AI adds per request, the OAuth token
+  taken from memory (``google_token.TokenMinter``: the credential's fingerprint, the held
+  token's expiry checked) into the ``Authorization`` header; the URL differs only by its text;
 - **sign**: the request signed with SigV4, by the gateway's signer (``gateway.providers.sigv4``,
   the signing key derived once a day and held) and by botocore's ``SigV4Auth`` (what the gateway
   used before), side by side with their ratio; ``sigv4 cold`` derives the key afresh each time.
@@ -27,6 +33,7 @@ request, is printed in microseconds, with the load average.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import statistics
@@ -37,12 +44,15 @@ from typing import Any
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import ReadOnlyCredentials
-from botocore.eventstream import EventStreamBuffer
+from google.oauth2.credentials import Credentials
 
+from gateway.config import DEFAULT_MAX_EVENT_BYTES
 from gateway.providers import sigv4
 from gateway.providers.aws_credentials import key_pair
+from gateway.providers.bedrock import EventStreamDecoder
+from gateway.providers.google_token import TokenMinter
 from gateway.secrets.secret import Secret
-from gateway.wire import bedrock, cohere, openai
+from gateway.wire import bedrock, cohere, gemini, openai
 from gateway.wire.anthropic.messages import completion_from_anthropic, request_to_anthropic
 from gateway.wire.anthropic.streams import UpstreamEventTranslator
 from gateway.wire.sse import EventReader
@@ -90,6 +100,7 @@ OPENAI_ANSWER = _bytes("openai/chat_completion")
 ANTHROPIC_ANSWER = _bytes("anthropic/message")
 BEDROCK_ANSWER = _bytes("bedrock/converse")
 COHERE_ANSWER = _bytes("cohere/chat")
+GEMINI_ANSWER = _bytes("google/generate_content")
 OPENAI_STREAM = _sse(
     [
         b"data: " + json.dumps(e).encode() + b"\n\n"
@@ -110,6 +121,14 @@ COHERE_STREAM = _sse(
     [
         f"event: {e['type']}\ndata: {json.dumps(e)}\n\n".encode()
         for e in recorded.reply("cohere", "chat_stream")
+    ]
+)
+
+# Google ends each event with CRLF CRLF (as the fake Google of the tests does).
+GEMINI_STREAM = _sse(
+    [
+        b"data: " + json.dumps(e).encode() + b"\r\n\r\n"
+        for e in recorded.reply("google", "stream_generate_content")
     ]
 )
 
@@ -173,10 +192,7 @@ def bedrock_stream(signer: Signer = ours) -> None:
     payload = json.dumps(bedrock.request_to_converse(BODY), separators=(",", ":")).encode()
     signer(payload)
     translator = bedrock.ConverseStreamTranslator("m", True)
-    buffer = EventStreamBuffer()
-    buffer.add_data(BEDROCK_STREAM)
-    for message in buffer:
-        translator.feed(str(message.headers[":event-type"]), message.payload)
+    EventStreamDecoder("bench", DEFAULT_MAX_EVENT_BYTES, translator).feed(BEDROCK_STREAM)
 
 
 def cohere_json() -> None:
@@ -189,6 +205,58 @@ def cohere_stream() -> None:
     translator = cohere.CohereStreamTranslator("m", True)
     for event in EventReader(1 << 20).feed(COHERE_STREAM):
         translator.feed(event.data)
+
+
+def gemini_json() -> None:
+    json.dumps(gemini.request_to_gemini(BODY)).encode()
+    completion, _ = gemini.completion_from_gemini(json.loads(GEMINI_ANSWER), "m")
+    json.dumps(completion).encode()
+
+
+def gemini_stream() -> None:
+    translator = gemini.StreamTranslator("m", True)
+    for event in EventReader(1 << 20).feed(GEMINI_STREAM):
+        translator.feed(event.data)
+    translator.end()
+
+
+# A service-account key of a real one's size (about 2.3 KB: the minter hashes it per request),
+# and the token google-auth would have minted from it, held and an hour from expiry.
+VERTEX_KEY = Secret(
+    json.dumps(
+        {
+            "type": "service_account",
+            "project_id": "p",
+            "private_key_id": "0" * 40,
+            "private_key": "-----BEGIN PRIVATE KEY-----\n"
+            + "A" * 1700
+            + "\n-----END PRIVATE KEY-----\n",
+            "client_email": "gateway@p.iam.gserviceaccount.com",
+            "client_id": "1" * 21,
+            "token_uri": "https://oauth2.googleapis.com/token",
+        }
+    )
+)
+MINTER = TokenMinter(None)  # type: ignore[arg-type]  # the deployment is read only to refresh
+MINTER._held[TokenMinter._fingerprint(VERTEX_KEY)] = Credentials(  # type: ignore[no-untyped-call]
+    "ya29." + "t" * 200,
+    expiry=datetime.datetime.now(datetime.UTC).replace(tzinfo=None) + datetime.timedelta(hours=1),
+)
+
+
+def _now(coroutine: Any) -> Any:
+    """A coroutine that never waits (the token is held), run to its value without a loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as stop:
+        return stop.value
+    raise AssertionError("the held token was not used")
+
+
+def vertex_json() -> None:
+    token = _now(MINTER.token(VERTEX_KEY))
+    {"Content-Type": "application/json", "Authorization": f"Bearer {token.reveal()}"}
+    gemini_json()
 
 
 SIGNED_BODY = b'{"messages":[]}'
@@ -206,6 +274,9 @@ CASES: dict[str, Callable[[], object]] = {
     "sign botocore": lambda: botocore_signer(SIGNED_BODY),
     "cohere json": cohere_json,
     "cohere stream": cohere_stream,
+    "gemini json": gemini_json,
+    "gemini stream": gemini_stream,
+    "vertex json": vertex_json,
 }
 
 

@@ -26,6 +26,8 @@
     ├── GuardrailUnavailable        503 guardrail_unavailable: a fail-closed webhook did not answer
     ├── LimitsUnavailable           503 limits_unavailable: shared counters unreachable, fail closed
     ├── StorageUnavailable          503 storage_unavailable: a key not seen before, database down
+    ├── ConversationsUnavailable    503 conversation_state_unavailable: previous_response_id's
+    │                               state store (Redis) unreachable; the follow-up is not sent
     └── TooManyConnections          503 too_many_connections: server.max_connections are open
 
     ConfigError                     not HTTP: refuses start-up; names file, key, expectation
@@ -250,6 +252,16 @@ class StorageUnavailable(GatewayError):
     status = 503
     type = "server_error"
     default_code = "storage_unavailable"
+    retryable = True
+
+
+class ConversationsUnavailable(GatewayError):
+    """The store of ``previous_response_id``'s state did not answer: the follow-up is refused
+    rather than answered without the context the client meant."""
+
+    status = 503
+    type = "server_error"
+    default_code = "conversation_state_unavailable"
     retryable = True
 
 

@@ -12,12 +12,12 @@ configuration and logs why. What a reload applies:
     guardrails                          the policies, and who runs under which
     logging.level                       the root logger's level
 
-Everything else (storage, secrets, verify, tracing, cache, mcp, logging.access_log, the rest of
-server and of governance: the connection limits are the listening socket's) needs a restart: a
-file that changes any of it is refused whole, naming the settings. So is a file with a deployment
-that has no price. A request reads
-the router once when it starts and finishes on it; the old connection pool is closed once its
-longest total timeout has passed, so no call still using it can be cut.
+Everything else (storage, secrets, verify, tracing, cache, conversations, mcp, logging.access_log,
+the rest of server and of governance: the connection limits are the listening socket's) needs a
+restart: a file that changes any of it is refused whole, naming the settings. So is a file with
+a deployment that has no price. A request reads the router once when it starts and finishes on
+it; the old connection pool is closed once its longest total timeout has passed, so no call still
+using it can be cut.
 """
 
 from __future__ import annotations
@@ -42,7 +42,16 @@ from gateway.secrets.setup import take_environment
 log = logging.getLogger("sealgate.reload")
 
 # Sections a reload may not change, and the parts of the others it may.
-RESTART_SECTIONS = ("storage", "secrets", "verify", "tracing", "cache", "mcp", "sinks")
+RESTART_SECTIONS = (
+    "storage",
+    "secrets",
+    "verify",
+    "tracing",
+    "cache",
+    "conversations",
+    "mcp",
+    "sinks",
+)
 RELOADABLE_PARTS = {
     "server": {"max_body_bytes", "auth_cache_seconds"},
     "governance": {"deployments", "default_max_tokens"},

@@ -30,6 +30,7 @@ from gateway import integrity, logs, runtime, tracing, workers
 from gateway.api.admin.context import AdminContext
 from gateway.api.app import Gateway, build_app
 from gateway.api.connections import ConnectionLimits, protocol_for
+from gateway.api.conversations import Conversations, build_conversations
 from gateway.api.health import Readiness
 from gateway.api.inference import Inference
 from gateway.auth import AdminCredential, Authenticator
@@ -129,6 +130,7 @@ class Services:
     data_dir_lock: IO[str]
     sinks: Sinks
     tools: Aggregator  # the MCP gateway's aggregator (no server: the admin API lists none)
+    conversations: Conversations  # previous_response_id's state (memory, or Redis)
     integrity: integrity.Integrity | None = None
     reloader: Reloader | None = None
     oidc: OidcClient | None = None  # sign-in and JWT bearers, when config ui.oidc
@@ -144,7 +146,7 @@ class Services:
                 self.router.probes.start()
             if self.mcp is not None:
                 await self.mcp.start()
-            self.sinks.start()
+            await self.sinks.start()
             if self.integrity is not None:
                 tasks.append(asyncio.create_task(self.integrity.watch()))
             if self.reloader is not None:
@@ -166,6 +168,7 @@ class Services:
                 await self.router.probes.stop()
             if self.inference.cache is not None:
                 await self.inference.cache.close()
+            await self.conversations.close()
             await self.pool.close()
             if self.inference.guardrails is not None:
                 await self.inference.guardrails.close()
@@ -195,6 +198,7 @@ class Services:
             access_log=self.config.logging.access_log,
             mcp=self.mcp,
             dashboard=self.dashboard(admin),
+            conversations=self.conversations,
         )
         gateway.access.events = self.sinks.events  # observability (issue 17): access events
         return gateway
@@ -212,7 +216,12 @@ class Services:
         return lambda app: Dashboard(settings, app, admin, sessions, lambda: self.integrity).app
 
 
-def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential) -> Services:
+def build_services(
+    config: GatewayConfig,
+    data_dir: Path,
+    admin: AdminCredential,
+    conversation_key: bytes | None = None,
+) -> Services:
     ensure_data_dir(data_dir)
     try:
         held = claim_data_dir(data_dir)
@@ -263,7 +272,7 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
             "sink no longer configured: its undelivered events dropped", extra={"sg_sink": name}
         )
     delivering: list[QueueSink] = [sink_of(sink, queue, broker) for sink in config.sinks]
-    sinks = Sinks(delivering, queue, config.storage.timeout_seconds)
+    sinks = Sinks(delivering, queue, data_dir, config.storage.timeout_seconds)
     alerts.sinks = sinks
     readiness = Readiness(
         engine,
@@ -295,6 +304,9 @@ def build_services(config: GatewayConfig, data_dir: Path, admin: AdminCredential
         data_dir_lock=held,
         sinks=sinks,
         tools=tools,
+        conversations=build_conversations(
+            config.conversations, config.governance.redis, broker, conversation_key
+        ),
         oidc=OidcClient(config.ui.oidc, governance.tenancy) if config.ui.oidc else None,
     )
 
@@ -330,6 +342,9 @@ def serve(
         return 1
     # --workers N (gateway/workers.py): checked, then forked before any thread or loop exists
     workers.check_shared(config, worker_count, config_path or "<bundled>")
+    # Made before the fork, so the workers read each other's conversation state in Redis when
+    # conversations.encryption_key is not set (replicas need the key set: docs/api.md).
+    conversation_key = os.urandom(32) if worker_count > 1 else None
     worker = workers.fork(worker_count, host, port) if worker_count > 1 else workers.Worker()
     data_dir = worker.data_dir(data_dir)
     if worker.count > 1 and checked.watcher is not None:
@@ -337,7 +352,7 @@ def serve(
     hardening = harden_process()
     if config.tracing.enabled:
         start_tracing(config.tracing, config_path or "<bundled>")
-    services = build_services(config, data_dir, admin)
+    services = build_services(config, data_dir, admin, conversation_key)
     services.readiness.facts["process"] = {"ok": True, **hardening, **worker.facts()}
     services.readiness.facts["integrity"] = checked.state
     services.readiness.facts["policies"] = signed_policies

@@ -20,6 +20,7 @@ from gateway.api.access import AccessLayer
 from gateway.api.admin.context import AdminContext
 from gateway.api.admin.gate import AdminGate, is_admin
 from gateway.api.completions import CompletionsRoute
+from gateway.api.conversations import Conversations
 from gateway.api.errors import App, guard, internal_error
 from gateway.api.inference import Inference
 from gateway.api.mcp_route import is_mcp, not_enabled
@@ -98,6 +99,7 @@ def build_app(
     access_log: bool = True,
     mcp: McpEndpoint | None = None,
     dashboard: Callable[[FastAPI], ASGIApp] | None = None,
+    conversations: Conversations | None = None,
 ) -> Gateway:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -168,7 +170,7 @@ def build_app(
     for routes in admin.routers(admin_context):
         app.include_router(routes)
     # issue 14: the Responses and legacy completions routes, on the inference path
-    inference.routes["/v1/responses"] = ResponsesRoute(inference).handle
+    inference.routes["/v1/responses"] = ResponsesRoute(inference, conversations).handle
     inference.routes["/v1/completions"] = CompletionsRoute(inference).handle
     gate = AdminGate(app, admin_context, inference.limit)
     ui = dashboard(app) if dashboard is not None else None  # it calls the admin routes in `app`

@@ -15,7 +15,8 @@ guardrails read and mask chat messages, and a pass-through would send what they 
 
 ``previous_response_id`` (``conversations``): a response passed through is continued on the
 deployment that made it (the upstream holds the state); a translated one is continued from the
-turns this replica kept, bounded and per key. The response cache does not serve this route.
+turns the gateway kept (in memory, or in Redis for every replica), bounded and per key. The
+response cache does not serve this route.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from starlette.types import Receive, Scope, Send
 
 from gateway.api import validation
 from gateway.api.asgi import JSON_HEADERS, read_json, send_body, send_stream
-from gateway.api.conversations import Conversations, Held
+from gateway.api.conversations import Conversations, MemoryConversations, Previous
 from gateway.api.inference import Inference, routed
 from gateway.errors import GatewayError, InvalidRequest, UpstreamError
 from gateway.governance.streams import CountingStream, reply_tokens
@@ -71,7 +72,7 @@ class Chosen:
 class ResponsesRoute:
     def __init__(self, inference: Inference, conversations: Conversations | None = None) -> None:
         self.inference = inference
-        self.conversations = conversations if conversations is not None else Conversations()
+        self.conversations = conversations if conversations is not None else MemoryConversations()
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         inference = self.inference
@@ -81,13 +82,11 @@ class ResponsesRoute:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         validation.check_fields(body, wire.FIELDS)
         group = inference._resolve(router, record, body, wire.check(body))
-        held: Held | None = None
-        history: list[dict[str, Any]] = []
+        held: Previous | None = None
         previous = body.get("previous_response_id")
         if isinstance(previous, str):
-            held = self.conversations.find(record.id, previous)
-            if held.deployment is None:
-                history = self.conversations.history(record.id, held)
+            held = await self.conversations.find(record.id, previous)
+        history = held.history if held is not None else []
         translation: wire.Translation | None = None
         refusal: InvalidRequest | None = None
         try:
@@ -157,10 +156,12 @@ class ResponsesRoute:
                 if outcome != "ok" or body.get("store") is False:
                     return
                 if passed and getattr(raw, "response_id", None):
-                    self.conversations.passed_through(record.id, raw.response_id, deployment.name)
+                    await self.conversations.passed_through(
+                        record.id, raw.response_id, deployment.name
+                    )
                 elif events is not None and events.completed is not None:
                     assert translation is not None
-                    self._keep(record.id, translation, events.completed, previous)
+                    await self._keep(record.id, translation, events.completed, previous)
 
             await send_stream(receive, send, out, finished, render, _said(translation, passed))
             return
@@ -172,7 +173,7 @@ class ResponsesRoute:
             if body.get("store") is not False:
                 response_id = _id_of(reply.body)
                 if response_id is not None:
-                    self.conversations.passed_through(record.id, response_id, deployment.name)
+                    await self.conversations.passed_through(record.id, response_id, deployment.name)
             await send_body(send, 200, reply.body, JSON_HEADERS)
             return
         assert translation is not None
@@ -194,11 +195,11 @@ class ResponsesRoute:
             ) from None
         await admission.finish(reply.usage, deployment, "ok", reply_tokens(reply))
         if body.get("store") is not False:
-            self._keep(record.id, translation, response, previous)
+            await self._keep(record.id, translation, response, previous)
         extra = _said(translation, False)
         await send_body(send, 200, json.dumps(response).encode(), JSON_HEADERS + extra)
 
-    def _keep(
+    async def _keep(
         self,
         key_id: str,
         translation: wire.Translation,
@@ -208,7 +209,7 @@ class ResponsesRoute:
         """A translated turn, for a follow-up: its own input and the answer, as chat messages."""
         turn = translation.turn + wire.output_messages(response.get("output") or [])
         parent = previous if isinstance(previous, str) else None
-        self.conversations.translated(key_id, response["id"], turn, parent)
+        await self.conversations.translated(key_id, response["id"], turn, parent)
 
     @staticmethod
     def _pinned(plan: Plan, deployment: str, admission: Any) -> Plan:

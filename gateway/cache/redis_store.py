@@ -54,21 +54,18 @@ class RedisStore:
         cipher = await self._usable_cipher()
         if cipher is None:
             return None
-        try:
-            return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], name.encode())
-        except InvalidTag:
+        value = unseal(cipher, name, sealed)
+        if value is None:
             log.warning("cache entry does not decrypt; ignored")
-            return None
+        return value
 
     async def put(self, key: str, value: bytes) -> None:
         name = self.name(key)
         cipher = await self._usable_cipher()
         if cipher is None:
             return
-        nonce = os.urandom(NONCE_BYTES)
-        sealed = nonce + cipher.encrypt(nonce, value, name.encode())
         try:
-            await self._client.set(name, sealed, px=self._ttl_ms)
+            await self._client.set(name, seal(cipher, name, value), px=self._ttl_ms)
         except RedisError as exc:
             log.warning("cache unreachable", extra={"sg_error": type(exc).__name__})
 
@@ -83,6 +80,24 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def seal(cipher: AESGCM, name: str, value: bytes) -> bytes:
+    """``value`` encrypted for the Redis key ``name``: a fresh nonce, then the ciphertext and
+    its tag, with ``name`` as the associated data (so it decrypts under that name only)."""
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + cipher.encrypt(nonce, value, name.encode())
+
+
+def unseal(cipher: AESGCM, name: str, sealed: bytes) -> bytes | None:
+    """What ``seal`` sealed for ``name``; None when it does not decrypt (another key, another
+    name, or altered)."""
+    if len(sealed) <= NONCE_BYTES:
+        return None
+    try:
+        return cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], name.encode())
+    except InvalidTag:
+        return None
 
 
 def client_of(settings: RedisSettings) -> aioredis.Redis:

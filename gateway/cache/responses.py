@@ -120,12 +120,20 @@ class ResponseCache:
 
 class Cipher:
     """The AES-GCM key of the Redis entries: from the configured reference (through the
-    broker, held in memory), or made at start-up when none is configured."""
+    broker, held in memory), or made at start-up when none is configured (``made``: by the
+    process that forked this one, so that its workers share it)."""
 
-    def __init__(self, broker: SecretBroker, reference: str | None) -> None:
+    def __init__(
+        self,
+        broker: SecretBroker,
+        reference: str | None,
+        what: str = "cache",
+        made: bytes | None = None,
+    ) -> None:
         self._broker = broker
+        self._what = what
         self._ref = parse_ref(reference) if reference is not None else None
-        self._made = AESGCM(AESGCM.generate_key(bit_length=256))
+        self._made = AESGCM(made or AESGCM.generate_key(bit_length=256))
         self._by_value: tuple[str, AESGCM] | None = None
 
     async def __call__(self) -> AESGCM:
@@ -133,11 +141,11 @@ class Cipher:
             return self._made
         value = (await self._broker.get(self._ref)).reveal()
         if self._by_value is None or self._by_value[0] != value:
-            self._by_value = (value, AESGCM(key_bytes(value)))
+            self._by_value = (value, AESGCM(key_bytes(value, self._what)))
         return self._by_value[1]
 
 
-def key_bytes(value: str) -> bytes:
+def key_bytes(value: str, what: str = "cache") -> bytes:
     """32 bytes from 64 hex digits or from base64; ValueError (never echoing it) otherwise."""
     text = value.strip()
     try:
@@ -145,7 +153,7 @@ def key_bytes(value: str) -> bytes:
     except (ValueError, binascii.Error):
         raw = b""
     if len(raw) != 32:
-        raise ValueError("the cache encryption key must be 32 bytes, as 64 hex digits or base64")
+        raise ValueError(f"the {what} encryption key must be 32 bytes, as 64 hex digits or base64")
     return raw
 
 

@@ -35,6 +35,7 @@ from pydantic import (
 from gateway.config import fields
 from gateway.config.aws import Aws
 from gateway.config.cache import Cache
+from gateway.config.conversations import Conversations
 from gateway.config.governance import Governance
 from gateway.config.guardrails import Guardrails
 from gateway.config.mcp import Mcp
@@ -408,6 +409,7 @@ class GatewayConfig(Strict):
     governance: Governance = Governance()
     tracing: Tracing = Tracing()
     cache: Cache | None = None
+    conversations: Conversations = Conversations()  # previous_response_id's state
     guardrails: Guardrails = Guardrails()
     mcp: Mcp = Mcp()
     sinks: list[Sink] = []
@@ -446,6 +448,13 @@ class GatewayConfig(Strict):
             problems.append(
                 (("cache", "backend"), "the redis cache needs a governance.redis section")
             )
+        if self.conversations.backend == "redis" and self.governance.redis is None:
+            problems.append(
+                (
+                    ("conversations", "backend"),
+                    "conversations on redis need a governance.redis section",
+                )
+            )
         named: dict[str, int] = {}
         for index, sink in enumerate(self.sinks):
             if sink.name in named:
@@ -480,8 +489,8 @@ class GatewayConfig(Strict):
         return sorted({d.model for d in self.deployments})
 
     def credentials(self) -> dict[str, CredentialRef]:
-        """Every credential reference the config names (the deployments', the cache's
-        encryption key, the sinks'), by its config key."""
+        """Every credential reference the config names (the deployments', the cache's and the
+        conversations' encryption keys, the sinks'), by its config key."""
         found = {
             f"deployments.{index}.credential": ref
             for index, d in enumerate(self.deployments)
@@ -495,6 +504,8 @@ class GatewayConfig(Strict):
             found |= {f"mcp.servers.{index}.env.{n}": r for n, r in server.env_refs.items()}
         if self.cache is not None and self.cache.encryption_key is not None:
             found["cache.encryption_key"] = parse_ref(self.cache.encryption_key)
+        if self.conversations.encryption_key is not None:
+            found["conversations.encryption_key"] = parse_ref(self.conversations.encryption_key)
         for index, sink in enumerate(self.sinks):
             found |= {f"sinks.{index}.{key}": ref for key, ref in sink.refs().items()}
         return found

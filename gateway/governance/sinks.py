@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from pathlib import Path
 from typing import Any, Protocol
 
 import aiohttp
@@ -194,22 +195,28 @@ class Sinks:
     """Every configured sink's delivery loop, and what readiness and metrics show of them."""
 
     def __init__(
-        self, sinks: list[QueueSink], queue: SinkQueue, stop_seconds: float = STOP_SECONDS
+        self,
+        sinks: list[QueueSink],
+        queue: SinkQueue,
+        directory: Path,
+        stop_seconds: float = STOP_SECONDS,
     ) -> None:
         self.sinks = sinks
         self.queue = queue
         self._tasks: list[asyncio.Task[None]] = []
-        # Access events come at request rate: batched into the queue from a thread.
-        self.events = EventBatcher(queue, stop_seconds) if sinks else None
+        # Access events come at request rate: batched into the queue from a thread, through an
+        # outbox file in the data directory while the database fails.
+        self.events = EventBatcher(queue, directory, stop_seconds) if sinks else None
 
     def deliver(self, type_: str, event_id: str, data: dict[str, Any]) -> None:
         """Queue an event of another type (a budget alert, ...) for every sink; blocking (call
         it from a thread)."""
         self.queue.enqueue(type_, event_id, data)
 
-    def start(self) -> None:
+    async def start(self) -> None:
         if self.events is not None:
-            self.events.start()
+            # What an earlier run left in the outbox file is queued first, before serving.
+            await asyncio.to_thread(self.events.start)
         for sink in self.sinks:
             self._tasks.append(asyncio.create_task(sink.run(), name=f"sink-{sink.name}"))
 

@@ -34,7 +34,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -46,6 +45,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Engine
 
+from gateway.governance.outbox_file import OutboxFile
 from gateway.metrics import METRICS
 
 log = logging.getLogger("sealgate.spend")
@@ -188,9 +188,6 @@ class Outbox:
         self, engine: Engine, directory: Path, flush_seconds: float, retry_seconds: float
     ) -> None:
         self._engine = engine
-        self._directory = directory
-        self._path = directory / OUTBOX_FILE
-        self._sealed_path = directory / DELIVERING_FILE
         self._flush = flush_seconds
         self._share = flush_seconds * DATABASE_SHARE
         self._tick = flush_seconds * (1 - DATABASE_SHARE)
@@ -205,11 +202,8 @@ class Outbox:
         self._next_try = 0.0
         self._failing = False
         self._slow = False
-        self._file_bytes = 0
-        self._sealed_bytes = self._sealed_path.stat().st_size if self._sealed_path.exists() else 0
         self.delivered = 0
-        self._file = self._open()
-        self._repair_tail()
+        self._file = OutboxFile(directory, OUTBOX_FILE, DELIVERING_FILE)
 
     # -- the hot path -----------------------------------------------------------------------
     def put(self, record: SpendRecord) -> None:
@@ -280,7 +274,7 @@ class Outbox:
 
     @property
     def undelivered_bytes(self) -> int:
-        return self._file_bytes + self._sealed_bytes
+        return self._file.undelivered_bytes
 
     def health(self) -> dict[str, object]:
         """Always ``ok``: while the database is down the outbox is doing its job. The backlog
@@ -367,17 +361,13 @@ class Outbox:
             self._append(waiting)
 
     def _append(self, waiting: list[_Waiting]) -> None:
-        data = b"".join(w.record.line() for w in waiting)
         try:
-            self._file.write(data)
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self._file.append(b"".join(w.record.line() for w in waiting))
         except OSError as exc:
             # Neither the database nor the disk took them: back to memory for the next try.
             log.error("spend outbox file cannot be written", extra={"sg_error": exc.strerror})
             self._queue.extendleft(reversed([w._replace(done=None) for w in waiting]))
         else:
-            self._file_bytes += len(data)
             PENDING[()] = self.undelivered_bytes
         _release(waiting)
 
@@ -389,13 +379,13 @@ class Outbox:
         empty."""
         while True:
             with self._lock:
-                if not self._sealed_bytes and self._file_bytes:
-                    self._seal()
-                if not self._sealed_bytes:
+                if not self._file.sealed_bytes and self._file.file_bytes:
+                    self._file.seal()
+                if not self._file.sealed_bytes:
                     return
                 self._delivering = True
             try:
-                count = sum(self._insert(batch) for batch in self._records(self._sealed_path))
+                count = sum(self._insert(batch) for batch in self._records())
             except Exception as exc:  # noqa: BLE001 - any database failure: keep the files
                 with self._lock:
                     self._delivering = False
@@ -403,11 +393,10 @@ class Outbox:
                 return
             with self._lock:
                 self._delivering = False
-                self._sealed_path.unlink(missing_ok=True)
-                self._sealed_bytes = 0
+                self._file.delivered()
                 PENDING[()] = self.undelivered_bytes
                 self._count(count)
-                if not self._file_bytes:
+                if not self._file.file_bytes:
                     if self._failing:
                         log.warning(
                             "spend outbox delivered after an outage", extra={"sg_rows": count}
@@ -417,34 +406,17 @@ class Outbox:
             if not until_empty:
                 return
 
-    def _open(self) -> Any:
-        fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
-        return os.fdopen(fd, "a+b")
-
-    def _seal(self) -> None:
-        """The current file becomes the one being delivered; a new, empty one takes appends."""
-        self._file.close()
-        os.replace(self._path, self._sealed_path)
-        self._sealed_bytes, self._file_bytes = self._file_bytes, 0
-        self._file = self._open()
-        directory = os.open(self._directory, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the new file's name survives a power loss too
-        finally:
-            os.close(directory)
-
-    def _records(self, path: Path) -> Iterator[list[SpendRecord]]:
+    def _records(self) -> Iterator[list[SpendRecord]]:
         batch: list[SpendRecord] = []
-        with path.open("rb") as lines:
-            for line in lines:
-                try:
-                    batch.append(SpendRecord.from_line(line))
-                except (ValueError, TypeError, KeyError):
-                    log.warning("unreadable spend outbox line skipped")
-                    continue
-                if len(batch) >= BATCH_ROWS:
-                    yield batch
-                    batch = []
+        for line in self._file.sealed_lines():
+            try:
+                batch.append(SpendRecord.from_line(line))
+            except (ValueError, TypeError, KeyError):
+                log.warning("unreadable spend outbox line skipped")
+                continue
+            if len(batch) >= BATCH_ROWS:
+                yield batch
+                batch = []
         if batch:
             yield batch
 
@@ -483,22 +455,6 @@ class Outbox:
                         copy.write_row(record.row(False))
                 cursor.execute(INSERT_POSTGRES)
                 return max(cursor.rowcount, 0)
-
-    def _repair_tail(self) -> None:
-        """Cut a half-written last line (the process died mid-append) so new lines start clean."""
-        size = self._file.seek(0, os.SEEK_END)
-        if size == 0:
-            return
-        self._file.seek(max(0, size - 65536))
-        tail = self._file.read()
-        if tail.endswith(b"\n"):
-            self._file_bytes = size
-            return
-        cut = tail.rfind(b"\n")
-        keep = size - len(tail) + cut + 1 if cut >= 0 else 0
-        log.warning("half-written spend outbox line dropped", extra={"sg_bytes": size - keep})
-        self._file.truncate(keep)
-        self._file_bytes = keep
 
 
 def _release(waiting: list[_Waiting]) -> None:

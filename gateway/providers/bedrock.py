@@ -11,7 +11,8 @@ The base URL is the regional endpoint, ``https://bedrock-runtime.<region>.amazon
 from that host. The model id goes into the path percent-encoded (``:`` and ``/`` of ids and
 ARNs), and the URL is sent exactly as it was signed. The event-stream framing of
 ConverseStream is decoded by botocore's ``EventStreamBuffer`` (prelude and message CRCs
-checked); the events are translated by ``gateway.wire.bedrock``.
+checked; its header parser's answers held per header block, ``HeldHeaders``); the events are
+translated by ``gateway.wire.bedrock``.
 
 Errors (``failure``): ``ThrottlingException`` / 429 -> 429 with Retry-After (the upstream's,
 else ``THROTTLE_RETRY_AFTER``); a ValidationException that says the input is too long ->
@@ -26,6 +27,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -248,8 +250,94 @@ class BedrockAdapter:
             await self._identity.close()
 
 
+# botocore's header parser answers the same for the same bytes, and ConverseStream's header
+# blocks are few (one per event type, the same in every stream): its answers are held by the
+# block's bytes, at most this many blocks of at most this size (what an upstream sends beyond
+# them is parsed each time, as before).
+MAX_HELD_HEADER_BLOCKS = 64
+MAX_HELD_HEADER_BYTES = 512
+
+
+class HeldHeaders:
+    """botocore's ``EventStreamHeaderParser``, its answer held per header block. The held
+    headers are read-only (a ``MappingProxyType``): every stream of the process shares them."""
+
+    def __init__(self) -> None:
+        from botocore.eventstream import EventStreamHeaderParser  # with the first stream
+
+        self._parse = EventStreamHeaderParser().parse
+        self.held: dict[bytes, Mapping[str, Any]] = {}
+
+    def parse(self, data: bytes) -> Mapping[str, Any]:
+        headers = self.held.get(data)
+        if headers is None:
+            headers = MappingProxyType(self._parse(data))
+            if len(data) <= MAX_HELD_HEADER_BYTES and len(self.held) < MAX_HELD_HEADER_BLOCKS:
+                self.held[data] = headers
+        return headers
+
+
+class EventStreamDecoder:
+    """A ConverseStream body, piece by piece, as OpenAI chunks: botocore's ``EventStreamBuffer``
+    frames it (prelude and message CRCs checked before anything is read), with its header
+    parser's answers held (``HeldHeaders``); each event's payload goes to the translator, which
+    parses it once. An ``exception`` message is raised as the gateway's own error."""
+
+    headers: HeldHeaders | None = None  # one for the process, made with the first stream
+
+    def __init__(
+        self, name: str, max_event_bytes: int, translator: wire.ConverseStreamTranslator
+    ) -> None:
+        from botocore.eventstream import EventStreamBuffer
+
+        if EventStreamDecoder.headers is None:
+            EventStreamDecoder.headers = HeldHeaders()
+        self._buffer = EventStreamBuffer()
+        # The buffer's one header parser (botocore sets it in __init__ and calls its ``parse``
+        # with each message's header bytes); tests/providers checks that it is used.
+        self._buffer._header_parser = EventStreamDecoder.headers
+        self._name = name
+        self._max_event_bytes = max_event_bytes
+        self._translator = translator
+
+    def feed(self, piece: bytes) -> list[Any]:
+        """The chunks of the messages ``piece`` completes, as the translator writes them (bytes,
+        or their parse when the stream hands them over parsed); botocore's ``ParserError`` when
+        the framing is broken."""
+        buffer = self._buffer
+        buffer.add_data(piece)
+        out: list[Any] = []
+        for message in buffer:
+            out += self._message(message.headers, message.payload)
+        return out
+
+    def _message(self, headers: Mapping[str, Any], payload: bytes) -> list[Any]:
+        name = self._name
+        if len(payload) > self._max_event_bytes:
+            limit = self._max_event_bytes
+            raise http.too_large(name, "a stream event", limit, "upstream_event_too_large")
+        kind = headers.get(":message-type")
+        if kind == "event":
+            try:
+                return self._translator.feed(str(headers.get(":event-type")), payload)
+            except UpstreamError as exc:
+                raise UpstreamError(f"deployment {name}: {exc.message}", code=exc.code) from None
+        exception = str(headers.get(":exception-type") or headers.get(":error-code") or "error")
+        _, message = _error_of(payload, {})
+        log.warning(
+            "upstream reported an error mid-stream",
+            extra={
+                "sg_deployment": name,
+                "sg_error": exception[:64],
+                "sg_upstream_message": REDACTOR.scrub(message)[:500],
+            },
+        )
+        code = "rate_limit_exceeded" if exception.lower().startswith("throttling") else None
+        raise UpstreamError(f"deployment {name} reported an error mid-stream", code=code)
+
+
 class BedrockUpstreamStream:
-    """A ConverseStream body: event-stream messages (decoded by botocore) re-emitted as OpenAI
+    """A ConverseStream body: event-stream messages (``EventStreamDecoder``) re-emitted as OpenAI
     chunks. An ``exception`` message ends the stream with the gateway's own error; a stream
     that ends before its ``metadata`` event with ``UpstreamTruncated``."""
 
@@ -279,19 +367,16 @@ class BedrockUpstreamStream:
     async def _translated(self, batch: Callable[[list[Any]], Any]) -> AsyncIterator[Any]:
         deployment = self._deployment
         name = deployment.name
-        from botocore.eventstream import EventStreamBuffer, ParserError  # with the first stream
+        from botocore.eventstream import ParserError  # with the first stream
 
-        buffer = EventStreamBuffer()
+        decoder = EventStreamDecoder(name, deployment.max_event_bytes, self._translator)
         cap, size = deployment.max_stream_bytes, 0
         try:
             async for piece in self._response.content.iter_any():
                 size += len(piece)
                 if size > cap:
                     raise http.too_large(name, "a stream", cap)
-                buffer.add_data(piece)
-                out: list[Any] = []
-                for message in buffer:
-                    out += self._message(message.headers, message.payload)
+                out = decoder.feed(piece)
                 if out:
                     yield batch(out)
         except ParserError:
@@ -302,30 +387,6 @@ class BedrockUpstreamStream:
             self._response.release()
         if not self._translator.done:
             raise UpstreamTruncated(f"deployment {name} ended the stream early")
-
-    def _message(self, headers: dict[str, Any], payload: bytes) -> list[Any]:
-        name = self._deployment.name
-        if len(payload) > self._deployment.max_event_bytes:
-            limit = self._deployment.max_event_bytes
-            raise http.too_large(name, "a stream event", limit, "upstream_event_too_large")
-        kind = headers.get(":message-type")
-        if kind == "event":
-            try:
-                return self._translator.feed(str(headers.get(":event-type")), payload)
-            except UpstreamError as exc:
-                raise UpstreamError(f"deployment {name}: {exc.message}", code=exc.code) from None
-        exception = str(headers.get(":exception-type") or headers.get(":error-code") or "error")
-        _, message = _error_of(payload, {})
-        log.warning(
-            "upstream reported an error mid-stream",
-            extra={
-                "sg_deployment": name,
-                "sg_error": exception[:64],
-                "sg_upstream_message": REDACTOR.scrub(message)[:500],
-            },
-        )
-        code = "rate_limit_exceeded" if exception.lower().startswith("throttling") else None
-        raise UpstreamError(f"deployment {name} reported an error mid-stream", code=code)
 
     async def aclose(self) -> None:
         self._response.close()

@@ -287,7 +287,7 @@ class ConverseStreamTranslator(openai.ChunkWriter):
 
     def feed(self, event_type: str, payload: bytes) -> list[bytes]:
         try:
-            return self._translate(event_type, json.loads(payload))
+            return self._translate(event_type, openai.loads(payload))
         except (ValueError, AttributeError, TypeError, KeyError, RecursionError):
             raise UpstreamError("the upstream sent an invalid stream event") from None
 

@@ -119,17 +119,18 @@ def chunk(
     )
 
 
-_TEXT = "\x00"  # stands for a content delta's text in the chunk template (json: "\u0000")
-_TEXT_JSON = json.dumps(_TEXT).encode()
+_NO_FINISH = b', "finish_reason": null}]}\n\n'  # how a chunk without a finish reason ends
+_EMPTY_TAIL = b"{}" + _NO_FINISH  # how a chunk of an empty delta ends
 
 
 class ChunkWriter:
     """What every translator to OpenAI chunks (Anthropic, Bedrock, Cohere, Gemini) writes with:
-    its stream's ``id``, ``created`` and ``model``, and ``_chunk``. A text delta, most of a
-    stream's chunks, is written from a template of the stream's own chunk with only the text
-    serialised (``json.dumps`` of a string, not of the whole nested chunk); the bytes are exactly
-    ``chunk``'s. The template is made again when the id changes (it is set from the upstream's
-    first event).
+    its stream's ``id``, ``created`` and ``model``, and ``_chunk``. Every chunk is written from a
+    template of its stream's own chunk: the head (``data:``, id, object, created, model, up to
+    the delta) is serialised once, then each chunk serialises only its delta (a text delta, most
+    of a stream's chunks: only its text) and its finish reason; the bytes are exactly
+    ``chunk``'s (``json.dumps`` of a nested object is its parts' serialisations joined). The
+    template is made again when the id changes (it is set from the upstream's first event).
 
     A stream that hands its chunks over parsed (``values.parsed_chunks``) sets ``parsed``: each
     chunk is then written as what ``json.loads`` makes of those bytes (a fresh dict; ``END`` for
@@ -139,7 +140,7 @@ class ChunkWriter:
     created: int
     model: str
     parsed = False
-    _template: tuple[str, int, str, bytes, bytes] | None = None
+    _template: tuple[str, int, str, bytes] | None = None
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Any:
         """``chunk``'s bytes, or (``parsed``) their parse."""
@@ -151,15 +152,17 @@ class ChunkWriter:
                 "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
-        text = delta.get("content")
-        if finish is not None or len(delta) != 1 or type(text) is not str:
-            return chunk(self.id, self.created, self.model, delta, finish)
         template = self._template
         if template is None or template[:3] != (self.id, self.created, self.model):
-            whole = chunk(self.id, self.created, self.model, {"content": _TEXT})
-            head, _, tail = whole.rpartition(_TEXT_JSON)  # the text comes after id and model
-            template = self._template = (self.id, self.created, self.model, head, tail)
-        return template[3] + json.dumps(text).encode() + template[4]
+            head = chunk(self.id, self.created, self.model, {})[: -len(_EMPTY_TAIL)]
+            template = self._template = (self.id, self.created, self.model, head)
+        if finish is not None:
+            tail = b', "finish_reason": ' + json.dumps(finish).encode() + b"}]}\n\n"
+            return template[3] + json.dumps(delta).encode() + tail
+        text = delta.get("content")
+        if len(delta) == 1 and type(text) is str:
+            return template[3] + b'{"content": ' + json.dumps(text).encode() + b"}" + _NO_FINISH
+        return template[3] + json.dumps(delta).encode() + _NO_FINISH
 
     def _usage_chunk(self, usage: Usage) -> Any:
         """``usage_chunk``'s bytes, or (``parsed``) their parse."""
@@ -223,22 +226,25 @@ _loads = json.loads
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 
 
-def parse(data: bytes) -> Any:
-    """What ``json.loads`` makes of an event's data, None when it is not JSON. The fast path
-    (UTF-8 text that is one JSON value with nothing around it, what an event's data is) scans
-    it directly; anything else (whitespace, a BOM, UTF-16/32, bad UTF-8, bad JSON) is left to
-    ``json.loads``, which decides."""
+def loads(data: bytes) -> Any:
+    """``json.loads(data)``: the same value, or the same error. The fast path (UTF-8 text that
+    is one JSON value with nothing around it, what an event's data is) scans it directly;
+    anything else (whitespace, a BOM, UTF-16/32, bad UTF-8, bad JSON) is left to
+    ``json.loads``, which decides. A document nested too deep raises ``RecursionError``."""
     try:
         text = data.decode()
         value, end = _scan(text, 0)
         if end == len(text):
             return value
-    except RecursionError:
-        return None
     except (ValueError, StopIteration):  # UnicodeDecodeError, JSONDecodeError; nothing at 0
         pass
+    return _loads(data)
+
+
+def parse(data: bytes) -> Any:
+    """What ``json.loads`` makes of an event's data, None when it is not JSON (``loads``)."""
     try:
-        return _loads(data)
+        return loads(data)
     except (ValueError, RecursionError):
         return None
 

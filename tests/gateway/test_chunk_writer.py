@@ -1,8 +1,8 @@
 """The translators' chunks written from a template (``wire.openai.ChunkWriter``) are byte for
 byte what ``wire.openai.chunk`` writes: for every kind of text (quotes, escapes, control
-characters, non-ASCII, astral characters, the template's own stand-in), for deltas that are not
-a lone text, with a finish reason, and after the stream's id changes (set from the upstream's
-first event)."""
+characters, non-ASCII, astral characters), for deltas that are not a lone text (the role chunk,
+tool calls, an empty delta), with a finish reason, and after the stream's id changes (set from
+the upstream's first event)."""
 
 from __future__ import annotations
 
@@ -48,17 +48,22 @@ def test_a_text_delta_from_the_template_is_the_chunk_byte_for_byte(text: str, mo
         ({"role": "assistant", "content": ""}, None),
         ({"content": "done"}, "stop"),
         ({}, "length"),
+        ({}, None),
         ({"content": None}, None),
         ({"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, None),
+        ({"tool_calls": [{"index": 1, "id": "c\u00e9", "type": "function"}]}, "tool_calls"),
+        ({"content": "a", "refusal": None}, None),
     ],
 )
-def test_other_chunks_are_written_whole_as_before(
-    delta: dict[str, Any], finish: str | None
+@pytest.mark.parametrize("model", ["m", 'a "model"', "模型"])
+def test_every_other_chunk_from_the_template_is_the_chunk_byte_for_byte(
+    delta: dict[str, Any], finish: str | None, model: str
 ) -> None:
-    writer = Writer("chatcmpl-2", "m")
-    assert writer._chunk(delta, finish) == openai.chunk(
-        "chatcmpl-2", 1_764_000_000, "m", delta, finish
-    )
+    writer = Writer("chatcmpl-2", model)
+    for _ in range(2):  # made, then reused
+        assert writer._chunk(delta, finish) == openai.chunk(
+            "chatcmpl-2", 1_764_000_000, model, delta, finish
+        )
 
 
 def test_the_template_follows_the_id_when_the_upstream_names_it() -> None:

@@ -149,31 +149,44 @@ def test_parsed_chunks_are_counted_as_their_bytes_are(name: str) -> None:
     assert parsed.counted == from_bytes_count.counted
 
 
-@pytest.mark.parametrize(
-    "data",
-    [
-        b'{"a": 1}',
-        b' {"a": 1}',
-        b'{"a": 1} x',
-        b"1 2",
-        b"[1, 2]",
-        b"null",
-        b'"s"',
-        b"NaN",
-        b"",
-        b"not json",
-        b'\xef\xbb\xbf{"a": 1}',
-        '{"a": "\u00e9"}'.encode("utf-16"),
-        b'{"a": "\xff"}',
-        b"[" * 100_000,
-    ],
-)
+DATA = [
+    b'{"a": 1}',
+    b' {"a": 1}',
+    b'{"a": 1} x',
+    b"1 2",
+    b"[1, 2]",
+    b"null",
+    b'"s"',
+    b"NaN",
+    b"",
+    b"not json",
+    b'\xef\xbb\xbf{"a": 1}',
+    '{"a": "\u00e9"}'.encode("utf-16"),
+    b'{"a": "\xff"}',
+    b"[" * 100_000,
+]
+
+
+@pytest.mark.parametrize("data", DATA)
 def test_an_events_data_parses_as_json_loads_parses_it(data: bytes) -> None:
     try:
         expected = json.loads(data)
     except (ValueError, RecursionError):
         expected = None
     assert repr(openai.parse(data)) == repr(expected)
+
+
+@pytest.mark.parametrize("data", DATA)
+def test_loads_gives_what_json_loads_gives_its_value_or_its_error(data: bytes) -> None:
+    try:
+        expected: object = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        expected = type(exc)
+    try:
+        got: object = openai.loads(data)
+    except (ValueError, RecursionError) as exc:
+        got = type(exc)
+    assert repr(got) == repr(expected)
 
 
 @pytest.mark.parametrize("name", sorted(STREAMS))

@@ -167,7 +167,8 @@ async def test_each_alert_is_queued_once_for_every_sink_as_a_budget_alert_event(
     ]
     events = [AlertEvents(), AlertEvents()]
     for each in events:
-        each.sinks = Sinks(configured, queue)  # built, never started: the queue is the proof
+        # Built, never started: the queue is the proof.
+        each.sinks = Sinks(configured, queue, tmp_path)
     replicas, budget_id = await past_both_lines(engine, tmp_path, redis_prefix, list(events))
     for sink in ("hook", "bucket"):
         alerts = [e for e in queue.claim(sink, 1000, 30.0) if e.type == "budget_alert"]

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from gateway.governance.sink_events import DELIVERING_FILE, OUTBOX_FILE
 from tests.governance import gateways
 from tests.support.fake_upstream import FakeUpstream
 from tests.support.gateway_process import GatewayProcess, free_port
@@ -29,9 +32,15 @@ def receiver() -> Iterator[WebhookReceiver]:
     server.stop()
 
 
-def sink_config(upstream: FakeUpstream, receiver: WebhookReceiver, batch_size: int = 7) -> str:
+def sink_config(
+    upstream: FakeUpstream,
+    receiver: WebhookReceiver,
+    batch_size: int = 7,
+    storage_timeout: float | None = None,
+) -> str:
     return gateways.config(
         upstream,
+        storage_timeout=storage_timeout,
         extra=f"""
 sinks:
   - name: siem
@@ -121,6 +130,49 @@ def test_every_record_reaches_the_receiver_once_across_an_outage_and_a_restart(
         assert 'sealgate_sink_backlog{sink="siem"} 0' in metrics
         assert 'sealgate_sink_events_total{sink="siem"}' in metrics
     finally:
+        process.stop()
+
+
+def test_access_events_wait_in_a_file_with_no_content_and_no_key_while_the_database_is_locked(
+    upstream: FakeUpstream, receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    marker = "prompt-text-that-must-stay-out-of-files-7c2e"
+    process = gateway(tmp_path, sink_config(upstream, receiver, storage_timeout=0.5))
+    outbox = process.data_dir / OUTBOX_FILE
+    lock: sqlite3.Connection | None = None
+    try:
+        key = process.create_key([gateways.MODEL])["key"]
+        assert gateways.chat(process, key).status_code == 200  # the key is in the auth cache
+        wait_for_events(receiver, 1, type_="access")
+        lock = sqlite3.connect(process.data_dir / "sealgate.db", isolation_level=None)
+        lock.execute("BEGIN EXCLUSIVE")  # another writer: every write of the gateway times out
+        message = [{"role": "user", "content": marker}]
+        for _ in range(5):
+            assert gateways.chat(process, key, messages=message).status_code == 200
+        deadline = time.monotonic() + 15
+        while outbox.read_bytes().count(b"\n") < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        held = outbox.read_bytes()
+        assert held.count(b"\n") == 5
+        assert marker.encode() not in held
+        assert key.encode() not in held and b"Bearer" not in held
+        lines = [json.loads(text) for text in held.splitlines()]
+        assert {entry["type"] for entry in lines} == {"access"}
+        assert all(entry["data"]["path"] == "/v1/chat/completions" for entry in lines)
+        assert len(of_type(receiver, "access")) == 1
+        lock.execute("ROLLBACK")
+        lock.close()
+        lock = None
+        wait_for_events(receiver, 6, type_="access")
+        time.sleep(0.3)  # anything sent twice would have come by now
+        accessed = of_type(receiver, "access")
+        assert len({event["id"] for event in accessed}) == len(accessed) == 6
+        assert {entry["id"] for entry in lines} < {event["id"] for event in accessed}
+        assert outbox.stat().st_size == 0
+        assert not (process.data_dir / DELIVERING_FILE).exists()
+    finally:
+        if lock is not None:
+            lock.close()
         process.stop()
 
 

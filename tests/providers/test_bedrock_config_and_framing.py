@@ -206,3 +206,99 @@ def test_bedrock_error_shapes_map_to_the_gateway_classes() -> None:
     assert throttled.status == 429 and throttled.headers == {"Retry-After": "1"}
     assert mapped("error_too_long").code == "context_length_exceeded"
     assert mapped("error_signature").__class__.__name__ == "UpstreamCredentialRejected"
+
+
+def _plain_chunks(framed: bytes, translator: wire.ConverseStreamTranslator) -> list[bytes]:
+    """What the adapter wrote before ``EventStreamDecoder``: botocore's buffer as it comes, each
+    event's headers parsed afresh and its payload handed to the translator."""
+    buffer = EventStreamBuffer()
+    buffer.add_data(framed)
+    out: list[bytes] = []
+    for message in buffer:
+        out += translator.feed(str(message.headers[":event-type"]), message.payload)
+    return out
+
+
+def _translators() -> tuple[wire.ConverseStreamTranslator, wire.ConverseStreamTranslator]:
+    one, other = (wire.ConverseStreamTranslator("m", include_usage=True) for _ in range(2))
+    other.id, other.created = one.id, one.created
+    return one, other
+
+
+@pytest.mark.parametrize("name", ["converse_stream", "converse_stream_tool_use"])
+@pytest.mark.parametrize("size", [1, 7, 64, 1 << 20])
+def test_the_decoder_writes_the_same_bytes_as_botocores_buffer_read_afresh(
+    name: str, size: int
+) -> None:
+    framed = b"".join(
+        eventstream.event(e["event"], e["data"]) for e in recorded.reply("bedrock", name)
+    )
+    decoded, plain = _translators()
+    decoder = provider.EventStreamDecoder("d", 1 << 20, decoded)
+    out: list[bytes] = []
+    for start in range(0, len(framed), size):
+        out += decoder.feed(framed[start : start + size])
+    assert b"".join(out) == b"".join(_plain_chunks(framed, plain))
+    assert decoded.done and out[-1] == b"data: [DONE]\n\n"
+
+
+def test_botocores_buffer_parses_headers_through_the_held_ones() -> None:
+    """The decoder sets botocore's private ``_header_parser``: a botocore that stopped calling
+    it would still decode, only slower; this test says so."""
+    provider.EventStreamDecoder("d", 1 << 20, wire.ConverseStreamTranslator("m", False))
+    held = provider.EventStreamDecoder.headers
+    assert held is not None
+    held.held.clear()
+    framed = b"".join(
+        eventstream.event(e["event"], e["data"])
+        for e in recorded.reply("bedrock", "converse_stream")
+    )
+    provider.EventStreamDecoder("d", 1 << 20, wire.ConverseStreamTranslator("m", False)).feed(
+        framed
+    )
+    kinds = sorted(str(h[":event-type"]) for h in held.held.values())
+    assert kinds == [
+        "contentBlockDelta",
+        "contentBlockStop",
+        "messageStart",
+        "messageStop",
+        "metadata",
+    ]
+    headers = next(iter(held.held.values()))
+    with pytest.raises(TypeError):
+        headers[":event-type"] = "messageStop"  # type: ignore[index]
+
+
+def test_header_blocks_held_are_few_and_small_whatever_the_upstream_sends() -> None:
+    provider.EventStreamDecoder("d", 1 << 20, wire.ConverseStreamTranslator("m", False))
+    held = provider.EventStreamDecoder.headers
+    assert held is not None
+    held.held.clear()
+    translator = wire.ConverseStreamTranslator("m", False)
+    decoder = provider.EventStreamDecoder("d", 1 << 20, translator)
+    for i in range(3 * provider.MAX_HELD_HEADER_BLOCKS):
+        headers = {":event-type": "contentBlockStop", ":message-type": "event", "x-id": str(i)}
+        decoder.feed(eventstream.message(headers, b'{"contentBlockIndex": 0}'))
+    assert len(held.held) == provider.MAX_HELD_HEADER_BLOCKS
+    held.held.clear()
+    big = {":event-type": "contentBlockStop", ":message-type": "event", "x-pad": "p" * 600}
+    decoder.feed(eventstream.message(big, b'{"contentBlockIndex": 0}'))
+    assert held.held == {}
+
+
+def test_the_decoder_checks_crcs_and_raises_a_streamed_exception_as_its_own_error() -> None:
+    framed = b"".join(
+        eventstream.event(e["event"], e["data"])
+        for e in recorded.reply("bedrock", "converse_stream")
+    )
+    broken = bytearray(framed)
+    broken[20] ^= 1
+    decoder = provider.EventStreamDecoder("d", 1 << 20, wire.ConverseStreamTranslator("m", False))
+    with pytest.raises(ChecksumMismatch):
+        decoder.feed(bytes(broken))
+    decoder = provider.EventStreamDecoder("d", 1 << 20, wire.ConverseStreamTranslator("m", False))
+    thrown = eventstream.exception("throttlingException", {"message": "slow down, key AKIA1"})
+    with pytest.raises(UpstreamError) as raised:
+        decoder.feed(thrown)
+    assert raised.value.code == "rate_limit_exceeded"
+    assert "AKIA1" not in raised.value.message

@@ -293,6 +293,9 @@ def test_the_scaled_out_config_shares_postgresql_and_redis_and_puts_no_password_
     assert config.governance.counters == "redis" and config.governance.redis is not None
     assert config.governance.redis.url.startswith("rediss://")
     assert config.governance.redis.on_down == "fail_closed"
+    # previous_response_id's state: in Redis, with one key for every replica
+    assert config.conversations.shared(redis_configured=True)
+    assert (config.conversations.encryption_key or "").startswith("vault:")
     assert not re.search(r"://[^/@]*:[^/@]*@", config.storage.url)
 
 
