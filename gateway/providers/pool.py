@@ -15,6 +15,11 @@ from gateway.config import Deployment
 from gateway.providers.egress import GuardedResolver, guarded_resolver
 
 SIDE_POOL_SIZE = 4
+# Merged into every request before aiohttp adds its automatic headers, so aiohttp's own
+# User-Agent is never sent. No ``skip_auto_headers=("User-Agent",)`` on top: it sends nothing
+# different and made aiohttp build and merge a skip list on every call (issue 23: about 2.4 us of
+# the 11.6 us a request object took to build).
+HEADERS = {"User-Agent": "sealgate"}
 
 
 class UpstreamPool:
@@ -41,8 +46,7 @@ class UpstreamPool:
             timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
             trust_env=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "sealgate"},
+            headers=HEADERS,
             raise_for_status=False,
         )
 
@@ -63,8 +67,7 @@ class UpstreamPool:
                 timeout=aiohttp.ClientTimeout(total=timeout),
                 trust_env=False,
                 cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("User-Agent",),
-                headers={"User-Agent": "sealgate"},
+                headers=HEADERS,
                 raise_for_status=False,
             )
         return session
