@@ -344,18 +344,21 @@ def failed(current: Span | None, code: str) -> None:
         current.attributes["error.type"] = code
 
 
-def record_reply(body: bytes) -> None:
+def record_reply(body: bytes, parsed: Any = None) -> None:
     """A complete OpenAI-shaped answer's response model, id and finish reasons, on the
-    request's span (nothing of its content)."""
+    request's span (nothing of its content). ``parsed``: ``body`` as the adapter already parsed
+    it (``Reply.parsed``), read instead of parsing it again."""
     if STATE.exporter is None:
         return
     current = _REQUEST.get()
     if current is None:
         return
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        return
+    reply = parsed
+    if reply is None:
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            return
     if not isinstance(reply, dict):
         return
     attributes = current.attributes
