@@ -324,17 +324,24 @@ def finish_request(current: Span, path: str, status: int, facts: Mapping[str, An
 
 def attempt_span(operation: str, provider: str, model: str, deployment: str) -> _Scope:
     """A CLIENT span for one upstream attempt (a context manager)."""
-    if STATE.exporter is None:
+    if STATE.exporter is None or (parent := _CURRENT.get()) is None:
         return _NO_SPAN
-    return span(
-        f"{operation} {model}",
-        CLIENT,
-        {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-            "gen_ai.request.model": model,
-            "sealgate.deployment": deployment,
-        },
+    attributes = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
+        "gen_ai.request.model": model,
+        "sealgate.deployment": deployment,
+    }  # made here for this span alone: ``span`` would copy it
+    return _Scope(
+        Span(
+            f"{operation} {model}",
+            CLIENT,
+            parent.trace_id,
+            parent.span_id,
+            parent.sampled,
+            parent.trace_state,
+            attributes,
+        )
     )
 
 
