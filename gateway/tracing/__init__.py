@@ -11,9 +11,10 @@ makes the request's span its child and its sampling decision is followed; with
 How (issue 17's throughput bound): the OpenTelemetry SDK cost about 50 µs to make and 45 µs to
 encode each span on the serving thread. Here a span on the hot path is one small object (ids,
 name, kind, two clock readings, a dict of attributes); when it ends it is appended to a bounded
-queue. Once a second the event loop encodes the queue, a chunk at a time, into OTLP protobuf
-with ``opentelemetry-proto`` (the collector's own definitions), and a sender thread that does
-nothing but I/O POSTs it, with retries (``export.SpanExporter``: why not encode in a thread).
+queue. As each 64 spans wait (and once a second for the rest) the event loop encodes them into
+OTLP protobuf (the wire format of ``opentelemetry-proto``'s definitions), and a sender thread
+that does nothing but I/O POSTs it, with retries (``export.SpanExporter``: why not encode in a
+thread).
 
 What never goes into a span: a key, a token, a header value, an exception message (errors are
 recorded by their code, ``error.type``). Attribute values are the operator's names (models,
