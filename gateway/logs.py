@@ -164,7 +164,12 @@ def json_line(logger: str, msg: str, fields: dict[str, Any]) -> str:
     }
     for name, value in fields.items():
         entry[name] = scrub(value) if isinstance(value, str) else value
-    return json.dumps(entry, default=str)
+    return _ENCODE(entry)
+
+
+# ``json.dumps(entry, default=str)``'s encoder, made once (``dumps`` makes one per call when
+# given ``default``): the same text.
+_ENCODE = json.JSONEncoder(default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
