@@ -161,7 +161,7 @@ def _varint(n: int) -> bytes:
 def _any_value(value: Any) -> bytes:
     kind = type(value)
     if kind is str:
-        data = value.encode()
+        data: bytes = value.encode()
         return b"\x0a" + _varint(len(data)) + data
     if kind is int and value in _INT64:
         return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int64: two's complement
