@@ -40,6 +40,7 @@ from bench.sealgate_target import (
     start_sealgate_governance_pg,
     start_sealgate_governance_pg_workers,
     start_sealgate_observed,
+    start_sealgate_observed_baseline,
     start_sealgate_quiet,
 )
 from bench.targets import (
@@ -76,6 +77,11 @@ TARGETS = (
     Target("litellm", "LiteLLM 1.80.0 proxy", start_litellm),
     Target("sealgate-quiet", "Sealgate, access log and tracing off", start_sealgate_quiet),
     Target("sealgate-observed", "Sealgate, access log + tracing 100%", start_sealgate_observed),
+    Target(
+        "sealgate-observed-baseline",
+        "Sealgate at --baseline, access log + tracing 100%",
+        start_sealgate_observed_baseline,
+    ),
 )
 
 
@@ -118,7 +124,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     known = {t.key for t in TARGETS}
     if args.targets is None:
         # the observability pair is asked for by name: --targets sealgate-quiet,sealgate-observed
-        skip = {"sealgate-quiet", "sealgate-observed", "sealgate-gov-pg-2w"}
+        skip = {"sealgate-quiet", "sealgate-observed", "sealgate-observed-baseline"}
+        skip |= {"sealgate-gov-pg-2w"}
         skip |= set() if args.baseline else {"sealgate-baseline"}
         args.targets = ",".join(t.key for t in TARGETS if t.key not in skip)
     chosen = [k.strip() for k in args.targets.split(",") if k.strip()]

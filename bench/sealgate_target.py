@@ -130,6 +130,30 @@ def start_sealgate_observed(ctx: RunContext, children: Children) -> Started:
     )
 
 
+def start_sealgate_observed_baseline(ctx: RunContext, children: Children) -> Started:
+    """`sealgate-observed` served by the `--baseline` source tree: before and after in one run."""
+    if ctx.baseline is None:
+        raise StartFailed("no --baseline source tree given")
+    if not (ctx.baseline / "gateway" / "__main__.py").is_file():
+        raise StartFailed(f"{ctx.baseline} holds no gateway package")
+    port = free_port()
+    argv = [ctx.python, "-m", "bench.otlp_sink", str(port)]
+    sink = children.start("otlp-sink", argv, child_env({}), cwd=ctx.repo)
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(sink, base + "/", READY_TIMEOUT_S)
+    command = [ctx.python, "-m", "gateway"]
+    return _start(
+        ctx,
+        children,
+        "sealgate-observed-baseline",
+        OBSERVED_TEMPLATE,
+        False,
+        command,
+        ctx.baseline,
+        more={"OTLP_BASE": base},
+    )
+
+
 def start_sealgate_cache(ctx: RunContext, children: Children) -> Started:
     return _start(ctx, children, "sealgate-cache", CACHE_TEMPLATE, governed=False)
 

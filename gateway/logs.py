@@ -164,7 +164,12 @@ def json_line(logger: str, msg: str, fields: dict[str, Any]) -> str:
     }
     for name, value in fields.items():
         entry[name] = scrub(value) if isinstance(value, str) else value
-    return json.dumps(entry, default=str)
+    return _ENCODE(entry)
+
+
+# ``json.dumps(entry, default=str)``'s encoder, made once (``dumps`` makes one per call when
+# given ``default``): the same text.
+_ENCODE = json.JSONEncoder(default=str).encode
 
 
 class JsonFormatter(logging.Formatter):
@@ -259,6 +264,30 @@ class BatchedStreamHandler(logging.Handler):
 
 
 _ACCESS_HANDLER: BatchedStreamHandler | None = None
+_ACCESS_FILTER: RedactingFilter | None = None
+
+
+def queue_access_line(line: str) -> bool:
+    """The access log's line from ``json_line``, queued for the batched handler directly, when
+    that handler (with its redacting filter and JSON formatter, as ``configure`` left them) is
+    all the line would meet: what ``log.handle`` of its record would do (the filter passes a
+    ``json_line`` line as it is, the formatter writes its message), without making the record
+    (its clock, thread and process look-ups). False: nothing queued, log the record instead
+    (another handler or filter was added, a test capturing the logger)."""
+    handler = _ACCESS_HANDLER
+    if handler is None:
+        return False
+    access = logging.getLogger(ACCESS_LOGGER)
+    handlers = access.handlers
+    if len(handlers) != 1 or handlers[0] is not handler or access.filters:
+        return False
+    filters = handler.filters
+    if len(filters) != 1 or filters[0] is not _ACCESS_FILTER or handler.level > logging.INFO:
+        return False
+    if type(handler.formatter) is not JsonFormatter:
+        return False
+    handler._lines.append(line)
+    return True
 
 
 def configure(level: str = "info", stream: Any = None, access_log: bool = True) -> None:
@@ -277,13 +306,14 @@ def configure(level: str = "info", stream: Any = None, access_log: bool = True) 
         logging.getLogger(name).setLevel(logging.WARNING)
     access = logging.getLogger(ACCESS_LOGGER)
     access.setLevel(logging.INFO if access_log else logging.WARNING)
-    global _ACCESS_HANDLER
+    global _ACCESS_HANDLER, _ACCESS_FILTER
     if _ACCESS_HANDLER is not None:
         access.removeHandler(_ACCESS_HANDLER)
         _ACCESS_HANDLER.close()
     _ACCESS_HANDLER = BatchedStreamHandler(stream or sys.stderr)
     _ACCESS_HANDLER.setFormatter(JsonFormatter())
-    _ACCESS_HANDLER.addFilter(RedactingFilter())
+    _ACCESS_FILTER = RedactingFilter()
+    _ACCESS_HANDLER.addFilter(_ACCESS_FILTER)
     access.addHandler(_ACCESS_HANDLER)
     access.propagate = False  # its lines go through the batched handler, to the same stream
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):

@@ -32,7 +32,7 @@ from gateway import tracing
 from gateway.errors import InvalidRequest
 from gateway.governance.admission import new_id
 from gateway.governance.pricing import NANOS_PER_USD
-from gateway.logs import ACCESS_LOGGER, PREFORMATTED_EXTRA, json_line
+from gateway.logs import ACCESS_LOGGER, PREFORMATTED_EXTRA, json_line, queue_access_line
 from gateway.metrics import COST, FIRST_TOKEN_SECONDS, IN_FLIGHT, REQUEST_SECONDS, TOKENS
 
 if TYPE_CHECKING:
@@ -254,9 +254,12 @@ def fields(access: Access, scope: Scope) -> dict[str, object]:
 
 def write(entry: dict[str, object]) -> None:
     """The access log line of one finished request: one ``json.dumps``, through the redacting
-    filter like every line (``logs.json_line``). The record is made without ``log.info``'s
-    walk up the stack for the caller's file and line, which no line of ours shows."""
+    filter like every line (``logs.json_line``). Queued for the batched handler as it is when
+    nothing else would see the record (``logs.queue_access_line``), else a record made without
+    ``log.info``'s walk up the stack for the caller's file and line, which no line of ours shows."""
     if log.isEnabledFor(logging.INFO):
         line = json_line(ACCESS_LOGGER, "request", entry)
+        if queue_access_line(line):
+            return
         log.handle(log.makeRecord(log.name, logging.INFO, "", 0, line, (), None, None,
                                   PREFORMATTED_EXTRA))  # fmt: skip

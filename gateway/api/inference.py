@@ -379,7 +379,8 @@ class Inference:
             receive, admission, router.chat(model, body, admission.gate, plan)
         )
         answer = reply.body
-        tracing.record_reply(answer)  # observability (issue 17): response model, finish reasons
+        # observability (issue 17): response model, finish reasons, from the adapter's parse
+        tracing.record_reply(answer, reply.parsed)
         if guarded is not None:
             answer = await guarded.answer(model, reply, deployment, admission)
         if content:

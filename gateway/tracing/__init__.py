@@ -11,9 +11,10 @@ makes the request's span its child and its sampling decision is followed; with
 How (issue 17's throughput bound): the OpenTelemetry SDK cost about 50 µs to make and 45 µs to
 encode each span on the serving thread. Here a span on the hot path is one small object (ids,
 name, kind, two clock readings, a dict of attributes); when it ends it is appended to a bounded
-queue. Once a second the event loop encodes the queue, a chunk at a time, into OTLP protobuf
-with ``opentelemetry-proto`` (the collector's own definitions), and a sender thread that does
-nothing but I/O POSTs it, with retries (``export.SpanExporter``: why not encode in a thread).
+queue. As each 64 spans wait (and once a second for the rest) the event loop encodes them into
+OTLP protobuf (the wire format of ``opentelemetry-proto``'s definitions), and a sender thread
+that does nothing but I/O POSTs it, with retries (``export.SpanExporter``: why not encode in a
+thread).
 
 What never goes into a span: a key, a token, a header value, an exception message (errors are
 recorded by their code, ``error.type``). Attribute values are the operator's names (models,
@@ -324,17 +325,24 @@ def finish_request(current: Span, path: str, status: int, facts: Mapping[str, An
 
 def attempt_span(operation: str, provider: str, model: str, deployment: str) -> _Scope:
     """A CLIENT span for one upstream attempt (a context manager)."""
-    if STATE.exporter is None:
+    if STATE.exporter is None or (parent := _CURRENT.get()) is None:
         return _NO_SPAN
-    return span(
-        f"{operation} {model}",
-        CLIENT,
-        {
-            "gen_ai.operation.name": operation,
-            "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
-            "gen_ai.request.model": model,
-            "sealgate.deployment": deployment,
-        },
+    attributes = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": PROVIDER_NAMES.get(provider, provider),
+        "gen_ai.request.model": model,
+        "sealgate.deployment": deployment,
+    }  # made here for this span alone: ``span`` would copy it
+    return _Scope(
+        Span(
+            f"{operation} {model}",
+            CLIENT,
+            parent.trace_id,
+            parent.span_id,
+            parent.sampled,
+            parent.trace_state,
+            attributes,
+        )
     )
 
 
@@ -344,18 +352,21 @@ def failed(current: Span | None, code: str) -> None:
         current.attributes["error.type"] = code
 
 
-def record_reply(body: bytes) -> None:
+def record_reply(body: bytes, parsed: Any = None) -> None:
     """A complete OpenAI-shaped answer's response model, id and finish reasons, on the
-    request's span (nothing of its content)."""
+    request's span (nothing of its content). ``parsed``: ``body`` as the adapter already parsed
+    it (``Reply.parsed``), read instead of parsing it again."""
     if STATE.exporter is None:
         return
     current = _REQUEST.get()
     if current is None:
         return
-    try:
-        reply = json.loads(body)
-    except ValueError:
-        return
+    reply = parsed
+    if reply is None:
+        try:
+            reply = json.loads(body)
+        except ValueError:
+            return
     if not isinstance(reply, dict):
         return
     attributes = current.attributes
