@@ -18,10 +18,31 @@ ENTRY: dict[str, object] = {"request_id": "req-1", "method": "POST", "status": 2
 
 @pytest.fixture
 def stream() -> Iterator[io.StringIO]:
+    """``logs.configure`` as serve runs it, writing to a buffer; afterwards every logger and
+    handler as it was. ``configure`` is process-wide: it replaces the root's handlers and puts a
+    redacting filter on every handler it finds, pytest's own included, and that filter takes a
+    record's ``exc_info`` off (into its scrubbed text), so left in place it would change what
+    later tests' ``caplog`` sees."""
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    saved = [(lg, lg.handlers[:], lg.level, lg.propagate) for lg in loggers]
+    filters = [(h, h.filters[:]) for lg in loggers for h in lg.handlers]
+    globals_ = (logs._ACCESS_HANDLER, logs._ACCESS_FILTER)
     out = io.StringIO()
     logs.configure("warning", stream=out, access_log=True)
-    yield out
-    logs.configure("warning", stream=io.StringIO(), access_log=False)
+    try:
+        yield out
+    finally:
+        if logs._ACCESS_HANDLER is not None:
+            logs._ACCESS_HANDLER.close()
+        logs._ACCESS_HANDLER, logs._ACCESS_FILTER = globals_
+        for logger, handlers, level, propagate in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+        for handler, kept in filters:
+            handler.filters[:] = kept
 
 
 def lines(out: io.StringIO) -> list[dict[str, object]]:
