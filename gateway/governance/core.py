@@ -216,14 +216,31 @@ class Governance:
         ``first`` is the deployment the router will try first: its own limits are reserved in
         the same step, so a routed request costs one counter round trip, not two."""
         now = self.clock()
+        # The token and cost estimates, made when a counter needs them (a token limit, a budget,
+        # the first deployment's limits, a call the router makes): a cache hit on a key without
+        # token limits or budgets never does (issue 16).
+        price = self._model_price.get(model, FREE)
         if kind == "chat":
-            guess = estimate.chat(body, self.settings.default_max_tokens)
+            default_max = self.settings.default_max_tokens
+
+            def guessing() -> estimate.Estimate:
+                return estimate.chat(body, default_max)
         else:
-            guess = estimate.embeddings(body)
-        tokens = guess.total
-        cost = self._model_price.get(model, FREE).cost(
-            Usage(guess.prompt_tokens, guess.completion_tokens)
-        )
+
+            def guessing() -> estimate.Estimate:
+                return estimate.embeddings(body)
+
+        made: list[estimate.Estimate] = []
+
+        def guessed() -> estimate.Estimate:
+            if not made:
+                made.append(guessing())
+            return made[0]
+
+        def costed() -> int:
+            guess = guessed()
+            return price.cost(Usage(guess.prompt_tokens, guess.completion_tokens))
+
         snap = self.snapshot
         team = snap.teams.get(record.team_id) if record.team_id else None
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
@@ -253,7 +270,7 @@ class Governance:
                 charge = Charge(f"r:{name}:{minute}", 1, rpm, MINUTE_TTL)
                 slots.append(Slot(charge, "requests", scope, reset))
             if tpm is not None:
-                charge = Charge(f"t:{name}:{minute}", tokens, tpm, MINUTE_TTL)
+                charge = Charge(f"t:{name}:{minute}", guessed().total, tpm, MINUTE_TTL)
                 slots.append(Slot(charge, "tokens", scope, reset))
         owners = [("key", record.id), ("team", record.team_id), ("user", record.user_id)]
         owners += [("project", project), *(("tag", tag) for tag in tags)]
@@ -262,9 +279,9 @@ class Governance:
                 label, end = self._period(budget.period, now, minute)
                 ttl = TOTAL_TTL if budget.period == "total" else int(end - now) + DAY
                 seed = snap.seeds.get((budget.id, label), 0)
-                charge = Charge(f"u:{budget.id}:{label}", cost, budget.max_nanos, ttl, seed)
+                charge = Charge(f"u:{budget.id}:{label}", costed(), budget.max_nanos, ttl, seed)
                 slots.append(Slot(charge, "usd", f"budget:{budget.period} {scope}", end))
-        ahead = self.deployment_slots(first, guess, now) if first is not None else []
+        ahead = self.deployment_slots(first, guessed(), now) if first is not None else []
         ahead_of: tuple[str, list[Slot], GatewayError | None] | None = None
         outcome = await self._reserve(slots, ahead)
         if outcome is not None and not outcome.ok and outcome.refused is not None:
@@ -294,8 +311,7 @@ class Governance:
             project=project,
             tags=tags,
             model=model,
-            estimate=guess,
-            cost_estimate=cost,
+            guess=guessed,
             slots=slots,
             local=outcome.local if outcome is not None else False,
             ahead=ahead_of,
