@@ -215,13 +215,19 @@ class Outbox:
     async def write(self, record: SpendRecord) -> None:
         """Queue a record and wait until it is durable (in the database or the file): at most
         ``flush_seconds``, whatever the database does."""
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
         self._queue.append(_Waiting(record, time.monotonic(), done))
         self._nudge()
+        # A timer rather than asyncio.wait_for, which adds a waiter future and a done callback
+        # (issue 16: half the cost of the wait on a cache hit); cancelling still cancels ``done``.
+        late = loop.call_later(self._flush + WRITE_GRACE_SECONDS, _expire, done)
         try:
-            await asyncio.wait_for(done, self._flush + WRITE_GRACE_SECONDS)
+            await done
         except TimeoutError:
             log.error("spend record not yet durable; answering anyway")
+        finally:
+            late.cancel()
 
     def _nudge(self) -> None:
         """Wake the database thread, unless it is busy or a wake is already pending. The record
@@ -474,6 +480,12 @@ def _release(waiting: list[_Waiting]) -> None:
     for loop, futures in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
             loop.call_soon_threadsafe(_resolve, futures)
+
+
+def _expire(done: asyncio.Future[None]) -> None:
+    """The answer stops waiting for a record that is not durable in time (a disk that hangs)."""
+    if not done.done():
+        done.set_exception(TimeoutError())
 
 
 def _resolve(futures: list[asyncio.Future[None]]) -> None:
