@@ -56,8 +56,12 @@ def attribution(
     """Project and tags: the key's metadata (``project``, ``tags``) first; the request headers
     ``x-sealgate-project`` and ``x-sealgate-tags`` (comma-separated) add to it when allowed."""
     project = metadata.get("project")
-    project = str(project)[:MAX_PROJECT] if project not in (None, "") else None
     raw = metadata.get("tags")
+    if project is None and raw is None:  # issue 16: the common case, without the set and sort
+        headed = b"x-sealgate-project" in headers or b"x-sealgate-tags" in headers
+        if not (from_header and headed):
+            return None, ()
+    project = str(project)[:MAX_PROJECT] if project not in (None, "") else None
     tags = [str(t) for t in raw] if isinstance(raw, list) else []
     if isinstance(raw, str):
         tags = raw.split(",")
@@ -244,10 +248,11 @@ class Governance:
         snap = self.snapshot
         team = snap.teams.get(record.team_id) if record.team_id else None
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
-        owners_metadata = [("key", record.metadata)]
-        if team is not None:
-            owners_metadata.append(("team", team.metadata))
-        check_allowed(project, tags, *owners_metadata)
+        if project is not None or tags:  # nothing to check a request attributed to nothing by
+            owners_metadata = [("key", record.metadata)]
+            if team is not None:
+                owners_metadata.append(("team", team.metadata))
+            check_allowed(project, tags, *owners_metadata)
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
