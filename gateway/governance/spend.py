@@ -1,6 +1,7 @@
 """Spend records and the durable outbox that carries them to the database off the hot path.
 
-    request ── write(record) ──> memory queue ──> database thread, woken at once: everything
+    request ── write(record) ──> memory queue ──> database thread, woken at once when idle (a
+                                                  busy one looks again after its batch): everything
                                                   queued so far in one transaction (group commit)
                                                   SQLite: INSERT OR IGNORE; PostgreSQL: INSERT
                                                   ... ON CONFLICT, pipelined (a large batch:
@@ -292,8 +293,9 @@ class Outbox:
 
     # -- the database thread ----------------------------------------------------------------
     def _run_database(self) -> None:
-        """Woken by every write: the records queued so far go to the database in one
-        transaction (group commit); when it is idle, the file's backlog."""
+        """Woken by a write while it waits, or finding records queued while it wrote the last
+        batch: the records queued so far go to the database in one transaction (group commit);
+        when it is idle, the file's backlog."""
         while not self._stop.is_set():
             # Idle first, then look: a record queued after the look sees the thread idle and
             # wakes it; one queued before it is found here (nothing waits for a wake it missed).
