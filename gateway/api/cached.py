@@ -14,7 +14,7 @@ from typing import Any
 from starlette.types import Receive, Send
 
 from gateway.api.asgi import JSON_HEADERS, send_body, send_stream
-from gateway.cache.responses import Kind, Lookup, ResponseCache, Route
+from gateway.cache.responses import Hit, Kind, Lookup, ResponseCache, Route
 from gateway.governance.admission import Admission
 from gateway.store.keys import KeyRecord
 from gateway.values import Stream, Usage
@@ -36,13 +36,19 @@ def lookup(
     return cache.lookup(route, record, body, headers) if cache is not None else None
 
 
+async def find(lookup: Lookup | None) -> Hit | None:
+    """The cached answer of the request, read before admission (nothing counted yet)."""
+    return await lookup.find() if lookup is not None else None
+
+
 async def answered(
-    lookup: Lookup | None, receive: Receive, send: Send, admission: Admission
+    lookup: Lookup | None, hit: Hit | None, receive: Receive, send: Send, admission: Admission
 ) -> bool:
-    """Answer from the cache when it holds this request's answer; True if it did."""
+    """Once the request was admitted: count the lookup, and answer from the cache when it held
+    the request's answer (``hit``, from ``find``); True if it did."""
     if lookup is None:
         return False
-    hit = await lookup.get()
+    lookup.count(hit)
     if hit is None:
         return False
     await admission.finish(None, None, "cached")

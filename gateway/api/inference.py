@@ -233,15 +233,16 @@ class Inference:
         body: dict[str, Any],
         headers: Mapping[bytes, bytes],
         kind: Kind,
+        hit: bool = False,
     ) -> tuple[Admission, Plan]:
         """Limits and budgets, and the first deployment's limits, reserved before routing
         (settled, with the spend record durable, before the answer goes out: governance/); the
-        plan is the order routing follows."""
+        plan is the order routing follows. A request the cache answers (``hit``) reserves no
+        deployment's limits: no deployment serves it (docs/routing.md)."""
         plan = router.plan(model, stream=bool(body.get("stream")), key=record)
+        first = None if hit else plan[0].deployment
         with tracing.timed("sealgate.limits.duration"):  # observability (issue 17)
-            admission = await self.governance.admit(
-                record, model, body, headers, kind, plan[0].deployment
-            )
+            admission = await self.governance.admit(record, model, body, headers, kind, first)
         # observability (issue 17): the spend record it settles into, for the access log
         if (seen := access.current()) is not None:
             seen.admission = admission
@@ -314,17 +315,21 @@ class Inference:
         # a Messages call served per deployment (gateway/api/messages.py); under guardrails the
         # translated chat body goes through the chat path, read by the guardrails, as before
         native = messages if isinstance(messages, MessagesCall) and guarded is None else None
-        admission, plan = await self._admit(router, record, model, body, headers, "chat")
-        if isinstance(messages, MessagesCall):  # admission estimated the prompt already
-            messages.input_estimate = admission.estimate.prompt_tokens
-        if guarded is not None:
-            admission.guardrails = guarded.evidence.summary()
-        # -- the response cache (gateway/api/cached.py) --
+        # -- the response cache (gateway/api/cached.py): looked up before admission, so that a
+        # hit reserves only what a hit uses; counted, settled and answered after it --
         route: Route = "messages" if anthropic else "chat"
         keyed = messages.cache_body() if isinstance(messages, MessagesCall) else body
         lookup = cached.lookup(self.cache, route, record, keyed, headers)
-        if await cached.answered(lookup, receive, send, admission):
+        hit = await cached.find(lookup)
+        admission, plan = await self._admit(
+            router, record, model, body, headers, "chat", hit is not None
+        )
+        if guarded is not None:
+            admission.guardrails = guarded.evidence.summary()
+        if await cached.answered(lookup, hit, receive, send, admission):
             return
+        if isinstance(messages, MessagesCall):  # admission estimated the prompt already
+            messages.input_estimate = admission.estimate.prompt_tokens
         extra = cached.MISS if lookup is not None else []
         # --
         # observability (issue 17): content on the span only for a team that asked, redacted
@@ -407,11 +412,14 @@ class Inference:
         body: dict[str, Any] = await read_json(receive, headers, limit)
         model = self._resolve(router, record, body, validation.check_embeddings(body))
         guarded = await self._guard(record, model, body, headers)
-        admission, plan = await self._admit(router, record, model, body, headers, "embeddings")
+        lookup = cached.lookup(self.cache, "embeddings", record, body, headers)
+        hit = await cached.find(lookup)
+        admission, plan = await self._admit(
+            router, record, model, body, headers, "embeddings", hit is not None
+        )
         if guarded is not None:
             admission.guardrails = guarded.evidence.summary()
-        lookup = cached.lookup(self.cache, "embeddings", record, body, headers)
-        if await cached.answered(lookup, receive, send, admission):
+        if await cached.answered(lookup, hit, receive, send, admission):
             return
         reply, deployment = await routed(
             receive, admission, router.embeddings(model, body, admission.gate, plan)

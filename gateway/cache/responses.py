@@ -61,17 +61,24 @@ class Lookup:
     write: bool
 
     async def get(self) -> Hit | None:
-        """The cached answer; a request that may not be served from the cache counts as a
-        miss."""
-        found = await self.cache.store.get(self.key) if self.read else None
-        # counted as a miss too when the request may not be served from the cache
-        result = "miss"
-        hit: Hit | None = None
-        if found is not None:
-            kind: Kind = "stream" if found[:1] == KINDS["stream"] else "body"
-            hit, result = Hit(kind, found[1:]), "hit"
-        LOOKUPS[(("route", self.route), ("result", result))] += 1
+        """The cached answer, counted; a request that may not be served from the cache counts
+        as a miss."""
+        hit = await self.find()
+        self.count(hit)
         return hit
+
+    async def find(self) -> Hit | None:
+        """The cached answer, not yet counted (the inference routes look it up before
+        admission and count only an admitted request's lookup)."""
+        found = await self.cache.store.get(self.key) if self.read else None
+        if found is None:
+            return None
+        kind: Kind = "stream" if found[:1] == KINDS["stream"] else "body"
+        return Hit(kind, found[1:])
+
+    def count(self, hit: Hit | None) -> None:
+        # counted as a miss too when the request may not be served from the cache
+        LOOKUPS[(("route", self.route), ("result", "hit" if hit is not None else "miss"))] += 1
 
     async def put(self, kind: Kind, data: bytes) -> None:
         if self.write and len(data) <= self.cache.max_entry_bytes:

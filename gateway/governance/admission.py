@@ -13,6 +13,7 @@ import itertools
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -103,8 +104,7 @@ class Admission:
     project: str | None
     tags: tuple[str, ...]
     model: str
-    estimate: Estimate
-    cost_estimate: int
+    guess: Callable[[], Estimate]  # the request's token estimate, made when first asked for
     slots: list[Slot]
     local: bool
     # The first deployment, reserved with the request: its name, its slots, and the refusal
@@ -116,6 +116,11 @@ class Admission:
     settled: bool = False
     record: SpendRecord | None = None  # the spend record, once settled (the access log's)
     guardrails: str = ""  # what the guardrails found, for the spend record: ``card=1,email=2``
+
+    @property
+    def estimate(self) -> Estimate:
+        """The tokens reserved for the request: the same estimate every time it is asked."""
+        return self.guess()
 
     async def gate(self, deployment: Deployment) -> GatewayError | None:
         """Reserve the deployment's own request and token counters; an error when it is full

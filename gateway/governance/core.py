@@ -56,8 +56,12 @@ def attribution(
     """Project and tags: the key's metadata (``project``, ``tags``) first; the request headers
     ``x-sealgate-project`` and ``x-sealgate-tags`` (comma-separated) add to it when allowed."""
     project = metadata.get("project")
-    project = str(project)[:MAX_PROJECT] if project not in (None, "") else None
     raw = metadata.get("tags")
+    if project is None and raw is None:  # issue 16: the common case, without the set and sort
+        headed = b"x-sealgate-project" in headers or b"x-sealgate-tags" in headers
+        if not (from_header and headed):
+            return None, ()
+    project = str(project)[:MAX_PROJECT] if project not in (None, "") else None
     tags = [str(t) for t in raw] if isinstance(raw, list) else []
     if isinstance(raw, str):
         tags = raw.split(",")
@@ -216,21 +220,39 @@ class Governance:
         ``first`` is the deployment the router will try first: its own limits are reserved in
         the same step, so a routed request costs one counter round trip, not two."""
         now = self.clock()
+        # The token and cost estimates, made when a counter needs them (a token limit, a budget,
+        # the first deployment's limits, a call the router makes): a cache hit on a key without
+        # token limits or budgets never does (issue 16).
+        price = self._model_price.get(model, FREE)
         if kind == "chat":
-            guess = estimate.chat(body, self.settings.default_max_tokens)
+            default_max = self.settings.default_max_tokens
+
+            def guessing() -> estimate.Estimate:
+                return estimate.chat(body, default_max)
         else:
-            guess = estimate.embeddings(body)
-        tokens = guess.total
-        cost = self._model_price.get(model, FREE).cost(
-            Usage(guess.prompt_tokens, guess.completion_tokens)
-        )
+
+            def guessing() -> estimate.Estimate:
+                return estimate.embeddings(body)
+
+        made: list[estimate.Estimate] = []
+
+        def guessed() -> estimate.Estimate:
+            if not made:
+                made.append(guessing())
+            return made[0]
+
+        def costed() -> int:
+            guess = guessed()
+            return price.cost(Usage(guess.prompt_tokens, guess.completion_tokens))
+
         snap = self.snapshot
         team = snap.teams.get(record.team_id) if record.team_id else None
         project, tags = attribution(record.metadata, headers, self.settings.project_header)
-        owners_metadata = [("key", record.metadata)]
-        if team is not None:
-            owners_metadata.append(("team", team.metadata))
-        check_allowed(project, tags, *owners_metadata)
+        if project is not None or tags:  # nothing to check a request attributed to nothing by
+            owners_metadata = [("key", record.metadata)]
+            if team is not None:
+                owners_metadata.append(("team", team.metadata))
+            check_allowed(project, tags, *owners_metadata)
         minute = int(now // WINDOW_SECONDS)
         reset = (minute + 1) * WINDOW_SECONDS
         slots: list[Slot] = []
@@ -253,7 +275,7 @@ class Governance:
                 charge = Charge(f"r:{name}:{minute}", 1, rpm, MINUTE_TTL)
                 slots.append(Slot(charge, "requests", scope, reset))
             if tpm is not None:
-                charge = Charge(f"t:{name}:{minute}", tokens, tpm, MINUTE_TTL)
+                charge = Charge(f"t:{name}:{minute}", guessed().total, tpm, MINUTE_TTL)
                 slots.append(Slot(charge, "tokens", scope, reset))
         owners = [("key", record.id), ("team", record.team_id), ("user", record.user_id)]
         owners += [("project", project), *(("tag", tag) for tag in tags)]
@@ -262,9 +284,9 @@ class Governance:
                 label, end = self._period(budget.period, now, minute)
                 ttl = TOTAL_TTL if budget.period == "total" else int(end - now) + DAY
                 seed = snap.seeds.get((budget.id, label), 0)
-                charge = Charge(f"u:{budget.id}:{label}", cost, budget.max_nanos, ttl, seed)
+                charge = Charge(f"u:{budget.id}:{label}", costed(), budget.max_nanos, ttl, seed)
                 slots.append(Slot(charge, "usd", f"budget:{budget.period} {scope}", end))
-        ahead = self.deployment_slots(first, guess, now) if first is not None else []
+        ahead = self.deployment_slots(first, guessed(), now) if first is not None else []
         ahead_of: tuple[str, list[Slot], GatewayError | None] | None = None
         outcome = await self._reserve(slots, ahead)
         if outcome is not None and not outcome.ok and outcome.refused is not None:
@@ -294,8 +316,7 @@ class Governance:
             project=project,
             tags=tags,
             model=model,
-            estimate=guess,
-            cost_estimate=cost,
+            guess=guessed,
             slots=slots,
             local=outcome.local if outcome is not None else False,
             ahead=ahead_of,

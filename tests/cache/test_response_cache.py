@@ -223,6 +223,33 @@ def test_a_hit_is_recorded_in_spend_as_cached_with_no_upstream_cost(
     assert ok_row[0] == "ok" and ok_row[1] > 0
 
 
+def lookups(gateway: GatewayProcess, result: str) -> float:
+    """``sealgate_cache_lookups_total`` of the chat route with that result, from /metrics."""
+    prefix = f'sealgate_cache_lookups_total{{result="{result}",route="chat"}} '
+    for line in gateway.admin("GET", "/metrics").text.splitlines():
+        if line.startswith(prefix):
+            return float(line.removeprefix(prefix))
+    return 0.0
+
+
+def test_a_hit_counts_against_the_keys_requests_per_minute_and_is_refused_past_it(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    # issue 16: the cache is read before admission, but a hit is still admitted (and refused)
+    # by the key's limits exactly as a miss is, and only an admitted lookup is counted
+    key = gateway.create_key(["fake-gpt"], rpm_limit=2)["key"]
+    text = unique()
+    assert ask(gateway, key, text).headers["x-sealgate-cache"] == "miss"
+    assert ask(gateway, key, text).headers["x-sealgate-cache"] == "hit"
+    hits = lookups(gateway, "hit")
+    refused = ask(gateway, key, text)
+    assert refused.status_code == 429
+    assert "x-sealgate-cache" not in refused.headers
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert lookups(gateway, "hit") == hits
+    assert len(upstream.requests) == 1
+
+
 @pytest.mark.redis
 def test_entries_in_redis_are_encrypted_and_hits_are_served_from_them(
     upstream: FakeUpstream, tmp_path: Path
