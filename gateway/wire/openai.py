@@ -145,13 +145,7 @@ class ChunkWriter:
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> Any:
         """``chunk``'s bytes, or (``parsed``) their parse."""
         if self.parsed:
-            return {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+            return self._parsed(choices=[{"index": 0, "delta": delta, "finish_reason": finish}])
         template = self._template
         if template is None or template[:3] != (self.id, self.created, self.model):
             head = chunk(self.id, self.created, self.model, {})[: -len(_EMPTY_TAIL)]
@@ -167,15 +161,19 @@ class ChunkWriter:
     def _usage_chunk(self, usage: Usage) -> Any:
         """``usage_chunk``'s bytes, or (``parsed``) their parse."""
         if self.parsed:
-            return {
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": usage_json(usage),
-            }
+            return self._parsed(choices=[], usage=usage_json(usage))
         return usage_chunk(self.id, self.created, self.model, usage)
+
+    def _parsed(self, **rest: Any) -> dict[str, Any]:
+        """A chunk as ``json.loads`` makes it of the bytes ``chunk`` writes: the stream's head,
+        then ``rest`` in order."""
+        return {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            **rest,
+        }
 
     def _end(self) -> Any:
         """``data: [DONE]``, or (``parsed``) ``END``."""

@@ -250,6 +250,24 @@ def test_a_hit_counts_against_the_keys_requests_per_minute_and_is_refused_past_i
     assert len(upstream.requests) == 1
 
 
+def test_a_hit_is_refused_by_the_keys_tokens_per_minute_once_they_are_spent(
+    gateway: GatewayProcess, upstream: FakeUpstream
+) -> None:
+    # issue 16: a hit uses no deployment's tokens, but it is admitted by the key's own limits
+    # like any request: the lookup comes first, the refusal still wins, nothing is served
+    key = gateway.create_key(["fake-gpt"], tpm_limit=30)["key"]
+    text = unique()
+    first = ask(gateway, key, text, max_tokens=4)  # estimated under 30; the upstream reports 18
+    assert (first.status_code, first.headers["x-sealgate-cache"]) == (200, "miss")
+    hits = lookups(gateway, "hit")
+    refused = ask(gateway, key, text, max_tokens=4)  # 18 spent + the estimate pass 30
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "rate_limit_exceeded"
+    assert "x-sealgate-cache" not in refused.headers
+    assert lookups(gateway, "hit") == hits
+    assert len(upstream.requests) == 1
+
+
 @pytest.mark.redis
 def test_entries_in_redis_are_encrypted_and_hits_are_served_from_them(
     upstream: FakeUpstream, tmp_path: Path
